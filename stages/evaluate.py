@@ -1,0 +1,180 @@
+"""Stage evaluate: the only stage that reads the test split.
+
+Reads params: evaluate.*, mlflow.experiment.
+Writes: reports/metrics.json (flat, stable keys for `dvc metrics`), reports/evaluation.json
+(CIs, baselines, calibration, subgroups), reports/plots/*.csv (for `dvc plots`); adds the
+test metrics to the training run in MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from stroke_risk.cli import run_stage
+from stroke_risk.data import file_md5
+from stroke_risk.evaluation import (
+    calibration_table,
+    expected_calibration_error,
+    metrics_with_intervals,
+    probability_metrics,
+    subgroup_metrics,
+)
+from stroke_risk.features import cut_bands
+from stroke_risk.io import load_params, write_csv, write_json
+from stroke_risk.schema import FEATURE_NAMES, TARGET
+from stroke_risk.settings import read_prepared
+
+
+def rounded(value: object, digits: int = 6) -> object:
+    """Round floats recursively so reports diff cleanly and stay byte-stable."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def age_only_baseline(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Test probabilities of a logistic regression on age alone, fitted on train."""
+    model = LogisticRegression().fit(train[["age"]], train[TARGET])
+    return model.predict_proba(test[["age"]])[:, 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--train", default="data/prepared/train.csv")
+    parser.add_argument("--test", default="data/prepared/test.csv")
+    parser.add_argument("--model", default="models/model.joblib")
+    parser.add_argument("--metadata", default="models/model_metadata.json")
+    parser.add_argument("--tuning", default="reports/tuning.json")
+    parser.add_argument("--metrics", default="reports/metrics.json")
+    parser.add_argument("--evaluation", default="reports/evaluation.json")
+    parser.add_argument("--plots", default="reports/plots")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    settings = params["evaluate"]
+    with open(args.metadata) as handle:
+        metadata = json.load(handle)
+    with open(args.tuning) as handle:
+        tuning = json.load(handle)
+    threshold = float(metadata["decision_threshold"])
+
+    model = joblib.load(args.model)
+    train, test = read_prepared(args.train), read_prepared(args.test)
+    y_test = test[TARGET].to_numpy()
+    features = test[list(FEATURE_NAMES)]
+    probability = model.predict_proba(features)[:, 1]
+
+    test_metrics = metrics_with_intervals(
+        y_test,
+        probability,
+        threshold,
+        n_resamples=settings["bootstrap_resamples"],
+        seed=settings["bootstrap_seed"],
+    )
+    calibration = calibration_table(y_test, probability, n_bins=settings["calibration_bins"])
+    prevalence = float(train[TARGET].mean())
+    baselines = {
+        "prevalence": probability_metrics(y_test, np.full(len(y_test), prevalence)),
+        "age_only": probability_metrics(y_test, age_only_baseline(train, test)),
+    }
+    age_bands = cut_bands(test["age"], tuple(metadata["feature_config"]["age_band_edges"]))
+    subgroups = {
+        "gender": subgroup_metrics(y_test, probability, test["gender"].to_numpy(), threshold),
+        "age_band": subgroup_metrics(y_test, probability, age_bands.to_numpy(), threshold),
+        "hypertension": subgroup_metrics(
+            y_test, probability, test["hypertension"].to_numpy(), threshold
+        ),
+    }
+    importance = permutation_importance(
+        model,
+        features,
+        y_test,
+        scoring="roc_auc",
+        n_repeats=settings["importance_repeats"],
+        random_state=settings["importance_seed"],
+    )
+
+    flat_test = {name: entry["value"] for name, entry in test_metrics.items()}
+    write_json(
+        args.metrics,
+        rounded(
+            {
+                "test": {
+                    **flat_test,
+                    "threshold": threshold,
+                    "n": len(y_test),
+                    "positives": int(y_test.sum()),
+                    "ece": expected_calibration_error(calibration),
+                },
+                "cv": {
+                    k: tuning["cv"][k]
+                    for k in ("roc_auc", "roc_auc_std", "average_precision", "brier")
+                },
+            }
+        ),
+    )
+    write_json(
+        args.evaluation,
+        rounded(
+            {
+                "test": test_metrics,
+                "baselines": baselines,
+                "calibration": {
+                    "bins": calibration,
+                    "ece": expected_calibration_error(calibration),
+                },
+                "subgroups": subgroups,
+                "threshold": {
+                    "value": threshold,
+                    **metadata["threshold_policy"],
+                    "cv_recall": metadata["threshold_cv_metrics"]["recall"],
+                    "cv_specificity": metadata["threshold_cv_metrics"]["specificity"],
+                    "cv_precision": metadata["threshold_cv_metrics"]["precision"],
+                },
+            }
+        ),
+    )
+    fpr, tpr, _ = roc_curve(y_test, probability)
+    precision, recall, _ = precision_recall_curve(y_test, probability)
+    write_csv(f"{args.plots}/roc.csv", pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(6))
+    write_csv(
+        f"{args.plots}/pr.csv", pd.DataFrame({"recall": recall, "precision": precision}).round(6)
+    )
+    write_csv(f"{args.plots}/calibration.csv", pd.DataFrame(calibration).round(6))
+    write_csv(
+        f"{args.plots}/confusion.csv",
+        pd.DataFrame({"actual": y_test, "predicted": (probability >= threshold).astype(int)}),
+    )
+    write_csv(
+        f"{args.plots}/importance.csv",
+        pd.DataFrame({"feature": list(FEATURE_NAMES), "importance": importance.importances_mean})
+        .sort_values("importance", ascending=False, kind="stable")
+        .round(6),
+    )
+
+    from stroke_risk.tracking import log_evaluation
+
+    run_id = log_evaluation(
+        experiment=params["mlflow"]["experiment"],
+        model_md5=file_md5(args.model),
+        metrics={f"test_{k}": v for k, v in flat_test.items()},
+        artifacts=[args.metrics, args.evaluation],
+    )
+    if run_id is None:
+        print("MLflow: no training run found for this model file; test metrics not logged")
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", main)

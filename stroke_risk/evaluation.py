@@ -1,0 +1,195 @@
+"""Threshold selection, metrics with bootstrap confidence intervals, calibration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+THRESHOLD_POLICIES = ("min_recall", "max_f1", "youden")
+
+
+def select_threshold(
+    y_true: np.ndarray, probability: np.ndarray, *, policy: str, target_recall: float
+) -> float:
+    """Pick a decision threshold from (out-of-fold) scores.
+
+    - ``min_recall``: the highest threshold whose recall is at least target_recall, i.e.
+      the most specific rule that still meets the clinical sensitivity target;
+    - ``max_f1``: the threshold maximising F1;
+    - ``youden``: the threshold maximising sensitivity + specificity - 1.
+    Candidate thresholds are the observed scores, so the result is one of them.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    probability = np.asarray(probability, dtype=float)
+    candidates = np.unique(probability)[::-1]  # descending: recall grows as we go
+    positives = y_true.sum()
+    negatives = len(y_true) - positives
+    order = np.argsort(-probability, kind="stable")
+    sorted_scores = probability[order]
+    sorted_labels = y_true[order]
+    # True/false positives when predicting positive for score >= candidate.
+    cumulative_tp = np.cumsum(sorted_labels)
+    cumulative_fp = np.cumsum(1 - sorted_labels)
+    last_index = np.searchsorted(-sorted_scores, -candidates, side="right") - 1
+    tp = cumulative_tp[last_index]
+    fp = cumulative_fp[last_index]
+    recall = tp / positives
+    if policy == "min_recall":
+        meeting = np.nonzero(recall >= target_recall)[0]
+        return float(candidates[meeting[0]]) if len(meeting) else float(candidates[-1])
+    if policy == "max_f1":
+        f1 = 2 * tp / (2 * tp + fp + (positives - tp))
+        return float(candidates[int(np.argmax(f1))])
+    if policy == "youden":
+        youden = recall - fp / negatives
+        return float(candidates[int(np.argmax(youden))])
+    raise ValueError(
+        f"unknown threshold policy {policy!r}; expected one of {', '.join(THRESHOLD_POLICIES)}"
+    )
+
+
+def specificity_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    negatives = y_true == 0
+    return float(np.mean(y_pred[negatives] == 0)) if negatives.any() else float("nan")
+
+
+def probability_metrics(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Threshold-free metrics: discrimination and probabilistic accuracy."""
+    return {
+        "roc_auc": float(roc_auc_score(y_true, probability)),
+        "average_precision": float(average_precision_score(y_true, probability)),
+        "brier": float(brier_score_loss(y_true, probability)),
+        "log_loss": float(log_loss(y_true, np.clip(probability, 1e-15, 1 - 1e-15), labels=[0, 1])),
+    }
+
+
+def threshold_metrics(
+    y_true: np.ndarray, probability: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """Metrics of the decision rule 'positive when probability >= threshold'."""
+    y_pred = (probability >= threshold).astype(int)
+    return {
+        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        "specificity": specificity_score(y_true, y_pred),
+        "positive_rate": float(y_pred.mean()),
+    }
+
+
+def all_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, float]:
+    return {
+        **probability_metrics(y_true, probability),
+        **threshold_metrics(y_true, probability, threshold),
+    }
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray,
+    probability: np.ndarray,
+    metric_fn: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    *,
+    n_resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap CIs for every metric metric_fn returns.
+
+    Resamples are stratified by class so each contains positives (with ~12 positives a
+    plain resample can miss them and leave AUC undefined).
+    """
+    rng = np.random.default_rng(seed)
+    positive_index = np.nonzero(y_true == 1)[0]
+    negative_index = np.nonzero(y_true == 0)[0]
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_resamples):
+        index = np.concatenate(
+            [
+                rng.choice(positive_index, size=len(positive_index), replace=True),
+                rng.choice(negative_index, size=len(negative_index), replace=True),
+            ]
+        )
+        for name, value in metric_fn(y_true[index], probability[index]).items():
+            samples.setdefault(name, []).append(value)
+    alpha = (1 - confidence) / 2
+    return {
+        name: (float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha)))
+        for name, values in samples.items()
+    }
+
+
+def calibration_table(
+    y_true: np.ndarray, probability: np.ndarray, *, n_bins: int
+) -> list[dict[str, float]]:
+    """Equal-frequency bins: mean predicted vs observed rate and count per bin."""
+    order = np.argsort(probability, kind="stable")
+    rows = []
+    for chunk in np.array_split(order, n_bins):
+        if len(chunk) == 0:
+            continue
+        rows.append(
+            {
+                "mean_predicted": float(probability[chunk].mean()),
+                "observed_rate": float(y_true[chunk].mean()),
+                "count": int(len(chunk)),
+            }
+        )
+    return rows
+
+
+def expected_calibration_error(table: list[dict[str, float]]) -> float:
+    """Count-weighted mean |observed - predicted| over calibration bins."""
+    total = sum(row["count"] for row in table)
+    return float(
+        sum(row["count"] * abs(row["observed_rate"] - row["mean_predicted"]) for row in table)
+        / total
+    )
+
+
+def metrics_with_intervals(
+    y_true: np.ndarray, probability: np.ndarray, threshold: float, *, n_resamples: int, seed: int
+) -> dict[str, dict[str, float]]:
+    """Every metric at the threshold as {value, ci_low, ci_high} (95 % bootstrap)."""
+    point = all_metrics(y_true, probability, threshold)
+    intervals = bootstrap_intervals(
+        y_true,
+        probability,
+        lambda t, p: all_metrics(t, p, threshold),
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    return {
+        name: {"value": value, "ci_low": intervals[name][0], "ci_high": intervals[name][1]}
+        for name, value in point.items()
+    }
+
+
+def subgroup_metrics(
+    y_true: np.ndarray, probability: np.ndarray, groups: np.ndarray, threshold: float
+) -> dict[str, dict[str, float | int | None]]:
+    """Metrics per subgroup value; AUC/AP are None where a group lacks one of the classes."""
+    table: dict[str, dict[str, float | int | None]] = {}
+    for group in sorted(set(groups.tolist()), key=str):
+        mask = groups == group
+        labels, scores = y_true[mask], probability[mask]
+        row: dict[str, float | int | None] = {"n": int(mask.sum()), "positives": int(labels.sum())}
+        both_classes = 0 < labels.sum() < len(labels)
+        row["roc_auc"] = float(roc_auc_score(labels, scores)) if both_classes else None
+        row["brier"] = float(brier_score_loss(labels, scores, labels=[0, 1]))
+        row["mean_probability"] = float(scores.mean())
+        decided = threshold_metrics(labels, scores, threshold) if labels.sum() > 0 else {}
+        row["recall"] = decided.get("recall")
+        row["precision"] = decided.get("precision")
+        row["positive_rate"] = float((scores >= threshold).mean())
+        table[str(group)] = row
+    return table

@@ -1,0 +1,363 @@
+"""Per-prediction explanations on the log-odds scale, per raw input field.
+
+``explain(pipeline, frame)`` returns ``(base_value, contributions)``: one contribution per
+schema field (the ten raw inputs) for every row, such that
+
+    base_value + contributions.sum(axis=1) == model_logit(pipeline, frame)   (within 1e-6)
+
+where the model's logit is ``log(p / (1 - p))`` of ``pipeline.predict_proba(frame)[:, 1]``.
+Transformed columns are summed back to the raw field they derive from (``age_squared`` and
+``age_band`` are ``age``; one-hot columns are their field), so a user sees the ten fields
+they sent, never an encoding.
+
+What a contribution is relative to depends on the model family:
+
+- ``LogisticRegression``: coefficient x transformed value, base value = intercept. Numeric
+  columns are standardised, so a numeric field at its training mean contributes 0 (the
+  reference is the training-mean patient); binary fields contribute 0 when absent; a
+  categorical field contributes the coefficient of the patient's category (relative to the
+  intercept's implicit "no category"). Exact.
+- ``XGBClassifier``: XGBoost's own exact TreeSHAP (``pred_contribs``) on the margin; the base
+  value is the model's expected margin over its training data. Exact up to XGBoost's float32
+  arithmetic.
+- ``RandomForestClassifier``: a forest averages probabilities, so no additive decomposition
+  of its logit exists. We compute exact path (Saabas) contributions on the probability
+  scale, precomputed per leaf, and rescale them by one common factor per row so that they
+  sum to ``logit(p) - logit(base)``. The sum is exact; the split between fields is an
+  approximation (it keeps each field's sign and share of the probability-scale
+  attribution). The base value is the logit of the forest's mean root (bootstrap training)
+  rate. Forest probabilities of exactly 0 or 1 are clipped to ``[1e-6, 1 - 1e-6]`` first.
+
+Explanations are computed from one transform of the input, so ``explain_prediction`` also
+returns the model's probability at no extra cost; the serving API should call it instead of
+``predict_proba`` followed by ``explain``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from stroke_risk.schema import FEATURE_NAMES
+
+# Raw field each engineered column is computed from (see features.add_engineered_features).
+ENGINEERED_SOURCES: dict[str, str] = {
+    "age_squared": "age",
+    "age_band": "age",
+    "log_avg_glucose_level": "avg_glucose_level",
+    "high_glucose": "avg_glucose_level",
+    "bmi_category": "bmi",
+}
+# A forest can predict exactly 0 or 1, whose logit is infinite.
+FOREST_PROBABILITY_FLOOR = 1e-6
+# Below this probability-scale total the forest rescaling uses the logit's derivative.
+_TINY_PROBABILITY_CHANGE = 1e-12
+
+
+def source_field(column: str) -> str:
+    """The raw schema field a model input column (raw or engineered) derives from."""
+    field_name = ENGINEERED_SOURCES.get(column, column)
+    if field_name not in FEATURE_NAMES:
+        raise ValueError(f"column {column!r} does not derive from a known input field")
+    return field_name
+
+
+def _output_widths(transformer: Any, columns: Sequence[str]) -> list[int]:
+    """Number of output columns each input column of one ColumnTransformer part produces."""
+    final = transformer.steps[-1][1] if isinstance(transformer, Pipeline) else transformer
+    if isinstance(final, OneHotEncoder):
+        if getattr(final, "drop_idx_", None) is not None:
+            raise ValueError("one-hot encoders with drop= are not supported by explain")
+        return [len(categories) for categories in final.categories_]
+    return [1] * len(columns)
+
+
+def transformed_sources(preprocess: ColumnTransformer) -> list[str]:
+    """Raw field of every output column of a fitted preprocessor, in output order."""
+    sources: list[str] = [""] * sum(
+        s.stop - s.start for s in preprocess.output_indices_.values()
+    )
+    for name, transformer, columns in preprocess.transformers_:
+        output = preprocess.output_indices_[name]
+        if output.stop == output.start:
+            continue  # dropped remainder or an empty part
+        widths = _output_widths(transformer, columns)
+        if sum(widths) != output.stop - output.start:
+            # e.g. an imputer that dropped an all-missing column: the mapping would be wrong
+            raise ValueError(f"cannot map the outputs of preprocessing part {name!r} to fields")
+        position = output.start
+        for column, width in zip(columns, widths):
+            sources[position : position + width] = [source_field(column)] * width
+            position += width
+    return sources
+
+
+def aggregation_matrix(sources: Sequence[str]) -> np.ndarray:
+    """0/1 matrix (n transformed columns x ten fields): column contributions -> fields."""
+    matrix = np.zeros((len(sources), len(FEATURE_NAMES)))
+    for row, field_name in enumerate(sources):
+        matrix[row, FEATURE_NAMES.index(field_name)] = 1.0
+    return matrix
+
+
+def _logit(probability: np.ndarray) -> np.ndarray:
+    return np.log(probability) - np.log1p(-probability)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Explained predictions of a batch of rows.
+
+    ``contributions[i, j]`` is field ``feature_names[j]``'s log-odds contribution to row i;
+    ``base_value + contributions[i].sum() == logit[i]`` and ``probability`` is exactly the
+    pipeline's ``predict_proba(frame)[:, 1]``.
+    """
+
+    base_value: float
+    contributions: np.ndarray
+    logit: np.ndarray
+    probability: np.ndarray
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+
+    def contributions_frame(self, index: Any = None) -> pd.DataFrame:
+        return pd.DataFrame(self.contributions, columns=list(self.feature_names), index=index)
+
+
+class _LinearExplainer:
+    def __init__(self, model: LogisticRegression, aggregate: np.ndarray):
+        if model.coef_.shape[0] != 1:
+            raise ValueError("explain supports binary logistic regression only")
+        # Coefficients already summed per field: contributions are one matrix product.
+        self.field_weights = model.coef_[0][:, None] * aggregate
+        self.base_value = float(model.intercept_[0])
+
+    def contributions(self, matrix: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        return matrix @ self.field_weights
+
+
+class _XGBoostExplainer:
+    def __init__(self, model: Any, aggregate: np.ndarray):
+        self.booster = model.get_booster()
+        best_iteration = getattr(model, "best_iteration", None)
+        # Same trees as predict_proba uses when early stopping chose a best iteration.
+        self.iteration_range = (0, best_iteration + 1) if best_iteration is not None else (0, 0)
+        self.aggregate = aggregate
+        # The bias column of pred_contribs is the same for every row: read it once.
+        self.base_value = float(self._raw_contributions(np.zeros((1, len(aggregate))))[0, -1])
+
+    def _raw_contributions(self, matrix: np.ndarray) -> np.ndarray:
+        import xgboost
+
+        data = xgboost.DMatrix(matrix, feature_names=self.booster.feature_names)
+        raw = self.booster.predict(
+            data, pred_contribs=True, iteration_range=self.iteration_range, validate_features=False
+        )
+        return np.asarray(raw, dtype=np.float64)
+
+    def contributions(self, matrix: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        raw = self._raw_contributions(matrix)
+        return raw[:, :-1] @ self.aggregate
+
+
+class _ForestExplainer:
+    """Saabas path contributions of a random forest, precomputed for every tree node.
+
+    For a node reached from its parent, the change of the class-1 rate is credited to the
+    field the parent split on. The cumulative credit at a leaf is the explanation of every
+    row landing in that leaf, so explaining a row costs one ``apply`` per tree and a gather.
+    """
+
+    def __init__(self, model: Any, aggregate: np.ndarray):
+        if list(model.classes_) != [0, 1] or model.n_outputs_ != 1:
+            raise ValueError("explain supports binary random forests with classes [0, 1] only")
+        field_of_column = aggregate.argmax(axis=1)
+        tables, offsets, roots = [], [], []
+        offset = 0
+        for estimator in model.estimators_:
+            tree = estimator.tree_
+            rate = tree.value[:, 0, 1] / tree.value[:, 0, :].sum(axis=1)
+            tables.append(self._cumulative_credit(tree, rate, field_of_column))
+            offsets.append(offset)
+            roots.append(rate[0])
+            offset += tree.node_count
+        self.trees = [estimator.tree_ for estimator in model.estimators_]
+        self.credit = np.concatenate(tables)
+        self.offsets = np.asarray(offsets)
+        self.base_probability = float(np.mean(roots))
+        self.base_value = float(_logit(np.asarray(self.base_probability)))
+
+    @staticmethod
+    def _cumulative_credit(tree: Any, rate: np.ndarray, field_of_column: np.ndarray) -> np.ndarray:
+        credit = np.zeros((tree.node_count, len(FEATURE_NAMES)))
+        level = np.array([0])
+        # Level by level from the root: each child inherits its parent's credit plus its own.
+        while len(level):
+            internal = level[tree.children_left[level] >= 0]
+            fields = field_of_column[tree.feature[internal]]
+            next_level = []
+            for children in (tree.children_left[internal], tree.children_right[internal]):
+                credit[children] = credit[internal]
+                credit[children, fields] += rate[children] - rate[internal]
+                next_level.append(children)
+            level = np.concatenate(next_level)
+        return credit
+
+    def contributions(self, matrix: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        # Trees compare float32 features, as sklearn's own predict does.
+        features = np.ascontiguousarray(matrix, dtype=np.float32)
+        leaves = np.stack([tree.apply(features) for tree in self.trees], axis=1)
+        probability_credit = self.credit[leaves + self.offsets].mean(axis=1)
+        change = probability_credit.sum(axis=1)
+        clipped = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
+        logit_change = _logit(clipped) - self.base_value
+        base = self.base_probability
+        # One factor per row maps the probability-scale credit onto the logit change; when
+        # the prediction equals the base rate use the logit's slope there instead of 0/0.
+        tiny = np.abs(change) < _TINY_PROBABILITY_CHANGE
+        scale = np.where(
+            tiny, 1.0 / (base * (1.0 - base)), logit_change / np.where(tiny, 1.0, change)
+        )
+        return probability_credit * scale[:, None]
+
+
+_Family = _LinearExplainer | _XGBoostExplainer | _ForestExplainer
+
+
+def _family_explainer(model: Any, aggregate: np.ndarray) -> _Family:
+    if isinstance(model, LogisticRegression):
+        return _LinearExplainer(model, aggregate)
+    if type(model).__name__ == "XGBClassifier":
+        return _XGBoostExplainer(model, aggregate)
+    if type(model).__name__ == "RandomForestClassifier":
+        return _ForestExplainer(model, aggregate)
+    raise TypeError(f"no explanation method for model type {type(model).__name__}")
+
+
+class PipelineExplainer:
+    """Explainer of one fitted pipeline (serving: engineer -> preprocess -> model, or the
+    training pipeline preprocess -> model on featurized frames).
+
+    Building it precomputes everything that depends only on the model, so keep one per
+    loaded model (``explain`` caches it on the pipeline object).
+    """
+
+    def __init__(self, pipeline: Pipeline):
+        if "preprocess" not in pipeline.named_steps or pipeline.steps[-1][0] != "model":
+            raise ValueError("expected a pipeline with a 'preprocess' step and a final 'model'")
+        self.pipeline = pipeline
+        self.transform = pipeline[:-1]
+        self.model = pipeline.named_steps["model"]
+        self.sources = transformed_sources(pipeline.named_steps["preprocess"])
+        self.family = _family_explainer(self.model, aggregation_matrix(self.sources))
+
+    @property
+    def base_value(self) -> float:
+        return self.family.base_value
+
+    def explain(self, frame: pd.DataFrame) -> Explanation:
+        """Probability, logit and per-field contributions of every row of frame."""
+        matrix = np.asarray(self.transform.transform(frame), dtype=np.float64)
+        probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
+        contributions = self.family.contributions(matrix, probability)
+        return Explanation(
+            base_value=self.base_value,
+            contributions=contributions,
+            logit=self.base_value + contributions.sum(axis=1),
+            probability=probability,
+        )
+
+
+_EXPLAINERS: "weakref.WeakKeyDictionary[Pipeline, tuple[int, PipelineExplainer]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def explainer_for(pipeline: Pipeline) -> PipelineExplainer:
+    """The cached explainer of a pipeline (rebuilt if its model object was replaced)."""
+    model_identity = id(pipeline.steps[-1][1])
+    cached = _EXPLAINERS.get(pipeline)
+    if cached is None or cached[0] != model_identity:
+        cached = (model_identity, PipelineExplainer(pipeline))
+        _EXPLAINERS[pipeline] = cached
+    return cached[1]
+
+
+def explain_prediction(pipeline: Pipeline, frame: pd.DataFrame) -> Explanation:
+    """Predict and explain in one pass (one transform); see the module docstring."""
+    return explainer_for(pipeline).explain(frame)
+
+
+def explain(pipeline: Pipeline, frame: pd.DataFrame) -> tuple[float, pd.DataFrame]:
+    """(base_value, contributions): log-odds contributions per raw field, one row per row.
+
+    ``base_value + contributions.sum(axis=1)`` equals the model's logit of each row.
+    """
+    explanation = explain_prediction(pipeline, frame)
+    return explanation.base_value, explanation.contributions_frame(index=frame.index)
+
+
+def model_logit(pipeline: Pipeline, frame: pd.DataFrame) -> np.ndarray:
+    """The log-odds that explanations add up to: ``logit(predict_proba)`` (forests clipped)."""
+    probability = np.asarray(pipeline.predict_proba(frame)[:, 1], dtype=np.float64)
+    if type(pipeline.steps[-1][1]).__name__ == "RandomForestClassifier":
+        probability = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
+    return _logit(probability)
+
+
+def _json_value(value: Any) -> Any:
+    """Plain JSON value of an input field: numpy scalars unwrapped, NaN/None as None."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def top_risk_factors(
+    base_value: float,
+    contributions: Mapping[str, float] | pd.Series,
+    values: Mapping[str, Any] | pd.Series,
+    k: int = 3,
+) -> list[dict[str, Any]]:
+    """The k fields with the largest absolute contribution of one row, largest first.
+
+    Each item is ``{"feature", "value", "contribution"}`` (contribution in log-odds; positive
+    raises risk relative to the base value). Ties keep schema order, so the result is
+    deterministic. ``base_value`` is accepted so callers can pass ``explain``'s output
+    through unchanged; the ranking does not depend on it.
+    """
+    del base_value  # the ranking is by contribution only
+    items = [(name, float(contributions[name])) for name in FEATURE_NAMES if name in contributions]
+    ranked = sorted(items, key=lambda item: -abs(item[1]))  # sorted() is stable
+    return [
+        {"feature": name, "value": _json_value(values.get(name)), "contribution": contribution}
+        for name, contribution in ranked[: max(k, 0)]
+    ]
+
+
+def top_risk_factors_batch(explanation: Explanation, frame: pd.DataFrame, k: int = 3) -> list[list[dict[str, Any]]]:
+    """top_risk_factors of every row of an explained batch, vectorised ranking."""
+    order = np.argsort(-np.abs(explanation.contributions), axis=1, kind="stable")[:, : max(k, 0)]
+    records = frame.to_dict(orient="records")
+    return [
+        [
+            {
+                "feature": explanation.feature_names[j],
+                "value": _json_value(records[i].get(explanation.feature_names[j])),
+                "contribution": float(explanation.contributions[i, j]),
+            }
+            for j in order[i]
+        ]
+        for i in range(len(records))
+    ]

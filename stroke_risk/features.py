@@ -1,0 +1,164 @@
+"""Stateless engineered features and the training reference profile.
+
+Everything here is a pure function of one row (engineered features) or of the training
+split alone (reference profile). Stateful transforms such as imputation, encoding and
+scaling live in the model pipeline (see modeling.py) so they are fitted inside CV folds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from stroke_risk.schema import FEATURES, BinaryField, CategoricalField, NumericField
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Parameters of the engineered features (params.yaml `featurize`)."""
+
+    age_band_edges: tuple[float, ...] = (18.0, 40.0, 60.0, 80.0)
+    bmi_category_edges: tuple[float, ...] = (18.5, 25.0, 30.0)
+    high_glucose_cut: float = 150.0
+
+
+ENGINEERED_NUMERIC = ("log_avg_glucose_level", "age_squared")
+ENGINEERED_BINARY = ("high_glucose",)
+ENGINEERED_CATEGORICAL = ("age_band", "bmi_category")
+ENGINEERED_FEATURES = ENGINEERED_NUMERIC + ENGINEERED_BINARY + ENGINEERED_CATEGORICAL
+
+
+def band_labels(edges: tuple[float, ...]) -> list[str]:
+    """Labels for half-open bands [a, b) cut at edges, e.g. '<18', '18-40', '80+'."""
+    inner = [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)]
+    return [f"<{edges[0]:g}", *inner, f"{edges[-1]:g}+"]
+
+
+def cut_bands(values: pd.Series, edges: tuple[float, ...]) -> pd.Series:
+    """Assign each value its band label; missing values get 'unknown'."""
+    labels = band_labels(edges)
+    positions = np.searchsorted(
+        np.asarray(edges, dtype=float), values.to_numpy(float), side="right"
+    )
+    banded = pd.Series(
+        np.asarray(labels, dtype=object)[np.minimum(positions, len(labels) - 1)], index=values.index
+    )
+    return banded.where(values.notna(), "unknown")
+
+
+def add_engineered_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
+    """Return a copy of frame with the engineered columns appended (row-wise, stateless)."""
+    out = frame.copy()
+    glucose = out["avg_glucose_level"].astype(float)
+    age = out["age"].astype(float)
+    out["log_avg_glucose_level"] = np.log(glucose)
+    out["age_squared"] = (age / 10.0) ** 2
+    out["high_glucose"] = (glucose >= config.high_glucose_cut).astype(int)
+    out["age_band"] = cut_bands(age, config.age_band_edges)
+    out["bmi_category"] = cut_bands(out["bmi"].astype(float), config.bmi_category_edges)
+    return out
+
+
+class FeatureEngineer(TransformerMixin, BaseEstimator):
+    """sklearn wrapper of add_engineered_features, the first step of the served pipeline.
+
+    It has no fitted state; it exists so that the artifact takes the ten raw fields and
+    serving cannot skew from the featurize stage.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None):
+        self.config = config
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> FeatureEngineer:
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        return add_engineered_features(X, self.config or FeatureConfig())
+
+
+# --- reference profile -------------------------------------------------------------
+
+REFERENCE_BIN_COUNT = 10
+REFERENCE_SAMPLE_SIZE = 1000
+
+
+@dataclass
+class FeatureProfile:
+    name: str
+    kind: str
+    missing_rate: float
+    # numeric: interior bin edges (quantiles) and the share of rows in each of the
+    # len(edges)+1 bins; categorical/binary: category -> share.
+    bin_edges: list[float] = field(default_factory=list)
+    bin_shares: list[float] = field(default_factory=list)
+    category_shares: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+    sample: list[float] = field(default_factory=list)
+
+
+def numeric_profile(name: str, values: pd.Series, seed: int) -> FeatureProfile:
+    """Quantile bins, shares, summary and a seeded sample (for KS tests) of one column."""
+    present = values.dropna().astype(float)
+    quantiles = np.quantile(present, np.linspace(0, 1, REFERENCE_BIN_COUNT + 1)[1:-1])
+    edges = sorted(set(float(round(q, 6)) for q in quantiles))
+    counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
+    rng = np.random.default_rng(seed)
+    sample_size = min(REFERENCE_SAMPLE_SIZE, len(present))
+    sample = np.sort(rng.choice(present.to_numpy(), size=sample_size, replace=False))
+    return FeatureProfile(
+        name=name,
+        kind="numeric",
+        missing_rate=round(float(values.isna().mean()), 6),
+        bin_edges=edges,
+        bin_shares=[round(float(c) / len(present), 6) for c in counts],
+        summary={
+            "mean": round(float(present.mean()), 6),
+            "std": round(float(present.std()), 6),
+            "min": float(present.min()),
+            "max": float(present.max()),
+            "median": float(present.median()),
+        },
+        sample=[float(round(v, 6)) for v in sample],
+    )
+
+
+def categorical_profile(
+    name: str, kind: str, values: pd.Series, domain: list[str]
+) -> FeatureProfile:
+    """Share of each category of the schema's domain (zero for unseen ones)."""
+    present = values.dropna().astype(str)
+    shares = present.value_counts(normalize=True)
+    return FeatureProfile(
+        name=name,
+        kind=kind,
+        missing_rate=round(float(values.isna().mean()), 6),
+        category_shares={c: round(float(shares.get(c, 0.0)), 6) for c in domain},
+    )
+
+
+def build_reference_profile(train: pd.DataFrame, *, target: str, seed: int) -> dict[str, Any]:
+    """Per-feature distribution summaries of the training split, for live drift checks."""
+    profiles: list[FeatureProfile] = []
+    for spec in FEATURES:
+        column = train[spec.name]
+        if isinstance(spec, NumericField):
+            profiles.append(numeric_profile(spec.name, column, seed))
+        elif isinstance(spec, BinaryField):
+            domain = [str(v) for v in spec.values]
+            profiles.append(
+                categorical_profile(spec.name, "binary", column.astype("Int64").astype(str), domain)
+            )
+        else:
+            assert isinstance(spec, CategoricalField)
+            profiles.append(
+                categorical_profile(spec.name, "categorical", column, list(spec.categories))
+            )
+    return {
+        "n_rows": int(len(train)),
+        "prevalence": round(float(train[target].mean()), 6),
+        "features": {p.name: p.__dict__ for p in profiles},
+    }

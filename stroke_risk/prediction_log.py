@@ -1,0 +1,343 @@
+"""SQLite store of scored predictions and their feedback, shared by all server workers.
+
+One database file is opened by every gunicorn worker; each process (and thread) keeps
+its own connection. The file is in WAL mode so readers (the /metrics scrape) never
+block writers (/predict), writes take ``BEGIN IMMEDIATE`` so concurrent writers queue
+on the busy timeout instead of failing on a lock upgrade, and every transaction is one
+short statement batch. ``synchronous=NORMAL`` is durable across process crashes and
+restarts (WAL), which is what a monitoring log needs; a power loss may drop the last
+transactions.
+
+Feature values are personal health data: they are stored here for drift checks and are
+never written to log messages or exception texts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    prediction_id TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    model_version TEXT NOT NULL,
+    features TEXT NOT NULL,
+    probability REAL NOT NULL,
+    decision INTEGER NOT NULL,
+    label INTEGER,
+    labelled_at REAL
+);
+CREATE INDEX IF NOT EXISTS predictions_created_at ON predictions (created_at);
+CREATE INDEX IF NOT EXISTS predictions_labelled ON predictions (seq) WHERE label IS NOT NULL;
+"""
+
+DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
+# Retention is enforced once every this many recorded batches per process: a DELETE on
+# an indexed column is cheap, but not free enough to run on every /predict.
+DEFAULT_PRUNE_EVERY = 200
+
+
+class PredictionLogError(Exception):
+    """Base class of the store's own errors."""
+
+
+class DuplicatePredictionError(PredictionLogError):
+    """A prediction id was recorded twice (ids must be unique)."""
+
+
+class FeedbackError(PredictionLogError, ValueError):
+    """Feedback was refused; ``field`` names the offending request field."""
+
+    field = "prediction_id"
+
+
+class UnknownPredictionError(FeedbackError):
+    """No prediction with this id is stored (never made, or removed by retention)."""
+
+
+class DuplicateFeedbackError(FeedbackError):
+    """This prediction already has a label; feedback is accepted once."""
+
+
+class InvalidLabelError(FeedbackError):
+    """The label is not the integer 0 or 1."""
+
+    field = "stroke"
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One scored record as the app produced it."""
+
+    prediction_id: str
+    features: Mapping[str, Any]
+    probability: float
+    decision: bool
+    model_version: str
+
+
+@dataclass(frozen=True)
+class LabelledPrediction:
+    """A stored prediction with its feedback label."""
+
+    prediction_id: str
+    probability: float
+    decision: bool
+    label: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """A recent window: the newest ``max_records`` rows and/or rows younger than ``max_age_seconds``.
+
+    Either bound may be None (unbounded); both None means every stored row.
+    """
+
+    max_records: int | None = 1000
+    max_age_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much history to keep: at most ``max_rows`` rows, none older than ``max_age_seconds``."""
+
+    max_rows: int | None = 100_000
+    max_age_seconds: float | None = 30 * 24 * 3600.0
+
+
+def features_json(features: Mapping[str, Any]) -> str:
+    """Compact JSON of a record; NaN becomes null so the JSON stays standard."""
+    clean = {
+        key: (None if isinstance(value, float) and math.isnan(value) else value)
+        for key, value in features.items()
+    }
+    return json.dumps(clean, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def validate_label(label: Any) -> int:
+    """Return the label as int 0/1; raise InvalidLabelError otherwise (bool is refused)."""
+    if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
+        raise InvalidLabelError(f"must be the integer 0 or 1, got {type(label).__name__}")
+    return int(label)
+
+
+class PredictionLog:
+    """The shared prediction/feedback store at ``path`` (created on first use).
+
+    Safe to use from several processes and threads: connections are per process and
+    thread and are reopened after a fork, so an instance created before gunicorn forks
+    its workers still works in each worker.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retention: Retention | None = None,
+        busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+        prune_every: int = DEFAULT_PRUNE_EVERY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.retention = retention or Retention()
+        self.busy_timeout_seconds = busy_timeout_seconds
+        self.prune_every = max(1, prune_every)
+        self.clock = clock
+        self._local = threading.local()
+        self._batches_since_prune = 0
+        self._counter_lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._initialise()
+
+    # --- connections ----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_seconds,
+            isolation_level=None,  # autocommit; transactions are explicit below
+        )
+        connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        return connection
+
+    def _connection(self) -> sqlite3.Connection:
+        # A connection inherited across fork must not be used by the child: reopen.
+        pid = os.getpid()
+        if getattr(self._local, "pid", None) != pid:
+            self._local.connection = self._connect()
+            self._local.pid = pid
+        return self._local.connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _initialise(self) -> None:
+        connection = self._connection()
+        # Switching to WAL needs a brief exclusive lock; workers starting together retry.
+        deadline = time.monotonic() + self.busy_timeout_seconds
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        with self._write() as conn:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        self.enforce_retention()
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' connections close on exit)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and getattr(self._local, "pid", None) == os.getpid():
+            connection.close()
+        self._local = threading.local()
+
+    # --- writes ---------------------------------------------------------------------
+
+    def record_predictions(self, records: Sequence[PredictionRecord]) -> None:
+        """Insert a batch of scored records in one transaction.
+
+        Raises DuplicatePredictionError if an id is already stored (nothing is inserted).
+        Enforces retention every ``prune_every`` batches.
+        """
+        if not records:
+            return
+        now = self.clock()
+        rows = [
+            (
+                r.prediction_id,
+                now,
+                r.model_version,
+                features_json(r.features),
+                float(r.probability),
+                int(bool(r.decision)),
+            )
+            for r in records
+        ]
+        try:
+            with self._write() as connection:
+                connection.executemany(
+                    "INSERT INTO predictions (prediction_id, created_at, model_version,"
+                    " features, probability, decision) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.IntegrityError:
+            raise DuplicatePredictionError(
+                "a prediction id in this batch is already stored"
+            ) from None
+        if self._prune_due():
+            self.enforce_retention()
+
+    def _prune_due(self) -> bool:
+        with self._counter_lock:
+            self._batches_since_prune += 1
+            if self._batches_since_prune >= self.prune_every:
+                self._batches_since_prune = 0
+                return True
+            return False
+
+    def record_feedback(self, prediction_id: str, label: Any) -> int:
+        """Attach the true label (0/1) to a stored prediction; return the label stored.
+
+        Raises InvalidLabelError, UnknownPredictionError or DuplicateFeedbackError. The
+        check and the update happen in one transaction, so two concurrent feedbacks for
+        one id cannot both succeed.
+        """
+        value = validate_label(label)
+        with self._write() as connection:
+            updated = connection.execute(
+                "UPDATE predictions SET label = ?, labelled_at = ?"
+                " WHERE prediction_id = ? AND label IS NULL",
+                (value, self.clock(), prediction_id),
+            ).rowcount
+            if updated == 0:
+                exists = connection.execute(
+                    "SELECT 1 FROM predictions WHERE prediction_id = ?", (prediction_id,)
+                ).fetchone()
+                if exists is None:
+                    raise UnknownPredictionError("no stored prediction has this id")
+                raise DuplicateFeedbackError("feedback for this prediction was already recorded")
+        return value
+
+    def enforce_retention(self) -> int:
+        """Delete rows beyond the retention limits; return how many were deleted."""
+        deleted = 0
+        with self._write() as connection:
+            if self.retention.max_age_seconds is not None:
+                cutoff = self.clock() - self.retention.max_age_seconds
+                deleted += connection.execute(
+                    "DELETE FROM predictions WHERE created_at < ?", (cutoff,)
+                ).rowcount
+            if self.retention.max_rows is not None:
+                # seq only grows, so the newest max_rows rows have the largest seq values;
+                # gaps (rolled-back inserts) only make this keep slightly fewer rows.
+                deleted += connection.execute(
+                    "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
+                    (self.retention.max_rows,),
+                ).rowcount
+        return deleted
+
+    # --- reads ----------------------------------------------------------------------
+
+    def _window_query(
+        self, columns: str, window: Window, *, labelled: bool
+    ) -> list[tuple[Any, ...]]:
+        conditions: list[str] = []
+        parameters: list[Any] = []
+        if labelled:
+            conditions.append("label IS NOT NULL")
+        if window.max_age_seconds is not None:
+            conditions.append("created_at >= ?")
+            parameters.append(self.clock() - window.max_age_seconds)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        limit = ""
+        if window.max_records is not None:
+            limit = "LIMIT ?"
+            parameters.append(int(window.max_records))
+        query = f"SELECT {columns} FROM predictions {where} ORDER BY seq DESC {limit}"
+        return self._connection().execute(query, parameters).fetchall()
+
+    def recent_features(self, window: Window) -> list[dict[str, Any]]:
+        """Feature records of the recent window, newest first."""
+        rows = self._window_query("features", window, labelled=False)
+        return [json.loads(features) for (features,) in rows]
+
+    def labelled_window(self, window: Window) -> list[LabelledPrediction]:
+        """Labelled predictions of the window (by prediction time), newest first."""
+        rows = self._window_query(
+            "prediction_id, probability, decision, label", window, labelled=True
+        )
+        return [
+            LabelledPrediction(
+                prediction_id=pid, probability=float(p), decision=bool(d), label=int(y)
+            )
+            for pid, p, d, y in rows
+        ]
+
+    def count(self) -> int:
+        """Number of stored predictions."""
+        return int(self._connection().execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
