@@ -57,6 +57,7 @@ def main() -> None:
         n_trials=tune["n_trials"],
         sampler_seed=tune["sampler_seed"],
         model_seed=params["train"]["seed"],
+        n_jobs=tune["n_jobs"],
         storage=tune["storage"],
         name=name,
     )
@@ -71,6 +72,7 @@ def main() -> None:
         cv=cv,
         feature_config=feature_config,
         seed=params["train"]["seed"],
+        n_jobs=tune["n_jobs"],
     )
     write_csv(args.oof, pd.DataFrame({TARGET: y, "oof_probability": best.oof_probability}))
     write_json(

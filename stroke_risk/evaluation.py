@@ -5,15 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    f1_score,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+from sklearn.metrics import brier_score_loss, roc_auc_score
 
 THRESHOLD_POLICIES = ("min_recall", "max_f1", "youden")
 
@@ -58,32 +50,62 @@ def select_threshold(
     )
 
 
-def specificity_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    negatives = y_true == 0
-    return float(np.mean(y_pred[negatives] == 0)) if negatives.any() else float("nan")
+def ranking_metrics(y_true: np.ndarray, probability: np.ndarray) -> tuple[float, float]:
+    """(ROC-AUC, average precision) computed as sklearn does, without its per-call checks.
+
+    The bootstrap calls this thousands of times; sklearn's input validation would
+    dominate the evaluate stage's run time. Tests compare it with sklearn.
+    """
+    order = np.argsort(-probability, kind="mergesort")
+    sorted_labels = y_true[order]
+    sorted_scores = probability[order]
+    # Last index of each run of tied scores: one ROC/PR point per distinct threshold.
+    distinct = np.r_[np.nonzero(np.diff(sorted_scores))[0], len(sorted_scores) - 1]
+    tps = np.cumsum(sorted_labels)[distinct]
+    fps = distinct + 1 - tps
+    if tps[-1] == 0 or fps[-1] == 0:
+        return float("nan"), float("nan")
+    recall = tps / tps[-1]
+    precision = tps / (tps + fps)
+    average_precision = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    roc_auc = float(np.trapezoid(np.r_[0.0, recall], np.r_[0.0, fps / fps[-1]]))
+    return roc_auc, average_precision
 
 
 def probability_metrics(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     """Threshold-free metrics: discrimination and probabilistic accuracy."""
+    y_true = np.asarray(y_true, dtype=float)
+    probability = np.asarray(probability, dtype=float)
+    roc_auc, average_precision = ranking_metrics(y_true, probability)
+    clipped = np.clip(probability, 1e-15, 1 - 1e-15)
     return {
-        "roc_auc": float(roc_auc_score(y_true, probability)),
-        "average_precision": float(average_precision_score(y_true, probability)),
-        "brier": float(brier_score_loss(y_true, probability)),
-        "log_loss": float(log_loss(y_true, np.clip(probability, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "roc_auc": roc_auc,
+        "average_precision": average_precision,
+        "brier": float(np.mean((probability - y_true) ** 2)),
+        "log_loss": float(-np.mean(y_true * np.log(clipped) + (1 - y_true) * np.log(1 - clipped))),
     }
 
 
 def threshold_metrics(
     y_true: np.ndarray, probability: np.ndarray, threshold: float
 ) -> dict[str, float]:
-    """Metrics of the decision rule 'positive when probability >= threshold'."""
-    y_pred = (probability >= threshold).astype(int)
+    """Metrics of the decision rule 'positive when probability >= threshold'.
+
+    Undefined ratios (no predicted positives, no positives) are 0, as sklearn's
+    zero_division=0.
+    """
+    actual = np.asarray(y_true) == 1
+    predicted = np.asarray(probability) >= threshold
+    tp = float(np.sum(actual & predicted))
+    fp = float(np.sum(~actual & predicted))
+    fn = float(np.sum(actual & ~predicted))
+    tn = float(np.sum(~actual & ~predicted))
     return {
-        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
-        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "specificity": specificity_score(y_true, y_pred),
-        "positive_rate": float(y_pred.mean()),
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+        "specificity": tn / (tn + fp) if tn + fp else 0.0,
+        "positive_rate": float(predicted.mean()),
     }
 
 

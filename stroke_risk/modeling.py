@@ -13,14 +13,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from stroke_risk.evaluation import probability_metrics
 from stroke_risk.features import FeatureConfig, FeatureEngineer, band_labels
 from stroke_risk.schema import CATEGORICAL_FEATURES, FEATURES_BY_NAME, CategoricalField
 
@@ -173,11 +174,9 @@ class CVResult:
 
 
 def fold_metrics(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:
-    return {
-        "roc_auc": float(roc_auc_score(y_true, probability)),
-        "average_precision": float(average_precision_score(y_true, probability)),
-        "brier": float(brier_score_loss(y_true, probability)),
-    }
+    """The metrics tracked per CV fold (a subset of evaluation.probability_metrics)."""
+    metrics = probability_metrics(y_true, probability)
+    return {name: metrics[name] for name in ("roc_auc", "average_precision", "brier")}
 
 
 def cross_validate_pipeline(
@@ -188,16 +187,32 @@ def cross_validate_pipeline(
     n_splits: int,
     n_repeats: int,
     seed: int,
+    n_jobs: int = 1,
 ) -> CVResult:
-    """Repeated stratified K-fold CV; each fold fits a fresh pipeline on its train part."""
+    """Repeated stratified K-fold CV; each fold fits a fresh pipeline on its train part.
+
+    Folds run in n_jobs processes; results do not depend on n_jobs.
+    """
     splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
+    folds = list(splitter.split(X, y))
+    probabilities = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_and_score_fold)(make_pipeline(), X, y, fit_index, held_out_index)
+        for fit_index, held_out_index in folds
+    )
     oof_sum = np.zeros(len(y))
     oof_count = np.zeros(len(y))
     scores: list[dict[str, float]] = []
-    for fold, (fit_index, held_out_index) in enumerate(splitter.split(X, y)):
-        pipeline = make_pipeline().fit(X.iloc[fit_index], y[fit_index])
-        probability = pipeline.predict_proba(X.iloc[held_out_index])[:, 1]
+    for fold, ((_, held_out_index), probability) in enumerate(
+        zip(folds, probabilities, strict=True)
+    ):
         scores.append({"fold": fold, **fold_metrics(y[held_out_index], probability)})
         oof_sum[held_out_index] += probability
         oof_count[held_out_index] += 1
     return CVResult(scores, oof_sum / oof_count)
+
+
+def _fit_and_score_fold(
+    pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, fit_index: np.ndarray, held_out: np.ndarray
+) -> np.ndarray:
+    fitted = pipeline.fit(X.iloc[fit_index], y[fit_index])
+    return fitted.predict_proba(X.iloc[held_out])[:, 1]

@@ -116,13 +116,22 @@ class Retention:
     max_age_seconds: float | None = 30 * 24 * 3600.0
 
 
+def _plain_scalar(value: Any) -> Any:
+    # numpy scalars (e.g. from a DataFrame row) are not JSON serialisable; .item() is.
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    raise TypeError(f"feature value of type {type(value).__name__} is not JSON serialisable")
+
+
 def features_json(features: Mapping[str, Any]) -> str:
     """Compact JSON of a record; NaN becomes null so the JSON stays standard."""
     clean = {
         key: (None if isinstance(value, float) and math.isnan(value) else value)
         for key, value in features.items()
     }
-    return json.dumps(clean, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    return json.dumps(
+        clean, separators=(",", ":"), sort_keys=True, allow_nan=False, default=_plain_scalar
+    )
 
 
 def validate_label(label: Any) -> int:

@@ -51,6 +51,7 @@ def evaluate_params(
     cv: CVSettings,
     feature_config: FeatureConfig,
     seed: int,
+    n_jobs: int = 1,
 ) -> CVResult:
     """Cross-validate one parameter set of a family on the training split."""
     return cross_validate_pipeline(
@@ -60,6 +61,7 @@ def evaluate_params(
         n_splits=cv.n_splits,
         n_repeats=cv.n_repeats,
         seed=cv.seed,
+        n_jobs=n_jobs,
     )
 
 
@@ -76,6 +78,7 @@ def run_study(
     n_trials: int,
     sampler_seed: int,
     model_seed: int,
+    n_jobs: int,
     storage: str,
     name: str,
     show_progress_bar: bool = True,
@@ -96,7 +99,14 @@ def run_study(
     def objective(trial: Any) -> float:
         params = {**fixed_params, **suggest_params(trial, search_space)}
         result = evaluate_params(
-            family, params, X, y, cv=cv, feature_config=feature_config, seed=model_seed
+            family,
+            params,
+            X,
+            y,
+            cv=cv,
+            feature_config=feature_config,
+            seed=model_seed,
+            n_jobs=n_jobs,
         )
         trial.set_user_attr("roc_auc_std", result.std("roc_auc"))
         return result.mean(metric)

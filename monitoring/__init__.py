@@ -1,0 +1,1 @@
+"""Monitoring assets (Prometheus, Grafana, compose) and the traffic simulator."""
