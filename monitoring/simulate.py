@@ -76,14 +76,18 @@ def parse_drift(text: str) -> DriftSpec:
     """
     match = DRIFT_PATTERN.match(text.strip())
     if not match:
-        raise ValueError(f"cannot parse drift {text!r}; expected e.g. age+25 or smoking_status=smokes")
+        raise ValueError(
+            f"cannot parse drift {text!r}; expected e.g. age+25 or smoking_status=smokes"
+        )
     name, op, raw = match["field"], match["op"], match["value"].strip()
     share = float(match["share"]) if match["share"] else 1.0
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"drift {text!r}: share must be between 0 and 1")
     spec = FEATURES_BY_NAME.get(name)
     if spec is None:
-        raise ValueError(f"drift {text!r}: unknown field; expected one of {', '.join(FEATURE_NAMES)}")
+        raise ValueError(
+            f"drift {text!r}: unknown field; expected one of {', '.join(FEATURE_NAMES)}"
+        )
     if op != "=":
         if not isinstance(spec, NumericField):
             raise ValueError(f"drift {text!r}: {op} applies to numeric fields only")
@@ -255,8 +259,12 @@ class SimulationSummary:
             "records_sent": self.records_sent,
             "records_scored": self.records_scored,
             "predict_status": dict(self.predict_status),
-            "positive_rate": self.positive_decisions / self.records_scored if self.records_scored else None,
-            "mean_probability": self.probability_sum / self.records_scored if self.records_scored else None,
+            "positive_rate": self.positive_decisions / self.records_scored
+            if self.records_scored
+            else None,
+            "mean_probability": self.probability_sum / self.records_scored
+            if self.records_scored
+            else None,
             "feedback_sent": self.feedback_sent,
             "feedback_status": dict(self.feedback_status),
             "latency_ms": {
@@ -282,7 +290,9 @@ class SimulationConfig:
     rate_per_second: float | None = None
 
 
-def choose_label(row: Mapping[str, Any], scored: ScoredRecord, source: str, rng: np.random.Generator) -> int | None:
+def choose_label(
+    row: Mapping[str, Any], scored: ScoredRecord, source: str, rng: np.random.Generator
+) -> int | None:
     """The label to feed back: the row's true label, or a draw from the probability."""
     if source == "truth" and row.get(TARGET) is not None:
         return int(row[TARGET])
@@ -339,7 +349,7 @@ def run_simulation(
             scored = parse_predictions(response.json())
         except ValueError:
             continue
-        for row, result in zip(sampled, scored):
+        for row, result in zip(sampled, scored, strict=False):  # a short answer scores fewer
             summary.records_scored += 1
             summary.probability_sum += result.probability or 0.0
             summary.positive_decisions += int(bool(result.decision))
@@ -371,25 +381,40 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--requests", type=int, default=100, help="number of /predict requests (bound)")
+    parser.add_argument(
+        "--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8000"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=100, help="number of /predict requests (bound)"
+    )
     parser.add_argument(
         "--drift", action="append", default=[], help="drift spec(s), repeatable or comma-separated"
     )
-    parser.add_argument("--feedback-rate", type=float, default=0.0, help="share of scored records given feedback")
+    parser.add_argument(
+        "--feedback-rate", type=float, default=0.0, help="share of scored records given feedback"
+    )
     parser.add_argument(
         "--label-source",
         choices=("truth", "probability"),
         default="truth",
-        help="feedback label: the sampled row's true label, or a draw from the returned probability",
+        help="feedback label: the sampled row's true label, or a draw from the probability",
     )
-    parser.add_argument("--batch-fraction", type=float, default=0.2, help="share of requests sent as batches")
+    parser.add_argument(
+        "--batch-fraction", type=float, default=0.2, help="share of requests sent as batches"
+    )
     parser.add_argument("--max-batch-size", type=int, default=8)
-    parser.add_argument("--rate", type=float, default=None, help="max requests per second (default: as fast as possible)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="max requests per second (default: as fast as possible)",
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="per-request timeout in seconds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="raw CSV to sample from")
-    parser.add_argument("--synthetic", action="store_true", help="generate records instead of sampling the CSV")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="generate records instead of sampling the CSV"
+    )
     parser.add_argument("--allow-remote", action="store_true", help="permit a non-loopback URL")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
@@ -409,8 +434,12 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     if scheme not in ("http", "https"):
         raise ValueError("--url must be an http(s) URL")
     if not args.allow_remote and not is_loopback_url(args.url):
-        raise ValueError("--url is not a loopback address; pass --allow-remote to send traffic there")
-    specs = tuple(parse_drift(part) for item in args.drift for part in item.split(",") if part.strip())
+        raise ValueError(
+            "--url is not a loopback address; pass --allow-remote to send traffic there"
+        )
+    specs = tuple(
+        parse_drift(part) for item in args.drift for part in item.split(",") if part.strip()
+    )
     return SimulationConfig(
         url=args.url,
         requests=args.requests,

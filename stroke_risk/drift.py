@@ -168,7 +168,8 @@ def chi_square_pvalue(
     ]
     live_counts = [counts.get(c, 0) for c in categories]
     table = np.array(
-        [(r, live) for r, live in zip(reference_counts, live_counts) if r + live > 0], dtype=float
+        [(r, live) for r, live in zip(reference_counts, live_counts, strict=True) if r + live > 0],
+        dtype=float,
     ).T
     if table.ndim != 2 or table.shape[1] < 2 or table[0].sum() == 0:
         return 1.0

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,9 +85,7 @@ def _output_widths(transformer: Any, columns: Sequence[str]) -> list[int]:
 
 def transformed_sources(preprocess: ColumnTransformer) -> list[str]:
     """Raw field of every output column of a fitted preprocessor, in output order."""
-    sources: list[str] = [""] * sum(
-        s.stop - s.start for s in preprocess.output_indices_.values()
-    )
+    sources: list[str] = [""] * sum(s.stop - s.start for s in preprocess.output_indices_.values())
     for name, transformer, columns in preprocess.transformers_:
         output = preprocess.output_indices_[name]
         if output.stop == output.start:
@@ -96,7 +95,7 @@ def transformed_sources(preprocess: ColumnTransformer) -> list[str]:
             # e.g. an imputer that dropped an all-missing column: the mapping would be wrong
             raise ValueError(f"cannot map the outputs of preprocessing part {name!r} to fields")
         position = output.start
-        for column, width in zip(columns, widths):
+        for column, width in zip(columns, widths, strict=True):
             sources[position : position + width] = [source_field(column)] * width
             position += width
     return sources
@@ -290,7 +289,19 @@ class PipelineExplainer:
 
     def explain(self, frame: pd.DataFrame) -> Explanation:
         """Probability, logit and per-field contributions of every row of frame."""
-        matrix = np.asarray(self.transform.transform(frame), dtype=np.float64)
+        return self.explain_matrix(self.transform.transform(frame))
+
+    def explain_matrix(self, matrix: np.ndarray) -> Explanation:
+        """Explain rows already transformed by the pipeline's steps before the model.
+
+        For a caller that builds the design matrix itself (the API's fast path); the
+        matrix must be exactly what ``pipeline[:-1].transform`` returns.
+        """
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.sources):
+            raise ValueError(
+                f"expected a design matrix with {len(self.sources)} columns, got {matrix.shape}"
+            )
         probability, contributions = self.family.explain(matrix)
         return Explanation(
             base_value=self.base_value,
@@ -300,17 +311,28 @@ class PipelineExplainer:
         )
 
 
-_EXPLAINERS: "weakref.WeakKeyDictionary[Pipeline, tuple[int, PipelineExplainer]]" = (
+_EXPLAINERS: weakref.WeakKeyDictionary[Pipeline, tuple[tuple[int, ...], PipelineExplainer]] = (
     weakref.WeakKeyDictionary()
 )
 
 
+def _fitted_identity(pipeline: Pipeline) -> tuple[int, ...]:
+    """Identity of the fitted state: refitting replaces the estimators' fitted attributes
+    (coef_, estimators_, _Booster ...), so a refitted pipeline gets a new explainer."""
+    return tuple(
+        id(value)
+        for _, step in pipeline.steps
+        for name, value in sorted(vars(step).items())
+        if name.endswith("_") and not name.startswith("__")
+    )
+
+
 def explainer_for(pipeline: Pipeline) -> PipelineExplainer:
-    """The cached explainer of a pipeline (rebuilt if its model object was replaced)."""
-    model_identity = id(pipeline.steps[-1][1])
+    """The cached explainer of a pipeline (rebuilt when the pipeline has been refitted)."""
+    identity = _fitted_identity(pipeline)
     cached = _EXPLAINERS.get(pipeline)
-    if cached is None or cached[0] != model_identity:
-        cached = (model_identity, PipelineExplainer(pipeline))
+    if cached is None or cached[0] != identity:
+        cached = (identity, PipelineExplainer(pipeline))
         _EXPLAINERS[pipeline] = cached
     return cached[1]
 
@@ -370,7 +392,9 @@ def top_risk_factors(
     ]
 
 
-def top_risk_factors_batch(explanation: Explanation, frame: pd.DataFrame, k: int = 3) -> list[list[dict[str, Any]]]:
+def top_risk_factors_batch(
+    explanation: Explanation, frame: pd.DataFrame, k: int = 3
+) -> list[list[dict[str, Any]]]:
     """top_risk_factors of every row of an explained batch, vectorised ranking."""
     order = np.argsort(-np.abs(explanation.contributions), axis=1, kind="stable")[:, : max(k, 0)]
     records = frame.to_dict(orient="records")

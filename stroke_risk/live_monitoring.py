@@ -129,12 +129,24 @@ class MonitoringSettings:
             min_labels=read("MIN_LABELS", int, default.min_labels, False),
             retention=Retention(
                 read("RETENTION_MAX_ROWS", int, default.retention.max_rows, True),
-                read(
-                    "RETENTION_MAX_AGE_SECONDS", float, default.retention.max_age_seconds, True
-                ),
+                read("RETENTION_MAX_AGE_SECONDS", float, default.retention.max_age_seconds, True),
             ),
             cache_seconds=read("CACHE_SECONDS", float, default.cache_seconds, False),
         )
+
+
+def store_path_from_environ(
+    project_dir: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> Path:
+    """Path of the prediction log: STROKE_MONITOR_DB (relative to project_dir if relative).
+
+    Default ``<project_dir>/var/monitoring/predictions.sqlite`` (``/var/`` is git-ignored).
+    Every worker must get the same path, so it comes from the environment, not per process.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_PREFIX + "DB") or "var/monitoring/predictions.sqlite"
+    path = Path(raw)
+    return path if path.is_absolute() else Path(project_dir) / path
 
 
 # --- reference profile ---------------------------------------------------------------
@@ -231,13 +243,9 @@ def live_performance(
 # --- Prometheus collector ------------------------------------------------------------
 
 
-def drift_metric_families(
-    report: DriftReport, *, min_records: int
-) -> list[GaugeMetricFamily]:
+def drift_metric_families(report: DriftReport, *, min_records: int) -> list[GaugeMetricFamily]:
     """Gauges of one drift report; only the window size below ``min_records`` records."""
-    window = GaugeMetricFamily(
-        "stroke_drift_window_records", "Records in the live drift window"
-    )
+    window = GaugeMetricFamily("stroke_drift_window_records", "Records in the live drift window")
     window.add_metric([], report.window_records)
     if report.window_records < min_records:
         return [window]
@@ -250,7 +258,9 @@ def drift_metric_families(
         labels=["feature", "test"],
     )
     missing = GaugeMetricFamily(
-        "stroke_feature_missing_rate", "Share of missing values in the live window", labels=["feature"]
+        "stroke_feature_missing_rate",
+        "Share of missing values in the live window",
+        labels=["feature"],
     )
     unseen = GaugeMetricFamily(
         "stroke_feature_unseen_category_rate",
@@ -267,7 +277,9 @@ def drift_metric_families(
             unseen.add_metric([name], drift.unseen_category_rate)
     families = [window, psi, pvalue, missing, unseen]
     if report.drift_score is not None:
-        score = GaugeMetricFamily("stroke_drift_score", "Overall drift score (max PSI over features)")
+        score = GaugeMetricFamily(
+            "stroke_drift_score", "Overall drift score (max PSI over features)"
+        )
         score.add_metric([], report.drift_score)
         families.append(score)
     return families
@@ -277,16 +289,23 @@ def performance_metric_families(
     labelled: Sequence[LabelledPrediction], *, decision_threshold: float, min_labels: int
 ) -> list[GaugeMetricFamily]:
     """stroke_live_labels, plus ROC-AUC/recall/precision/Brier once enough labels exist."""
-    count = GaugeMetricFamily("stroke_live_labels", "Labelled predictions in the performance window")
+    count = GaugeMetricFamily(
+        "stroke_live_labels", "Labelled predictions in the performance window"
+    )
     count.add_metric([], len(labelled))
     families = [count]
-    performance = live_performance(labelled, decision_threshold) if len(labelled) >= min_labels else None
+    performance = (
+        live_performance(labelled, decision_threshold) if len(labelled) >= min_labels else None
+    )
     if performance is None:
         return families
     values = {
         "stroke_live_roc_auc": ("Rolling ROC-AUC from feedback", performance.roc_auc),
         "stroke_live_recall": ("Rolling recall at the decision threshold", performance.recall),
-        "stroke_live_precision": ("Rolling precision at the decision threshold", performance.precision),
+        "stroke_live_precision": (
+            "Rolling precision at the decision threshold",
+            performance.precision,
+        ),
         "stroke_live_brier": ("Rolling Brier score from feedback", performance.brier),
     }
     for name, (documentation, value) in values.items():
@@ -357,12 +376,16 @@ class LiveMetricsCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         with self._lock:
             now = self.clock()
-            fresh = self._cached_at is not None and now - self._cached_at < self.settings.cache_seconds
+            fresh = (
+                self._cached_at is not None and now - self._cached_at < self.settings.cache_seconds
+            )
             if not fresh:
                 try:
                     self._cached = self.compute()
                 except sqlite3.Error as error:
-                    logger.warning("live monitoring: cannot read the prediction log (%s)", type(error).__name__)
+                    logger.warning(
+                        "live monitoring: cannot read the prediction log (%s)", type(error).__name__
+                    )
                     self._cached = []
                 self._cached_at = now
             return list(self._cached)
@@ -381,7 +404,10 @@ def validate_feedback_body(body: Any) -> list[dict[str, str]]:
     if not isinstance(body, dict):
         return [{"field": "(body)", "message": f"must be a JSON object, got {type(body).__name__}"}]
     problems = [
-        {"field": str(key)[:60], "message": "unknown field; allowed fields are prediction_id, stroke"}
+        {
+            "field": str(key)[:60],
+            "message": "unknown field; allowed fields are prediction_id, stroke",
+        }
         for key in body
         if key not in FEEDBACK_FIELDS
     ]
@@ -392,13 +418,18 @@ def validate_feedback_body(body: Any) -> list[dict[str, str]]:
         problems.append({"field": "prediction_id", "message": "must be a non-empty string"})
     elif len(prediction_id) > MAX_PREDICTION_ID_LENGTH:
         problems.append(
-            {"field": "prediction_id", "message": f"is longer than {MAX_PREDICTION_ID_LENGTH} characters"}
+            {
+                "field": "prediction_id",
+                "message": f"is longer than {MAX_PREDICTION_ID_LENGTH} characters",
+            }
         )
     label = body.get("stroke")
     if "stroke" not in body:
         problems.append({"field": "stroke", "message": "is required; expected 0 or 1"})
     elif isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
-        problems.append({"field": "stroke", "message": f"must be 0 or 1, got {json.dumps(label)[:40]}"})
+        problems.append(
+            {"field": "stroke", "message": f"must be 0 or 1, got {json.dumps(label)[:40]}"}
+        )
     return problems
 
 
@@ -426,7 +457,9 @@ def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -
             )
         body = request.get_json(silent=True)
         if body is None:
-            return rejected(400, "malformed JSON", [{"field": "(body)", "message": "is not valid JSON"}])
+            return rejected(
+                400, "malformed JSON", [{"field": "(body)", "message": "is not valid JSON"}]
+            )
         problems = validate_feedback_body(body)
         if problems:
             return rejected(422, "invalid feedback", problems)
@@ -443,14 +476,21 @@ def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -
             return rejected(
                 409,
                 "duplicate feedback",
-                [{"field": "prediction_id", "message": "feedback for this prediction was already recorded"}],
+                [
+                    {
+                        "field": "prediction_id",
+                        "message": "feedback for this prediction was already recorded",
+                    }
+                ],
             )
         except InvalidLabelError as error:  # validated above; kept for defence in depth
             return rejected(422, "invalid feedback", [{"field": "stroke", "message": str(error)}])
         except sqlite3.Error as error:
             logger.warning("feedback: prediction log unavailable (%s)", type(error).__name__)
             return rejected(
-                503, "feedback store unavailable", [{"field": "(store)", "message": "try again later"}]
+                503,
+                "feedback store unavailable",
+                [{"field": "(store)", "message": "try again later"}],
             )
         feedback_counter.labels(outcome="accepted").inc()
         return jsonify({"prediction_id": prediction_id, "stroke": label, "status": "recorded"}), 201
@@ -491,7 +531,9 @@ class LiveMonitor:
         """
         lengths = {len(records), len(probabilities), len(decisions), len(prediction_ids)}
         if len(lengths) != 1:
-            raise ValueError("records, probabilities, decisions and prediction_ids differ in length")
+            raise ValueError(
+                "records, probabilities, decisions and prediction_ids differ in length"
+            )
         batch = [
             PredictionRecord(
                 prediction_id=prediction_id,
@@ -501,7 +543,7 @@ class LiveMonitor:
                 model_version=model_version,
             )
             for record, probability, decision, prediction_id in zip(
-                records, probabilities, decisions, prediction_ids
+                records, probabilities, decisions, prediction_ids, strict=True
             )
         ]
         try:
@@ -509,7 +551,9 @@ class LiveMonitor:
         except (sqlite3.Error, PredictionLogError, ValueError, TypeError) as error:
             # ValueError/TypeError: feature values that are not JSON (e.g. infinity).
             logger.warning(
-                "live monitoring: %d prediction(s) not recorded (%s)", len(batch), type(error).__name__
+                "live monitoring: %d prediction(s) not recorded (%s)",
+                len(batch),
+                type(error).__name__,
             )
             return False
         return True

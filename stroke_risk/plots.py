@@ -71,7 +71,9 @@ def pr_png(pr: pd.DataFrame, *, prevalence: float | None = None) -> bytes:
         axes = figure.add_subplot()
         axes.plot(pr["recall"], pr["precision"], drawstyle="steps-post", label="model")
         if prevalence is not None:
-            axes.axhline(prevalence, linestyle="--", color="grey", label=f"prevalence {prevalence:.3f}")
+            axes.axhline(
+                prevalence, linestyle="--", color="grey", label=f"prevalence {prevalence:.3f}"
+            )
         axes.set(xlabel="Recall (sensitivity)", ylabel="Precision (PPV)")
         axes.set(xlim=(0, 1), ylim=(0, 1.01), title="Precision-recall curve (test split)")
         axes.legend(loc="upper right")
@@ -109,7 +111,9 @@ def importance_png(importance: pd.DataFrame) -> bytes:
         axes = figure.add_subplot()
         axes.barh(ordered["feature"].astype(str), ordered["importance"])
         axes.axvline(0, color="black", linewidth=0.8)
-        axes.set(xlabel="Drop in test ROC AUC when the field is shuffled", title="Feature importance")
+        axes.set(
+            xlabel="Drop in test ROC AUC when the field is shuffled", title="Feature importance"
+        )
 
     return _render(draw)
 

@@ -99,7 +99,7 @@ class LabelledPrediction:
 
 @dataclass(frozen=True)
 class Window:
-    """A recent window: the newest ``max_records`` rows and/or rows younger than ``max_age_seconds``.
+    """The newest ``max_records`` rows and/or the rows younger than ``max_age_seconds``.
 
     Either bound may be None (unbounded); both None means every stored row.
     """

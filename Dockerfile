@@ -1,0 +1,50 @@
+# Serving image of the stroke-risk API (gunicorn + Flask). Build from the repository root
+# after `dvc repro` so models/, reports/metrics.json and dvc.lock exist:
+#   docker build -t stroke-risk .
+# Python matches the project's virtualenv (3.11.7); exact tag, slim Debian bookworm.
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    STROKE_PROJECT_DIR=/srv/stroke-risk \
+    STROKE_MONITOR_DB=/var/lib/stroke-risk/predictions.sqlite
+
+WORKDIR /srv/stroke-risk
+
+# Only the serving dependencies, with the pins of requirements.txt (the file also lists
+# the training and test stack: DVC, MLflow, Optuna, Playwright ... which the server never
+# imports). The build fails if a package is no longer pinned there.
+COPY requirements.txt ./
+RUN set -eu; \
+    serving="flask gunicorn prometheus-client numpy pandas scipy scikit-learn xgboost-cpu joblib PyYAML"; \
+    for package in $serving; do \
+        grep -E "^${package}==" requirements.txt >> /tmp/requirements-serving.txt \
+            || { echo "requirements.txt does not pin ${package}" >&2; exit 1; }; \
+    done; \
+    pip install --no-compile -r /tmp/requirements-serving.txt; \
+    rm /tmp/requirements-serving.txt
+
+# An unprivileged user; it owns only the prediction log's directory.
+RUN groupadd --system --gid 10001 stroke \
+    && useradd --system --uid 10001 --gid stroke --no-create-home --shell /usr/sbin/nologin stroke \
+    && mkdir -p /var/lib/stroke-risk \
+    && chown stroke:stroke /var/lib/stroke-risk
+
+COPY stroke_risk/ stroke_risk/
+COPY app/ app/
+COPY models/ models/
+COPY reports/metrics.json reports/metrics.json
+COPY dvc.lock ./
+
+USER stroke:stroke
+VOLUME ["/var/lib/stroke-risk"]
+EXPOSE 8000
+
+# The slim image has no curl; Python's standard library is enough for a probe.
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status == 200 else 1)"]
+
+# --bind overrides the config file's address: inside a container it must be 0.0.0.0.
+CMD ["gunicorn", "--config", "app/gunicorn_conf.py", "--bind", "0.0.0.0:8000", "app:create_app()"]

@@ -1,0 +1,218 @@
+"""Find the model revision of the working tree and check it against dvc.lock.
+
+The model file is read into memory once, its md5 compared with the one dvc.lock records,
+and only those verified bytes are unpickled: a file swapped between the check and the
+load can never be executed. Every failure is an ArtifactError whose message is one line
+saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FIX = "run `make run` to rebuild it, or `dvc pull` to fetch it"
+
+
+class ArtifactError(RuntimeError):
+    """The model revision cannot be served; str() is one line with the fix."""
+
+
+@dataclass(frozen=True)
+class VerifiedArtifacts:
+    """The model bytes whose md5 matches dvc.lock, and the JSON documents beside them."""
+
+    model_bytes: bytes
+    model_md5: str
+    metadata: dict[str, Any]
+    training_metrics: dict[str, Any] | None
+    git_commit: str | None
+
+
+def display_path(path: Path, settings: Settings) -> str:
+    """Return path relative to the project dir when inside it (shorter error messages)."""
+    try:
+        return str(path.resolve().relative_to(settings.project_dir))
+    except ValueError:
+        return str(path)
+
+
+def read_lock_hashes(lock_path: Path) -> dict[str, str]:
+    """Return {path relative to dvc.lock's directory: md5} for every out of every stage."""
+    import yaml
+
+    try:
+        text = lock_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{lock_path.name} not found at {lock_path}; {FIX}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ArtifactError(f"cannot read {lock_path} ({error}); {FIX}") from None
+    try:
+        lock = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ArtifactError(f"{lock_path} is not valid YAML; {FIX}") from None
+    hashes: dict[str, str] = {}
+    stages = lock.get("stages") if isinstance(lock, dict) else None
+    for stage in (stages or {}).values():
+        for out in (stage or {}).get("outs") or []:
+            if isinstance(out, dict) and "path" in out and "md5" in out:
+                hashes[os.path.normpath(str(out["path"]))] = str(out["md5"])
+    return hashes
+
+
+def locked_md5(path: Path, hashes: dict[str, str], settings: Settings) -> str | None:
+    """Return the md5 dvc.lock records for path, or None when dvc.lock does not name it."""
+    base = settings.dvc_lock_path.resolve().parent
+    try:
+        relative = os.path.normpath(str(path.resolve().relative_to(base)))
+    except ValueError:
+        return None
+    return hashes.get(relative)
+
+
+def read_verified(path: Path, expected_md5: str | None, settings: Settings) -> tuple[bytes, str]:
+    """Return (bytes, md5) of a file after checking the md5 against dvc.lock's record."""
+    shown = display_path(path, settings)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{shown} is missing; {FIX}") from None
+    except OSError as error:
+        raise ArtifactError(f"cannot read {shown} ({error.strerror}); {FIX}") from None
+    actual = hashlib.md5(data).hexdigest()
+    if expected_md5 is None:
+        raise ArtifactError(f"{settings.dvc_lock_path.name} records no md5 for {shown}; {FIX}")
+    if actual != expected_md5:
+        raise ArtifactError(
+            f"{shown} does not match {settings.dvc_lock_path.name} (md5 {actual}, expected "
+            f"{expected_md5}): it was modified or comes from another revision; {FIX}"
+        )
+    return data, actual
+
+
+def parse_json_document(data: bytes, shown: str) -> dict[str, Any]:
+    """Return the JSON object in data; raise ArtifactError when it is not one."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ArtifactError(f"{shown} is unreadable ({error}); {FIX}") from None
+    if not isinstance(document, dict):
+        raise ArtifactError(f"{shown} is not a JSON object; {FIX}")
+    return document
+
+
+def check_metadata(metadata: dict[str, Any], shown: str) -> None:
+    """Raise ArtifactError unless metadata has a usable decision threshold and family."""
+    threshold = metadata.get("decision_threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ArtifactError(f"{shown} has no numeric decision_threshold; {FIX}")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ArtifactError(f"{shown}: decision_threshold {threshold} is not in [0, 1]; {FIX}")
+    if not isinstance(metadata.get("model_family"), str):
+        raise ArtifactError(f"{shown} has no model_family; {FIX}")
+
+
+def read_training_metrics(settings: Settings, hashes: dict[str, str]) -> dict[str, Any] | None:
+    """Return reports/metrics.json when present and matching dvc.lock; else None, logged.
+
+    Metrics are informational (shown by /version), so a problem with them is a warning,
+    not a reason to refuse to serve.
+    """
+    path = settings.metrics_path
+    shown = display_path(path, settings)
+    try:
+        expected = locked_md5(path, hashes, settings)
+        data, _ = read_verified(path, expected, settings)
+        return parse_json_document(data, shown)
+    except ArtifactError as error:
+        logger.warning("training metrics not shown by /version: %s", error)
+        return None
+
+
+def find_git_commit(project_dir: Path) -> str | None:
+    """Return the commit checked out in project_dir by reading .git directly, or None.
+
+    Reading the files avoids spawning git at startup; a detached HEAD, a loose ref and a
+    packed ref are handled, anything else gives None.
+    """
+    git_dir = project_dir / ".git"
+    try:
+        head = (git_dir / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head if re.fullmatch(r"[0-9a-f]{40,64}", head) else None
+        ref = head.split(":", 1)[1].strip()
+        ref_file = git_dir / ref
+        if ref_file.is_file():
+            commit = ref_file.read_text().strip()
+            return commit if re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
+        packed = git_dir / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == ref:
+                    return parts[0]
+    except OSError:
+        return None
+    return None
+
+
+def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
+    """Return the model bytes and metadata after checking both against dvc.lock.
+
+    Raises ArtifactError (one line) when dvc.lock or an artifact is missing, a hash does
+    not match, or the metadata is unreadable.
+    """
+    hashes = read_lock_hashes(settings.dvc_lock_path)
+    model_bytes, model_md5 = read_verified(
+        settings.model_path, locked_md5(settings.model_path, hashes, settings), settings
+    )
+    metadata_shown = display_path(settings.metadata_path, settings)
+    metadata_bytes, _ = read_verified(
+        settings.metadata_path, locked_md5(settings.metadata_path, hashes, settings), settings
+    )
+    metadata = parse_json_document(metadata_bytes, metadata_shown)
+    check_metadata(metadata, metadata_shown)
+    return VerifiedArtifacts(
+        model_bytes=model_bytes,
+        model_md5=model_md5,
+        metadata=metadata,
+        training_metrics=read_training_metrics(settings, hashes),
+        git_commit=settings.git_commit or find_git_commit(settings.project_dir),
+    )
+
+
+def unpickle_model(artifacts: VerifiedArtifacts, settings: Settings) -> Any:
+    """Return the fitted pipeline unpickled from the verified bytes (never from the path).
+
+    Raises ArtifactError when the bytes do not unpickle (e.g. written by library versions
+    that are not installed) or do not give an object with predict_proba.
+    """
+    import joblib
+
+    shown = display_path(settings.model_path, settings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = joblib.load(io.BytesIO(artifacts.model_bytes))
+        except Exception as error:  # any unpickling failure means "cannot serve this"
+            raise ArtifactError(
+                f"{shown} cannot be loaded ({type(error).__name__}: {error}); it was probably "
+                f"written with other library versions; run `make run` to rebuild it"
+            ) from None
+    for warning in caught:
+        logger.warning("while loading %s: %s", shown, str(warning.message).splitlines()[0])
+    if not callable(getattr(model, "predict_proba", None)):
+        raise ArtifactError(f"{shown} holds a {type(model).__name__}, not a classifier; {FIX}")
+    return model

@@ -1,0 +1,477 @@
+"""A numeric fast path compiled once from the fitted sklearn pipeline.
+
+The reference is ``pipeline.predict_proba(frame)[:, 1]``. Scoring one row through it
+costs ~10 ms, almost all ColumnTransformer/pandas overhead. This module reads the fitted
+state (the FeatureEngineer's config, the imputer statistics, the scaler mean/scale, the
+one-hot categories, the estimator) and repeats the same float64 operations on numpy
+arrays, in the same order, so the design matrix is bit-for-bit the one the pipeline
+builds. The estimator then scores that matrix:
+
+- LogisticRegression: the same matrix product and expit sklearn uses;
+- XGBClassifier: the booster's inplace_predict, exactly what predict_proba calls;
+- RandomForestClassifier and any other classifier: its own predict_proba on the matrix
+  (the forest with n_jobs=1, which is faster per call and gives the same numbers).
+
+Anything this module does not recognise raises UnsupportedPipeline, and the caller
+serves the reference pipeline instead. ``check_against_reference`` proves agreement on a
+probe set at load time; the tests prove it on every row of both shipped CSVs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from app.columns import FeatureColumns, schema_categories
+from stroke_risk.schema import (
+    BINARY_FEATURES,
+    CATEGORICAL_FEATURES,
+    FEATURES,
+    NUMERIC_FEATURES,
+    BinaryField,
+    CategoricalField,
+    NumericField,
+)
+
+# Agreement required between the compiled path and the reference pipeline.
+TOLERANCE = 1e-9
+
+BAND_SOURCES = {"age_band": "age", "bmi_category": "bmi"}
+ENGINEERED_NUMERIC = ("log_avg_glucose_level", "age_squared")
+ENGINEERED_BINARY = ("high_glucose",)
+
+
+class UnsupportedPipeline(Exception):
+    """The fitted pipeline has a step the compiler does not know; serve the reference."""
+
+
+class ProbabilityModel(Protocol):
+    """What the service scores with: the compiled path or the reference pipeline."""
+
+    kind: str
+
+    def predict_proba(self, columns: FeatureColumns) -> np.ndarray:
+        """Return P(stroke) per row as float64."""
+        ...
+
+
+@dataclass(frozen=True)
+class EngineerSpec:
+    """The FeatureEngineer's parameters (None when the pipeline has no engineer step)."""
+
+    age_band_edges: np.ndarray
+    bmi_category_edges: np.ndarray
+    high_glucose_cut: float
+
+    def band_edges(self, name: str) -> np.ndarray:
+        """Return the edges of an engineered band column."""
+        return self.age_band_edges if name == "age_band" else self.bmi_category_edges
+
+
+class Source:
+    """Raw and engineered columns of one batch, computed as stroke_risk.features does."""
+
+    def __init__(self, columns: FeatureColumns, engineer: EngineerSpec | None):
+        self.columns = columns
+        self.engineer = engineer
+
+    def numeric(self, name: str) -> np.ndarray:
+        """Return a numeric or binary column as the float64 values the pipeline sees."""
+        if name in self.columns.numeric:
+            return self.columns.numeric[name]
+        if name in self.columns.binary:
+            return self.columns.binary[name].astype(np.float64)
+        engineer = self.engineer
+        assert engineer is not None
+        if name == "log_avg_glucose_level":
+            return np.log(self.columns.numeric["avg_glucose_level"])
+        if name == "age_squared":
+            return (self.columns.numeric["age"] / 10.0) ** 2
+        if name == "high_glucose":
+            glucose = self.columns.numeric["avg_glucose_level"]
+            return (glucose >= engineer.high_glucose_cut).astype(np.float64)
+        raise KeyError(name)
+
+    def codes(self, name: str) -> np.ndarray:
+        """Return a categorical column as codes into source_labels(name)."""
+        if name in self.columns.categorical:
+            return self.columns.categorical[name]
+        engineer = self.engineer
+        assert engineer is not None
+        edges = engineer.band_edges(name)
+        values = self.columns.numeric[BAND_SOURCES[name]]
+        # cut_bands: searchsorted(side="right") picks the band; missing -> "unknown",
+        # which source_labels puts right after the len(edges) + 1 band labels.
+        codes = np.searchsorted(edges, values, side="right")
+        return np.where(np.isnan(values), len(edges) + 1, codes)
+
+
+def source_labels(name: str, engineer: EngineerSpec | None) -> list[str]:
+    """Return the label list that Source.codes(name) indexes into."""
+    if name in CATEGORICAL_FEATURES:
+        return list(schema_categories(name))
+    if engineer is None or name not in BAND_SOURCES:
+        raise UnsupportedPipeline(f"categorical column {name!r} is not produced here")
+    from stroke_risk.features import band_labels
+
+    edges = tuple(float(edge) for edge in engineer.band_edges(name))
+    return [*band_labels(edges), "unknown"]
+
+
+def known_numeric(name: str, engineer: EngineerSpec | None) -> bool:
+    """Return whether Source.numeric can produce the column."""
+    raw = name in NUMERIC_FEATURES or name in BINARY_FEATURES
+    return raw or (engineer is not None and name in ENGINEERED_NUMERIC + ENGINEERED_BINARY)
+
+
+# --- preprocessing ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumericBlock:
+    """Numeric/binary columns through imputer and scaler steps, written to X[:, out]."""
+
+    names: tuple[str, ...]
+    steps: tuple[Callable[[np.ndarray], None], ...]
+    out: slice
+
+    def write(self, source: Source, X: np.ndarray) -> None:
+        """Fill X[:, out] for the batch in source."""
+        block = np.empty((source.columns.n_rows, len(self.names)))
+        for position, name in enumerate(self.names):
+            block[:, position] = source.numeric(name)
+        for step in self.steps:
+            step(block)
+        X[:, self.out] = block
+
+
+@dataclass(frozen=True)
+class OneHotBlock:
+    """One-hot columns; remap[j][code] is the output column of that label, -1 if none."""
+
+    names: tuple[str, ...]
+    remaps: tuple[np.ndarray, ...]
+    strict: bool
+    out: slice
+
+    def write(self, source: Source, X: np.ndarray) -> None:
+        """Set the 1.0 entries of X[:, out] (X starts as zeros)."""
+        rows = np.arange(source.columns.n_rows)
+        for name, remap in zip(self.names, self.remaps):
+            target = remap[source.codes(name)]
+            known = target >= 0
+            if self.strict and not known.all():
+                raise ValueError(f"value of {name!r} unknown to the fitted encoder")
+            X[rows[known], self.out.start + target[known]] = 1.0
+
+
+def imputer_step(imputer: Any) -> Callable[[np.ndarray], None]:
+    """Return an in-place NaN replacement with the imputer's fitted statistics."""
+    missing = imputer.missing_values
+    if not (isinstance(missing, float) and math.isnan(missing)):
+        raise UnsupportedPipeline("imputer with missing_values other than NaN")
+    if getattr(imputer, "add_indicator", False):
+        raise UnsupportedPipeline("imputer with add_indicator")
+    statistics = np.asarray(imputer.statistics_, dtype=np.float64)
+    if not np.isfinite(statistics).all():
+        raise UnsupportedPipeline("imputer that drops all-missing columns")
+
+    def impute(block: np.ndarray) -> None:
+        mask = np.isnan(block)
+        if mask.any():
+            block[mask] = np.broadcast_to(statistics, block.shape)[mask]
+
+    return impute
+
+
+def scaler_step(scaler: Any) -> Callable[[np.ndarray], None]:
+    """Return the in-place transform StandardScaler applies: X -= mean_; X /= scale_."""
+    mean = np.asarray(scaler.mean_, dtype=np.float64) if scaler.with_mean else None
+    scale = np.asarray(scaler.scale_, dtype=np.float64) if scaler.with_std else None
+
+    def standardise(block: np.ndarray) -> None:
+        if mean is not None:
+            block -= mean
+        if scale is not None:
+            block /= scale
+
+    return standardise
+
+
+def numeric_steps(transformer: Any) -> tuple[Callable[[np.ndarray], None], ...]:
+    """Return the numeric steps of a passthrough, imputer, scaler or Pipeline of them."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    if isinstance(transformer, str) and transformer == "passthrough":
+        return ()
+    if type(transformer) is FunctionTransformer and transformer.func is None:
+        return ()  # what ColumnTransformer stores for "passthrough" once fitted
+    if isinstance(transformer, Pipeline):
+        return tuple(step for _, inner in transformer.steps for step in numeric_steps(inner))
+    if type(transformer) is SimpleImputer:
+        return (imputer_step(transformer),)
+    if type(transformer) is StandardScaler:
+        return (scaler_step(transformer),)
+    raise UnsupportedPipeline(f"column transformer step {type(transformer).__name__}")
+
+
+def one_hot_block(
+    encoder: Any, names: tuple[str, ...], out: slice, engineer: EngineerSpec | None
+) -> OneHotBlock:
+    """Return the one-hot block of a fitted OneHotEncoder over the given columns."""
+    if encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):
+        raise UnsupportedPipeline("one-hot encoder with drop or infrequent categories")
+    if getattr(encoder, "sparse_output", False) or np.dtype(encoder.dtype) != np.float64:
+        raise UnsupportedPipeline("one-hot encoder with sparse or non-float64 output")
+    remaps: list[np.ndarray] = []
+    offset = 0
+    for name, categories in zip(names, encoder.categories_):
+        position = {str(category): index for index, category in enumerate(categories)}
+        labels = source_labels(name, engineer)
+        remap = [offset + position[label] if label in position else -1 for label in labels]
+        remaps.append(np.asarray(remap, dtype=np.intp))
+        offset += len(categories)
+    if offset != out.stop - out.start:
+        raise UnsupportedPipeline("one-hot width does not match the column transformer")
+    return OneHotBlock(names, tuple(remaps), encoder.handle_unknown == "error", out)
+
+
+def compile_preprocessor(
+    transformer: Any, engineer: EngineerSpec | None
+) -> tuple[list[NumericBlock | OneHotBlock], int]:
+    """Return the blocks of a fitted ColumnTransformer and its output width."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    if type(transformer) is not ColumnTransformer:
+        raise UnsupportedPipeline(f"preprocessing step {type(transformer).__name__}")
+    indices = transformer.output_indices_
+    blocks: list[NumericBlock | OneHotBlock] = []
+    width = 0
+    for name, fitted, columns in transformer.transformers_:
+        out = indices[name]
+        width = max(width, out.stop)
+        if out.stop == out.start or (isinstance(fitted, str) and fitted == "drop"):
+            continue
+        if not all(isinstance(column, str) for column in columns):
+            raise UnsupportedPipeline("columns selected by position or mask")
+        names = tuple(columns)
+        if type(fitted) is OneHotEncoder:
+            blocks.append(one_hot_block(fitted, names, out, engineer))
+            continue
+        unknown = [column for column in names if not known_numeric(column, engineer)]
+        if unknown:
+            raise UnsupportedPipeline(f"numeric columns {unknown} are not produced here")
+        if len(names) != out.stop - out.start:
+            raise UnsupportedPipeline(f"transformer {name!r} changes the column count")
+        blocks.append(NumericBlock(names, numeric_steps(fitted), out))
+    return blocks, width
+
+
+# --- estimators ------------------------------------------------------------------------
+
+
+def positive_column(estimator: Any) -> int:
+    """Return the predict_proba column of class 1; raise unless the classes are {0, 1}."""
+    classes = [int(c) for c in np.asarray(getattr(estimator, "classes_", []))]
+    if sorted(classes) != [0, 1]:
+        raise UnsupportedPipeline(f"classifier classes {classes}, expected [0, 1]")
+    return classes.index(1)
+
+
+def estimator_scorer(estimator: Any) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """Return (name, function of the design matrix giving P(class 1) as float64)."""
+    column = positive_column(estimator)
+    kind = type(estimator).__name__
+    if kind == "LogisticRegression" and type(estimator).__module__.startswith("sklearn."):
+        from scipy.special import expit
+
+        coef = np.asarray(estimator.coef_, dtype=np.float64)
+        if coef.shape[0] != 1:
+            raise UnsupportedPipeline("multi-row logistic regression coefficients")
+        coef_t = coef.T
+        intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+
+        def logistic(X: np.ndarray) -> np.ndarray:
+            # decision_function: X @ coef_.T + intercept_; _predict_proba_lr: expit.
+            scores = (X @ coef_t + intercept).reshape(-1)
+            probability = expit(scores)
+            return probability if column == 1 else 1.0 - probability
+
+        return "logistic_regression", logistic
+    if kind == "XGBClassifier" and getattr(estimator, "objective", None) == "binary:logistic":
+        booster = estimator.get_booster()
+        iteration_range = estimator._get_iteration_range(None)
+        missing = estimator.missing
+
+        def boosted(X: np.ndarray) -> np.ndarray:
+            # XGBClassifier.predict_proba runs exactly this inplace_predict on numpy input.
+            value = booster.inplace_predict(
+                X,
+                iteration_range=iteration_range,
+                predict_type="value",
+                missing=missing,
+                validate_features=False,
+            )
+            probability = np.asarray(value, dtype=np.float64).reshape(-1)
+            return probability if column == 1 else 1.0 - probability
+
+        return "xgboost_inplace", boosted
+    if not callable(getattr(estimator, "predict_proba", None)):
+        raise UnsupportedPipeline(f"estimator {kind} has no predict_proba")
+    if hasattr(estimator, "n_jobs"):
+        # Per-call thread start-up dominates small batches; results do not depend on it.
+        estimator = copy.copy(estimator)
+        estimator.n_jobs = 1
+
+    def generic(X: np.ndarray) -> np.ndarray:
+        return np.asarray(estimator.predict_proba(X)[:, column], dtype=np.float64)
+
+    return f"{kind}.predict_proba", generic
+
+
+# --- the compiled model ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """Design matrix builder + estimator scorer; predict_proba(columns) -> P(stroke)."""
+
+    engineer: EngineerSpec | None
+    blocks: tuple[NumericBlock | OneHotBlock, ...]
+    width: int
+    scorer: Callable[[np.ndarray], np.ndarray]
+    kind: str
+
+    def design_matrix(self, columns: FeatureColumns) -> np.ndarray:
+        """Return the float64 matrix the fitted ColumnTransformer would output."""
+        source = Source(columns, self.engineer)
+        X = np.zeros((columns.n_rows, self.width))
+        for block in self.blocks:
+            block.write(source, X)
+        return X
+
+    def predict_proba(self, columns: FeatureColumns) -> np.ndarray:
+        """Return P(stroke) per row as float64."""
+        if columns.n_rows == 0:
+            return np.empty(0)
+        return self.scorer(self.design_matrix(columns))
+
+
+def engineer_spec(step: Any) -> EngineerSpec:
+    """Return the parameters of a fitted stroke_risk FeatureEngineer."""
+    from stroke_risk.features import FeatureConfig, FeatureEngineer
+
+    if type(step) is not FeatureEngineer:
+        raise UnsupportedPipeline(f"feature step {type(step).__name__}")
+    config = step.config or FeatureConfig()
+    return EngineerSpec(
+        age_band_edges=np.asarray(config.age_band_edges, dtype=np.float64),
+        bmi_category_edges=np.asarray(config.bmi_category_edges, dtype=np.float64),
+        high_glucose_cut=float(config.high_glucose_cut),
+    )
+
+
+def compile_pipeline(pipeline: Any) -> CompiledModel:
+    """Return the compiled fast path of a fitted serving pipeline.
+
+    Expects [FeatureEngineer,] ColumnTransformer, classifier (docs/CONTRACTS.md); raises
+    UnsupportedPipeline for anything else.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(pipeline, Pipeline):
+        raise UnsupportedPipeline(f"artifact is a {type(pipeline).__name__}, not a Pipeline")
+    steps = [step for _, step in pipeline.steps if not (isinstance(step, str) or step is None)]
+    if len(steps) == 3:
+        engineer: EngineerSpec | None = engineer_spec(steps[0])
+        steps = steps[1:]
+    elif len(steps) == 2:
+        engineer = None
+    else:
+        raise UnsupportedPipeline(f"pipeline with {len(steps)} steps")
+    blocks, width = compile_preprocessor(steps[0], engineer)
+    expected = getattr(steps[1], "n_features_in_", width)
+    if expected != width:
+        raise UnsupportedPipeline(f"estimator expects {expected} features, matrix has {width}")
+    kind, scorer = estimator_scorer(steps[1])
+    return CompiledModel(engineer, tuple(blocks), width, scorer, f"compiled:{kind}")
+
+
+@dataclass(frozen=True)
+class ReferenceModel:
+    """The unpickled pipeline itself, scored on a DataFrame (slow, always correct)."""
+
+    pipeline: Any
+    kind: str = "reference_pipeline"
+
+    def predict_proba(self, columns: FeatureColumns) -> np.ndarray:
+        """Return pipeline.predict_proba(frame)[:, class 1] as float64."""
+        if columns.n_rows == 0:
+            return np.empty(0)
+        column = list(np.asarray(self.pipeline.classes_)).index(1)
+        return np.asarray(
+            self.pipeline.predict_proba(columns.to_frame())[:, column], dtype=np.float64
+        )
+
+
+# --- agreement check -------------------------------------------------------------------
+
+
+def probe_columns(engineer: EngineerSpec | None, n_random: int = 400) -> FeatureColumns:
+    """Return a deterministic probe batch covering every category, band edge and bound.
+
+    Rows cycle through each field's special values (bounds, band edges, missing bmi) and
+    the rest are seeded random draws over the schema's full domain.
+    """
+    rng = np.random.default_rng(20240611)
+    specials: dict[str, list[float]] = {}
+    for spec in FEATURES:
+        if isinstance(spec, NumericField):
+            values = [spec.minimum, spec.maximum, (spec.minimum + spec.maximum) / 2]
+            if engineer is not None:
+                values += list(engineer.age_band_edges) + list(engineer.bmi_category_edges)
+                values.append(engineer.high_glucose_cut)
+            values = [v for v in values if spec.minimum <= v <= spec.maximum]
+            specials[spec.name] = values + ([math.nan] if spec.nullable else [])
+    n_special = max(len(values) for values in specials.values())
+    n_rows = n_special + n_random
+    numeric: dict[str, np.ndarray] = {}
+    binary: dict[str, np.ndarray] = {}
+    categorical: dict[str, np.ndarray] = {}
+    for spec in FEATURES:
+        if isinstance(spec, NumericField):
+            drawn = rng.uniform(spec.minimum, spec.maximum, n_rows)
+            special = specials[spec.name]
+            drawn[:n_special] = [special[i % len(special)] for i in range(n_special)]
+            if spec.nullable:
+                drawn[n_special:][rng.random(n_random) < 0.1] = np.nan
+            numeric[spec.name] = drawn
+        elif isinstance(spec, BinaryField):
+            binary[spec.name] = rng.integers(0, 2, n_rows).astype(np.int64)
+        else:
+            assert isinstance(spec, CategoricalField)
+            count = len(spec.categories)
+            codes = rng.integers(0, count, n_rows)
+            codes[:count] = np.arange(count)
+            categorical[spec.name] = codes.astype(np.intp)
+    return FeatureColumns(numeric, binary, categorical, n_rows)
+
+
+def max_disagreement(model: ProbabilityModel, reference: ProbabilityModel, columns: Any) -> float:
+    """Return the largest |model - reference| probability over the batch."""
+    return float(np.max(np.abs(model.predict_proba(columns) - reference.predict_proba(columns))))
+
+
+def check_against_reference(compiled: CompiledModel, pipeline: Any) -> float:
+    """Return the max disagreement on the probe batch; raise UnsupportedPipeline above 1e-9."""
+    difference = max_disagreement(compiled, ReferenceModel(pipeline), probe_columns(compiled.engineer))
+    if not difference <= TOLERANCE:
+        raise UnsupportedPipeline(f"compiled path differs from the pipeline by {difference:.3g}")
+    return difference

@@ -1,0 +1,299 @@
+"""The Flask application factory: routes, JSON errors, metrics and extension hooks.
+
+Extension points for later features (the clinician page, /feedback, live drift):
+
+- ``extensions``: callables ``init(app)`` run at the end of create_app (or "module:function"
+  strings in STROKE_EXTENSIONS); they may register blueprints (``/`` and ``/static`` are
+  left free) and Prometheus collectors via ``service_state(app).metrics.register_collector``.
+- ``app.config["PREDICTION_CALLBACKS"]``: callables
+  ``on_predictions(records, probabilities, decisions, prediction_ids)`` run after every
+  successful /predict, inside the request context (``service_state(current_app).model``
+  gives the model version). records are dicts of the ten canonical fields (bmi None when
+  missing), the rest are lists in the same order. A failing callback is logged, never
+  fails the prediction.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import orjson
+from flask import Blueprint, Flask, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from app.metrics import ServiceMetrics
+from app.model import LoadedModel, load_model
+from app.openapi import openapi_document
+from app.payload import RequestError, parse_predict_request
+from app.settings import Settings
+from app.validation import metric_field
+
+logger = logging.getLogger(__name__)
+
+STATE_KEY = "stroke_risk"
+CALLBACKS_KEY = "PREDICTION_CALLBACKS"
+JSON_TYPE = "application/json"
+
+PredictionCallback = Callable[[list[dict[str, Any]], list[float], list[bool], list[str]], None]
+Extension = Callable[[Flask], None]
+
+
+@dataclass
+class ServiceState:
+    """What the endpoints share: settings, the loaded model (None = not ready), metrics."""
+
+    settings: Settings
+    model: LoadedModel | None
+    metrics: ServiceMetrics
+    openapi: dict[str, Any]
+    route_templates: frozenset[str] = frozenset()
+
+
+def install_model(app: Flask, model: LoadedModel) -> None:
+    """Make model answer requests (and /ready report ready) and publish its gauges."""
+    state = service_state(app)
+    state.metrics.set_model(
+        model.version, model.family, model.git_commit, model.threshold,
+        model.reference_positive_rate(),
+    )
+    state.model = model
+
+
+def service_state(app: Flask) -> ServiceState:
+    """Return the ServiceState of an app built by create_app."""
+    return app.extensions[STATE_KEY]
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Return a JSON response serialised with orjson (fast, floats round-trip exactly)."""
+    return Response(orjson.dumps(payload), status=status, mimetype=JSON_TYPE, headers=headers)
+
+
+def error_response(status: int, error: str, details: list[dict[str, str]] | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    """Return {"error": ..., "details": [...]} with the status.
+
+    Serialised by the standard library with ASCII escapes: error texts may quote user
+    input, which can hold lone surrogates that orjson refuses to encode.
+    """
+    body = json.dumps({"error": error, "details": details or []}, ensure_ascii=True)
+    return Response(body, status=status, mimetype=JSON_TYPE, headers=headers)
+
+
+def new_prediction_ids(count: int) -> list[str]:
+    """Return count random uuid4 hex strings (one os.urandom call for a whole batch)."""
+    if count == 1:
+        return [uuid.uuid4().hex]
+    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.tobytes().hex()
+    return [text[start : start + 32] for start in range(0, 32 * count, 32)]
+
+
+# --- endpoints -------------------------------------------------------------------------
+
+api = Blueprint("api", __name__)
+
+
+@api.post("/predict")
+def predict() -> Response:
+    """Score one record or {"instances": [...]} at the model's decision threshold."""
+    state = service_state(current_app)
+    model = state.model
+    if model is None:
+        return error_response(503, "model not loaded yet; retry shortly")
+    if request.mimetype != JSON_TYPE or request.mimetype_params.get("charset", "utf-8").lower() not in {"utf-8", "utf8"}:
+        given = request.content_type or "none"
+        return error_response(
+            415,
+            "unsupported content type",
+            [{"field": "Content-Type", "message": f"must be application/json (UTF-8), got {given[:80]!r}"}],
+        )
+    parsed = parse_predict_request(request.get_data(cache=False), state.settings.max_batch_size)
+    probability, decision = model.predict(parsed.columns)
+    count = parsed.columns.n_rows
+    prediction_ids = new_prediction_ids(count)
+    state.metrics.observe_predictions(probability, decision)
+    probabilities, decisions = probability.tolist(), decision.tolist()
+    callbacks: list[PredictionCallback] = current_app.config[CALLBACKS_KEY]
+    if callbacks:
+        run_callbacks(callbacks, parsed.columns.to_records(), probabilities, decisions, prediction_ids)
+    threshold, version = model.threshold, model.version
+    predictions = [
+        {
+            "stroke_probability": p,
+            "stroke_prediction": d,
+            "threshold": threshold,
+            "model_version": version,
+            "prediction_id": i,
+        }
+        for p, d, i in zip(probabilities, decisions, prediction_ids)
+    ]
+    return json_response({"predictions": predictions} if parsed.is_batch else predictions[0])
+
+
+def run_callbacks(callbacks: Iterable[PredictionCallback], records: list[dict[str, Any]],
+                  probabilities: list[float], decisions: list[bool], ids: list[str]) -> None:
+    """Call every on_predictions callback; log (without data) and continue on failure."""
+    for callback in callbacks:
+        try:
+            callback(records, probabilities, decisions, ids)
+        except Exception as error:  # monitoring must never fail a prediction
+            logger.error("prediction callback %r failed: %s", callback, type(error).__name__)
+
+
+@api.get("/health")
+def health() -> Response:
+    """Return 200 while the process is alive."""
+    return json_response({"status": "ok"})
+
+
+@api.get("/ready")
+def ready() -> Response:
+    """Return 200 when a model is loaded and can answer, 503 otherwise."""
+    model = service_state(current_app).model
+    if model is None:
+        return error_response(503, "model not loaded")
+    return json_response({"status": "ready", "model_version": model.version})
+
+
+@api.get("/version")
+def version() -> Response:
+    """Return the model version (artifact md5), git commit, threshold and training metrics."""
+    model = service_state(current_app).model
+    if model is None:
+        return error_response(503, "model not loaded")
+    return json_response(model.version_info())
+
+
+@api.get("/metrics")
+def metrics() -> Response:
+    """Return Prometheus metrics aggregated over all workers."""
+    body, content_type = service_state(current_app).metrics.render()
+    return Response(body, status=200, content_type=content_type)
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    """Return the OpenAPI document generated from the schema."""
+    return json_response(service_state(current_app).openapi)
+
+
+# --- errors and request metrics --------------------------------------------------------
+
+
+def handle_request_error(error: RequestError) -> Response:
+    """Return the 4xx JSON of an invalid request and count its invalid fields."""
+    fields = [metric_field(e) for e in error.field_errors] or ["(body)"]
+    service_state(current_app).metrics.observe_validation_failures(fields)
+    return error_response(error.status, error.error, error.details)
+
+
+def handle_http_error(error: HTTPException) -> Response:
+    """Return werkzeug's HTTP errors (404, 405, 413, ...) as JSON, never HTML."""
+    status = error.code or 500
+    headers: dict[str, str] = {}
+    details: list[dict[str, str]] = []
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        allowed = ", ".join(sorted(error.valid_methods))
+        headers["Allow"] = allowed
+        message = "method not allowed"
+        details = [
+            {
+                "field": "(method)",
+                "message": f"{request.method[:20]} is not allowed on {request.path[:200]}; "
+                f"allowed: {allowed}",
+            }
+        ]
+    elif status == 404:
+        message = "not found"
+        details = [
+            {"field": "(url)", "message": f"no endpoint {request.path[:200]}; see /openapi.json"}
+        ]
+    elif status == 413:
+        limit = service_state(current_app).settings.max_body_bytes
+        message = "request body too large"
+        details = [{"field": "(body)", "message": f"must be at most {limit} bytes"}]
+    else:
+        message = (error.name or "error").lower()
+    return error_response(status, message, details, headers)
+
+
+def handle_unexpected(error: Exception) -> Response:
+    """Return a bare 500 JSON; log the traceback frames but not the message (may hold data)."""
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    logger.error("unhandled %s in %s %s\n%s", type(error).__name__, request.method, request.path[:200], frames)
+    return error_response(500, "internal error")
+
+
+def start_timer() -> None:
+    g.request_started = time.perf_counter()
+
+
+def record_request(response: Response) -> Response:
+    """Count the request under its route template ("other" for unknown routes)."""
+    state = service_state(current_app)
+    rule = request.url_rule
+    if rule is not None:
+        endpoint = rule.rule
+    elif isinstance(request.routing_exception, MethodNotAllowed) and request.path in state.route_templates:
+        endpoint = request.path
+    else:
+        endpoint = "other"
+    started = g.get("request_started", time.perf_counter())
+    state.metrics.observe_request(endpoint, request.method, response.status_code, time.perf_counter() - started)
+    return response
+
+
+def load_extension(spec: str) -> Extension:
+    """Return the callable named by "module:function"."""
+    module_name, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attribute or "init_app")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model: LoadedModel | None = None,
+    load: bool = True,
+    extensions: Iterable[Extension] = (),
+) -> Flask:
+    """Return the prediction service.
+
+    Loads the model revision of the working tree (settings from the environment by
+    default), verified against dvc.lock; raises app.artifacts.ArtifactError (a
+    RuntimeError with a one-line message) when it cannot be served. Pass ``model`` to
+    reuse a loaded one, or ``load=False`` for an app that is alive but not ready.
+    """
+    settings = settings or Settings.from_env()
+    if model is None and load:
+        model = load_model(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config[CALLBACKS_KEY] = []
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    metrics_state = ServiceMetrics()
+    state = ServiceState(settings, None, metrics_state, openapi_document(settings.max_batch_size))
+    app.extensions[STATE_KEY] = state
+    app.register_blueprint(api)
+    app.register_error_handler(RequestError, handle_request_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)
+    app.before_request(start_timer)
+    app.after_request(record_request)
+    if model is not None:
+        install_model(app, model)
+    for extension in [*extensions, *map(load_extension, settings.extensions)]:
+        extension(app)
+    state.route_templates = frozenset(rule.rule for rule in app.url_map.iter_rules())
+    return app

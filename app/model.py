@@ -1,0 +1,118 @@
+"""Load the verified model revision and build what the endpoints score with."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.artifacts import VerifiedArtifacts, unpickle_model, verify_artifacts
+from app.columns import FeatureColumns
+from app.compiled import (
+    ProbabilityModel,
+    ReferenceModel,
+    UnsupportedPipeline,
+    check_against_reference,
+    compile_pipeline,
+)
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model answering requests, its decision threshold and what identifies it."""
+
+    scorer: ProbabilityModel
+    reference: ReferenceModel
+    version: str
+    family: str
+    threshold: float
+    git_commit: str | None
+    metadata: dict[str, Any]
+    training_metrics: dict[str, Any] | None
+    load_seconds: float
+
+    def predict(self, columns: FeatureColumns) -> tuple[np.ndarray, np.ndarray]:
+        """Return (P(stroke) float64, decision bool) per row; positive when P >= threshold."""
+        probability = self.scorer.predict_proba(columns)
+        return probability, probability >= self.threshold
+
+    def reference_positive_rate(self) -> float | None:
+        """Return the out-of-fold positive rate at the threshold recorded at training.
+
+        Uses threshold_cv_metrics.positive_rate, else derives it from prevalence, recall
+        and specificity; None when the metadata has neither.
+        """
+        cv = self.metadata.get("threshold_cv_metrics") or {}
+        if isinstance(cv.get("positive_rate"), (int, float)):
+            return float(cv["positive_rate"])
+        prevalence = self.metadata.get("training_prevalence")
+        recall, specificity = cv.get("recall"), cv.get("specificity")
+        if all(isinstance(v, (int, float)) for v in (prevalence, recall, specificity)):
+            return float(prevalence * recall + (1 - prevalence) * (1 - specificity))
+        return None
+
+    def version_info(self) -> dict[str, Any]:
+        """Return the /version document."""
+        return {
+            "model_version": self.version,
+            "model_family": self.family,
+            "git_commit": self.git_commit,
+            "threshold": self.threshold,
+            "threshold_policy": self.metadata.get("threshold_policy"),
+            "threshold_cv_metrics": self.metadata.get("threshold_cv_metrics"),
+            "training_metrics": self.training_metrics,
+            "inference": self.scorer.kind,
+        }
+
+
+def build_scorer(pipeline: Any, use_compiled: bool) -> ProbabilityModel:
+    """Return the compiled fast path when it agrees with the pipeline, else the pipeline."""
+    reference = ReferenceModel(pipeline)
+    if not use_compiled:
+        return reference
+    try:
+        compiled = compile_pipeline(pipeline)
+        difference = check_against_reference(compiled, pipeline)
+    except UnsupportedPipeline as reason:
+        logger.warning("serving the reference pipeline (slow path): %s", reason)
+        return reference
+    logger.info("compiled path %s agrees with the pipeline (max |diff| %.2g)", compiled.kind, difference)
+    return compiled
+
+
+def load_model(settings: Settings, artifacts: VerifiedArtifacts | None = None) -> LoadedModel:
+    """Return the model of the working tree's revision, verified against dvc.lock.
+
+    Raises app.artifacts.ArtifactError (one line) when it cannot be served.
+    """
+    started = time.perf_counter()
+    artifacts = artifacts or verify_artifacts(settings)
+    pipeline = unpickle_model(artifacts, settings)
+    scorer = build_scorer(pipeline, settings.use_compiled_path)
+    metadata = artifacts.metadata
+    loaded = LoadedModel(
+        scorer=scorer,
+        reference=ReferenceModel(pipeline),
+        version=artifacts.model_md5,
+        family=str(metadata["model_family"]),
+        threshold=float(metadata["decision_threshold"]),
+        git_commit=artifacts.git_commit,
+        metadata=metadata,
+        training_metrics=artifacts.training_metrics,
+        load_seconds=time.perf_counter() - started,
+    )
+    logger.info(
+        "serving model %s (%s, threshold %.6g, %s) loaded in %.2f s",
+        loaded.version,
+        loaded.family,
+        loaded.threshold,
+        scorer.kind,
+        loaded.load_seconds,
+    )
+    return loaded

@@ -1,0 +1,150 @@
+"""Turn a /predict request body into validated columns, or a 4xx error listing every problem.
+
+The body is parsed with orjson (fast, strict). What orjson refuses is parsed again with
+the standard library so that NaN/Infinity literals reach the validator and are reported
+against their field, and other syntax errors get a line and column. Integers too long
+for a float become infinity (reported as not finite) instead of crashing float().
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from app.columns import FeatureColumns
+from app.validation import BatchValidation, flatten_errors, validate_records
+from stroke_risk.schema import FieldError
+
+BATCH_KEY = "instances"
+# Longest integer literal kept as an int: float(int) overflows beyond ~309 digits.
+MAX_INT_DIGITS = 300
+
+
+@dataclass
+class RequestError(Exception):
+    """A client error: HTTP status, a one-line summary and per-field details."""
+
+    status: int
+    error: str
+    details: list[dict[str, str]] = field(default_factory=list)
+    field_errors: list[FieldError] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        """Return the JSON error document {"error": ..., "details": [...]}."""
+        return {"error": self.error, "details": self.details}
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """Validated records of one request and whether it used the batch form."""
+
+    columns: FeatureColumns
+    is_batch: bool
+
+
+def _parse_int(literal: str) -> int | float:
+    """Return the int, or a float (inf when huge) for literals too long to convert."""
+    return int(literal) if len(literal.lstrip("-")) <= MAX_INT_DIGITS else float(literal)
+
+
+def parse_json(body: bytes) -> Any:
+    """Return the parsed JSON document; raise RequestError (400) for anything malformed."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestError(
+            400, f"request body is not valid UTF-8 (byte {error.start})", [_body("not UTF-8")]
+        ) from None
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        raise RequestError(400, "JSON is nested too deeply", [_body("nested too deeply")]) from None
+    except ValueError as error:
+        message = f"malformed JSON: {error}"
+        raise RequestError(400, message, [_body(message)]) from None
+
+
+def _body(message: str) -> dict[str, str]:
+    return {"field": "(body)", "message": message}
+
+
+def parse_predict_request(body: bytes, max_batch_size: int) -> ParsedRequest:
+    """Return the validated records of a /predict body, single record or batch form.
+
+    Raises RequestError: 400 for malformed JSON or invalid records (every problem listed,
+    batch fields named like 'instances[3].age'), 413 for a batch over max_batch_size.
+    """
+    if not body:
+        raise RequestError(400, "request body is empty", [_body("expected a JSON object")])
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        kind = type(document).__name__ if document is not None else "null"
+        raise RequestError(
+            400,
+            "request body must be a JSON object",
+            [_body(f"expected one record or {{{BATCH_KEY!r}: [...]}}, got {kind}")],
+        )
+    if BATCH_KEY not in document:
+        return ParsedRequest(_checked(validate_records([document]), None), is_batch=False)
+    extra = sorted(str(key)[:60] for key in document if key != BATCH_KEY)
+    if extra:
+        message = f"unknown field; a batch body has only {BATCH_KEY!r}"
+        raise RequestError(
+            400, "invalid batch request", [{"field": key, "message": message} for key in extra]
+        )
+    instances = document[BATCH_KEY]
+    if not isinstance(instances, list):
+        raise RequestError(
+            400,
+            "invalid batch request",
+            [{"field": BATCH_KEY, "message": f"must be a list of records, got {_kind(instances)}"}],
+        )
+    if not instances:
+        raise RequestError(
+            400,
+            "empty batch",
+            [{"field": BATCH_KEY, "message": f"must hold 1 to {max_batch_size} records, got 0"}],
+        )
+    if len(instances) > max_batch_size:
+        raise RequestError(
+            413,
+            "batch too large",
+            [
+                {
+                    "field": BATCH_KEY,
+                    "message": f"must hold 1 to {max_batch_size} records, got "
+                    f"{len(instances)}; split it into smaller batches",
+                }
+            ],
+        )
+    return ParsedRequest(_checked(validate_records(instances), BATCH_KEY), is_batch=True)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _checked(validation: BatchValidation, prefix: str | None) -> FeatureColumns:
+    """Return the columns, or raise RequestError(400) listing every invalid field."""
+    if validation.ok:
+        return validation.columns
+    details = flatten_errors(validation.row_errors, prefix)
+    bad_records = len(validation.row_errors)
+    summary = (
+        f"{bad_records} of {validation.columns.n_rows} records are invalid"
+        if prefix
+        else "invalid record"
+    )
+    raise RequestError(
+        400,
+        summary,
+        details,
+        [error for errors in validation.row_errors.values() for error in errors],
+    )

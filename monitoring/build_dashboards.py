@@ -1,0 +1,699 @@
+"""Generate the three Grafana dashboards (service, model, drift) as JSON.
+
+    .venv/bin/python -m monitoring.build_dashboards          # rewrite monitoring/grafana/dashboards
+    .venv/bin/python -m monitoring.build_dashboards --check  # exit 1 if the committed JSON is stale
+
+The JSON is committed (Grafana provisions it from files); this script is its source so
+the three dashboards share one datasource uid, one style and current panel types only
+(timeseries, stat, gauge, bargauge, table, heatmap). Queries use only metric names from
+docs/CONTRACTS.md and the recording rule in prometheus/alert_rules.yml; the tests run
+every query against a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DATASOURCE_UID = "stroke-prometheus"
+DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
+DASHBOARD_DIR = Path(__file__).resolve().parent / "grafana" / "dashboards"
+SCHEMA_VERSION = 39
+PANEL_TYPES = ("timeseries", "stat", "gauge", "bargauge", "table", "heatmap")
+FEATURE_FILTER = 'feature=~"$feature"'
+
+
+def target(
+    expr: str, legend: str = "", *, ref: str = "A", instant: bool = False, fmt: str = "time_series"
+) -> dict[str, Any]:
+    """One Prometheus query of a panel."""
+    return {
+        "datasource": DATASOURCE,
+        "refId": ref,
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "instant": instant,
+        "range": not instant,
+        "format": fmt,
+    }
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in steps]}
+
+
+def panel(
+    kind: str,
+    title: str,
+    targets: list[dict[str, Any]],
+    grid: tuple[int, int, int, int],
+    *,
+    unit: str = "short",
+    description: str = "",
+    steps: tuple[tuple[float | None, str], ...] = ((None, "green"),),
+    minimum: float | None = None,
+    maximum: float | None = None,
+    options: dict[str, Any] | None = None,
+    custom: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A panel of a current type with the shared datasource; grid = (x, y, width, height)."""
+    if kind not in PANEL_TYPES:
+        raise ValueError(f"panel type {kind!r} is not one of {PANEL_TYPES}")
+    x, y, w, h = grid
+    defaults: dict[str, Any] = {"unit": unit, "thresholds": thresholds(*steps)}
+    if minimum is not None:
+        defaults["min"] = minimum
+    if maximum is not None:
+        defaults["max"] = maximum
+    if custom:
+        defaults["custom"] = custom
+    for index, item in enumerate(targets):
+        item["refId"] = chr(ord("A") + index)
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options or {},
+        "targets": targets,
+    }
+
+
+def stat_options() -> dict[str, Any]:
+    return {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "value",
+        "graphMode": "area",
+        "textMode": "auto",
+    }
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    panels: list[dict[str, Any]],
+    *,
+    variables: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A dashboard with ids assigned in order, UTC, 30 s refresh, last 6 hours."""
+    for index, item in enumerate(panels, start=1):
+        item["id"] = index
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["stroke-risk"],
+        "timezone": "utc",
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": variables or []},
+        "annotations": {"list": []},
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": ["stroke-risk"],
+                "title": "stroke-risk",
+                "asDropdown": True,
+            }
+        ],
+        "panels": panels,
+    }
+
+
+def latency_quantile(quantile: float, endpoint: str = "/predict") -> str:
+    return (
+        f"histogram_quantile({quantile}, sum by (le) "
+        f"(rate(stroke_http_request_duration_seconds_bucket"
+        f'{{endpoint="{endpoint}"}}[$__rate_interval])))'
+    )
+
+
+ERROR_RATIO = (
+    'sum(rate(stroke_http_requests_total{status=~"5.."}[$__rate_interval]))'
+    " / sum(rate(stroke_http_requests_total[$__rate_interval]))"
+)
+POSITIVE_RATE = (
+    '(sum(rate(stroke_predictions_total{predicted="positive"}[$__rate_interval])) or vector(0))'
+    " / sum(rate(stroke_predictions_total[$__rate_interval]))"
+)
+
+
+def service_dashboard() -> dict[str, Any]:
+    """Traffic, errors and latency of the HTTP service."""
+    panels = [
+        panel(
+            "stat",
+            "Targets up",
+            [target('sum(up{job="stroke-risk"})')],
+            (0, 0, 4, 4),
+            steps=((None, "red"), (1, "green")),
+            options=stat_options(),
+            description="Scrape targets of job stroke-risk answering /metrics.",
+        ),
+        panel(
+            "stat",
+            "/predict requests/s",
+            [
+                target(
+                    'sum(rate(stroke_http_requests_total{endpoint="/predict"}[$__rate_interval]))'
+                )
+            ],
+            (4, 0, 5, 4),
+            unit="reqps",
+            options=stat_options(),
+        ),
+        panel(
+            "stat",
+            "5xx ratio",
+            [target(ERROR_RATIO)],
+            (9, 0, 5, 4),
+            unit="percentunit",
+            steps=((None, "green"), (0.01, "orange"), (0.05, "red")),
+            options=stat_options(),
+            description="Alert StrokeHighErrorRatio fires above 5% for 5 minutes.",
+        ),
+        panel(
+            "stat",
+            "/predict p99",
+            [target(latency_quantile(0.99))],
+            (14, 0, 5, 4),
+            unit="s",
+            steps=((None, "green"), (0.1, "orange"), (0.25, "red")),
+            options=stat_options(),
+            description="Alert StrokeHighLatencyP99 fires above 250 ms for 10 minutes.",
+        ),
+        panel(
+            "stat",
+            "Validation failures/s",
+            [target("sum(rate(stroke_validation_failures_total[$__rate_interval]))")],
+            (19, 0, 5, 4),
+            unit="short",
+            options=stat_options(),
+        ),
+        panel(
+            "timeseries",
+            "Requests by endpoint and status",
+            [
+                target(
+                    "sum by (endpoint, status) "
+                    "(rate(stroke_http_requests_total[$__rate_interval]))",
+                    "{{endpoint}} {{status}}",
+                )
+            ],
+            (0, 4, 12, 8),
+            unit="reqps",
+        ),
+        panel(
+            "timeseries",
+            "Error ratio",
+            [
+                target(ERROR_RATIO, "5xx"),
+                target(
+                    'sum(rate(stroke_http_requests_total{status=~"4.."}[$__rate_interval]))'
+                    " / sum(rate(stroke_http_requests_total[$__rate_interval]))",
+                    "4xx",
+                ),
+            ],
+            (12, 4, 12, 8),
+            unit="percentunit",
+            minimum=0,
+        ),
+        panel(
+            "timeseries",
+            "/predict latency p50 / p95 / p99",
+            [
+                target(latency_quantile(0.5), "p50"),
+                target(latency_quantile(0.95), "p95"),
+                target(latency_quantile(0.99), "p99"),
+            ],
+            (0, 12, 12, 8),
+            unit="s",
+            minimum=0,
+        ),
+        panel(
+            "timeseries",
+            "p99 latency by endpoint",
+            [
+                target(
+                    "histogram_quantile(0.99, sum by (le, endpoint) "
+                    "(rate(stroke_http_request_duration_seconds_bucket[$__rate_interval])))",
+                    "{{endpoint}}",
+                )
+            ],
+            (12, 12, 12, 8),
+            unit="s",
+            minimum=0,
+        ),
+        panel(
+            "heatmap",
+            "/predict latency distribution",
+            [
+                target(
+                    "sum by (le) (increase(stroke_http_request_duration_seconds_bucket"
+                    '{endpoint="/predict"}[$__rate_interval]))',
+                    "{{le}}",
+                    fmt="heatmap",
+                )
+            ],
+            (0, 20, 12, 8),
+            unit="s",
+            options={
+                "calculate": False,
+                "yAxis": {"unit": "s"},
+                "cellGap": 1,
+                "color": {"mode": "scheme", "scheme": "Oranges"},
+            },
+        ),
+        panel(
+            "timeseries",
+            "Validation failures by field",
+            [
+                target(
+                    "sum by (field) (rate(stroke_validation_failures_total[$__rate_interval]))",
+                    "{{field}}",
+                )
+            ],
+            (12, 20, 12, 8),
+            unit="short",
+        ),
+    ]
+    return dashboard(
+        "stroke-service",
+        "Stroke risk / Service",
+        "Traffic, errors and latency of the stroke-risk API.",
+        panels,
+    )
+
+
+def model_dashboard() -> dict[str, Any]:
+    """What the model outputs and how it performs on labelled feedback."""
+    live_steps = ((None, "red"), (0.7, "orange"), (0.8, "green"))
+    panels = [
+        panel(
+            "table",
+            "Model in service",
+            [
+                target(
+                    "max by (model_version, model_family, git_commit) (stroke_model_info)",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            (0, 0, 12, 4),
+            options={"showHeader": True},
+        ),
+        panel(
+            "stat",
+            "Decision threshold",
+            [target("max(stroke_model_decision_threshold)")],
+            (12, 0, 4, 4),
+            unit="percentunit",
+            options=stat_options(),
+        ),
+        panel(
+            "stat",
+            "Positive rate (1h)",
+            [
+                target(
+                    '(sum(rate(stroke_predictions_total{predicted="positive"}[1h])) or vector(0))'
+                    " / sum(rate(stroke_predictions_total[1h]))"
+                )
+            ],
+            (16, 0, 4, 4),
+            unit="percentunit",
+            options=stat_options(),
+        ),
+        panel(
+            "stat",
+            "Reference positive rate",
+            [target("max(stroke_reference_positive_rate)")],
+            (20, 0, 4, 4),
+            unit="percentunit",
+            options=stat_options(),
+        ),
+        panel(
+            "timeseries",
+            "Predicted-positive rate vs reference",
+            [
+                target(POSITIVE_RATE, "observed"),
+                target("max(stroke_reference_positive_rate)", "reference (training, out-of-fold)"),
+                target(
+                    "stroke:predicted_positive_rate:ratio_rate30m", "observed, 30m (alert input)"
+                ),
+            ],
+            (0, 4, 12, 8),
+            unit="percentunit",
+            minimum=0,
+            description=(
+                "StrokePositiveRateShift fires when the 30m rate leaves"
+                " half to double the reference."
+            ),
+        ),
+        panel(
+            "timeseries",
+            "Scored records/s by decision",
+            [
+                target(
+                    "sum by (predicted) (rate(stroke_predictions_total[$__rate_interval]))",
+                    "{{predicted}}",
+                )
+            ],
+            (12, 4, 12, 8),
+            unit="short",
+            custom={"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 30},
+        ),
+        panel(
+            "heatmap",
+            "Predicted probability distribution",
+            [
+                target(
+                    "sum by (le) (increase(stroke_predicted_probability_bucket[$__rate_interval]))",
+                    "{{le}}",
+                    fmt="heatmap",
+                )
+            ],
+            (0, 12, 12, 8),
+            unit="percentunit",
+            options={
+                "calculate": False,
+                "cellGap": 1,
+                "color": {"mode": "scheme", "scheme": "Blues"},
+            },
+        ),
+        panel(
+            "bargauge",
+            "Probability histogram (last 1h)",
+            [
+                target(
+                    "sum by (le) (increase(stroke_predicted_probability_bucket[1h]))",
+                    "{{le}}",
+                    instant=True,
+                    fmt="heatmap",
+                )
+            ],
+            (12, 12, 12, 8),
+            unit="short",
+            options={
+                "orientation": "vertical",
+                "displayMode": "gradient",
+                "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+            },
+            description="Cumulative bucket counts: records with probability <= le.",
+        ),
+        panel(
+            "timeseries",
+            "Predicted probability quantiles",
+            [
+                target(
+                    f"histogram_quantile({q}, sum by (le) "
+                    "(rate(stroke_predicted_probability_bucket[$__rate_interval])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.9, 0.99)
+            ],
+            (0, 20, 12, 8),
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+        ),
+        panel(
+            "stat",
+            "Labelled predictions",
+            [target("max(stroke_live_labels)")],
+            (12, 20, 4, 4),
+            options=stat_options(),
+            description=(
+                "Feedback labels in the performance window;"
+                " live metrics appear from the configured minimum."
+            ),
+        ),
+        panel(
+            "gauge",
+            "Live ROC-AUC",
+            [target("max(stroke_live_roc_auc)")],
+            (16, 20, 4, 4),
+            unit="none",
+            minimum=0.5,
+            maximum=1,
+            steps=live_steps,
+        ),
+        panel(
+            "gauge",
+            "Live recall",
+            [target("max(stroke_live_recall)")],
+            (20, 20, 4, 4),
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+            steps=((None, "red"), (0.6, "orange"), (0.75, "green")),
+        ),
+        panel(
+            "stat",
+            "Feedback accepted/s",
+            [
+                target(
+                    'sum(rate(stroke_feedback_total{outcome="accepted"}[$__rate_interval]))',
+                    "accepted",
+                ),
+                target(
+                    'sum(rate(stroke_feedback_total{outcome="rejected"}[$__rate_interval]))',
+                    "rejected",
+                ),
+            ],
+            (12, 24, 12, 4),
+            unit="short",
+            options=stat_options(),
+        ),
+        panel(
+            "timeseries",
+            "Live performance from feedback",
+            [
+                target("max(stroke_live_roc_auc)", "ROC-AUC"),
+                target("max(stroke_live_recall)", "recall"),
+                target("max(stroke_live_precision)", "precision"),
+                target("max(stroke_live_brier)", "Brier"),
+            ],
+            (0, 28, 24, 8),
+            unit="none",
+            minimum=0,
+            maximum=1,
+        ),
+    ]
+    return dashboard(
+        "stroke-model",
+        "Stroke risk / Model",
+        "Model outputs, positive rate and live performance.",
+        panels,
+    )
+
+
+def drift_dashboard() -> dict[str, Any]:
+    """Per-feature drift of the live window against the training reference."""
+    feature_variable = {
+        "type": "query",
+        "name": "feature",
+        "label": "Feature",
+        "datasource": DATASOURCE,
+        "query": {
+            "query": "label_values(stroke_feature_missing_rate, feature)",
+            "refId": "feature",
+        },
+        "definition": "label_values(stroke_feature_missing_rate, feature)",
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+    }
+    psi_steps = ((None, "green"), (0.1, "orange"), (0.2, "red"))
+    panels = [
+        panel(
+            "stat",
+            "Drift score (max PSI)",
+            [target("max(stroke_drift_score)")],
+            (0, 0, 6, 4),
+            steps=psi_steps,
+            options=stat_options(),
+            unit="none",
+        ),
+        panel(
+            "stat",
+            "Records in window",
+            [target("max(stroke_drift_window_records)")],
+            (6, 0, 6, 4),
+            options=stat_options(),
+            description="Drift gauges appear once the window holds the configured minimum.",
+        ),
+        panel(
+            "stat",
+            "Features with PSI > 0.2",
+            [target("count(stroke_feature_psi > 0.2) or vector(0)")],
+            (12, 0, 6, 4),
+            steps=((None, "green"), (1, "red")),
+            options=stat_options(),
+        ),
+        panel(
+            "stat",
+            "Features with p < 0.01",
+            [target("count(stroke_feature_drift_pvalue < 0.01) or vector(0)")],
+            (18, 0, 6, 4),
+            steps=((None, "green"), (1, "orange")),
+            options=stat_options(),
+        ),
+        panel(
+            "bargauge",
+            "PSI by feature (now)",
+            [
+                target(
+                    f"max by (feature) (stroke_feature_psi{{{FEATURE_FILTER}}})",
+                    "{{feature}}",
+                    instant=True,
+                )
+            ],
+            (0, 4, 12, 9),
+            unit="none",
+            minimum=0,
+            maximum=0.5,
+            steps=psi_steps,
+            options={
+                "orientation": "horizontal",
+                "displayMode": "gradient",
+                "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+            },
+            description=(
+                "0.1-0.2: moderate shift;"
+                " above 0.2 (alert StrokeFeatureDrift after 30m): significant."
+            ),
+        ),
+        panel(
+            "table",
+            "Drift tests (now)",
+            [
+                target(
+                    f"max by (feature, test) (stroke_feature_drift_pvalue{{{FEATURE_FILTER}}})",
+                    instant=True,
+                    fmt="table",
+                )
+            ],
+            (12, 4, 12, 9),
+            unit="none",
+            options={"showHeader": True, "sortBy": [{"displayName": "Value", "desc": False}]},
+            description=(
+                "KS (numeric) and chi-square (categorical) p-values vs the training reference;"
+                " small = different."
+            ),
+        ),
+        panel(
+            "timeseries",
+            "PSI by feature",
+            [target(f"max by (feature) (stroke_feature_psi{{{FEATURE_FILTER}}})", "{{feature}}")],
+            (0, 13, 12, 8),
+            unit="none",
+            minimum=0,
+            steps=psi_steps,
+            custom={"thresholdsStyle": {"mode": "line"}},
+        ),
+        panel(
+            "timeseries",
+            "Drift p-values",
+            [
+                target(
+                    f"max by (feature, test) (stroke_feature_drift_pvalue{{{FEATURE_FILTER}}})",
+                    "{{feature}} ({{test}})",
+                )
+            ],
+            (12, 13, 12, 8),
+            unit="none",
+            minimum=0,
+            maximum=1,
+            custom={"scaleDistribution": {"type": "log", "log": 10}},
+        ),
+        panel(
+            "timeseries",
+            "Missing-value rate",
+            [
+                target(
+                    f"max by (feature) (stroke_feature_missing_rate{{{FEATURE_FILTER}}})",
+                    "{{feature}}",
+                )
+            ],
+            (0, 21, 12, 8),
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+        ),
+        panel(
+            "timeseries",
+            "Unseen-category rate",
+            [
+                target(
+                    f"max by (feature) (stroke_feature_unseen_category_rate{{{FEATURE_FILTER}}})",
+                    "{{feature}}",
+                )
+            ],
+            (12, 21, 12, 8),
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+        ),
+    ]
+    return dashboard(
+        "stroke-drift",
+        "Stroke risk / Drift",
+        "Live input drift against the training reference profile.",
+        panels,
+        variables=[feature_variable],
+    )
+
+
+DASHBOARDS = {
+    "stroke-service.json": service_dashboard,
+    "stroke-model.json": model_dashboard,
+    "stroke-drift.json": drift_dashboard,
+}
+
+
+def render_all() -> dict[str, str]:
+    """File name -> JSON text of every dashboard (stable formatting for diffs)."""
+    return {
+        name: json.dumps(build(), indent=2, sort_keys=True) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m monitoring.build_dashboards", description=__doc__
+    )
+    parser.add_argument("--out", type=Path, default=DASHBOARD_DIR)
+    parser.add_argument("--check", action="store_true", help="only compare with the files in --out")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in render_all().items():
+        path = args.out / name
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(name)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if stale:
+        print("stale dashboards (run python -m monitoring.build_dashboards): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

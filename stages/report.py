@@ -1,0 +1,70 @@
+"""Stage report: the model card and the report figures, from the pipeline's own outputs.
+
+Reads params: none (every number comes from the input files).
+Reads: models/model_metadata.json, reports/metrics.json, reports/evaluation.json,
+reports/data_summary.json, reports/plots/{roc,pr,calibration,importance}.csv.
+Writes: reports/model_card.md, reports/figures/{roc,pr,calibration,importance}.png
+(byte-identical on rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stroke_risk.cli import run_stage
+from stroke_risk.io import write_text
+from stroke_risk.model_card import build_model_card, lookup, metric_value
+from stroke_risk.plots import render_report_figures
+
+
+def read_json(path: str) -> dict[str, Any]:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--metadata", default="models/model_metadata.json")
+    parser.add_argument("--metrics", default="reports/metrics.json")
+    parser.add_argument("--evaluation", default="reports/evaluation.json")
+    parser.add_argument("--data-summary", default="reports/data_summary.json")
+    parser.add_argument("--plots", default="reports/plots")
+    parser.add_argument("--figures", default="reports/figures")
+    parser.add_argument("--card", default="reports/model_card.md")
+    args = parser.parse_args()
+    metadata, metrics = read_json(args.metadata), read_json(args.metrics)
+    evaluation, data_summary = read_json(args.evaluation), read_json(args.data_summary)
+
+    written = render_report_figures(
+        args.plots,
+        args.figures,
+        roc_auc=metric_value(lookup(evaluation, "test", "roc_auc")),
+        prevalence=metric_value(lookup(data_summary, "prevalence")),
+        ece=metric_value(lookup(evaluation, "calibration", "ece")),
+    )
+    card_dir = Path(args.card).parent
+    # Links relative to the card, with forward slashes, so they render wherever it is viewed.
+    figures = {
+        name: Path(os.path.relpath(path, card_dir)).as_posix() for name, path in written.items()
+    }
+    importance = pd.read_csv(Path(args.plots) / "importance.csv").to_dict(orient="records")
+    card = build_model_card(
+        metadata=metadata,
+        metrics=metrics,
+        evaluation=evaluation,
+        data_summary=data_summary,
+        importance=importance,
+        figures=figures,
+    )
+    write_text(args.card, card)
+    print(f"wrote {args.card} and {len(written)} figures in {args.figures}")
+
+
+if __name__ == "__main__":
+    run_stage("report", main)

@@ -1,0 +1,369 @@
+"""The model card and report figures: built from the inputs only, defensive, deterministic."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stroke_risk.model_card import (
+    baseline_comparison,
+    build_model_card,
+    fields_used,
+    fmt_interval,
+    group_sort_key,
+)
+from stroke_risk.plots import (
+    calibration_png,
+    importance_png,
+    pr_png,
+    read_plot_data,
+    render_report_figures,
+    roc_png,
+)
+from stroke_risk.schema import FEATURE_NAMES
+from tests.conftest import REPO_ROOT
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def metric(value: float, low: float, high: float) -> dict[str, float]:
+    return {"value": value, "ci_low": low, "ci_high": high}
+
+
+@pytest.fixture
+def inputs() -> dict:
+    """The four input documents, shaped like the pipeline's, with distinctive numbers."""
+    metadata = {
+        "model_family": "xgboost",
+        "feature_set": "compact",
+        "params": {"feature_set": "compact", "max_depth": 3, "learning_rate": 0.0731},
+        "decision_threshold": 0.061234,
+        "threshold_policy": {"policy": "min_recall", "target_recall": 0.8},
+        "threshold_cv_metrics": {"recall": 0.8123, "specificity": 0.7012, "precision": 0.1212},
+        "training_rows": 3984,
+        "training_prevalence": 0.0497,
+        "training_data_sha256": "ab" * 32,
+        "library_versions": {"xgboost-cpu": "3.2.0", "python": "3.11.7"},
+    }
+    metrics = {
+        "test": {"n": 997, "positives": 50, "roc_auc": 0.8611, "precision": 0.1361},
+        "cv": {"roc_auc": 0.8424, "roc_auc_std": 0.0236, "average_precision": 0.2174},
+    }
+    evaluation = {
+        "test": {
+            "roc_auc": metric(0.8611, 0.8217, 0.8934),
+            "average_precision": metric(0.1707, 0.1357, 0.2368),
+            "brier": metric(0.0441, 0.0424, 0.0460),
+            "log_loss": metric(0.1602, 0.1504, 0.1713),
+            "recall": metric(0.8, 0.68, 0.9),
+            "specificity": metric(0.7318, 0.7043, 0.7592),
+            "precision": metric(0.1361, 0.1145, 0.1563),
+            "f1": metric(0.2326, 0.1966, 0.2651),
+            "positive_rate": metric(0.2949, 0.2688, 0.3220),
+        },
+        "baselines": {
+            "prevalence": {"roc_auc": 0.5, "average_precision": 0.0502, "brier": 0.0476},
+            "age_only": {"roc_auc": 0.7912, "average_precision": 0.1955, "brier": 0.0432},
+        },
+        "calibration": {
+            "bins": [
+                {"count": 499, "mean_predicted": 0.0123, "observed_rate": 0.0100},
+                {"count": 498, "mean_predicted": 0.0871, "observed_rate": 0.0904},
+            ],
+            "ece": 0.002468,
+        },
+        "subgroups": {
+            "age_band": {
+                "80+": {"n": 32, "positives": 8, "roc_auc": 0.5156, "recall": 1.0},
+                "<18": {"n": 174, "positives": 0, "roc_auc": None, "recall": None},
+                "18-40": {"n": 270, "positives": 1, "roc_auc": 0.9554, "recall": 0.0},
+                "40-60": {"n": 281, "positives": 12, "roc_auc": 0.7088, "recall": 0.25},
+            }
+        },
+        "threshold": {
+            "value": 0.061234,
+            "policy": "min_recall",
+            "target_recall": 0.8,
+            "cv_recall": 0.8123,
+            "cv_specificity": 0.7012,
+        },
+    }
+    data_summary = {
+        "source": "brain",
+        "n_rows": 4981,
+        "n_positive": 248,
+        "prevalence": 0.049789,
+        "duplicates_dropped": 3,
+        "n_test": 997,
+        "n_positive_test": 50,
+    }
+    return {
+        "metadata": metadata,
+        "metrics": metrics,
+        "evaluation": evaluation,
+        "data_summary": data_summary,
+    }
+
+
+def card_of(inputs: dict, **extra) -> str:
+    return build_model_card(**inputs, **extra)
+
+
+def test_card_reports_the_input_numbers(inputs):
+    card = card_of(inputs)
+    assert card.startswith("# Model card: stroke-risk (xgboost)\n")
+    assert (
+        "| ROC AUC (higher is better) | 0.861 (0.822-0.893) | 0.500 | 0.791 | 0.842 ± 0.024 |"
+        in (card)
+    )
+    assert "**0.0612**" in card  # threshold
+    assert "target recall 0.80" in card
+    assert "| Recall (sensitivity) | 0.812 | 0.800 (0.680-0.900) |" in card
+    assert "**0.0025**" in card  # ECE
+    assert "| Rows after validation | 4,981 |" in card
+    assert "| Exact duplicate rows dropped | 3 |" in card
+    assert "997 (50 strokes)" in card
+    assert "`learning_rate` | `0.0731`" in card
+    assert "better than the age-only baseline" in card
+
+
+def test_card_changes_when_an_input_number_changes(inputs):
+    changed = copy.deepcopy(inputs)
+    changed["evaluation"]["test"]["roc_auc"] = metric(0.7777, 0.7011, 0.8122)
+    card = card_of(changed)
+    assert "0.778 (0.701-0.812)" in card
+    assert "0.861" not in card.split("## Performance")[1].split("## Decision")[0]
+    assert "cannot show that the other fields add discrimination" in card
+
+
+def test_card_has_the_required_sections(inputs):
+    card = card_of(inputs)
+    for heading in (
+        "## Summary",
+        "## Intended use",
+        "## Data",
+        "## Model",
+        "## Performance on the held-out test split",
+        "## Decision threshold",
+        "## Calibration",
+        "## Subgroup performance (test split)",
+        "## Per-prediction explanations",
+        "## Limitations and ethical considerations",
+    ):
+        assert heading in card
+    assert "atrial fibrillation" in card and "blood-pressure" in card
+    assert "5,110 rows" in card  # provenance of brain.csv
+    assert "TreeSHAP" in card  # the xgboost explanation method
+
+
+def test_card_lists_fields_the_model_ignores(inputs):
+    card = card_of(inputs)
+    assert "**Fields used:** `age`, `hypertension`, `heart_disease`, `avg_glucose_level`." in card
+    assert "`Residence_type`" in card.split("**Fields accepted but not used:**")[1]
+    assert fields_used("full") == list(FEATURE_NAMES)
+    assert fields_used("no-such-set") == list(FEATURE_NAMES)
+
+
+def test_subgroups_are_ordered_naturally_and_small_groups_marked(inputs):
+    card = card_of(inputs)
+    table = card.split("### By `age_band`")[1].split("##")[0]
+    labels = [line.split("|")[1].strip() for line in table.strip().splitlines()[2:]]
+    assert labels == ["<18 *", "18-40 *", "40-60", "80+ *"]
+    assert "| <18 * | 174 | 0 | n/a |" in table
+    assert sorted(["80+", "18-40", "<18", "40-60"], key=group_sort_key) == [
+        "<18",
+        "18-40",
+        "40-60",
+        "80+",
+    ]
+
+
+def test_figures_and_importance_are_included_when_given(inputs):
+    figures = {name: f"figures/{name}.png" for name in ("roc", "pr", "calibration", "importance")}
+    importance = [
+        {"feature": "age", "importance": 0.3007},
+        {"feature": "bmi", "importance": float("nan")},
+        {"feature": "heart_disease", "importance": 0.0019},
+    ]
+    card = card_of(inputs, figures=figures, importance=importance)
+    for path in figures.values():
+        assert f"]({path})" in card
+    assert "`age` (0.301), `heart_disease` (0.002)" in card
+    assert "![ROC curve]" not in card_of(inputs)
+
+
+def test_card_survives_missing_inputs():
+    card = build_model_card(metadata={}, metrics={}, evaluation={}, data_summary={})
+    assert "## Performance on the held-out test split" in card
+    assert "n/a" in card
+    assert "No age-only baseline comparison is available." in card
+
+
+def test_card_accepts_bare_or_nested_baseline_metrics(inputs):
+    nested = copy.deepcopy(inputs)
+    nested["evaluation"]["baselines"]["age_only"] = {"metrics": {"roc_auc": {"value": 0.7912}}}
+    assert card_of(nested).count("0.791") == card_of(inputs).count("0.791")
+
+
+def test_card_is_deterministic(inputs):
+    assert card_of(inputs) == card_of(copy.deepcopy(inputs))
+
+
+def test_baseline_comparison_reads_the_interval():
+    evaluation = {
+        "test": {"roc_auc": metric(0.85, 0.80, 0.88)},
+        "baselines": {"age_only": {"roc_auc": 0.70}},
+    }
+    assert "better than" in baseline_comparison(evaluation)
+    evaluation["baselines"]["age_only"]["roc_auc"] = 0.95
+    assert "worse than" in baseline_comparison(evaluation)
+    evaluation["baselines"]["age_only"]["roc_auc"] = 0.82
+    assert "cannot show" in baseline_comparison(evaluation)
+
+
+def test_interval_formatting():
+    assert fmt_interval(metric(0.84682, 0.8047, 0.88215)) == "0.847 (0.805-0.882)"
+    assert fmt_interval(0.5) == "0.500"
+    assert fmt_interval({"value": None}) == "n/a"
+
+
+# --- figures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def plot_data(tmp_path):
+    """Synthetic plot-data CSVs with the evaluate stage's column names."""
+    rng = np.random.default_rng(0)
+    fpr = np.sort(np.r_[0, rng.uniform(size=40), 1])
+    directory = tmp_path / "plots"
+    directory.mkdir()
+    pd.DataFrame({"fpr": fpr, "tpr": np.sqrt(fpr)}).to_csv(directory / "roc.csv", index=False)
+    recall = np.linspace(1, 0, 30)
+    pd.DataFrame({"recall": recall, "precision": 0.05 + 0.3 * (1 - recall)}).to_csv(
+        directory / "pr.csv", index=False
+    )
+    pd.DataFrame(
+        {
+            "mean_predicted": [0.01, 0.04, 0.12],
+            "observed_rate": [0.0, 0.05, 0.1],
+            "count": [300, 300, 297],
+        }
+    ).to_csv(directory / "calibration.csv", index=False)
+    pd.DataFrame(
+        {"feature": list(FEATURE_NAMES), "importance": np.linspace(0.3, -0.01, len(FEATURE_NAMES))}
+    ).to_csv(directory / "importance.csv", index=False)
+    return directory
+
+
+def test_each_figure_is_a_deterministic_png(plot_data):
+    renders = {
+        "roc": lambda: roc_png(read_plot_data(plot_data / "roc.csv", "roc"), roc_auc=0.8),
+        "pr": lambda: pr_png(read_plot_data(plot_data / "pr.csv", "pr"), prevalence=0.05),
+        "calibration": lambda: calibration_png(
+            read_plot_data(plot_data / "calibration.csv", "calibration"), ece=0.01
+        ),
+        "importance": lambda: importance_png(
+            read_plot_data(plot_data / "importance.csv", "importance")
+        ),
+    }
+    for name, render in renders.items():
+        first, second = render(), render()
+        assert first.startswith(PNG_SIGNATURE), name
+        assert first == second, f"{name} PNG differs between renders"
+        assert b"Software" not in first and b"atplotlib" not in first
+
+
+def test_figure_depends_on_its_data(plot_data):
+    roc = read_plot_data(plot_data / "roc.csv", "roc")
+    assert roc_png(roc) != roc_png(roc.assign(tpr=roc["fpr"]))
+
+
+def test_plot_data_with_wrong_columns_is_rejected(tmp_path):
+    path = tmp_path / "roc.csv"
+    pd.DataFrame({"false_positive_rate": [0, 1], "tpr": [0, 1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="fpr"):
+        read_plot_data(path, "roc")
+
+
+def test_render_report_figures_writes_four_pngs(plot_data, tmp_path):
+    written = render_report_figures(plot_data, tmp_path / "figures", roc_auc=0.8)
+    assert sorted(written) == ["calibration", "importance", "pr", "roc"]
+    for path in written.values():
+        assert path.read_bytes().startswith(PNG_SIGNATURE)
+    assert not list((tmp_path / "figures").glob(".*.tmp"))  # atomic writes leave no temp
+    (plot_data / "pr.csv").unlink()
+    with pytest.raises(FileNotFoundError):
+        render_report_figures(plot_data, tmp_path / "other")
+
+
+def test_report_stage_output_is_byte_identical_on_rerun(inputs, plot_data, tmp_path):
+    paths = {}
+    for name in ("metadata", "metrics", "evaluation", "data_summary"):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(inputs[name]))
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "stages.report",
+        "--metadata",
+        str(paths["metadata"]),
+        "--metrics",
+        str(paths["metrics"]),
+        "--evaluation",
+        str(paths["evaluation"]),
+        "--data-summary",
+        str(paths["data_summary"]),
+        "--plots",
+        str(plot_data),
+        "--figures",
+        str(out / "figures"),
+        "--card",
+        str(out / "model_card.md"),
+    ]
+    outputs = []
+    for _ in range(2):
+        subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert sorted(outputs[0]) == [
+        "calibration.png",
+        "importance.png",
+        "model_card.md",
+        "pr.png",
+        "roc.png",
+    ]
+    assert outputs[0] == outputs[1]
+    card = outputs[0]["model_card.md"].decode()
+    assert "![Calibration](figures/calibration.png)" in card
+
+
+def test_report_stage_fails_cleanly_without_evaluation(inputs, plot_data, tmp_path):
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text(json.dumps(inputs["metadata"]))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.report",
+            "--metadata",
+            str(metadata),
+            "--evaluation",
+            str(tmp_path / "missing.json"),
+            "--card",
+            str(tmp_path / "card.md"),
+            "--figures",
+            str(tmp_path / "figures"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "stage report failed" in result.stderr
+    assert not (tmp_path / "card.md").exists()

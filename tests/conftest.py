@@ -1,0 +1,29 @@
+"""Fixtures shared by the whole suite. Tests never write into the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BRAIN_CSV = REPO_ROOT / "data" / "raw" / "brain.csv"
+HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def brain_raw_text() -> str:
+    return BRAIN_CSV.read_text()
+
+
+@pytest.fixture(scope="session")
+def brain_frame() -> pd.DataFrame:
+    from stroke_risk.data import load_dataset
+
+    return load_dataset(BRAIN_CSV)

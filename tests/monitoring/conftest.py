@@ -1,0 +1,157 @@
+"""Fixtures of the monitoring tests: reference profiles, Prometheus binaries, processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The raw data lives in the repository; CI also has a copy of shared/ beside the clone.
+DATA_CANDIDATES = (
+    REPO_ROOT / "data" / "raw" / "brain.csv",
+    REPO_ROOT.parent / "shared" / "data" / "brain.csv",
+)
+APT_INSTALL_TIMEOUT_SECONDS = 600
+
+
+def find_brain_csv() -> Path | None:
+    return next((path for path in DATA_CANDIDATES if path.is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def brain_csv() -> Path:
+    path = find_brain_csv()
+    if path is None:
+        pytest.skip("brain.csv not found in data/raw/ or ../shared/data/")
+    return path
+
+
+@pytest.fixture(scope="session")
+def training_frame(brain_csv: Path) -> Any:
+    """The validated raw data set (features + stroke)."""
+    from stroke_risk.data import load_dataset
+
+    return load_dataset(brain_csv)
+
+
+@pytest.fixture(scope="session")
+def reference_profile(training_frame: Any) -> dict[str, Any]:
+    """A real reference profile, built the way the featurize stage builds it."""
+    from stroke_risk.features import build_reference_profile
+
+    return build_reference_profile(training_frame, target="stroke", seed=0)
+
+
+@pytest.fixture(scope="session")
+def training_records(training_frame: Any) -> list[dict[str, Any]]:
+    """The data set's rows as plain JSON-ready records of the ten fields."""
+    from stroke_risk.schema import FEATURE_NAMES
+
+    records = []
+    for row in training_frame[list(FEATURE_NAMES)].to_dict("records"):
+        records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    return records
+
+
+def _apt_install_prometheus() -> None:
+    if shutil.which("apt-get") is None:
+        pytest.skip("promtool is missing and apt-get is unavailable")
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"],
+    ):
+        subprocess.run(
+            command,
+            check=True,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=APT_INSTALL_TIMEOUT_SECONDS,
+        )
+
+
+@pytest.fixture(scope="session")
+def prometheus_binaries() -> dict[str, str]:
+    """Paths of promtool and prometheus, installing Debian's package when missing."""
+    if shutil.which("promtool") is None or shutil.which("prometheus") is None:
+        _apt_install_prometheus()
+    promtool, prometheus = shutil.which("promtool"), shutil.which("prometheus")
+    assert promtool and prometheus, "apt-get install prometheus did not provide the binaries"
+    return {"promtool": promtool, "prometheus": prometheus}
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
+    """Poll check() until it returns True or timeout seconds pass; return the last result."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except Exception:  # noqa: BLE001 - the service may still be starting
+            pass
+        time.sleep(interval)
+    return False
+
+
+class ProcessGroup:
+    """Processes started by a test, each in its own session, stopped at teardown."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, command: list[str], *, log_path: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+        log = open(log_path, "wb")  # noqa: SIM115 - closed with the process below
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+        )
+        process.log = log  # type: ignore[attr-defined]
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                # The process leads its own group: this reaches gunicorn's workers too.
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=5)
+            process.log.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def processes() -> Iterator[ProcessGroup]:
+    group = ProcessGroup()
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture
+def get_free_port() -> Callable[[], int]:
+    return free_port
+
+
+@pytest.fixture
+def poll() -> Callable[..., bool]:
+    return wait_until

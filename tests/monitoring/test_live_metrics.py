@@ -1,0 +1,345 @@
+"""The scrape-time collector, live performance, settings and the scoring callback."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from flask import Flask
+from prometheus_client import CollectorRegistry, generate_latest
+from sklearn.metrics import roc_auc_score
+
+from stroke_risk.live_monitoring import (
+    LiveMetricsCollector,
+    MonitoringSettings,
+    check_reference_profile,
+    install_monitoring,
+    live_performance,
+    roc_auc,
+    store_path_from_environ,
+)
+from stroke_risk.prediction_log import (
+    LabelledPrediction,
+    PredictionLog,
+    Retention,
+    Window,
+)
+
+SETTINGS = MonitoringSettings(
+    drift_window=Window(500, None), min_drift_records=20, min_labels=10, cache_seconds=0.0
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def labelled(pairs: list[tuple[float, int]]) -> list[LabelledPrediction]:
+    return [LabelledPrediction(str(i), p, p >= 0.5, y) for i, (p, y) in enumerate(pairs)]
+
+
+def make_app(tmp_path: Path, profile: dict[str, Any], **kwargs: Any) -> tuple[Flask, Any, Any]:
+    app = Flask("test-monitoring")
+    registry = CollectorRegistry()
+    monitor = install_monitoring(
+        app,
+        store_path=tmp_path / "log.sqlite",
+        reference_profile=profile,
+        decision_threshold=0.05,
+        settings=kwargs.pop("settings", SETTINGS),
+        registry=registry,
+        **kwargs,
+    )
+    return app, monitor, registry
+
+
+def score(monitor: Any, records: list[dict[str, Any]], start: int = 0) -> list[str]:
+    """Record records with a deterministic fake probability (age/100); return their ids."""
+    ids = [f"p{start + i}" for i in range(len(records))]
+    probabilities = [min(r["age"] / 100.0, 1.0) for r in records]
+    assert monitor.on_predictions(
+        records, probabilities, [p >= 0.05 for p in probabilities], ids, "v1"
+    )
+    return ids
+
+
+# --- live performance ------------------------------------------------------------------
+
+
+def test_roc_auc_matches_sklearn_including_ties() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 300).tolist()
+    scores = rng.choice([0.1, 0.2, 0.3, 0.5, 0.9], 300).tolist()  # many ties
+    assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_live_performance_by_hand() -> None:
+    # threshold 0.5: predicted positive = 0.9, 0.6, 0.7; true positives 0.9, 0.6.
+    data = labelled([(0.9, 1), (0.6, 1), (0.2, 1), (0.7, 0), (0.1, 0)])
+    result = live_performance(data, decision_threshold=0.5)
+    assert result is not None
+    assert result.recall == pytest.approx(2 / 3)
+    assert result.precision == pytest.approx(2 / 3)
+    assert result.brier == pytest.approx((0.01 + 0.16 + 0.64 + 0.49 + 0.01) / 5)
+    assert result.roc_auc == pytest.approx(4 / 6)
+
+
+def test_live_performance_needs_both_classes_and_handles_no_positive_call() -> None:
+    assert live_performance(labelled([(0.9, 1), (0.8, 1)]), 0.5) is None
+    result = live_performance(labelled([(0.1, 1), (0.2, 0)]), 0.5)
+    assert result is not None and result.precision is None and result.recall == 0.0
+
+
+# --- collector -------------------------------------------------------------------------
+
+
+def test_small_window_exports_only_its_size(tmp_path: Path, reference_profile: dict) -> None:
+    _, monitor, registry = make_app(tmp_path, reference_profile)
+    assert registry.get_sample_value("stroke_drift_window_records") == 0
+    assert registry.get_sample_value("stroke_drift_score") is None
+    assert registry.get_sample_value("stroke_live_labels") == 0
+
+
+def test_drift_gauges_follow_the_shared_window(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    app, monitor, registry = make_app(tmp_path, reference_profile)
+    drifted = [dict(r, age=min(r["age"] + 25, 120.0)) for r in training_records[:300]]
+    score(monitor, drifted)
+    value = registry.get_sample_value
+    assert value("stroke_drift_window_records") == 300
+    assert value("stroke_feature_psi", {"feature": "age"}) > 0.2
+    assert value("stroke_feature_psi", {"feature": "gender"}) < 0.1
+    assert value("stroke_feature_drift_pvalue", {"feature": "age", "test": "ks"}) < 1e-6
+    assert value("stroke_feature_drift_pvalue", {"feature": "gender", "test": "chi2"}) > 0.001
+    assert value("stroke_feature_missing_rate", {"feature": "bmi"}) == 0.0
+    assert value("stroke_feature_unseen_category_rate", {"feature": "work_type"}) == 0.0
+    assert value("stroke_feature_unseen_category_rate", {"feature": "age"}) is None
+    assert value("stroke_drift_score") == value("stroke_feature_psi", {"feature": "age"})
+    text = generate_latest(registry).decode()
+    # Ten features each for PSI, p-value and missing rate; seven categorical/binary.
+    assert text.count("stroke_feature_psi{") == 10
+    assert text.count("stroke_feature_drift_pvalue{") == 10
+    assert text.count("stroke_feature_unseen_category_rate{") == 7
+
+
+def test_missing_bmi_is_reported(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    _, monitor, registry = make_app(tmp_path, reference_profile)
+    records = [dict(r, bmi=None if i % 2 else r["bmi"]) for i, r in enumerate(training_records[:100])]
+    score(monitor, records)
+    assert registry.get_sample_value("stroke_feature_missing_rate", {"feature": "bmi"}) == 0.5
+
+
+def test_two_workers_report_the_same_window(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    # Two apps on one log file stand in for two gunicorn workers.
+    _, worker_a, registry_a = make_app(tmp_path, reference_profile)
+    _, worker_b, registry_b = make_app(tmp_path, reference_profile)
+    score(worker_a, training_records[:40])
+    score(worker_b, training_records[40:100], start=40)
+    for registry in (registry_a, registry_b):
+        assert registry.get_sample_value("stroke_drift_window_records") == 100
+    assert registry_a.get_sample_value("stroke_drift_score") == registry_b.get_sample_value(
+        "stroke_drift_score"
+    )
+
+
+def test_live_performance_appears_at_the_minimum_label_count(
+    tmp_path: Path, reference_profile: dict, training_frame: Any
+) -> None:
+    app, monitor, registry = make_app(tmp_path, reference_profile)
+    strokes = training_frame[training_frame["stroke"] == 1].head(5)
+    healthy = training_frame[training_frame["stroke"] == 0].head(25)
+    rows = pd.concat([strokes, healthy])
+    records = rows.drop(columns="stroke").to_dict("records")
+    ids = score(monitor, records)
+    labels = rows["stroke"].tolist()
+    client = app.test_client()
+    # Nine labels of both classes: one short of the minimum.
+    first = [1, *range(22, 30)]
+    for i in first:
+        response = client.post("/feedback", json={"prediction_id": ids[i], "stroke": labels[i]})
+        assert response.status_code == 201
+    assert registry.get_sample_value("stroke_live_labels") == 9
+    assert registry.get_sample_value("stroke_live_roc_auc") is None
+    response = client.post("/feedback", json={"prediction_id": ids[0], "stroke": labels[0]})
+    assert response.status_code == 201
+    assert registry.get_sample_value("stroke_live_labels") == 10
+    probabilities = [min(r["age"] / 100, 1.0) for r in records]
+    used = [0, *first]
+    expected = roc_auc_score([labels[i] for i in used], [probabilities[i] for i in used])
+    assert registry.get_sample_value("stroke_live_roc_auc") == pytest.approx(expected)
+    for name in ("stroke_live_recall", "stroke_live_precision", "stroke_live_brier"):
+        assert registry.get_sample_value(name) is not None
+
+
+def test_one_class_of_labels_exports_no_performance(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    app, monitor, registry = make_app(tmp_path, reference_profile)
+    ids = score(monitor, training_records[:12])
+    for pid in ids:
+        app.test_client().post("/feedback", json={"prediction_id": pid, "stroke": 0})
+    assert registry.get_sample_value("stroke_live_labels") == 12
+    assert registry.get_sample_value("stroke_live_roc_auc") is None
+
+
+def test_collector_caches_for_cache_seconds(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    store = PredictionLog(tmp_path / "log.sqlite")
+    clock = FakeClock()
+    settings = MonitoringSettings(min_drift_records=1, cache_seconds=2.0)
+    collector = LiveMetricsCollector(
+        store, reference_profile, decision_threshold=0.05, settings=settings, clock=clock
+    )
+    registry = CollectorRegistry()
+    registry.register(collector)
+    _, monitor, _ = make_app(tmp_path, reference_profile)
+    score(monitor, training_records[:5])
+    assert registry.get_sample_value("stroke_drift_window_records") == 5
+    score(monitor, training_records[5:8], start=5)
+    clock.now = 1.0
+    assert registry.get_sample_value("stroke_drift_window_records") == 5  # cached
+    clock.now = 2.5
+    assert registry.get_sample_value("stroke_drift_window_records") == 8
+
+
+def test_store_failure_does_not_break_the_scrape(
+    tmp_path: Path, reference_profile: dict, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    _, monitor, registry = make_app(tmp_path, reference_profile)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(monitor.store, "recent_features", broken)
+    text = generate_latest(registry).decode()
+    assert "stroke_feedback_total" in text
+    assert "stroke_drift_window_records" not in text
+    assert "cannot read the prediction log" in caplog.text
+
+
+# --- scoring callback ------------------------------------------------------------------
+
+
+def test_on_predictions_failure_is_logged_without_feature_values(
+    tmp_path: Path, reference_profile: dict, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    _, monitor, _ = make_app(tmp_path, reference_profile)
+    record = {"age": 71.25, "avg_glucose_level": 199.37, "smoking_status": "smokes"}
+
+    def locked(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(monitor.store, "record_predictions", locked)
+    with caplog.at_level(logging.DEBUG):
+        assert monitor([record], [0.3], [True], ["x"], "v1") is False
+    assert "not recorded" in caplog.text
+    for secret in ("71.25", "199.37", "smokes"):
+        assert secret not in caplog.text
+
+
+def test_on_predictions_refuses_misaligned_lists(tmp_path: Path, reference_profile: dict) -> None:
+    _, monitor, _ = make_app(tmp_path, reference_profile)
+    with pytest.raises(ValueError, match="length"):
+        monitor.on_predictions([{}], [0.1, 0.2], [True], ["a"], "v1")
+
+
+def test_on_predictions_stores_only_schema_fields(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    _, monitor, _ = make_app(tmp_path, reference_profile)
+    record = dict(training_records[0], note="free text")
+    score(monitor, [record])
+    stored = monitor.store.recent_features(Window())[0]
+    assert "note" not in stored and stored["age"] == record["age"]
+
+
+def test_install_registers_metrics_and_mounts_feedback(
+    tmp_path: Path, reference_profile: dict
+) -> None:
+    app, monitor, registry = make_app(tmp_path, reference_profile)
+    assert app.extensions["stroke_monitoring"] is monitor
+    assert registry.get_sample_value("stroke_feedback_total", {"outcome": "accepted"}) == 0
+    assert registry.get_sample_value("stroke_feedback_total", {"outcome": "rejected"}) == 0
+    assert any(rule.rule == "/feedback" for rule in app.url_map.iter_rules())
+
+
+def test_install_in_multiprocess_mode_leaves_the_counter_to_the_files(
+    tmp_path: Path, reference_profile: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    _, _, registry = make_app(tmp_path, reference_profile)
+    assert registry.get_sample_value("stroke_feedback_total", {"outcome": "accepted"}) is None
+    assert registry.get_sample_value("stroke_drift_window_records") == 0
+
+
+def test_install_accepts_a_profile_path_and_checks_it(
+    tmp_path: Path, reference_profile: dict
+) -> None:
+    import json
+
+    path = tmp_path / "reference_profile.json"
+    path.write_text(json.dumps(reference_profile))
+    _, monitor, _ = make_app(tmp_path, str(path))  # type: ignore[arg-type]
+    assert monitor.collector.reference_profile["n_rows"] == reference_profile["n_rows"]
+    broken = {**reference_profile, "features": {"age": reference_profile["features"]["age"]}}
+    with pytest.raises(ValueError, match="'gender' is missing"):
+        check_reference_profile(broken)
+    with pytest.raises(ValueError, match="decision_threshold"):
+        install_monitoring(
+            Flask("x"),
+            store_path=tmp_path / "other.sqlite",
+            reference_profile=reference_profile,
+            decision_threshold=1.5,
+            registry=CollectorRegistry(),
+        )
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def test_settings_from_environment() -> None:
+    settings = MonitoringSettings.from_environ(
+        {
+            "STROKE_MONITOR_DRIFT_WINDOW_RECORDS": "200",
+            "STROKE_MONITOR_DRIFT_WINDOW_SECONDS": "none",
+            "STROKE_MONITOR_MIN_LABELS": "30",
+            "STROKE_MONITOR_RETENTION_MAX_ROWS": "5000",
+            "STROKE_MONITOR_CACHE_SECONDS": "0.5",
+        }
+    )
+    assert settings.drift_window == Window(200, None)
+    assert settings.min_labels == 30
+    assert settings.retention == Retention(5000, MonitoringSettings().retention.max_age_seconds)
+    assert settings.cache_seconds == 0.5
+    assert MonitoringSettings.from_environ({}) == MonitoringSettings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("STROKE_MONITOR_MIN_LABELS", "many"), ("STROKE_MONITOR_DRIFT_WINDOW_RECORDS", "-3")],
+)
+def test_settings_name_the_bad_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        MonitoringSettings.from_environ({name: value})
+
+
+def test_store_path_from_environment(tmp_path: Path) -> None:
+    assert store_path_from_environ(tmp_path, {}) == tmp_path / "var/monitoring/predictions.sqlite"
+    assert store_path_from_environ(tmp_path, {"STROKE_MONITOR_DB": "/srv/p.sqlite"}) == Path(
+        "/srv/p.sqlite"
+    )

@@ -1,0 +1,73 @@
+"""Static checks of dvc.yaml, params.yaml and conf/: the pipeline graph is what we claim."""
+
+from pathlib import Path
+
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from tests.conftest import REPO_ROOT
+
+
+def load_yaml(name: str) -> dict:
+    return yaml.safe_load((REPO_ROOT / name).read_text())
+
+
+def lookup(params: dict, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_params_yaml_is_the_hydra_composition_of_conf():
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
+        composed = OmegaConf.to_container(compose(config_name="config"))
+    assert composed == load_yaml("params.yaml")
+
+
+def test_every_listed_param_exists():
+    params = load_yaml("params.yaml")
+    for name, stage in load_yaml("dvc.yaml")["stages"].items():
+        for key in stage.get("params", []):
+            assert lookup(params, key) is not None, f"{name}: {key}"
+
+
+def test_only_evaluate_reads_the_test_split():
+    stages = load_yaml("dvc.yaml")["stages"]
+    readers = [name for name, stage in stages.items() if "data/prepared/test.csv" in stage["deps"]]
+    assert readers == ["evaluate"]
+
+
+def test_every_stage_script_reads_only_listed_sections():
+    """A stage must not read a params section dvc.yaml does not list for it."""
+    stages = load_yaml("dvc.yaml")["stages"]
+    for name, stage in stages.items():
+        source = Path(REPO_ROOT / "stages" / f"{name}.py").read_text()
+        sections = {key.split(".")[0] for key in stage.get("params", [])}
+        for section in (
+            "data",
+            "split",
+            "featurize",
+            "cv",
+            "tune",
+            "threshold",
+            "train",
+            "model",
+            "mlflow",
+            "evaluate",
+        ):
+            if f'params["{section}"]' in source or f"params['{section}']" in source:
+                assert section in sections, f"stage {name} reads {section} without listing it"
+
+
+def test_config_groups_exist():
+    assert {p.stem for p in (REPO_ROOT / "conf" / "model").glob("*.yaml")} >= {
+        "logreg",
+        "random_forest",
+        "xgboost",
+    }
+    assert {p.stem for p in (REPO_ROOT / "conf" / "data").glob("*.yaml")} >= {"brain", "healthcare"}
+    dvc_config = (REPO_ROOT / ".dvc" / "config").read_text()
+    assert "analytics = false" in dvc_config and "check_update = false" in dvc_config
+    assert "[hydra]" in dvc_config and "enabled = true" in dvc_config
