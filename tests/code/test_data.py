@@ -11,7 +11,7 @@ from stroke_risk.data import (
 )
 from stroke_risk.schema import FEATURE_NAMES, TARGET
 
-HEADER = "gender,age,hypertension,heart_disease,ever_married,work_type,Residence_type,avg_glucose_level,bmi,smoking_status,stroke"
+HEADER = ",".join([*FEATURE_NAMES, TARGET])
 ROWS = [
     "Male,67,0,1,Yes,Private,Urban,228.69,36.6,formerly smoked,1",
     "Female,61,0,0,Yes,Self-employed,Rural,202.21,N/A,never smoked,0",
