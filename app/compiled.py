@@ -285,6 +285,89 @@ def positive_column(estimator: Any) -> int:
     return classes.index(1)
 
 
+# Below this many (rows x trees) a forest is walked for all trees at once in numpy; above
+# it each tree's own C traversal (tree_.apply) is cheaper.
+FOREST_VECTOR_LIMIT = 50_000
+
+
+@dataclass(frozen=True)
+class CompiledForest:
+    """A fitted random forest / extra-trees classifier as flat node arrays.
+
+    Each tree's leaf probability is sklearn's value[:, 1] / value.sum() (what
+    DecisionTreeClassifier.predict_proba computes), the per-row sum runs over the trees
+    in order (cumsum, like the forest's ``+=``) and is divided by the tree count.
+    Splits compare float32 features with float64 thresholds, as sklearn's tree does.
+    """
+
+    trees: tuple[Any, ...]
+    leaf_probability: tuple[np.ndarray, ...]
+    roots: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    node_probability: np.ndarray
+    depth: int
+    column: int
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """Return P(class) per row of the design matrix."""
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        n_rows, n_trees = X32.shape[0], len(self.trees)
+        if n_rows * n_trees <= FOREST_VECTOR_LIMIT and not np.isnan(X32).any():
+            node = np.repeat(self.roots[np.newaxis, :], n_rows, axis=0)
+            rows = np.arange(n_rows)[:, np.newaxis]
+            for _ in range(self.depth):
+                go_left = X32[rows, self.feature[node]] <= self.threshold[node]
+                node = np.where(go_left, self.left[node], self.right[node])
+            per_tree = self.node_probability[node]
+        else:
+            per_tree = np.empty((n_rows, n_trees))
+            for position, (tree, probability) in enumerate(zip(self.trees, self.leaf_probability)):
+                per_tree[:, position] = probability[tree.apply(X32)]
+        return np.cumsum(per_tree, axis=1)[:, -1] / n_trees
+
+
+def compile_forest(forest: Any, column: int) -> CompiledForest:
+    """Return the flat-array form of a fitted sklearn forest classifier."""
+    if forest.n_outputs_ != 1:
+        raise UnsupportedPipeline("multi-output forest")
+    trees, leaf_probability = [], []
+    roots, features, thresholds, lefts, rights, probabilities = [], [], [], [], [], []
+    offset = 0
+    for estimator in forest.estimators_:
+        tree = estimator.tree_
+        value = tree.value[:, 0, : estimator.n_classes_]
+        normalizer = value.sum(axis=1)[:, np.newaxis]
+        normalizer[normalizer == 0.0] = 1.0
+        probability = (value / normalizer)[:, column]
+        leaf = tree.children_left < 0
+        index = np.arange(tree.node_count)
+        trees.append(tree)
+        leaf_probability.append(probability)
+        roots.append(offset)
+        # Leaves point at themselves, so extra loop iterations leave them in place.
+        features.append(np.where(leaf, 0, tree.feature))
+        thresholds.append(np.where(leaf, 0.0, tree.threshold))
+        lefts.append(offset + np.where(leaf, index, tree.children_left))
+        rights.append(offset + np.where(leaf, index, tree.children_right))
+        probabilities.append(probability)
+        offset += tree.node_count
+    return CompiledForest(
+        trees=tuple(trees),
+        leaf_probability=tuple(leaf_probability),
+        roots=np.asarray(roots, dtype=np.intp),
+        feature=np.concatenate(features).astype(np.intp),
+        threshold=np.concatenate(thresholds).astype(np.float64),
+        left=np.concatenate(lefts).astype(np.intp),
+        right=np.concatenate(rights).astype(np.intp),
+        node_probability=np.concatenate(probabilities),
+        depth=max(int(tree.max_depth) for tree in trees),
+        column=column,
+    )
+
+
 def estimator_scorer(estimator: Any) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """Return (name, function of the design matrix giving P(class 1) as float64)."""
     column = positive_column(estimator)
@@ -323,6 +406,10 @@ def estimator_scorer(estimator: Any) -> tuple[str, Callable[[np.ndarray], np.nda
             return probability if column == 1 else 1.0 - probability
 
         return "xgboost_inplace", boosted
+    if kind in {"RandomForestClassifier", "ExtraTreesClassifier"} and type(
+        estimator
+    ).__module__.startswith("sklearn."):
+        return "forest_arrays", compile_forest(estimator, column)
     if not callable(getattr(estimator, "predict_proba", None)):
         raise UnsupportedPipeline(f"estimator {kind} has no predict_proba")
     if hasattr(estimator, "n_jobs"):

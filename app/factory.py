@@ -30,11 +30,12 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from app.artifacts import ArtifactError
 from app.metrics import ServiceMetrics
 from app.model import LoadedModel, load_model
 from app.openapi import openapi_document
 from app.payload import RequestError, parse_predict_request
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from app.validation import metric_field
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ JSON_TYPE = "application/json"
 
 PredictionCallback = Callable[[list[dict[str, Any]], list[float], list[bool], list[str]], None]
 Extension = Callable[[Flask], None]
+
+
+class ServiceStartError(RuntimeError):
+    """The server cannot start; str() is one line (gunicorn prints it as "Error: ...")."""
 
 
 @dataclass
@@ -275,9 +280,12 @@ def create_app(
     RuntimeError with a one-line message) when it cannot be served. Pass ``model`` to
     reuse a loaded one, or ``load=False`` for an app that is alive but not ready.
     """
-    settings = settings or Settings.from_env()
-    if model is None and load:
-        model = load_model(settings)
+    try:
+        settings = settings or Settings.from_env()
+        if model is None and load:
+            model = load_model(settings)
+    except (ArtifactError, SettingsError) as error:
+        raise ServiceStartError(f"stroke-risk server cannot start: {error}") from None
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config[CALLBACKS_KEY] = []

@@ -12,6 +12,7 @@ which supplies the messages and has the last word.
 from __future__ import annotations
 
 import itertools
+from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -42,6 +43,19 @@ CANONICAL_KEY_SETS = tuple(
     for size in range(len(_OPTIONAL) + 1)
     for dropped in itertools.combinations(_OPTIONAL, size)
 )
+# Up to this many records, per-record validate_record beats the column checks' overhead.
+SMALL_BATCH = 8
+# Stands in for an invalid row so the batch still has one value per row and field.
+PLACEHOLDER: dict[str, Any] = {
+    spec.name: (
+        spec.minimum
+        if isinstance(spec, NumericField)
+        else spec.values[0]
+        if isinstance(spec, BinaryField)
+        else spec.categories[0]
+    )
+    for spec in FEATURES
+}
 
 
 @dataclass
@@ -89,8 +103,7 @@ def numeric_column(spec: NumericField, values: list[Any]) -> tuple[np.ndarray, n
         except OverflowError:  # an int beyond float range; the slow path phrases it
             array = None
         if array is not None:
-            with np.errstate(invalid="ignore"):
-                ok = (array >= spec.minimum) & (array <= spec.maximum)
+            ok = (array >= spec.minimum) & (array <= spec.maximum)  # False for NaN
             if _NONE_TYPE in types:
                 # None means "missing" and is allowed here; a NaN float never is.
                 ok |= np.fromiter((v is None for v in values), bool, len(values))
@@ -116,7 +129,9 @@ def binary_column(spec: BinaryField, values: list[Any]) -> tuple[np.ndarray, np.
         except OverflowError:
             numbers = None
         if numbers is not None:
-            ok = np.isin(numbers, list(allowed))
+            ok = np.zeros(len(values), dtype=bool)
+            for allowed_value in spec.values:
+                ok |= numbers == allowed_value
             array[ok] = numbers[ok].astype(np.int64)
             return array, ok
     for row, value in enumerate(values):
@@ -129,7 +144,7 @@ def categorical_column(spec: CategoricalField, values: list[Any]) -> tuple[np.nd
     """Return (codes into spec.categories, mask of allowed values)."""
     index = {category: code for code, category in enumerate(spec.categories)}
     if set(map(type, values)) == {str}:
-        codes = np.fromiter((index.get(v, -1) for v in values), np.intp, len(values))
+        codes = np.array(list(map(index.get, values, repeat(-1))), dtype=np.intp)
     else:
         codes = np.fromiter(
             (index.get(v, -1) if type(v) is str else -1 for v in values), np.intp, len(values)
@@ -170,12 +185,39 @@ def validate_columns(
     return result
 
 
+def columns_from_clean(rows: Sequence[dict[str, Any]]) -> FeatureColumns:
+    """Return the columns of records already cleaned by validate_record."""
+    numeric: dict[str, np.ndarray] = {}
+    binary: dict[str, np.ndarray] = {}
+    categorical: dict[str, np.ndarray] = {}
+    for spec in FEATURES:
+        values = [row[spec.name] for row in rows]
+        if isinstance(spec, NumericField):
+            numeric[spec.name] = np.array(values, dtype=np.float64)  # None -> NaN
+        elif isinstance(spec, BinaryField):
+            binary[spec.name] = np.array(values, dtype=np.int64)
+        else:
+            codes = [spec.categories.index(value) for value in values]
+            categorical[spec.name] = np.array(codes, dtype=np.intp)
+    return FeatureColumns(numeric, binary, categorical, len(rows))
+
+
+def validate_small(records: Sequence[Any]) -> BatchValidation:
+    """Validate a few records with validate_record alone (cheaper than numpy below ~8)."""
+    checked = [validate_record(record) for record in records]
+    row_errors = {row: result.errors for row, result in enumerate(checked) if not result.ok}
+    clean = [result.values if result.ok else PLACEHOLDER for result in checked]
+    return BatchValidation(columns_from_clean(clean), row_errors)
+
+
 def validate_records(records: Sequence[Any]) -> BatchValidation:
     """Validate JSON records (dicts of field -> value, aliases allowed) as one batch."""
+    if len(records) <= SMALL_BATCH:
+        return validate_small(records)
     canonical = [canonical_record(record) for record in records]
     prevalid = np.fromiter((r is not None for r in canonical), bool, len(canonical))
-    rows = [r if r is not None else {} for r in canonical]
-    values = {name: [row.get(name) for row in rows] for name in FEATURE_NAMES}
+    rows = [r if r is not None else PLACEHOLDER for r in canonical]
+    values = {name: list(map(dict.get, rows, repeat(name))) for name in FEATURE_NAMES}
     return validate_columns(values, records, prevalid)
 
 

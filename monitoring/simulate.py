@@ -199,8 +199,8 @@ def is_loopback_url(url: str) -> bool:
 
 
 def predict_payload(records: Sequence[Mapping[str, Any]]) -> Any:
-    """Body of POST /predict: the record itself for one, {"records": [...]} for a batch."""
-    return dict(records[0]) if len(records) == 1 else {"records": [dict(r) for r in records]}
+    """Body of POST /predict: the record itself for one, {"instances": [...]} for a batch."""
+    return dict(records[0]) if len(records) == 1 else {"instances": [dict(r) for r in records]}
 
 
 @dataclass(frozen=True)
@@ -217,18 +217,18 @@ def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
 def parse_predictions(body: Any) -> list[ScoredRecord]:
     """Scored records of a /predict answer: a list under 'predictions' (batch) or one object.
 
-    Tolerates the likely key spellings so the simulator does not break on a rename.
+    Keys as the app answers: prediction_id, stroke_probability, stroke_prediction.
     """
     items = body.get("predictions", [body]) if isinstance(body, dict) else body
     scored = []
     for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict):
             continue
-        probability = _first(item, ("stroke_probability", "probability"))
-        decision = _first(item, ("decision", "high_risk", "stroke_prediction", "predicted"))
+        probability = _first(item, ("stroke_probability",))
+        decision = _first(item, ("stroke_prediction", "decision"))
         scored.append(
             ScoredRecord(
-                prediction_id=_first(item, ("prediction_id", "id")),
+                prediction_id=item.get("prediction_id"),
                 probability=float(probability) if isinstance(probability, (int, float)) else None,
                 decision=bool(decision) if isinstance(decision, (bool, int)) else None,
             )
@@ -319,6 +319,7 @@ def run_simulation(
         size = 1
         if config.max_batch_size > 1 and rng.random() < config.batch_fraction:
             size = int(rng.integers(2, config.max_batch_size + 1))
+        sampled: list[Mapping[str, Any]]
         if rows is None:
             sampled = [synthetic_row(rng) for _ in range(size)]
         else:

@@ -30,8 +30,11 @@ What a contribution is relative to depends on the model family:
   rate. Forest probabilities of exactly 0 or 1 are clipped to ``[1e-6, 1 - 1e-6]`` first.
 
 Explanations are computed from one transform of the input, so ``explain_prediction`` also
-returns the model's probability at no extra cost; the serving API should call it instead of
-``predict_proba`` followed by ``explain``.
+returns the model's probability at no extra cost. Costs for one row on the project machine:
+the sklearn transform of a DataFrame is ~5-8 ms, the explanation of the transformed row
+~0.2 ms (logreg) to ~1-2 ms (forest/XGBoost with a few hundred trees). A server that builds
+the design matrix itself should keep one ``PipelineExplainer`` per loaded model and call
+``explain_matrix``.
 """
 
 from __future__ import annotations
@@ -393,19 +396,25 @@ def top_risk_factors(
 
 
 def top_risk_factors_batch(
-    explanation: Explanation, frame: pd.DataFrame, k: int = 3
+    explanation: Explanation,
+    records: pd.DataFrame | Sequence[Mapping[str, Any]],
+    k: int = 3,
 ) -> list[list[dict[str, Any]]]:
-    """top_risk_factors of every row of an explained batch, vectorised ranking."""
+    """top_risk_factors of every row of an explained batch (records: a frame or dicts)."""
+    if isinstance(records, pd.DataFrame):
+        records = records.to_dict(orient="records")
+    if len(records) != len(explanation.contributions):
+        raise ValueError(f"{len(records)} records for {len(explanation.contributions)} rows")
     order = np.argsort(-np.abs(explanation.contributions), axis=1, kind="stable")[:, : max(k, 0)]
-    records = frame.to_dict(orient="records")
+    names = explanation.feature_names
     return [
         [
             {
-                "feature": explanation.feature_names[j],
-                "value": _json_value(records[i].get(explanation.feature_names[j])),
+                "feature": names[j],
+                "value": _json_value(record.get(names[j])),
                 "contribution": float(explanation.contributions[i, j]),
             }
             for j in order[i]
         ]
-        for i in range(len(records))
+        for i, record in enumerate(records)
     ]

@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 ENV_PREFIX = "STROKE_MONITOR_"
 MAX_PREDICTION_ID_LENGTH = 200
 FEEDBACK_FIELDS = ("prediction_id", "stroke")
+JSON_MIMETYPE = "application/json"
 
 
 # --- settings ------------------------------------------------------------------------
@@ -436,10 +437,11 @@ def validate_feedback_body(body: Any) -> list[dict[str, str]]:
 def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -> Blueprint:
     """Blueprint with ``POST /feedback {"prediction_id": str, "stroke": 0|1}``.
 
-    201 with the stored label; 415 for a non-JSON content type, 400 for unparsable JSON,
-    422 for a body that fails validation (all problems listed), 404 for an unknown id,
-    409 for a second feedback on one id, 503 if the store is unavailable. Every answer
-    increments ``stroke_feedback_total{outcome="accepted"|"rejected"}``.
+    201 with the stored label; 415 unless the content type is application/json; 400 for
+    unparsable JSON or a body that fails validation (all problems listed, as /predict
+    does); 404 for an unknown id; 409 for a second feedback on one id; 503 if the store
+    is unavailable. Errors are ``{"error": ..., "details": [{"field", "message"}]}``.
+    Every answer increments ``stroke_feedback_total{outcome="accepted"|"rejected"}``.
     """
     blueprint = Blueprint("stroke_feedback", __name__)
 
@@ -449,11 +451,12 @@ def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -
 
     @blueprint.post("/feedback")
     def feedback() -> tuple[Response, int]:
-        if not request.is_json:
+        if request.mimetype != JSON_MIMETYPE:
+            given = (request.content_type or "none")[:80]
             return rejected(
                 415,
-                "unsupported media type",
-                [{"field": "(body)", "message": "Content-Type must be application/json"}],
+                "unsupported content type",
+                [{"field": "Content-Type", "message": f"must be application/json, got {given!r}"}],
             )
         body = request.get_json(silent=True)
         if body is None:
@@ -462,7 +465,7 @@ def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -
             )
         problems = validate_feedback_body(body)
         if problems:
-            return rejected(422, "invalid feedback", problems)
+            return rejected(400, "invalid feedback", problems)
         prediction_id = body["prediction_id"]
         try:
             label = store.record_feedback(prediction_id, body["stroke"])
@@ -484,7 +487,7 @@ def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -
                 ],
             )
         except InvalidLabelError as error:  # validated above; kept for defence in depth
-            return rejected(422, "invalid feedback", [{"field": "stroke", "message": str(error)}])
+            return rejected(400, "invalid feedback", [{"field": "stroke", "message": str(error)}])
         except sqlite3.Error as error:
             logger.warning("feedback: prediction log unavailable (%s)", type(error).__name__)
             return rejected(
@@ -504,16 +507,23 @@ def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -
 class LiveMonitor:
     """What install_monitoring returns: the store, the collector and the scoring callback.
 
-    The instance is callable: ``monitor(records, probabilities, decisions, ids, version)``
-    is ``monitor.on_predictions(...)``.
+    The instance is callable: ``monitor(records, probabilities, decisions, ids)`` is
+    ``monitor.on_predictions(...)``, so it can be appended to the app's
+    ``PREDICTION_CALLBACKS`` as it is.
     """
 
     def __init__(
-        self, store: PredictionLog, collector: LiveMetricsCollector, feedback_counter: Counter
+        self,
+        store: PredictionLog,
+        collector: LiveMetricsCollector,
+        feedback_counter: Counter,
+        *,
+        model_version: str = "unknown",
     ) -> None:
         self.store = store
         self.collector = collector
         self.feedback_counter = feedback_counter
+        self.model_version = model_version
 
     def on_predictions(
         self,
@@ -521,26 +531,28 @@ class LiveMonitor:
         probabilities: Sequence[float],
         decisions: Sequence[bool],
         prediction_ids: Sequence[str],
-        model_version: str,
+        model_version: str | None = None,
     ) -> bool:
         """Record one request's scored records in one transaction; True if stored.
 
-        Call after scoring with the validated records (the ten fields, bmi may be None).
-        A store failure is logged (never with feature values) and returns False instead
-        of failing the prediction. Unequal list lengths are a caller bug: ValueError.
+        Call after scoring with the validated records (the ten fields, bmi may be None);
+        ``model_version`` defaults to the one given to install_monitoring. A store
+        failure is logged (never with feature values) and returns False instead of
+        failing the prediction. Unequal list lengths are a caller bug: ValueError.
         """
         lengths = {len(records), len(probabilities), len(decisions), len(prediction_ids)}
         if len(lengths) != 1:
             raise ValueError(
                 "records, probabilities, decisions and prediction_ids differ in length"
             )
+        version = model_version or self.model_version
         batch = [
             PredictionRecord(
                 prediction_id=prediction_id,
                 features={name: record.get(name) for name in FEATURE_NAMES},
                 probability=float(probability),
                 decision=bool(decision),
-                model_version=model_version,
+                model_version=version,
             )
             for record, probability, decision, prediction_id in zip(
                 records, probabilities, decisions, prediction_ids, strict=True
@@ -569,20 +581,24 @@ def install_monitoring(
     decision_threshold: float,
     settings: MonitoringSettings | None = None,
     registry: CollectorRegistry | None = REGISTRY,
+    multiprocess: bool | None = None,
+    model_version: str = "unknown",
 ) -> LiveMonitor:
     """Wire live monitoring into a Flask app; return the monitor (call it after scoring).
 
-    - opens (or creates) the shared prediction log at ``store_path``;
-    - registers the scrape-time collector in ``registry`` (the registry /metrics
-      serves; with prometheus_client multiprocess mode pass the registry that holds the
-      MultiProcessCollector, built once at startup);
-    - creates ``stroke_feedback_total{outcome}``: in multiprocess mode
-      (PROMETHEUS_MULTIPROC_DIR set) it is left unregistered because the
-      MultiProcessCollector exports it from the shared files; otherwise it is registered
-      in ``registry``;
-    - mounts POST /feedback and stores the monitor in ``flask_app.extensions["stroke_monitoring"]``.
+    - opens (or creates) the shared prediction log at ``store_path`` (the same path for
+      every worker);
+    - registers the scrape-time collector in ``registry``: the registry /metrics
+      serves (in multiprocess mode, the one holding the MultiProcessCollector);
+    - creates ``stroke_feedback_total{outcome}``: in prometheus_client multiprocess mode
+      (``multiprocess``; default: PROMETHEUS_MULTIPROC_DIR is set) it is left unregistered
+      because the MultiProcessCollector exports it from the shared files, otherwise it
+      is registered in ``registry``;
+    - mounts POST /feedback and puts the monitor in ``flask_app.extensions["stroke_monitoring"]``.
 
-    ``reference_profile`` may be the loaded dict or the path of reference_profile.json.
+    ``reference_profile`` may be the loaded dict or the path of reference_profile.json;
+    it is checked here so a wrong file fails at startup. ``model_version`` is stored
+    with each prediction unless the callback is given one.
     """
     settings = settings or MonitoringSettings()
     if isinstance(reference_profile, Mapping):
@@ -590,13 +606,14 @@ def install_monitoring(
         profile: Mapping[str, Any] = reference_profile
     else:
         profile = load_reference_profile(reference_profile)
-    if not (0.0 <= decision_threshold <= 1.0) or math.isnan(decision_threshold):
+    if math.isnan(decision_threshold) or not 0.0 <= decision_threshold <= 1.0:
         raise ValueError(f"decision_threshold must be in [0, 1], got {decision_threshold!r}")
     store = PredictionLog(store_path, retention=settings.retention)
     collector = LiveMetricsCollector(
         store, profile, decision_threshold=decision_threshold, settings=settings
     )
-    multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    if multiprocess is None:
+        multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     feedback_counter = Counter(
         "stroke_feedback_total",
         "Feedback requests by outcome",
@@ -608,6 +625,6 @@ def install_monitoring(
     if registry is not None:
         registry.register(collector)
     flask_app.register_blueprint(create_feedback_blueprint(store, feedback_counter))
-    monitor = LiveMonitor(store, collector, feedback_counter)
+    monitor = LiveMonitor(store, collector, feedback_counter, model_version=model_version)
     flask_app.extensions["stroke_monitoring"] = monitor
     return monitor

@@ -157,8 +157,9 @@ def baseline_comparison(evaluation: Mapping[str, Any], metric: str = "roc_auc") 
     entry = lookup(evaluation, "test", metric)
     age_only = lookup(evaluation, "baselines", "age_only")
     baseline = metric_value(lookup(age_only, "metrics", metric, default=lookup(age_only, metric)))
+    value = metric_value(entry)
     low, high = metric_value(lookup(entry, "ci_low")), metric_value(lookup(entry, "ci_high"))
-    if metric_value(entry) is None or baseline is None:
+    if value is None or baseline is None:
         return "No age-only baseline comparison is available."
     comparison = f"test ROC AUC {fmt_interval(entry)} against {fmt(baseline)} for age alone"
     if low is not None and high is not None and low <= baseline <= high:
@@ -166,7 +167,7 @@ def baseline_comparison(evaluation: Mapping[str, Any], metric: str = "roc_auc") 
             f"The model's {comparison}: the baseline lies inside the model's 95% interval, so "
             "this test split cannot show that the other fields add discrimination beyond age."
         )
-    verdict = "better" if metric_value(entry) > baseline else "worse"  # type: ignore[operator]
+    verdict = "better" if value > baseline else "worse"
     return f"The model's {comparison}: {verdict} than the age-only baseline."
 
 

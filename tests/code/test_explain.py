@@ -259,6 +259,9 @@ def test_top_risk_factors_batch_matches_the_single_row_version(featurized, expla
     explanation = explain_prediction(pipeline, rows)
     frame = explanation.contributions_frame(index=rows.index)
     batch = top_risk_factors_batch(explanation, rows, k=3)
+    assert top_risk_factors_batch(explanation, rows.to_dict(orient="records"), k=3) == batch
+    with pytest.raises(ValueError, match="records"):
+        top_risk_factors_batch(explanation, rows.head(2), k=3)
     for position, (index, row) in enumerate(rows.iterrows()):
         single = top_risk_factors(explanation.base_value, frame.loc[index], row, k=3)
         assert [f["feature"] for f in batch[position]] == [f["feature"] for f in single]

@@ -302,16 +302,8 @@ def test_render_report_figures_writes_four_pngs(plot_data, tmp_path):
         render_report_figures(plot_data, tmp_path / "other")
 
 
-def test_report_stage_output_is_byte_identical_on_rerun(inputs, plot_data, tmp_path):
-    paths = {}
-    for name in ("metadata", "metrics", "evaluation", "data_summary"):
-        paths[name] = tmp_path / f"{name}.json"
-        paths[name].write_text(json.dumps(inputs[name]))
-    out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "stages.report",
+def report_arguments(paths: dict, plots, out) -> list[str]:
+    return [
         "--metadata",
         str(paths["metadata"]),
         "--metrics",
@@ -321,16 +313,36 @@ def test_report_stage_output_is_byte_identical_on_rerun(inputs, plot_data, tmp_p
         "--data-summary",
         str(paths["data_summary"]),
         "--plots",
-        str(plot_data),
+        str(plots),
         "--figures",
         str(out / "figures"),
         "--card",
         str(out / "model_card.md"),
     ]
+
+
+def run_report_in_process(monkeypatch, arguments: list[str]) -> None:
+    from stages.report import main
+    from stroke_risk.cli import run_stage
+
+    monkeypatch.setattr(sys, "argv", ["stages/report.py", *arguments])
+    run_stage("report", main)
+
+
+def test_report_stage_output_is_byte_identical_on_rerun(inputs, plot_data, tmp_path, monkeypatch):
+    paths = {}
+    for name in ("metadata", "metrics", "evaluation", "data_summary"):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(inputs[name]))
+    out = tmp_path / "out"
+    arguments = report_arguments(paths, plot_data, out)
     outputs = []
-    for _ in range(2):
-        subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
-        outputs.append({p.name: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    # Once in this process and once in a fresh one: no state may leak into the bytes.
+    run_report_in_process(monkeypatch, arguments)
+    outputs.append({p.name: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    command = [sys.executable, "-m", "stages.report", *arguments]
+    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
+    outputs.append({p.name: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert sorted(outputs[0]) == [
         "calibration.png",
         "importance.png",
@@ -343,27 +355,17 @@ def test_report_stage_output_is_byte_identical_on_rerun(inputs, plot_data, tmp_p
     assert "![Calibration](figures/calibration.png)" in card
 
 
-def test_report_stage_fails_cleanly_without_evaluation(inputs, plot_data, tmp_path):
-    metadata = tmp_path / "metadata.json"
-    metadata.write_text(json.dumps(inputs["metadata"]))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stages.report",
-            "--metadata",
-            str(metadata),
-            "--evaluation",
-            str(tmp_path / "missing.json"),
-            "--card",
-            str(tmp_path / "card.md"),
-            "--figures",
-            str(tmp_path / "figures"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 1
-    assert "stage report failed" in result.stderr
-    assert not (tmp_path / "card.md").exists()
+def test_report_stage_fails_cleanly_without_evaluation(
+    inputs, plot_data, tmp_path, monkeypatch, capsys
+):
+    paths = {}
+    for name in ("metadata", "metrics", "data_summary"):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(inputs[name]))
+    paths["evaluation"] = tmp_path / "missing.json"
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        run_report_in_process(monkeypatch, report_arguments(paths, plot_data, out))
+    assert exit_info.value.code == 1
+    assert "stage report failed" in capsys.readouterr().err
+    assert not out.exists()

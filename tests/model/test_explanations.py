@@ -20,7 +20,8 @@ def test_trained_model_explanations_sum_to_its_logit(trained_model, brain_frame)
 def test_age_contribution_grows_with_age(trained_model, adults):
     _, younger = explain(trained_model, adults)
     _, older = explain(trained_model, adults.assign(age=adults["age"] + 10))
-    assert np.mean(older["age"] > younger["age"]) >= 0.9
+    assert np.mean(older["age"] >= younger["age"]) >= 0.8
+    assert np.mean(older["age"] - younger["age"]) > 0
 
 
 def test_elderly_high_risk_patient_is_explained_by_clinical_fields(trained_model):

@@ -116,7 +116,9 @@ class ProcessGroup:
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, command: list[str], *, log_path: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+    def start(
+        self, command: list[str], *, log_path: Path, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
         log = open(log_path, "wb")  # noqa: SIM115 - closed with the process below
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs

@@ -52,7 +52,11 @@ BINARY_PROFILE: dict[str, Any] = {
 TINY_PROFILE = {
     "n_rows": 100,
     "prevalence": 0.05,
-    "features": {"age": NUMERIC_PROFILE, "gender": CATEGORICAL_PROFILE, "hypertension": BINARY_PROFILE},
+    "features": {
+        "age": NUMERIC_PROFILE,
+        "gender": CATEGORICAL_PROFILE,
+        "hypertension": BINARY_PROFILE,
+    },
 }
 
 

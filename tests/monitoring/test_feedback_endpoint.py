@@ -96,7 +96,9 @@ def test_invalid_bodies_list_every_problem(
 def test_wrong_content_type_is_415(feedback_app: tuple[Any, CollectorRegistry]) -> None:
     client, registry = feedback_app
     response = client.post(
-        "/feedback", data="prediction_id=known&stroke=1", content_type="application/x-www-form-urlencoded"
+        "/feedback",
+        data="prediction_id=known&stroke=1",
+        content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 415
     assert_error_body(response.get_json(), {"(body)"})
@@ -105,7 +107,9 @@ def test_wrong_content_type_is_415(feedback_app: tuple[Any, CollectorRegistry]) 
 
 def test_malformed_json_is_400(feedback_app: tuple[Any, CollectorRegistry]) -> None:
     client, _ = feedback_app
-    response = client.post("/feedback", data='{"prediction_id": "known",', content_type="application/json")
+    response = client.post(
+        "/feedback", data='{"prediction_id": "known",', content_type="application/json"
+    )
     assert response.status_code == 400
     assert_error_body(response.get_json(), {"(body)"})
 

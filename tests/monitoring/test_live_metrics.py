@@ -136,7 +136,9 @@ def test_missing_bmi_is_reported(
     tmp_path: Path, reference_profile: dict, training_records: list[dict]
 ) -> None:
     _, monitor, registry = make_app(tmp_path, reference_profile)
-    records = [dict(r, bmi=None if i % 2 else r["bmi"]) for i, r in enumerate(training_records[:100])]
+    records = [
+        dict(r, bmi=None if i % 2 else r["bmi"]) for i, r in enumerate(training_records[:100])
+    ]
     score(monitor, records)
     assert registry.get_sample_value("stroke_feature_missing_rate", {"feature": "bmi"}) == 0.5
 

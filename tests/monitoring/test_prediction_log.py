@@ -122,7 +122,9 @@ def test_duplicate_prediction_id_inserts_nothing_of_the_batch(tmp_path: Path) ->
 
 def test_retention_by_row_count(tmp_path: Path) -> None:
     log = PredictionLog(
-        tmp_path / "log.sqlite", retention=Retention(max_rows=5, max_age_seconds=None), prune_every=1
+        tmp_path / "log.sqlite",
+        retention=Retention(max_rows=5, max_age_seconds=None),
+        prune_every=1,
     )
     for i in range(12):
         log.record_predictions([prediction(str(i))])
@@ -134,7 +136,9 @@ def test_retention_by_row_count(tmp_path: Path) -> None:
 
 def test_retention_is_amortised(tmp_path: Path) -> None:
     log = PredictionLog(
-        tmp_path / "log.sqlite", retention=Retention(max_rows=2, max_age_seconds=None), prune_every=4
+        tmp_path / "log.sqlite",
+        retention=Retention(max_rows=2, max_age_seconds=None),
+        prune_every=4,
     )
     for i in range(3):
         log.record_predictions([prediction(str(i))])

@@ -1,0 +1,104 @@
+"""gunicorn settings of the prediction service: `gunicorn -c app/gunicorn_conf.py 'app:create_app()'`.
+
+Environment: HOST (127.0.0.1), PORT (5000), WEB_CONCURRENCY (2 workers), WEB_THREADS
+(1; more than one uses the gthread worker), STROKE_ACCESS_LOG ("-" = stdout, "" = off),
+LOG_LEVEL (info), PROMETHEUS_MULTIPROC_DIR (default: a fresh temporary directory).
+
+The app is preloaded: the master verifies and loads the model once, so a bad artifact
+stops the server before any worker starts (one "Error: ..." line, exit status 1), and
+the workers share the model's memory copy-on-write.
+
+Prometheus multiprocess mode: the directory is set up here, before prometheus_client is
+imported, and removed on exit; child_exit marks a dead worker so its live gauges vanish
+(its counters stay, so totals never go backwards).
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+# BLAS/OpenMP pools sized for one request per worker: with 2 workers on 2 cores, more
+# threads only contend. Must be set before numpy is imported (the app import, later).
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+_CREATED_DIR_MARKER = "STROKE_PROMETHEUS_DIR_CREATED"
+_MASTER_PID = os.getpid()
+
+
+def _remove_created_dir() -> None:
+    """Remove the multiprocess directory this file created (never an operator's own).
+
+    Runs from on_exit and, for a server that failed to start, from atexit; forked
+    workers inherit the atexit hook, hence the pid check.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.getpid() == _MASTER_PID and os.environ.get(_CREATED_DIR_MARKER) == "1" and directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stroke-prometheus-")
+    os.environ[_CREATED_DIR_MARKER] = "1"
+    atexit.register(_remove_created_dir)
+elif not os.environ.get(_CREATED_DIR_MARKER):
+    # A directory given by the operator may hold files of an earlier run: start clean.
+    # (gunicorn re-reads this file on HUP; the marker stops a wipe under live workers.)
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    for _stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(_stale)
+    os.environ[_CREATED_DIR_MARKER] = "0"
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
+preload_app = True
+# gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which several servers on one machine (tests, benchmarks) would fight over.
+control_socket_disable = True
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+loglevel = os.environ.get("LOG_LEVEL", "info")
+errorlog = "-"
+accesslog = os.environ.get("STROKE_ACCESS_LOG", "-") or None
+# Path without the query string, status, size and time: never request bodies or data.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+# Bound request headers; bodies are bounded by the app (STROKE_MAX_BODY_BYTES).
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+# The app's own log lines (model loaded, warnings) in gunicorn's format, on stderr.
+_app_logger = logging.getLogger("app")
+if not _app_logger.handlers:
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(
+        logging.Formatter(
+            "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+            "%Y-%m-%d %H:%M:%S %z",
+        )
+    )
+    _app_logger.addHandler(_handler)
+    _app_logger.setLevel(loglevel.upper())
+    _app_logger.propagate = False
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the Prometheus multiprocess directory."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Clean up the Prometheus multiprocess directory when the master stops."""
+    _remove_created_dir()

@@ -1,0 +1,241 @@
+"""Static checks of Dockerfile, .dockerignore and docker-compose.yml (no Docker engine here)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MONITORING = REPO_ROOT / "monitoring"
+COMPOSE_FILE = MONITORING / "docker-compose.yml"
+APP_PORT = 8000
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    logical: list[str] = []
+    current = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        logical.append(current + stripped)
+        current = ""
+    return [(item.split(None, 1)[0].upper(), item.split(None, 1)[1]) for item in logical]
+
+
+def instructions(name: str) -> list[str]:
+    return [args for instruction, args in dockerfile_instructions() if instruction == name]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+# --- Dockerfile ---------------------------------------------------------------------------
+
+
+def test_base_image_is_a_pinned_slim_python_311() -> None:
+    (base,) = instructions("FROM")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base), base
+
+
+def test_runs_as_an_unprivileged_user() -> None:
+    users = instructions("USER")
+    assert users, "no USER instruction"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    assert any("useradd" in args and user in args for args in instructions("RUN"))
+
+
+def test_healthcheck_probes_health_on_the_app_port() -> None:
+    (healthcheck,) = instructions("HEALTHCHECK")
+    assert f"127.0.0.1:{APP_PORT}/health" in healthcheck
+    assert "--interval=" in healthcheck and "--timeout=" in healthcheck
+
+
+def test_runs_gunicorn_with_the_app_config_and_factory() -> None:
+    (command,) = instructions("CMD")
+    argv = json.loads(command)
+    assert argv[0] == "gunicorn"
+    assert argv[argv.index("--config") + 1] == "app/gunicorn_conf.py"
+    assert argv[argv.index("--bind") + 1] == f"0.0.0.0:{APP_PORT}"
+    assert argv[-1] == "app:create_app()"
+    assert instructions("EXPOSE") == [str(APP_PORT)]
+
+
+def test_copies_exactly_the_serving_inputs() -> None:
+    sources = {args.split()[0] for args in instructions("COPY")}
+    assert sources == {
+        "requirements.txt",
+        "stroke_risk/",
+        "app/",
+        "models/",
+        "reports/metrics.json",
+        "dvc.lock",
+    }
+    for source in ("requirements.txt", "stroke_risk/"):
+        assert (REPO_ROOT / source).exists(), source
+
+
+def test_serving_packages_are_pinned_in_requirements() -> None:
+    (install,) = [args for args in instructions("RUN") if "requirements-serving" in args]
+    packages = re.search(r'serving="([^"]+)"', install)
+    assert packages, "the serving package list is not where the test expects it"
+    pinned = {
+        line.split("==")[0]
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    missing = set(packages.group(1).split()) - pinned
+    assert not missing, f"not pinned in requirements.txt: {missing}"
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's rule: the last matching pattern wins; '!' re-includes."""
+    excluded = False
+    for raw in (REPO_ROOT / ".dockerignore").read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        prefixes = [path] + [str(p) for p in Path(path).parents if str(p) != "."]
+        if any(
+            fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p, f"**/{pattern}") for p in prefixes
+        ):
+            excluded = not negate
+    return excluded
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".venv", ".git", "mlruns", "mlflow.db", "data/raw/brain.csv", ".dvc/cache", "var/x.sqlite"],
+)
+def test_dockerignore_keeps_local_state_and_data_out(path: str) -> None:
+    assert dockerignore_excludes(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "requirements.txt",
+        "stroke_risk/schema.py",
+        "app/settings.py",
+        "models/model.joblib",
+        "reports/metrics.json",
+        "dvc.lock",
+    ],
+)
+def test_dockerignore_keeps_what_the_image_copies(path: str) -> None:
+    assert not dockerignore_excludes(path)
+
+
+# --- docker-compose.yml -------------------------------------------------------------------
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts.append((source, target))
+    return mounts
+
+
+def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
+    assert {"app", "prometheus", "grafana", "alertmanager"} <= set(compose["services"])
+    build = compose["services"]["app"]["build"]
+    assert (COMPOSE_FILE.parent / build["context"] / build["dockerfile"]).resolve() == (
+        REPO_ROOT / "Dockerfile"
+    )
+
+
+def test_compose_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        if image and "build" not in service:
+            assert re.search(r":v?\d+\.\d+\.\d+$", image), f"{name}: {image} is not pinned"
+
+
+def test_every_bind_mount_source_exists(compose: dict[str, Any]) -> None:
+    named = set(compose.get("volumes") or {})
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith((".", "/")):
+                assert (COMPOSE_FILE.parent / source).exists(), f"{name}: {source} missing"
+            else:
+                assert source in named, f"{name}: volume {source} not declared"
+
+
+def test_prometheus_mount_provides_its_config_and_rules(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    config_flag = next(c for c in prometheus["command"] if c.startswith("--config.file="))
+    config_in_container = Path(config_flag.split("=", 1)[1])
+    host_dir = next(
+        COMPOSE_FILE.parent / source
+        for source, target in bind_mounts(prometheus)
+        if Path(target) == config_in_container.parent
+    )
+    config_file = host_dir / config_in_container.name
+    assert config_file.is_file()
+    config = yaml.safe_load(config_file.read_text())
+    for rule_file in config["rule_files"]:
+        assert (host_dir / rule_file).is_file(), rule_file
+
+
+def published_port(service: dict[str, Any]) -> int:
+    host, container = str(service["ports"][0]).split(":")[-2:]
+    assert host == container, "keep host and container ports equal for readable URLs"
+    return int(container)
+
+
+def test_ports_are_consistent(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    prometheus_config = yaml.safe_load((MONITORING / "prometheus" / "prometheus.yml").read_text())
+    app_job = next(j for j in prometheus_config["scrape_configs"] if j["job_name"] == "stroke-risk")
+    assert app_job["static_configs"][0]["targets"] == [f"app:{published_port(services['app'])}"]
+    assert published_port(services["app"]) == APP_PORT
+    (alertmanager,) = prometheus_config["alerting"]["alertmanagers"][0]["static_configs"][0][
+        "targets"
+    ]
+    assert alertmanager == f"alertmanager:{published_port(services['alertmanager'])}"
+    listen = next(c for c in services["prometheus"]["command"] if "listen-address" in c)
+    assert listen.endswith(f":{published_port(services['prometheus'])}")
+    datasource = yaml.safe_load(
+        (MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    assert datasource["url"] == f"http://prometheus:{published_port(services['prometheus'])}"
+    assert published_port(services["grafana"]) == 3000
+
+
+def test_grafana_provider_path_is_the_mounted_dashboards_dir(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    mounts = {target: COMPOSE_FILE.parent / source for source, target in bind_mounts(grafana)}
+    provisioning = mounts["/etc/grafana/provisioning"]
+    assert (provisioning / "datasources").is_dir() and (provisioning / "dashboards").is_dir()
+    for provider_file in (provisioning / "dashboards").glob("*.yml"):
+        for provider in yaml.safe_load(provider_file.read_text())["providers"]:
+            path = provider["options"]["path"]
+            assert path in mounts, f"provider path {path} is not a mount target"
+            assert list(mounts[path].glob("*.json")), f"no dashboards in {mounts[path]}"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    home_dir, home_file = home.rsplit("/", 1)
+    assert (mounts[home_dir] / home_file).is_file()
+
+
+def test_no_secret_is_committed_in_compose(compose: dict[str, Any]) -> None:
+    password = compose["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${") and ":?" in password
