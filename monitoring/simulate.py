@@ -210,10 +210,6 @@ class ScoredRecord:
     decision: bool | None
 
 
-def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
-    return next((mapping[k] for k in keys if k in mapping), None)
-
-
 def parse_predictions(body: Any) -> list[ScoredRecord]:
     """Scored records of a /predict answer: a list under 'predictions' (batch) or one object.
 
@@ -224,8 +220,8 @@ def parse_predictions(body: Any) -> list[ScoredRecord]:
     for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict):
             continue
-        probability = _first(item, ("stroke_probability",))
-        decision = _first(item, ("stroke_prediction", "decision"))
+        probability = item.get("stroke_probability")
+        decision = item.get("stroke_prediction")
         scored.append(
             ScoredRecord(
                 prediction_id=item.get("prediction_id"),

@@ -81,6 +81,8 @@ def create_app() -> Flask:
         decision_threshold=DECISION_THRESHOLD,
         settings=MonitoringSettings.from_environ(),
         registry=registry,
+        multiprocess=True,
+        model_version="stub-1",
     )
     THRESHOLD.set(DECISION_THRESHOLD)
     REFERENCE_RATE.set(REFERENCE_POSITIVE_RATE)
@@ -112,15 +114,15 @@ def create_app() -> Flask:
     @app.post("/predict")
     def predict() -> tuple[Response, int]:
         body = request.get_json(silent=True)
-        batch = isinstance(body, dict) and "records" in body
-        raw_records = body["records"] if batch else [body]
+        batch = isinstance(body, dict) and "instances" in body
+        raw_records = body["instances"] if batch else [body]
         validations = [validate_record(r) for r in raw_records]
         problems = [e for v in validations for e in v.errors]
         if problems:
             for problem in problems:
                 VALIDATION_FAILURES.labels(field=problem.field).inc()
             details = [p.as_dict() for p in problems]
-            return jsonify({"error": "invalid record", "details": details}), 422
+            return jsonify({"error": "invalid record", "details": details}), 400
         records = [v.values for v in validations]
         probabilities = [stub_probability(r) for r in records]
         decisions = [p >= DECISION_THRESHOLD for p in probabilities]
@@ -128,9 +130,9 @@ def create_app() -> Flask:
         for probability, decision in zip(probabilities, decisions, strict=True):
             PROBABILITY.observe(probability)
             PREDICTIONS.labels(predicted="positive" if decision else "negative").inc()
-        monitor.on_predictions(records, probabilities, decisions, ids, "stub-1")
+        monitor.on_predictions(records, probabilities, decisions, ids)
         results = [
-            {"prediction_id": i, "stroke_probability": p, "decision": d}
+            {"prediction_id": i, "stroke_probability": p, "stroke_prediction": d}
             for i, p, d in zip(ids, probabilities, decisions, strict=True)
         ]
         return jsonify({"predictions": results} if batch else results[0]), 200

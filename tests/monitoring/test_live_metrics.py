@@ -345,3 +345,23 @@ def test_store_path_from_environment(tmp_path: Path) -> None:
     assert store_path_from_environ(tmp_path, {"STROKE_MONITOR_DB": "/srv/p.sqlite"}) == Path(
         "/srv/p.sqlite"
     )
+
+
+def test_callback_with_the_apps_four_arguments_stores_the_install_version(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    # The app calls PREDICTION_CALLBACKS with (records, probabilities, decisions, ids).
+    _, monitor, _ = make_app(tmp_path, reference_profile, model_version="md5-abc")
+    assert monitor(training_records[:2], [0.1, 0.2], [True, True], ["a", "b"]) is True
+    monitor.on_predictions(training_records[2:3], [0.3], [True], ["c"], "override")
+    with sqlite3.connect(tmp_path / "log.sqlite") as connection:
+        versions = dict(connection.execute("SELECT prediction_id, model_version FROM predictions"))
+    assert versions == {"a": "md5-abc", "b": "md5-abc", "c": "override"}
+
+
+def test_explicit_multiprocess_flag_wins_over_the_environment(
+    tmp_path: Path, reference_profile: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    _, _, registry = make_app(tmp_path, reference_profile, multiprocess=True)
+    assert registry.get_sample_value("stroke_feedback_total", {"outcome": "accepted"}) is None

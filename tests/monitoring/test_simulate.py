@@ -143,11 +143,13 @@ def test_config_bounds(argv: list[str]) -> None:
 
 def test_payloads_and_answers() -> None:
     assert predict_payload([RECORD]) == RECORD
-    assert predict_payload([RECORD, RECORD]) == {"records": [RECORD, RECORD]}
-    single = parse_predictions({"prediction_id": "a", "stroke_probability": 0.2, "decision": True})
+    assert predict_payload([RECORD, RECORD]) == {"instances": [RECORD, RECORD]}
+    single = parse_predictions(
+        {"prediction_id": "a", "stroke_probability": 0.2, "stroke_prediction": True}
+    )
     assert single == [ScoredRecord("a", 0.2, True)]
     batch = parse_predictions(
-        {"predictions": [{"prediction_id": "a", "probability": 0.1}, {"prediction_id": "b"}]}
+        {"predictions": [{"prediction_id": "a", "stroke_probability": 0.1}, {"prediction_id": "b"}]}
     )
     assert batch == [ScoredRecord("a", 0.1, None), ScoredRecord("b", None, None)]
     assert parse_predictions("nonsense") == []

@@ -1,0 +1,285 @@
+"""Fixtures of the service tests: small fitted models, artifact sets in tmp_path, servers.
+
+Artifacts written here mimic the pipeline's: models/model.joblib, model_metadata.json,
+reports/metrics.json and a dvc.lock recording their md5s. Servers run the real command
+(gunicorn with app/gunicorn_conf.py) on a free loopback port and are always stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+import pytest
+import requests
+
+from app.model import LoadedModel, load_model
+from app.settings import Settings
+from stroke_risk.features import FeatureConfig, add_engineered_features
+from stroke_risk.modeling import build_model_pipeline, build_serving_pipeline
+from stroke_risk.schema import FEATURE_NAMES, TARGET
+from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
+
+FAMILIES = ("logreg", "random_forest", "xgboost")
+# Small but real models of each family; full feature set so every encoder is exercised.
+SMALL_PARAMS: dict[str, dict[str, Any]] = {
+    "logreg": {"C": 0.5, "max_iter": 2000},
+    "random_forest": {"n_estimators": 25, "max_depth": 8, "min_samples_leaf": 3, "n_jobs": 1},
+    "xgboost": {
+        "n_estimators": 30,
+        "max_depth": 3,
+        "learning_rate": 0.2,
+        "n_jobs": 1,
+        "tree_method": "hist",
+    },
+}
+TEST_THRESHOLD = 0.08
+SHIPPED_CSVS = {"brain": BRAIN_CSV, "healthcare": HEALTHCARE_CSV}
+
+RECORD: dict[str, Any] = {
+    "gender": "Male",
+    "age": 67.0,
+    "hypertension": 0,
+    "heart_disease": 1,
+    "ever_married": "Yes",
+    "work_type": "Private",
+    "Residence_type": "Urban",
+    "avg_glucose_level": 228.69,
+    "bmi": 36.6,
+    "smoking_status": "formerly smoked",
+}
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return the ten fields of each row as a JSON-ready record (NaN bmi -> None)."""
+    records = frame[list(FEATURE_NAMES)].to_dict("records")
+    for record in records:
+        for name in ("age", "avg_glucose_level", "bmi"):
+            value = float(record[name])
+            record[name] = None if math.isnan(value) else value
+        for name in ("hypertension", "heart_disease"):
+            record[name] = int(record[name])
+    return records
+
+
+def fit_serving_pipeline(family: str, frame: pd.DataFrame, feature_set: str = "full") -> Any:
+    """Return a small fitted serving pipeline (engineer + preprocess + model) of a family."""
+    config = FeatureConfig()
+    features = add_engineered_features(frame[list(FEATURE_NAMES)], config)
+    params = {**SMALL_PARAMS[family], "feature_set": feature_set}
+    fitted = build_model_pipeline(family, params, feature_config=config, seed=0)
+    fitted.fit(features, frame[TARGET].to_numpy())
+    return build_serving_pipeline(fitted, config)
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_lock(root: Path, paths: list[str]) -> None:
+    """Write a dvc.lock recording the current md5 of each path under stage train."""
+    outs = "".join(
+        f"    - path: {p}\n      hash: md5\n      md5: {md5_of(root / p)}\n"
+        f"      size: {(root / p).stat().st_size}\n"
+        for p in paths
+    )
+    (root / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  train:\n    cmd: python -m stages.train\n    outs:\n" + outs
+    )
+
+
+ARTIFACT_PATHS = ["models/model.joblib", "models/model_metadata.json", "reports/metrics.json"]
+
+
+def write_artifacts(
+    root: Path, pipeline: Any, *, family: str = "logreg", threshold: float = TEST_THRESHOLD
+) -> Settings:
+    """Write a complete artifact set under root and return Settings pointing at it."""
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    (root / "reports").mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, root / "models" / "model.joblib")
+    metadata = {
+        "model_family": family,
+        "decision_threshold": threshold,
+        "threshold_policy": {"policy": "min_recall", "target_recall": 0.8},
+        "threshold_cv_metrics": {"recall": 0.8, "specificity": 0.7, "precision": 0.13},
+        "training_prevalence": 0.05,
+    }
+    (root / "models" / "model_metadata.json").write_text(json.dumps(metadata))
+    metrics = {"test": {"roc_auc": 0.84, "recall": 0.8}, "cv": {"roc_auc": 0.83}}
+    (root / "reports" / "metrics.json").write_text(json.dumps(metrics))
+    write_lock(root, ARTIFACT_PATHS)
+    return Settings.for_project(root)
+
+
+@pytest.fixture(scope="session")
+def fitted_pipelines(brain_frame: pd.DataFrame) -> dict[str, Any]:
+    """Small fitted serving pipelines of the three families, trained on brain.csv."""
+    return {family: fit_serving_pipeline(family, brain_frame) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def shipped_frames() -> dict[str, pd.DataFrame]:
+    """Both shipped CSVs read with stroke_risk.data.load_dataset."""
+    from stroke_risk.data import load_dataset
+
+    return {name: load_dataset(path) for name, path in SHIPPED_CSVS.items()}
+
+
+@pytest.fixture(scope="session")
+def project_factory(
+    tmp_path_factory: pytest.TempPathFactory, fitted_pipelines: dict[str, Any]
+) -> Callable[[str], Settings]:
+    """Return family -> Settings of a fresh artifact set in its own tmp directory."""
+
+    def make(family: str) -> Settings:
+        root = tmp_path_factory.mktemp(f"project-{family}")
+        return write_artifacts(root, fitted_pipelines[family], family=family)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def logreg_settings(project_factory: Callable[[str], Settings]) -> Settings:
+    return project_factory("logreg")
+
+
+@pytest.fixture(scope="session")
+def logreg_model(logreg_settings: Settings) -> LoadedModel:
+    return load_model(logreg_settings)
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    """Return the environment of a server subprocess: inherited, minus service settings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("STROKE_", "PROMETHEUS_MULTIPROC", "WEB_CONCURRENCY"))
+    }
+    env.update({"HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "PYTHONDONTWRITEBYTECODE": "1"})
+    env.update(overrides)
+    return env
+
+
+SERVER_COMMAND = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app:create_app()"]
+
+
+@dataclass
+class Server:
+    """A gunicorn server started by a test."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    startup_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """Return the pids of the master's live child processes (the workers)."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid and fields[0] != "Z":
+                pids.append(int(stat.parent.name))
+        return sorted(pids)
+
+    def stop(self) -> int:
+        """Stop the server (SIGTERM, then SIGKILL after 15 s); return its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+
+def start_server(log_dir: Path, env: dict[str, str], timeout: float = 60.0) -> Server:
+    """Start gunicorn on a free port and wait until /ready answers 200."""
+    port = free_port()
+    env = {**env, "PORT": str(port)}
+    log_path = log_dir / f"server-{port}.log"
+    started = time.perf_counter()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            SERVER_COMMAND, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if requests.get(f"{server.url}/ready", timeout=1).status_code == 200:
+                server.startup_seconds = time.perf_counter() - started
+                return server
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise AssertionError(f"server not ready after {timeout} s:\n{server.log()}")
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Return start(**env) -> Server; every server started is stopped at teardown."""
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = start_server(tmp_path, server_env(TMPDIR=str(tmp_path), **env))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """gunicorn (2 workers) serving the repository's own model revision (from `dvc repro`)."""
+    log_dir = tmp_path_factory.mktemp("real-server")
+    server = start_server(log_dir, server_env(TMPDIR=str(log_dir)))
+    yield server
+    server.stop()
+
+
+def run_server_expecting_failure(tmp_path: Path, timeout: float = 60.0, **env: str) -> subprocess.CompletedProcess:
+    """Run gunicorn that is expected to refuse to start; return its exit status and output."""
+    return subprocess.run(
+        SERVER_COMMAND,
+        cwd=REPO_ROOT,
+        env=server_env(PORT=str(free_port()), TMPDIR=str(tmp_path), **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
