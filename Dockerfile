@@ -9,7 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     STROKE_PROJECT_DIR=/srv/stroke-risk \
-    STROKE_MONITOR_DB=/var/lib/stroke-risk/predictions.sqlite
+    STROKE_MONITOR_DB=/var/lib/stroke-risk/predictions.sqlite \
+    HOST=0.0.0.0 \
+    PORT=8000
 
 WORKDIR /srv/stroke-risk
 
@@ -46,5 +48,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status == 200 else 1)"]
 
-# --bind overrides the config file's address: inside a container it must be 0.0.0.0.
-CMD ["gunicorn", "--config", "app/gunicorn_conf.py", "--bind", "0.0.0.0:8000", "app:create_app()"]
+# app/gunicorn_conf.py binds HOST:PORT (set above: all interfaces, as a container needs),
+# preloads the app and sets up Prometheus multiprocess mode.
+CMD ["gunicorn", "--config", "app/gunicorn_conf.py", "app:create_app()"]

@@ -36,6 +36,7 @@ system-deps:
 lint: $(STAMP)
 	ruff check .
 	ruff format --check .
+	mypy
 
 test: $(STAMP) system-deps lint
 	dvc repro

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -87,7 +87,9 @@ def run_study(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "minimize" if metric in MINIMISED_METRICS else "maximize"
+    direction: Literal["minimize", "maximize"] = (
+        "minimize" if metric in MINIMISED_METRICS else "maximize"
+    )
     study = optuna.create_study(
         study_name=name,
         storage=storage,

@@ -70,9 +70,16 @@ def test_runs_gunicorn_with_the_app_config_and_factory() -> None:
     argv = json.loads(command)
     assert argv[0] == "gunicorn"
     assert argv[argv.index("--config") + 1] == "app/gunicorn_conf.py"
-    assert argv[argv.index("--bind") + 1] == f"0.0.0.0:{APP_PORT}"
     assert argv[-1] == "app:create_app()"
     assert instructions("EXPOSE") == [str(APP_PORT)]
+
+
+def test_gunicorn_listens_on_all_interfaces_at_the_app_port() -> None:
+    # app/gunicorn_conf.py binds HOST:PORT from the environment.
+    assert "HOST" in (REPO_ROOT / "app" / "gunicorn_conf.py").read_text()
+    environment = dict(re.findall(r"(\w+)=(\S+)", " ".join(instructions("ENV"))))
+    assert environment["HOST"] == "0.0.0.0"
+    assert environment["PORT"] == str(APP_PORT)
 
 
 def test_copies_exactly_the_serving_inputs() -> None:
