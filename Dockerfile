@@ -20,7 +20,7 @@ WORKDIR /srv/stroke-risk
 # imports). The build fails if a package is no longer pinned there.
 COPY requirements.txt ./
 RUN set -eu; \
-    serving="flask gunicorn prometheus-client numpy pandas scipy scikit-learn xgboost-cpu joblib PyYAML"; \
+    serving="flask gunicorn prometheus-client orjson numpy pandas scipy scikit-learn xgboost-cpu joblib PyYAML"; \
     for package in $serving; do \
         grep -E "^${package}==" requirements.txt >> /tmp/requirements-serving.txt \
             || { echo "requirements.txt does not pin ${package}" >&2; exit 1; }; \

@@ -144,7 +144,7 @@ def categorical_column(spec: CategoricalField, values: list[Any]) -> tuple[np.nd
     """Return (codes into spec.categories, mask of allowed values)."""
     index = {category: code for code, category in enumerate(spec.categories)}
     if set(map(type, values)) == {str}:
-        codes = np.array(list(map(index.get, values, repeat(-1))), dtype=np.intp)
+        codes = np.array([index.get(v.strip(), -1) for v in values], dtype=np.intp)
     else:
         codes = np.fromiter(
             (index.get(v, -1) if type(v) is str else -1 for v in values), np.intp, len(values)

@@ -195,10 +195,12 @@ class PredictionLog:
         connection.execute("BEGIN IMMEDIATE")
         try:
             yield connection
+            connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # Also after a failed COMMIT: never leave this thread's connection mid-transaction.
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
 
     def _initialise(self) -> None:
         connection = self._connection()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +248,48 @@ def test_grafana_provider_path_is_the_mounted_dashboards_dir(compose: dict[str, 
 def test_no_secret_is_committed_in_compose(compose: dict[str, Any]) -> None:
     password = compose["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
     assert password.startswith("${") and ":?" in password
+
+
+# Import name -> distribution, where they differ (werkzeug comes with flask).
+DISTRIBUTIONS = {
+    "sklearn": "scikit-learn",
+    "yaml": "PyYAML",
+    "prometheus_client": "prometheus-client",
+    "werkzeug": "flask",
+    "xgboost": "xgboost-cpu",
+}
+
+
+def imported_top_level_modules(entry_dir: Path) -> set[str]:
+    """Third-party modules imported by entry_dir's files and the stroke_risk modules they use."""
+    seen: set[Path] = set()
+    pending = sorted(entry_dir.glob("*.py"))
+    third_party: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in ("app", "stroke_risk"):
+                    pending.append(REPO_ROOT / (name.replace(".", "/") + ".py"))
+                elif top not in sys.stdlib_module_names and top != "__future__":
+                    third_party.add(top)
+    return third_party
+
+
+def test_image_installs_every_package_the_app_imports() -> None:
+    (install,) = [args for args in instructions("RUN") if "requirements-serving" in args]
+    serving = set(re.search(r'serving="([^"]+)"', install).group(1).split())  # type: ignore[union-attr]
+    needed = {DISTRIBUTIONS.get(m, m) for m in imported_top_level_modules(REPO_ROOT / "app")}
+    # The model pickle needs the estimator's library even though no module imports it.
+    needed |= {"scikit-learn", "xgboost-cpu", "joblib", "gunicorn"}
+    assert needed <= serving, f"missing from the image: {needed - serving}"

@@ -365,3 +365,16 @@ def test_explicit_multiprocess_flag_wins_over_the_environment(
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     _, _, registry = make_app(tmp_path, reference_profile, multiprocess=True)
     assert registry.get_sample_value("stroke_feedback_total", {"outcome": "accepted"}) is None
+
+
+def test_pipeline_reference_profile_fits_the_drift_code(training_records: list[dict]) -> None:
+    # The artifact of the DVC featurize stage, when it has been built.
+    path = Path(__file__).resolve().parents[2] / "models" / "reference_profile.json"
+    if not path.is_file():
+        pytest.skip("models/reference_profile.json not built (run dvc repro)")
+    from stroke_risk.drift import compute_drift
+    from stroke_risk.live_monitoring import load_reference_profile
+
+    profile = load_reference_profile(path)
+    report = compute_drift(profile, training_records[:1000])
+    assert report.drift_score is not None and report.drift_score < 0.1
