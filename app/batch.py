@@ -21,9 +21,10 @@ import argparse
 import csv
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -112,8 +113,9 @@ def read_chunks(reader: Any, chunk_rows: int) -> Iterator[tuple[list[list[str]],
         yield rows, lines
 
 
-def json_like_column(spec: Any, cells: Sequence[str] | None, n_rows: int,
-                     missing: frozenset[str]) -> list[Any]:
+def json_like_column(
+    spec: Any, cells: Sequence[str] | None, n_rows: int, missing: frozenset[str]
+) -> list[Any]:
     """Return the column's cells as the JSON values a /predict client would send.
 
     Missing markers become None, parseable numbers of numeric/binary fields floats, and
@@ -128,7 +130,7 @@ def json_like_column(spec: Any, cells: Sequence[str] | None, n_rows: int,
     numbers = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce").to_numpy(float)
     return [
         None if cell in missing else number if number == number else cell
-        for cell, number in zip(cells, numbers.tolist())
+        for cell, number in zip(cells, numbers.tolist(), strict=True)
     ]
 
 
@@ -151,45 +153,68 @@ def reject_reason(errors: Sequence[Any]) -> str:
     return "; ".join(f"{error.field}: {error.message}" for error in errors)
 
 
-def score_chunk(model: Any, rows: list[list[str]], lines: list[int], width: int,
-                positions: dict[str, int], missing: frozenset[str],
-                scored_writer: Any, reject_writer: Any, summary: BatchSummary) -> None:
+def score_chunk(
+    model: Any,
+    rows: list[list[str]],
+    lines: list[int],
+    width: int,
+    positions: dict[str, int],
+    missing: frozenset[str],
+    scored_writer: Any,
+    reject_writer: Any,
+    summary: BatchSummary,
+) -> None:
     """Validate and score one chunk, writing each row to the output or the reject file."""
     shaped = [row for row in rows if len(row) == width]
-    shaped_lines = [line for row, line in zip(rows, lines) if len(row) == width]
-    for row, line in zip(rows, lines):
-        if len(row) != width:
-            reject_writer.writerow([line, f"expected {width} fields, got {len(row)}", *row])
+    shaped_lines = [line for row, line in zip(rows, lines, strict=True) if len(row) == width]
+    rejects = [
+        (line, f"expected {width} fields, got {len(row)}", row)
+        for row, line in zip(rows, lines, strict=True)
+        if len(row) != width
+    ]
     summary.rows_in += len(rows)
-    summary.rejected += len(rows) - len(shaped)
-    if not shaped:
-        return
-    cells = list(zip(*shaped))
-    values = {
-        spec.name: json_like_column(
-            spec, cells[positions[spec.name]] if spec.name in positions else None,
-            len(shaped), missing,
+    if shaped:
+        cells = list(zip(*shaped, strict=True))
+        values = {
+            spec.name: json_like_column(
+                spec,
+                cells[positions[spec.name]] if spec.name in positions else None,
+                len(shaped),
+                missing,
+            )
+            for spec in FEATURES
+        }
+        validation = validate_columns(
+            values, RowRecords(values, len(shaped)), np.ones(len(shaped), dtype=bool)
         )
-        for spec in FEATURES
-    }
-    validation = validate_columns(
-        values, RowRecords(values, len(shaped)), np.ones(len(shaped), dtype=bool)
-    )
-    good = validation.valid_mask()
-    probability, decision = model.predict(validation.columns.take(good))
-    scored_rows = [row for row, ok in zip(shaped, good.tolist()) if ok]
-    scored_writer.writerows(
-        [*row, p, int(d)] for row, p, d in zip(scored_rows, probability.tolist(), decision.tolist())
-    )
-    for row in sorted(validation.row_errors):
-        errors = validation.row_errors[row]
-        reject_writer.writerow([shaped_lines[row], reject_reason(errors), *shaped[row]])
-    summary.scored += len(scored_rows)
-    summary.rejected += len(validation.row_errors)
+        good = validation.valid_mask()
+        probability, decision = model.predict(validation.columns.take(good))
+        scored_rows = [row for row, ok in zip(shaped, good.tolist(), strict=True) if ok]
+        scored_writer.writerows(
+            [*row, p, int(d)]
+            for row, p, d in zip(scored_rows, probability.tolist(), decision.tolist(), strict=True)
+        )
+        summary.scored += len(scored_rows)
+        rejects += [
+            (shaped_lines[row], reject_reason(errors), shaped[row])
+            for row, errors in validation.row_errors.items()
+        ]
+    rejects.sort(key=lambda reject: reject[0])
+    reject_writer.writerows([line, reason, *row] for line, reason, row in rejects)
+    summary.rejected += len(rejects)
 
 
-def score_file(model: Any, source: Path, output: Path, rejects: Path,
-               chunk_rows: int = DEFAULT_CHUNK_ROWS) -> BatchSummary:
+def open_source(source: Path) -> TextIO:
+    """Return the input opened as text (BOM dropped, undecodable bytes kept as escapes)."""
+    try:
+        return open(source, newline="", encoding="utf-8-sig", errors="surrogateescape")
+    except OSError as error:
+        raise InputFileError(f"cannot read it: {error.strerror}") from None
+
+
+def score_file(
+    model: Any, source: Path, output: Path, rejects: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> BatchSummary:
     """Score every row of source into output and rejects; return the row counts.
 
     Raises InputFileError when source is missing, empty or has no usable header.
@@ -199,11 +224,11 @@ def score_file(model: Any, source: Path, output: Path, rejects: Path,
     started = time.perf_counter()
     summary = BatchSummary()
     missing = missing_markers()
-    try:
-        handle = open(source, newline="", encoding="utf-8-sig", errors="surrogateescape")
-    except OSError as error:
-        raise InputFileError(f"cannot read {source}: {error.strerror}") from None
-    with handle, atomic_path(output) as scored_path, atomic_path(rejects) as reject_path:
+    with (
+        open_source(source) as handle,
+        atomic_path(output) as scored_path,
+        atomic_path(rejects) as reject_path,
+    ):
         reader = csv.reader(handle, skipinitialspace=True)
         header = next(reader, None)
         if not header:
@@ -213,13 +238,21 @@ def score_file(model: Any, source: Path, output: Path, rejects: Path,
             open(scored_path, "w", newline="", encoding="utf-8", errors="surrogateescape") as out,
             open(reject_path, "w", newline="", encoding="utf-8", errors="surrogateescape") as bad,
         ):
-            scored_writer, reject_writer = csv.writer(out), csv.writer(bad)
+            scored_writer = csv.writer(out, lineterminator="\n")
+            reject_writer = csv.writer(bad, lineterminator="\n")
             scored_writer.writerow([*header, *OUTPUT_COLUMNS])
             reject_writer.writerow([*REJECT_COLUMNS, *header])
             for rows, lines in read_chunks(reader, chunk_rows):
                 score_chunk(
-                    model, rows, lines, len(header), positions, missing,
-                    scored_writer, reject_writer, summary,
+                    model,
+                    rows,
+                    lines,
+                    len(header),
+                    positions,
+                    missing,
+                    scored_writer,
+                    reject_writer,
+                    summary,
                 )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -237,7 +270,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("input", type=Path, help="CSV with a header naming the ten fields")
     parser.add_argument("output", type=Path, help="CSV of scored rows")
-    parser.add_argument("--rejects", type=Path, help="CSV of invalid rows (default OUT.rejects.csv)")
+    parser.add_argument(
+        "--rejects", type=Path, help="CSV of invalid rows (default OUT.rejects.csv)"
+    )
     parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows per chunk")
     return parser.parse_args(argv)
 
@@ -254,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rejects = args.rejects or default_rejects_path(args.output)
     if len({args.input.resolve(), args.output.resolve(), rejects.resolve()}) != 3:
-        print("error: input, output and reject files must be three different files", file=sys.stderr)
+        print(
+            "error: input, output and reject files must be three different files", file=sys.stderr
+        )
         return 2
     try:
         model = load_model(Settings.from_env())

@@ -45,7 +45,7 @@ class FeatureColumns:
     categorical: dict[str, np.ndarray]
     n_rows: int
 
-    def take(self, index: np.ndarray) -> "FeatureColumns":
+    def take(self, index: np.ndarray) -> FeatureColumns:
         """Return the rows selected by an integer index or boolean mask, in that order."""
         picked = {
             kind: {name: values[index] for name, values in group.items()}
@@ -62,7 +62,7 @@ class FeatureColumns:
         """Return the categorical field as an object array of strings."""
         return np.asarray(schema_categories(name), dtype=object)[self.categorical[name]]
 
-    def to_frame(self) -> "pd.DataFrame":
+    def to_frame(self) -> pd.DataFrame:
         """Return a DataFrame of the ten fields as load_dataset types them (bmi NaN if missing).
 
         This is the reference pipeline's input, used by the self-check and the tests.
@@ -90,7 +90,9 @@ class FeatureColumns:
                 lists[name] = self.binary[name].tolist()
             else:
                 lists[name] = self.category_labels(name).tolist()
-        return [dict(zip(FEATURE_NAMES, row)) for row in zip(*lists.values())]
+        return [
+            dict(zip(FEATURE_NAMES, row, strict=True)) for row in zip(*lists.values(), strict=True)
+        ]
 
 
 def empty_columns(n_rows: int) -> FeatureColumns:

@@ -4,13 +4,15 @@ The reference is ``pipeline.predict_proba(frame)[:, 1]``. Scoring one row throug
 costs ~10 ms, almost all ColumnTransformer/pandas overhead. This module reads the fitted
 state (the FeatureEngineer's config, the imputer statistics, the scaler mean/scale, the
 one-hot categories, the estimator) and repeats the same float64 operations on numpy
-arrays, in the same order, so the design matrix is bit-for-bit the one the pipeline
-builds. The estimator then scores that matrix:
+arrays, in the same order, so the design matrix is the one the pipeline builds (up to
+the last bit, where numpy's vectorised log or BLAS may round differently by array
+layout: observed differences are ~1e-16). The estimator then scores that matrix:
 
 - LogisticRegression: the same matrix product and expit sklearn uses;
 - XGBClassifier: the booster's inplace_predict, exactly what predict_proba calls;
-- RandomForestClassifier and any other classifier: its own predict_proba on the matrix
-  (the forest with n_jobs=1, which is faster per call and gives the same numbers).
+- RandomForestClassifier / ExtraTreesClassifier: flat node arrays (CompiledForest) that
+  repeat the trees' float32 split tests and the forest's averaging;
+- any other classifier: its own predict_proba on the matrix, with n_jobs=1.
 
 Anything this module does not recognise raises UnsupportedPipeline, and the caller
 serves the reference pipeline instead. ``check_against_reference`` proves agreement on a
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -161,7 +164,7 @@ class OneHotBlock:
     def write(self, source: Source, X: np.ndarray) -> None:
         """Set the 1.0 entries of X[:, out] (X starts as zeros)."""
         rows = np.arange(source.columns.n_rows)
-        for name, remap in zip(self.names, self.remaps):
+        for name, remap in zip(self.names, self.remaps, strict=True):
             target = remap[source.codes(name)]
             known = target >= 0
             if self.strict and not known.all():
@@ -231,7 +234,7 @@ def one_hot_block(
         raise UnsupportedPipeline("one-hot encoder with sparse or non-float64 output")
     remaps: list[np.ndarray] = []
     offset = 0
-    for name, categories in zip(names, encoder.categories_):
+    for name, categories in zip(names, encoder.categories_, strict=True):
         position = {str(category): index for index, category in enumerate(categories)}
         labels = source_labels(name, engineer)
         remap = [offset + position[label] if label in position else -1 for label in labels]
@@ -324,7 +327,9 @@ class CompiledForest:
             per_tree = self.node_probability[node]
         else:
             per_tree = np.empty((n_rows, n_trees))
-            for position, (tree, probability) in enumerate(zip(self.trees, self.leaf_probability)):
+            for position, (tree, probability) in enumerate(
+                zip(self.trees, self.leaf_probability, strict=True)
+            ):
                 per_tree[:, position] = probability[tree.apply(X32)]
         return np.cumsum(per_tree, axis=1)[:, -1] / n_trees
 
@@ -558,7 +563,9 @@ def max_disagreement(model: ProbabilityModel, reference: ProbabilityModel, colum
 
 def check_against_reference(compiled: CompiledModel, pipeline: Any) -> float:
     """Return the max disagreement on the probe batch; raise UnsupportedPipeline above 1e-9."""
-    difference = max_disagreement(compiled, ReferenceModel(pipeline), probe_columns(compiled.engineer))
+    difference = max_disagreement(
+        compiled, ReferenceModel(pipeline), probe_columns(compiled.engineer)
+    )
     if not difference <= TOLERANCE:
         raise UnsupportedPipeline(f"compiled path differs from the pipeline by {difference:.3g}")
     return difference

@@ -22,8 +22,9 @@ import os
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -67,7 +68,10 @@ def install_model(app: Flask, model: LoadedModel) -> None:
     """Make model answer requests (and /ready report ready) and publish its gauges."""
     state = service_state(app)
     state.metrics.set_model(
-        model.version, model.family, model.git_commit, model.threshold,
+        model.version,
+        model.family,
+        model.git_commit,
+        model.threshold,
         model.reference_positive_rate(),
     )
     state.model = model
@@ -78,13 +82,19 @@ def service_state(app: Flask) -> ServiceState:
     return app.extensions[STATE_KEY]
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """Return a JSON response serialised with orjson (fast, floats round-trip exactly)."""
     return Response(orjson.dumps(payload), status=status, mimetype=JSON_TYPE, headers=headers)
 
 
-def error_response(status: int, error: str, details: list[dict[str, str]] | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int,
+    error: str,
+    details: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """Return {"error": ..., "details": [...]} with the status.
 
     Serialised by the standard library with ASCII escapes: error texts may quote user
@@ -117,14 +127,15 @@ def predict() -> Response:
     model = state.model
     if model is None:
         return error_response(503, "model not loaded yet; retry shortly")
-    if request.mimetype != JSON_TYPE or request.mimetype_params.get("charset", "utf-8").lower() not in {"utf-8", "utf8"}:
-        given = request.content_type or "none"
+    if not is_json_request():
+        given = (request.content_type or "none")[:80]
         return error_response(
             415,
             "unsupported content type",
-            [{"field": "Content-Type", "message": f"must be application/json (UTF-8), got {given[:80]!r}"}],
+            [{"field": "Content-Type", "message": f"must be application/json, got {given!r}"}],
         )
-    parsed = parse_predict_request(request.get_data(cache=False), state.settings.max_batch_size)
+    body = read_body(state.settings.max_body_bytes)
+    parsed = parse_predict_request(body, state.settings.max_batch_size)
     probability, decision = model.predict(parsed.columns)
     count = parsed.columns.n_rows
     prediction_ids = new_prediction_ids(count)
@@ -132,7 +143,9 @@ def predict() -> Response:
     probabilities, decisions = probability.tolist(), decision.tolist()
     callbacks: list[PredictionCallback] = current_app.config[CALLBACKS_KEY]
     if callbacks:
-        run_callbacks(callbacks, parsed.columns.to_records(), probabilities, decisions, prediction_ids)
+        run_callbacks(
+            callbacks, parsed.columns.to_records(), probabilities, decisions, prediction_ids
+        )
     threshold, version = model.threshold, model.version
     predictions = [
         {
@@ -142,13 +155,34 @@ def predict() -> Response:
             "model_version": version,
             "prediction_id": i,
         }
-        for p, d, i in zip(probabilities, decisions, prediction_ids)
+        for p, d, i in zip(probabilities, decisions, prediction_ids, strict=True)
     ]
     return json_response({"predictions": predictions} if parsed.is_batch else predictions[0])
 
 
-def run_callbacks(callbacks: Iterable[PredictionCallback], records: list[dict[str, Any]],
-                  probabilities: list[float], decisions: list[bool], ids: list[str]) -> None:
+def is_json_request() -> bool:
+    """Return whether the request declares a JSON body (UTF-8, the only charset allowed)."""
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    return request.mimetype == JSON_TYPE and charset in {"utf-8", "utf8"}
+
+
+def read_body(limit: int) -> bytes:
+    """Return the request body; raise RequestEntityTooLarge (413) when over limit bytes."""
+    body = request.get_data(cache=False)
+    if request.content_length is None and len(body) >= limit:
+        # A chunked body is cut at the limit without an error; reading on past the limit
+        # raises 413 when there is more.
+        request.stream.read(1)
+    return body
+
+
+def run_callbacks(
+    callbacks: Iterable[PredictionCallback],
+    records: list[dict[str, Any]],
+    probabilities: list[float],
+    decisions: list[bool],
+    ids: list[str],
+) -> None:
     """Call every on_predictions callback; log (without data) and continue on failure."""
     for callback in callbacks:
         try:
@@ -237,7 +271,13 @@ def handle_http_error(error: HTTPException) -> Response:
 def handle_unexpected(error: Exception) -> Response:
     """Return a bare 500 JSON; log the traceback frames but not the message (may hold data)."""
     frames = "".join(traceback.format_tb(error.__traceback__))
-    logger.error("unhandled %s in %s %s\n%s", type(error).__name__, request.method, request.path[:200], frames)
+    logger.error(
+        "unhandled %s in %s %s\n%s",
+        type(error).__name__,
+        request.method,
+        request.path[:200],
+        frames,
+    )
     return error_response(500, "internal error")
 
 
@@ -251,12 +291,17 @@ def record_request(response: Response) -> Response:
     rule = request.url_rule
     if rule is not None:
         endpoint = rule.rule
-    elif isinstance(request.routing_exception, MethodNotAllowed) and request.path in state.route_templates:
+    elif (
+        isinstance(request.routing_exception, MethodNotAllowed)
+        and request.path in state.route_templates
+    ):
         endpoint = request.path
     else:
         endpoint = "other"
     started = g.get("request_started", time.perf_counter())
-    state.metrics.observe_request(endpoint, request.method, response.status_code, time.perf_counter() - started)
+    state.metrics.observe_request(
+        endpoint, request.method, response.status_code, time.perf_counter() - started
+    )
     return response
 
 
@@ -289,7 +334,6 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config[CALLBACKS_KEY] = []
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     metrics_state = ServiceMetrics()
     state = ServiceState(settings, None, metrics_state, openapi_document(settings.max_batch_size))
     app.extensions[STATE_KEY] = state

@@ -1,4 +1,6 @@
-"""gunicorn settings of the prediction service: `gunicorn -c app/gunicorn_conf.py 'app:create_app()'`.
+"""gunicorn settings of the prediction service.
+
+Run: `gunicorn -c app/gunicorn_conf.py 'app:create_app()'` (what `make serve` does).
 
 Environment: HOST (127.0.0.1), PORT (5000), WEB_CONCURRENCY (2 workers), WEB_THREADS
 (1; more than one uses the gthread worker), STROKE_ACCESS_LOG ("-" = stdout, "" = off),
@@ -56,9 +58,18 @@ elif not os.environ.get(_CREATED_DIR_MARKER):
         os.remove(_stale)
     os.environ[_CREATED_DIR_MARKER] = "0"
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "1"))
+
+def _positive_int(name: str, default: int) -> int:
+    """Return the variable as a positive int; exit with one line when it is not one."""
+    raw = os.environ.get(name, "").strip() or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        sys.exit(f"Error: {name}={raw!r} must be a positive integer")
+    return int(raw)
+
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{_positive_int('PORT', 5000)}"
+workers = _positive_int("WEB_CONCURRENCY", 2)
+threads = _positive_int("WEB_THREADS", 1)
 worker_class = "gthread" if threads > 1 else "sync"
 preload_app = True
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),

@@ -13,17 +13,18 @@ those are collected by the worker serving the scrape.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client import Counter as PrometheusCounter
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -49,7 +50,7 @@ class ServiceMetrics:
             self.exposition = CollectorRegistry()
             multiprocess.MultiProcessCollector(self.exposition)
         registry = self.registry
-        self.requests = Counter(
+        self.requests = PrometheusCounter(
             "stroke_http_requests",
             "HTTP requests by route template, method and status",
             ["endpoint", "method", "status"],
@@ -62,7 +63,7 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.validation_failures = Counter(
+        self.validation_failures = PrometheusCounter(
             "stroke_validation_failures",
             "Invalid fields in rejected records",
             ["field"],
@@ -74,7 +75,7 @@ class ServiceMetrics:
             buckets=PROBABILITY_BUCKETS,
             registry=registry,
         )
-        self.predictions = Counter(
+        self.predictions = PrometheusCounter(
             "stroke_predictions", "Scored records by decision", ["predicted"], registry=registry
         )
         self.model_info = Gauge(
@@ -101,8 +102,14 @@ class ServiceMetrics:
         """Expose a custom collector on /metrics (collected in the answering worker)."""
         self.exposition.register(collector)
 
-    def set_model(self, version: str, family: str, commit: str | None, threshold: float,
-                  positive_rate: float | None) -> None:
+    def set_model(
+        self,
+        version: str,
+        family: str,
+        commit: str | None,
+        threshold: float,
+        positive_rate: float | None,
+    ) -> None:
         """Record which model answers and its threshold."""
         self.model_info.labels(version, family, commit or "unknown").set(1)
         self.threshold.set(threshold)
@@ -127,9 +134,9 @@ class ServiceMetrics:
             self.predictions.labels("negative").inc(len(decision) - positives)
 
     def observe_validation_failures(self, fields: list[str]) -> None:
-        """Count one failure per invalid field."""
-        for name in fields:
-            self.validation_failures.labels(name).inc()
+        """Count one failure per invalid field (one write per distinct field)."""
+        for name, count in Counter(fields).items():
+            self.validation_failures.labels(name).inc(count)
 
     def render(self) -> tuple[bytes, str]:
         """Return (exposition text, content type) of all workers' metrics."""
@@ -147,7 +154,9 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     bounds: Any = histogram._upper_bounds  # noqa: SLF001
     # observe() files a value under the first bucket with value <= bound.
     counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-    for bucket, count in zip(histogram._buckets, counts.tolist()):  # noqa: SLF001
+    # NaN would land past the last bucket; observe() does not count it in a bucket either.
+    counts = counts[: len(bounds)]
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):  # noqa: SLF001
         if count:
             bucket.inc(count)
     histogram._sum.inc(float(np.sum(values)))  # noqa: SLF001

@@ -82,7 +82,9 @@ def build_scorer(pipeline: Any, use_compiled: bool) -> ProbabilityModel:
     except UnsupportedPipeline as reason:
         logger.warning("serving the reference pipeline (slow path): %s", reason)
         return reference
-    logger.info("compiled path %s agrees with the pipeline (max |diff| %.2g)", compiled.kind, difference)
+    logger.info(
+        "compiled path %s agrees with the pipeline (max |diff| %.2g)", compiled.kind, difference
+    )
     return compiled
 
 

@@ -114,13 +114,17 @@ def openapi_document(max_batch_size: int) -> dict[str, Any]:
         "413": _error(f"Body over the size limit, or more than {max_batch_size} records"),
         "415": _error("Content-Type is not application/json"),
     }
-    status_schema = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+    status_schema = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}},
+    }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "stroke-risk prediction service",
             "version": "1.0.0",
-            "description": "Stroke risk from ten routine fields, at the model's decision threshold.",
+            "description": "Stroke risk from ten routine fields at the decision threshold.",
         },
         "paths": {
             "/predict": {
@@ -154,7 +158,10 @@ def openapi_document(max_batch_size: int) -> dict[str, Any]:
                 "get": {
                     "summary": "Prometheus metrics of all workers",
                     "responses": {
-                        "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                        "200": {
+                            "description": "OK",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
                     },
                 }
             },

@@ -7,9 +7,9 @@ lives in), so the server serves the model revision of the working tree it runs f
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 DEFAULT_PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,14 +35,14 @@ class Settings:
     extensions: tuple[str, ...] = ()
 
     @classmethod
-    def for_project(cls, project_dir: str | Path, **overrides: object) -> "Settings":
+    def for_project(cls, project_dir: str | Path, **overrides: object) -> Settings:
         """Settings with every artifact path at its default place under project_dir."""
         root = Path(project_dir).resolve()
         paths = {name: root / relative for name, relative in _DEFAULT_RELATIVE_PATHS.items()}
         return cls(project_dir=root, **{**paths, **overrides})  # type: ignore[arg-type]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from STROKE_* variables; raises SettingsError naming a bad variable."""
         env = os.environ if environ is None else environ
         root = Path(env.get("STROKE_PROJECT_DIR") or DEFAULT_PROJECT_DIR).resolve()

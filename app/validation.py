@@ -12,9 +12,10 @@ which supplies the messages and has the last word.
 from __future__ import annotations
 
 import itertools
-from itertools import repeat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 
@@ -144,7 +145,7 @@ def categorical_column(spec: CategoricalField, values: list[Any]) -> tuple[np.nd
     """Return (codes into spec.categories, mask of allowed values)."""
     index = {category: code for code, category in enumerate(spec.categories)}
     if set(map(type, values)) == {str}:
-        codes = np.array([index.get(v.strip(), -1) for v in values], dtype=np.intp)
+        codes = np.array(list(map(index.get, values, repeat(-1))), dtype=np.intp)
     else:
         codes = np.fromiter(
             (index.get(v, -1) if type(v) is str else -1 for v in values), np.intp, len(values)

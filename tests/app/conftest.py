@@ -183,7 +183,14 @@ def server_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-SERVER_COMMAND = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app:create_app()"]
+SERVER_COMMAND = [
+    sys.executable,
+    "-m",
+    "gunicorn",
+    "-c",
+    "app/gunicorn_conf.py",
+    "app:create_app()",
+]
 
 
 @dataclass
@@ -210,6 +217,13 @@ class Server:
             if int(fields[1]) == self.process.pid and fields[0] != "Z":
                 pids.append(int(stat.parent.name))
         return sorted(pids)
+
+    def wait_for_workers(self, count: int, timeout: float = 20.0) -> list[int]:
+        """Return the worker pids once count workers run (gunicorn boots them one by one)."""
+        deadline = time.monotonic() + timeout
+        while len(pids := self.worker_pids()) != count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return pids
 
     def stop(self) -> int:
         """Stop the server (SIGTERM, then SIGKILL after 15 s); return its exit status."""
@@ -273,7 +287,9 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-def run_server_expecting_failure(tmp_path: Path, timeout: float = 60.0, **env: str) -> subprocess.CompletedProcess:
+def run_server_expecting_failure(
+    tmp_path: Path, timeout: float = 60.0, **env: str
+) -> subprocess.CompletedProcess:
     """Run gunicorn that is expected to refuse to start; return its exit status and output."""
     return subprocess.run(
         SERVER_COMMAND,

@@ -37,13 +37,19 @@ def reference(model: LoadedModel, records: list[dict[str, Any]]) -> np.ndarray:
     return model.reference.pipeline.predict_proba(frame)[:, 1]
 
 
-def test_single_prediction_contract(client: Any, logreg_model: LoadedModel, logreg_settings: Settings) -> None:
+def test_single_prediction_contract(
+    client: Any, logreg_model: LoadedModel, logreg_settings: Settings
+) -> None:
     response = client.post("/predict", json=RECORD)
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     answer = response.json
     assert set(answer) == {
-        "stroke_probability", "stroke_prediction", "threshold", "model_version", "prediction_id"
+        "stroke_probability",
+        "stroke_prediction",
+        "threshold",
+        "model_version",
+        "prediction_id",
     }
     assert isinstance(answer["stroke_probability"], float)
     assert 0.0 <= answer["stroke_probability"] <= 1.0
@@ -66,7 +72,9 @@ def test_decision_uses_the_model_threshold_not_one_half(client: Any) -> None:
     assert any(p < TEST_THRESHOLD for p in probabilities)
 
 
-def test_bmi_may_be_null_or_absent_and_alias_is_accepted(client: Any, logreg_model: LoadedModel) -> None:
+def test_bmi_may_be_null_or_absent_and_alias_is_accepted(
+    client: Any, logreg_model: LoadedModel
+) -> None:
     without = {k: v for k, v in RECORD.items() if k != "bmi"}
     null = {**RECORD, "bmi": None}
     alias = {("residence_type" if k == "Residence_type" else k): v for k, v in null.items()}
@@ -77,7 +85,9 @@ def test_bmi_may_be_null_or_absent_and_alias_is_accepted(client: Any, logreg_mod
 
 def test_full_domain_is_scored(client: Any) -> None:
     """gender Other and work_type Never_worked are absent from brain.csv but valid."""
-    response = client.post("/predict", json={**RECORD, "gender": "Other", "work_type": "Never_worked"})
+    response = client.post(
+        "/predict", json={**RECORD, "gender": "Other", "work_type": "Never_worked"}
+    )
     assert response.status_code == 200
 
 
@@ -97,7 +107,9 @@ def test_batch_answers_in_order_with_unique_ids(client: Any, logreg_model: Loade
 def test_batch_limit_is_configurable(logreg_settings: Settings, logreg_model: LoadedModel) -> None:
     from dataclasses import replace
 
-    client = create_app(replace(logreg_settings, max_batch_size=3), model=logreg_model).test_client()
+    client = create_app(
+        replace(logreg_settings, max_batch_size=3), model=logreg_model
+    ).test_client()
     assert client.post("/predict", json={"instances": [RECORD] * 3}).status_code == 200
     assert client.post("/predict", json={"instances": [RECORD] * 4}).status_code == 413
 
@@ -105,7 +117,9 @@ def test_batch_limit_is_configurable(logreg_settings: Settings, logreg_model: Lo
 def test_body_limit_is_configurable(logreg_settings: Settings, logreg_model: LoadedModel) -> None:
     from dataclasses import replace
 
-    client = create_app(replace(logreg_settings, max_body_bytes=500), model=logreg_model).test_client()
+    client = create_app(
+        replace(logreg_settings, max_body_bytes=500), model=logreg_model
+    ).test_client()
     assert client.post("/predict", json=RECORD).status_code == 200
     response = client.post("/predict", json={"instances": [RECORD] * 3})
     assert response.status_code == 413 and response.json["error"]
@@ -119,7 +133,10 @@ def test_health_ready_and_version(client: Any, logreg_settings: Settings) -> Non
     assert version["model_version"] == md5_of(logreg_settings.model_path)
     assert version["model_family"] == "logreg"
     assert version["threshold"] == TEST_THRESHOLD
-    assert version["training_metrics"] == {"test": {"roc_auc": 0.84, "recall": 0.8}, "cv": {"roc_auc": 0.83}}
+    assert version["training_metrics"] == {
+        "test": {"roc_auc": 0.84, "recall": 0.8},
+        "cv": {"roc_auc": 0.83},
+    }
     assert version["inference"].startswith("compiled:")
     assert "git_commit" in version
 
@@ -140,7 +157,14 @@ def test_openapi_is_generated_from_the_schema(client: Any, logreg_settings: Sett
     assert record["properties"] == expected["properties"]
     assert record["required"] == expected["required"]
     assert document["components"]["schemas"]["Batch"]["properties"]["instances"]["maxItems"] == 1000
-    assert set(document["paths"]) == {"/predict", "/health", "/ready", "/version", "/metrics", "/openapi.json"}
+    assert set(document["paths"]) == {
+        "/predict",
+        "/health",
+        "/ready",
+        "/version",
+        "/metrics",
+        "/openapi.json",
+    }
 
 
 def metric_value(text: str, name: str, labels: str = "") -> float:
@@ -148,7 +172,7 @@ def metric_value(text: str, name: str, labels: str = "") -> float:
     prefix = f"{name}{{{labels}}} " if labels else f"{name} "
     for line in text.splitlines():
         if line.startswith(prefix):
-            return float(line[len(prefix):])
+            return float(line[len(prefix) :])
     return 0.0
 
 
@@ -158,24 +182,48 @@ def test_metrics_count_requests_predictions_and_failures(client: Any) -> None:
     client.get("/nope")
     text = client.get("/metrics").data.decode()
     assert metric_value(text, "stroke_predicted_probability_count") == 5
-    predicted = sum(metric_value(text, "stroke_predictions_total", f'predicted="{d}"') for d in ("positive", "negative"))
+    predicted = sum(
+        metric_value(text, "stroke_predictions_total", f'predicted="{d}"')
+        for d in ("positive", "negative")
+    )
     assert predicted == 5
-    assert metric_value(text, "stroke_http_requests_total", 'endpoint="/predict",method="POST",status="200"') == 1
-    assert metric_value(text, "stroke_http_requests_total", 'endpoint="/predict",method="POST",status="400"') == 1
-    assert metric_value(text, "stroke_http_requests_total", 'endpoint="other",method="GET",status="404"') == 1
+    assert (
+        metric_value(
+            text, "stroke_http_requests_total", 'endpoint="/predict",method="POST",status="200"'
+        )
+        == 1
+    )
+    assert (
+        metric_value(
+            text, "stroke_http_requests_total", 'endpoint="/predict",method="POST",status="400"'
+        )
+        == 1
+    )
+    assert (
+        metric_value(
+            text, "stroke_http_requests_total", 'endpoint="other",method="GET",status="404"'
+        )
+        == 1
+    )
     assert metric_value(text, "stroke_validation_failures_total", 'field="age"') == 1
     assert metric_value(text, "stroke_validation_failures_total", 'field="gender"') == 1
     assert metric_value(text, "stroke_model_decision_threshold") == TEST_THRESHOLD
     assert "stroke_model_info{" in text and "stroke_http_request_duration_seconds_bucket" in text
     # positive rate = prevalence * recall + (1 - prevalence) * (1 - specificity)
-    assert metric_value(text, "stroke_reference_positive_rate") == pytest.approx(0.05 * 0.8 + 0.95 * 0.3)
+    assert metric_value(text, "stroke_reference_positive_rate") == pytest.approx(
+        0.05 * 0.8 + 0.95 * 0.3
+    )
 
 
 def test_prediction_callbacks_receive_each_scored_record(app: Flask, client: Any) -> None:
     received: list[tuple] = []
     app.config[CALLBACKS_KEY].append(lambda *args: received.append(args))
     app.config[CALLBACKS_KEY].append(lambda *args: 1 / 0)  # a broken monitor never fails /predict
-    alias_record = {**{k: v for k, v in RECORD.items() if k != "Residence_type"}, "residence_type": "Rural", "bmi": None}
+    alias_record = {
+        **{k: v for k, v in RECORD.items() if k != "Residence_type"},
+        "residence_type": "Rural",
+        "bmi": None,
+    }
     response = client.post("/predict", json={"instances": [RECORD, alias_record]})
     assert response.status_code == 200
     records, probabilities, decisions, ids = received[0]
@@ -187,7 +235,9 @@ def test_prediction_callbacks_receive_each_scored_record(app: Flask, client: Any
     assert ids == [p["prediction_id"] for p in predictions]
 
 
-def test_extensions_can_add_routes_and_collectors(logreg_settings: Settings, logreg_model: LoadedModel) -> None:
+def test_extensions_can_add_routes_and_collectors(
+    logreg_settings: Settings, logreg_model: LoadedModel
+) -> None:
     class DriftCollector:
         def collect(self):
             gauge = GaugeMetricFamily("stroke_drift_score", "test")
@@ -212,11 +262,14 @@ def test_feature_values_are_never_logged(client: Any, caplog: pytest.LogCaptureF
     client.post("/predict", json={**secret, "work_type": "Private"})
     client.post("/predict", data=b'{"age": 98.7654321', content_type="application/json")
     logged = caplog.text
-    assert "123.456789" not in logged and "SECRET_VALUE" not in logged and "98.7654321" not in logged
+    assert (
+        "123.456789" not in logged and "SECRET_VALUE" not in logged and "98.7654321" not in logged
+    )
 
 
-def test_unexpected_errors_are_a_bare_json_500(app: Flask, client: Any, monkeypatch: pytest.MonkeyPatch,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_errors_are_a_bare_json_500(
+    app: Flask, client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     model = service_state(app).model
 
     secret = repr(7.77 * 11)  # built at run time, so it is not in any source line

@@ -63,26 +63,59 @@ CASES = [
     Case("binary out of domain", 400, body(record(heart_disease=2)), fields=("heart_disease",)),
     Case("age above range", 400, body(record(age=130)), fields=("age",), mentions=("0 to 120",)),
     Case("negative age", 400, body(record(age=-1)), fields=("age",)),
-    Case("glucose below range", 400, body(record(avg_glucose_level=20)), fields=("avg_glucose_level",)),
+    Case(
+        "glucose below range",
+        400,
+        body(record(avg_glucose_level=20)),
+        fields=("avg_glucose_level",),
+    ),
     Case("bmi above range", 400, body(record(bmi=250)), fields=("bmi",), mentions=("10 to 100",)),
     # json.dumps writes the non-standard NaN / Infinity literals for these floats.
-    Case("NaN literal", 400, json.dumps(record(age=float("nan"))).encode(), fields=("age",),
-         mentions=("finite",)),
-    Case("Infinity literal", 400, json.dumps(record(bmi=float("inf"))).encode(),
-         fields=("bmi",), mentions=("finite",)),
-    Case("-Infinity literal", 400, json.dumps(record(avg_glucose_level=float("-inf"))).encode(),
-         fields=("avg_glucose_level",)),
+    Case(
+        "NaN literal",
+        400,
+        json.dumps(record(age=float("nan"))).encode(),
+        fields=("age",),
+        mentions=("finite",),
+    ),
+    Case(
+        "Infinity literal",
+        400,
+        json.dumps(record(bmi=float("inf"))).encode(),
+        fields=("bmi",),
+        mentions=("finite",),
+    ),
+    Case(
+        "-Infinity literal",
+        400,
+        json.dumps(record(avg_glucose_level=float("-inf"))).encode(),
+        fields=("avg_glucose_level",),
+    ),
     Case("huge integer", 400, body(record(age=10**400)), fields=("age",)),
-    Case("category case", 400, body(record(gender="male")), fields=("gender",),
-         mentions=("'Female', 'Male', 'Other'",)),
-    Case("unknown work type", 400, body(record(work_type="Retired")), fields=("work_type",),
-         mentions=("Never_worked",)),
+    Case(
+        "category case",
+        400,
+        body(record(gender="male")),
+        fields=("gender",),
+        mentions=("'Female', 'Male', 'Other'",),
+    ),
+    Case(
+        "unknown work type",
+        400,
+        body(record(work_type="Retired")),
+        fields=("work_type",),
+        mentions=("Never_worked",),
+    ),
     Case("lone surrogate", 400, b'{"gender": "\\ud800"}', fields=("gender",)),
-    Case("alias and canonical", 400, body(record(residence_type="Urban")),
-         fields=("Residence_type",)),
-    Case("several problems at once", 400,
-         body(record(age="x", gender="?", smoking_status=None, colour="red")),
-         fields=("age", "gender", "smoking_status", "colour")),
+    Case(
+        "alias and canonical", 400, body(record(residence_type="Urban")), fields=("Residence_type",)
+    ),
+    Case(
+        "several problems at once",
+        400,
+        body(record(age="x", gender="?", smoking_status=None, colour="red")),
+        fields=("age", "gender", "smoking_status", "colour"),
+    ),
     Case("malformed JSON", 400, b'{"age": 67,', fields=("(body)",)),
     Case("trailing garbage", 400, body(RECORD) + b"]", fields=("(body)",)),
     Case("not UTF-8", 400, b'{"gender": "\xff\xfe"}', fields=("(body)",), mentions=("UTF-8",)),
@@ -95,23 +128,45 @@ CASES = [
     Case("nested in a field", 400, body(record(age=[[[[[[[[67]]]]]]]])), fields=("age",)),
     Case("empty batch", 400, body({"instances": []}), fields=("instances",)),
     Case("batch not a list", 400, body({"instances": RECORD}), fields=("instances",)),
-    Case("batch with extra key", 400, body({"instances": [RECORD], "model": "x"}),
-         fields=("model",)),
+    Case(
+        "batch with extra key", 400, body({"instances": [RECORD], "model": "x"}), fields=("model",)
+    ),
     Case("oversized batch", 413, batch_of(1001), fields=("instances",), mentions=("1000",)),
-    Case("one bad record in a batch", 400,
-         body({"instances": [RECORD] * 3 + [record(age=300)] + [RECORD]}),
-         fields=("instances[3].age",)),
-    Case("non-object record in a batch", 400, body({"instances": [RECORD, 5]}),
-         fields=("instances[1]",)),
-    Case("oversized body", 413, b'{"instances": [' + b" " * (LIMIT + 10) + b"]}",
-         fields=("(body)",)),
-    Case("text/plain", 415, body(RECORD), headers={"Content-Type": "text/plain"},
-         fields=("Content-Type",)),
-    Case("form content type", 415, b"age=67",
-         headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    Case(
+        "one bad record in a batch",
+        400,
+        body({"instances": [RECORD] * 3 + [record(age=300)] + [RECORD]}),
+        fields=("instances[3].age",),
+    ),
+    Case(
+        "non-object record in a batch",
+        400,
+        body({"instances": [RECORD, 5]}),
+        fields=("instances[1]",),
+    ),
+    Case(
+        "oversized body", 413, b'{"instances": [' + b" " * (LIMIT + 10) + b"]}", fields=("(body)",)
+    ),
+    Case(
+        "text/plain",
+        415,
+        body(RECORD),
+        headers={"Content-Type": "text/plain"},
+        fields=("Content-Type",),
+    ),
+    Case(
+        "form content type",
+        415,
+        b"age=67",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
     Case("no content type", 415, body(RECORD), headers={}),
-    Case("latin-1 charset", 415, body(RECORD),
-         headers={"Content-Type": "application/json; charset=latin-1"}),
+    Case(
+        "latin-1 charset",
+        415,
+        body(RECORD),
+        headers={"Content-Type": "application/json; charset=latin-1"},
+    ),
     Case("GET /predict", 405, method="GET", headers={}, fields=("(method)",)),
     Case("DELETE /predict", 405, method="DELETE", headers={}),
     Case("POST /health", 405, method="POST", path="/health"),
@@ -175,8 +230,17 @@ def test_bad_request_gets_a_json_4xx(case: Case, transport: str, request: Any) -
 
 
 def test_every_invalid_field_names_the_allowed_values(flask_send: Send) -> None:
-    bad = record(gender="x", age=500, hypertension=3, ever_married="maybe", work_type=1,
-                 Residence_type="City", avg_glucose_level=1, bmi=1, smoking_status="")
+    bad = record(
+        gender="x",
+        age=500,
+        hypertension=3,
+        ever_married="maybe",
+        work_type=1,
+        Residence_type="City",
+        avg_glucose_level=1,
+        bmi=1,
+        smoking_status="",
+    )
     status, _, raw = flask_send(Case("all bad", 400, body(bad)))
     details = {d["field"]: d["message"] for d in json.loads(raw)["details"]}
     assert status == 400 and len(details) == 9

@@ -164,8 +164,12 @@ def test_bulk_histogram_observation_equals_repeated_observe() -> None:
     observe_many(bulk, values)
 
     def samples(registry: CollectorRegistry) -> dict[str, float]:
-        return {s.name + str(s.labels): s.value for m in registry.collect() for s in m.samples
-                if not s.name.endswith("_created")}
+        return {
+            s.name + str(s.labels): s.value
+            for m in registry.collect()
+            for s in m.samples
+            if not s.name.endswith("_created")
+        }
 
     expected, actual = samples(one), samples(many)
     assert expected.keys() == actual.keys()

@@ -1,0 +1,506 @@
+"""Benchmark the prediction service on this machine and print the figures.
+
+    python -m benchmarks.serving [--duration 10] [--cli-rows 1000000] [--skip-mlflow]
+
+Serves the working tree's model (models/ from `make run`) with the real command
+(gunicorn, app/gunicorn_conf.py, 2 workers) on a free loopback port and measures:
+
+- startup: launch to the first 200 from /ready (median of 3 starts);
+- single-row POST /predict with wrk at 1, 2 (one per worker: the headline p50 and
+  req/s) and 8 connections;
+- the same server with the compiled path off (STROKE_COMPILED_PATH=0, the naive
+  one-row-DataFrame -> sklearn Pipeline handler) for reference;
+- `mlflow models serve --env-manager local` (2 workers) on the same model, logged to a
+  temporary MLflow store with pyfunc_predict_fn="predict_proba", loaded by the same wrk run;
+- a 10,000-record batch request (round trip, median of 20);
+- `python -m app.batch` on a generated CSV (default 1,000,000 rows), rows per minute;
+- RSS and PSS of the gunicorn master and each worker.
+
+Everything runs on loopback; temporary files go to a temporary directory that is removed.
+Load comes from wrk (Debian package `wrk`), which shares the 2 cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
+RECORD = {
+    "gender": "Male",
+    "age": 67.0,
+    "hypertension": 0,
+    "heart_disease": 1,
+    "ever_married": "Yes",
+    "work_type": "Private",
+    "Residence_type": "Urban",
+    "avg_glucose_level": 228.69,
+    "bmi": 36.6,
+    "smoking_status": "formerly smoked",
+}
+TARGETS = {
+    "p50_ms": 2.0,
+    "requests_per_second": 500.0,
+    "mlflow_speedup": 5.0,
+    "batch_10k_ms": 100.0,
+    "cli_rows_per_minute": 1_000_000.0,
+    "startup_seconds": 2.0,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float) -> float:
+    """Return seconds until url answers 200; raise if the process dies or time runs out."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return time.perf_counter() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+@dataclass
+class Running:
+    """A server process started by the benchmark."""
+
+    url: str
+    process: subprocess.Popen
+    startup_seconds: float
+
+    def stop(self) -> None:
+        """Stop the whole process group (gunicorn/uvicorn workers included)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start(
+    command: list[str],
+    env: dict[str, str],
+    ready_path: str,
+    port: int,
+    log: Path,
+    timeout: float = 120.0,
+) -> Running:
+    """Start a server in its own process group and wait for ready_path."""
+    started = time.perf_counter()
+    with open(log, "ab") as handle:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(url + ready_path, process, timeout)
+    except RuntimeError:
+        Running(url, process, 0.0).stop()
+        raise RuntimeError(f"{command[2] if len(command) > 2 else command}: see {log}") from None
+    return Running(url, process, time.perf_counter() - started)
+
+
+def start_service(workdir: Path, **extra_env: str) -> Running:
+    """Start the prediction service exactly as `make serve` does, on a free port."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("STROKE_", "PROMETHEUS_"))},
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "TMPDIR": str(workdir),
+        "STROKE_MAX_BATCH_SIZE": "10000",
+        "STROKE_MAX_BODY_BYTES": str(16 << 20),
+        **extra_env,
+    }
+    command = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app:create_app()"]
+    return start(command, env, "/ready", port, workdir / "service.log")
+
+
+# --- wrk -------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def to_ms(text: str) -> float:
+    """Return a wrk duration ('812.00us', '1.23ms', '2.00s') in milliseconds."""
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def run_wrk(
+    url: str, body: dict[str, Any], connections: int, duration: int, workdir: Path
+) -> WrkResult:
+    """Load url with POST body for duration seconds; return throughput and latency."""
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+    )
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s"]
+    output = subprocess.run(
+        [*command, "--latency", "-s", str(script), url], capture_output=True, text=True, check=True
+    ).stdout
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Return the figures of wrk's --latency report; errors = socket errors + non-2xx."""
+
+    def number(pattern: str) -> str:
+        found = re.search(pattern, output)
+        if found is None:
+            raise RuntimeError(f"unexpected wrk output:\n{output}")
+        return found.group(1)
+
+    percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, re.MULTILINE))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = sum(map(int, socket_errors.groups())) if socket_errors else 0
+    return WrkResult(
+        requests_per_second=float(number(r"Requests/sec:\s+([\d.]+)")),
+        p50_ms=to_ms(percentiles["50"]),
+        p90_ms=to_ms(percentiles["90"]),
+        p99_ms=to_ms(percentiles["99"]),
+        requests=int(number(r"(\d+) requests in")),
+        errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
+    )
+
+
+# --- measurements ----------------------------------------------------------------------
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """Return (RSS, PSS) of a process in MB (PSS splits pages shared copy-on-write)."""
+    rss = pss = 0.0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1]) / 1024
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1]) / 1024
+    return rss, pss
+
+
+def children(pid: int) -> list[int]:
+    """Return the pids whose parent is pid."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def healthcare_records() -> list[dict[str, Any]]:
+    """Return the 5,110 rows of the larger shipped CSV as JSON records."""
+    import math
+
+    from stroke_risk.data import load_dataset
+    from stroke_risk.schema import FEATURE_NAMES
+
+    frame = load_dataset(HEALTHCARE_CSV)[list(FEATURE_NAMES)]
+    records = frame.to_dict("records")
+    for record in records:
+        record["bmi"] = None if math.isnan(record["bmi"]) else float(record["bmi"])
+        for name in ("hypertension", "heart_disease"):
+            record[name] = int(record[name])
+    return records
+
+
+def batch_round_trip_ms(url: str, size: int, repeats: int) -> list[float]:
+    """Return round-trip times of POSTing a size-record batch (body encoded beforehand)."""
+    records = healthcare_records()
+    body = json.dumps({"instances": [records[i % len(records)] for i in range(size)]}).encode()
+    session = requests.Session()
+    times = []
+    for _ in range(repeats + 2):
+        started = time.perf_counter()
+        response = session.post(
+            f"{url}/predict", data=body, headers={"Content-Type": "application/json"}
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200 or len(response.json()["predictions"]) != size:
+            raise RuntimeError(
+                f"batch request failed: {response.status_code} {response.text[:200]}"
+            )
+        times.append(elapsed)
+    return times[2:]  # the first two warm up the worker
+
+
+def cli_rows_per_minute(rows: int, workdir: Path) -> tuple[float, float, str]:
+    """Run python -m app.batch on a rows-line CSV; return (rows/min, seconds, summary)."""
+    lines = HEALTHCARE_CSV.read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    source = workdir / "cli-input.csv"
+    with open(source, "w") as handle:
+        handle.write(header + "\n")
+        for start in range(0, rows, len(body)):
+            handle.write("\n".join(body[: min(len(body), rows - start)]) + "\n")
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "app.batch", str(source), str(workdir / "cli-output.csv")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    return rows / seconds * 60, seconds, result.stderr.strip().splitlines()[-1]
+
+
+def start_mlflow(workdir: Path) -> Running:
+    """Log the served model to a temporary MLflow store and serve it with 2 workers."""
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+        "PYTHONPATH": str(REPO_ROOT),  # the pipeline unpickles stroke_risk.features
+        # mlflow starts `uvicorn` by name: the virtualenv's bin must be on PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    code = f"""
+import joblib, mlflow, mlflow.sklearn, skops.io
+from importlib.metadata import version
+mlflow.set_experiment("serving-benchmark")
+pipeline = joblib.load({str(REPO_ROOT / "models" / "model.joblib")!r})
+# MLflow stores sklearn models with skops, which must be told our own types are safe.
+trusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+with mlflow.start_run():
+    info = mlflow.sklearn.log_model(
+        pipeline, name="model", pyfunc_predict_fn="predict_proba", skops_trusted_types=trusted,
+        pip_requirements=[f"{{p}}=={{version(p)}}" for p in ("scikit-learn", "pandas", "numpy")],
+    )
+print(info.model_uri)
+"""
+    uri = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    port = free_port()
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        uri,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        "2",
+    ]
+    return start(command, env, "/ping", port, workdir / "mlflow.log", timeout=180)
+
+
+# Target of each headline figure: (limit, higher is better, how the limit reads).
+TARGET_TEXT = {
+    "startup_seconds": "<= 2 s",
+    "p50_ms": "p50 <= 2 ms",
+    "requests_per_second": ">= 500 req/s",
+    "mlflow_speedup": ">= 5x mlflow",
+    "batch_10k_ms": "<= 100 ms",
+    "cli_rows_per_minute": ">= 1M rows/min",
+}
+HIGHER_IS_BETTER = {"requests_per_second", "mlflow_speedup", "cli_rows_per_minute"}
+
+
+def verdict(figures: dict[str, Any], name: str) -> str:
+    """Return '[ok <target>]' or '[MISS <target>]' for a headline figure."""
+    value, target = figures[name], TARGETS[name]
+    ok = value >= target if name in HIGHER_IS_BETTER else value <= target
+    return f"[{'ok' if ok else 'MISS'} {TARGET_TEXT[name]}]"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--cli-rows", type=int, default=1_000_000)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    if not (REPO_ROOT / "models" / "model.joblib").exists():
+        print("models/model.joblib is missing: run `make run` first", file=sys.stderr)
+        return 1
+    if not shutil.which("wrk"):
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 1
+    figures: dict[str, Any] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="stroke-benchmark-"))
+    try:
+        startups = []
+        for _ in range(3):
+            server = start_service(workdir)
+            startups.append(server.startup_seconds)
+            server.stop()
+        figures["startup_seconds"] = statistics.median(startups)
+
+        server = start_service(workdir)
+        try:
+            run_wrk(server.url + "/predict", RECORD, 8, 2, workdir)  # warm-up
+            for connections in (1, 2, 8):
+                result = run_wrk(
+                    server.url + "/predict", RECORD, connections, args.duration, workdir
+                )
+                figures[f"single_row_c{connections}"] = result.__dict__
+            # Headline: one connection per worker, so latency and throughput are measured
+            # together without requests queueing behind each other.
+            figures["p50_ms"] = figures["single_row_c2"]["p50_ms"]
+            figures["requests_per_second"] = figures["single_row_c2"]["requests_per_second"]
+            batch = batch_round_trip_ms(server.url, 10_000, 20)
+            figures["batch_10k_ms"] = statistics.median(batch)
+            figures["batch_10k_p90_ms"] = sorted(batch)[int(0.9 * len(batch)) - 1]
+            memory = {
+                "master": memory_mb(server.process.pid),
+                **{f"worker {pid}": memory_mb(pid) for pid in children(server.process.pid)},
+            }
+            figures["memory_mb"] = {name: {"rss": r, "pss": p} for name, (r, p) in memory.items()}
+            version = requests.get(server.url + "/version", timeout=5).json()
+            figures["model"] = (
+                f"{version['model_version']} ({version['model_family']}, {version['inference']})"
+            )
+        finally:
+            server.stop()
+
+        if not args.skip_naive:
+            naive = start_service(workdir, STROKE_COMPILED_PATH="0")
+            try:
+                result = run_wrk(naive.url + "/predict", RECORD, 8, args.duration, workdir)
+                figures["naive_pipeline_c8"] = result.__dict__
+            finally:
+                naive.stop()
+
+        if not args.skip_mlflow:
+            mlflow_server = start_mlflow(workdir)
+            try:
+                body = {"dataframe_records": [RECORD]}
+                run_wrk(mlflow_server.url + "/invocations", body, 8, 2, workdir)
+                result = run_wrk(
+                    mlflow_server.url + "/invocations", body, 8, args.duration, workdir
+                )
+                figures["mlflow_c8"] = result.__dict__
+                # Same load (8 connections) on both servers.
+                ours = figures["single_row_c8"]["requests_per_second"]
+                figures["mlflow_speedup"] = ours / result.requests_per_second
+            finally:
+                mlflow_server.stop()
+
+        rate, seconds, summary = cli_rows_per_minute(args.cli_rows, workdir)
+        figures["cli_rows_per_minute"] = rate
+        figures["cli_seconds"] = seconds
+        figures["cli_summary"] = summary
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print_report(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def print_report(figures: dict[str, Any]) -> None:
+    """Print the figures next to the issue's targets."""
+    c2 = figures["single_row_c2"]
+    lines = [
+        f"model: {figures['model']}",
+        f"startup (launch -> /ready 200, median of 3): {figures['startup_seconds']:.2f} s "
+        + verdict(figures, "startup_seconds"),
+        f"single-row POST /predict, 2 connections (one per worker): p50 {c2['p50_ms']:.2f} ms, "
+        f"{c2['requests_per_second']:.0f} req/s, {c2['errors']} errors "
+        + verdict(figures, "p50_ms")
+        + " "
+        + verdict(figures, "requests_per_second"),
+    ]
+    for connections in (1, 2, 8):
+        run = figures[f"single_row_c{connections}"]
+        lines.append(
+            f"  {connections} connection(s): {run['requests_per_second']:.0f} req/s, "
+            f"p50 {run['p50_ms']:.2f} ms, p90 {run['p90_ms']:.2f} ms, "
+            f"p99 {run['p99_ms']:.2f} ms, {run['errors']} errors"
+        )
+    if "naive_pipeline_c8" in figures:
+        naive = figures["naive_pipeline_c8"]
+        lines.append(
+            f"naive handler (STROKE_COMPILED_PATH=0), 8 connections: "
+            f"{naive['requests_per_second']:.0f} req/s, p50 {naive['p50_ms']:.2f} ms"
+        )
+    if "mlflow_c8" in figures:
+        mlflow = figures["mlflow_c8"]
+        lines.append(
+            f"mlflow models serve (2 workers), 8 connections: {mlflow['requests_per_second']:.0f} "
+            f"req/s, p50 {mlflow['p50_ms']:.2f} ms, {mlflow['errors']} errors -> this service "
+            f"({figures['single_row_c8']['requests_per_second']:.0f} req/s at 8) is "
+            f"{figures['mlflow_speedup']:.1f}x " + verdict(figures, "mlflow_speedup")
+        )
+    lines += [
+        f"10,000-record batch request: median {figures['batch_10k_ms']:.1f} ms, "
+        f"p90 {figures['batch_10k_p90_ms']:.1f} ms " + verdict(figures, "batch_10k_ms"),
+        f"python -m app.batch: {figures['cli_rows_per_minute']:,.0f} rows/min "
+        f"({figures['cli_seconds']:.1f} s incl. start-up) "
+        + verdict(figures, "cli_rows_per_minute"),
+        f"  {figures['cli_summary']}",
+    ]
+    for name, memory in figures["memory_mb"].items():
+        lines.append(f"memory {name}: RSS {memory['rss']:.0f} MB, PSS {memory['pss']:.0f} MB")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Settings from the environment, dvc.lock lookup and the artifact checks (in-process)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from app.artifacts import ArtifactError, find_git_commit, read_lock_hashes, verify_artifacts
+from app.factory import ServiceStartError, create_app
+from app.settings import DEFAULT_PROJECT_DIR, Settings, SettingsError
+from tests.app.conftest import md5_of, write_lock
+
+
+def test_settings_defaults_point_into_the_checkout() -> None:
+    settings = Settings.from_env({})
+    assert settings.project_dir == DEFAULT_PROJECT_DIR
+    assert settings.model_path == DEFAULT_PROJECT_DIR / "models" / "model.joblib"
+    assert settings.dvc_lock_path == DEFAULT_PROJECT_DIR / "dvc.lock"
+    assert (settings.max_batch_size, settings.max_body_bytes) == (1000, 1 << 20)
+
+
+def test_settings_from_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "STROKE_PROJECT_DIR": str(tmp_path),
+            "STROKE_MODEL_PATH": "elsewhere/m.joblib",
+            "STROKE_DVC_LOCK_PATH": "/abs/dvc.lock",
+            "STROKE_MAX_BATCH_SIZE": "10000",
+            "STROKE_MAX_BODY_BYTES": "4096",
+            "STROKE_COMPILED_PATH": "0",
+            "STROKE_EXTENSIONS": "monitoring.live:init_app, x:y",
+        }
+    )
+    assert settings.model_path == tmp_path / "elsewhere" / "m.joblib"
+    assert settings.dvc_lock_path == Path("/abs/dvc.lock")
+    assert settings.metadata_path == tmp_path / "models" / "model_metadata.json"
+    assert (settings.max_batch_size, settings.max_body_bytes) == (10000, 4096)
+    assert settings.use_compiled_path is False
+    assert settings.extensions == ("monitoring.live:init_app", "x:y")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STROKE_MAX_BATCH_SIZE", "many"),
+        ("STROKE_MAX_BODY_BYTES", "0"),
+        ("STROKE_COMPILED_PATH", "maybe"),
+    ],
+)
+def test_bad_setting_is_one_clear_error(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})
+
+
+def test_lock_hashes_come_from_stage_outs(repo_root: Path) -> None:
+    hashes = read_lock_hashes(repo_root / "dvc.lock")
+    assert hashes["models/model.joblib"] == md5_of(repo_root / "models" / "model.joblib")
+    assert "data/raw/brain.csv" not in hashes  # a dependency, not an output
+
+
+@pytest.fixture
+def project(logreg_settings: Settings, tmp_path: Path) -> Settings:
+    root = tmp_path / "project"
+    shutil.copytree(logreg_settings.project_dir, root)
+    return Settings.for_project(root)
+
+
+def test_verified_artifacts(project: Settings) -> None:
+    artifacts = verify_artifacts(project)
+    assert artifacts.model_md5 == md5_of(project.model_path)
+    assert artifacts.metadata["decision_threshold"] == 0.08
+    assert artifacts.training_metrics == json.loads(project.metrics_path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda s: s.model_path.unlink(), "models/model.joblib is missing"),
+        (lambda s: s.model_path.write_bytes(b"other"), "does not match dvc.lock"),
+        (lambda s: s.metadata_path.write_text("{}"), "model_metadata.json does not match dvc.lock"),
+        (lambda s: s.dvc_lock_path.unlink(), "dvc.lock not found"),
+        (lambda s: s.dvc_lock_path.write_text("stages: [unclosed"), "not valid YAML"),
+        (lambda s: s.dvc_lock_path.write_text("schema: '2.0'\nstages: {}\n"), "records no md5"),
+    ],
+    ids=["missing", "modified", "metadata modified", "no lock", "bad lock", "not in lock"],
+)
+def test_artifact_problems_are_one_line_with_the_fix(
+    project: Settings, damage, message: str
+) -> None:
+    damage(project)
+    with pytest.raises(ArtifactError) as raised:
+        verify_artifacts(project)
+    text = str(raised.value)
+    assert message in text and "\n" not in text
+    assert "make run" in text
+    with pytest.raises(ServiceStartError, match="cannot start"):
+        create_app(project)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ("[1, 2]", "not a JSON object"),
+        ('{"model_family": "logreg"}', "no numeric decision_threshold"),
+        ('{"model_family": "logreg", "decision_threshold": 7}', "not in [0, 1]"),
+        ('{"decision_threshold": 0.1}', "no model_family"),
+        ("\xff", "unreadable"),
+    ],
+)
+def test_bad_metadata_is_refused(project: Settings, metadata: str, message: str) -> None:
+    project.metadata_path.write_bytes(metadata.encode("latin-1"))
+    write_lock(
+        project.project_dir,
+        ["models/model.joblib", "models/model_metadata.json", "reports/metrics.json"],
+    )
+    with pytest.raises(ArtifactError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        verify_artifacts(project)
+
+
+def test_missing_training_metrics_only_hide_them(project: Settings) -> None:
+    project.metrics_path.unlink()
+    assert verify_artifacts(project).training_metrics is None
+
+
+def test_a_request_can_never_name_the_model_file(project: Settings) -> None:
+    """No route takes a path; the only file read per request would be none at all."""
+    app = create_app(project)
+    for rule in app.url_map.iter_rules():
+        assert not rule.arguments or rule.endpoint == "static", rule
+
+
+def test_git_commit_is_read_without_git(tmp_path: Path) -> None:
+    git = tmp_path / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    assert find_git_commit(tmp_path) is None
+    (git / "packed-refs").write_text(f"# pack-refs\n{'b' * 40} refs/heads/main\n")
+    assert find_git_commit(tmp_path) == "b" * 40
+    (git / "refs" / "heads" / "main").write_text("a" * 40 + "\n")
+    assert find_git_commit(tmp_path) == "a" * 40
+    (git / "HEAD").write_text("c" * 40)
+    assert find_git_commit(tmp_path) == "c" * 40
+
+
+def test_git_commit_can_be_given(project: Settings) -> None:
+    assert verify_artifacts(replace(project, git_commit="deadbeef")).git_commit == "deadbeef"

@@ -1,0 +1,160 @@
+"""python -m app.batch: streams a CSV, scores valid rows, rejects the rest, loses nothing."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.batch import main, score_file
+from app.model import LoadedModel
+from app.settings import Settings
+from stroke_risk.schema import FEATURE_NAMES
+from tests.conftest import HEALTHCARE_CSV, REPO_ROOT
+
+BAD_LINES = [
+    "1,Female,200,0,0,Yes,Private,Urban,100,N/A,smokes,0",  # age out of range
+    "2,Female,abc,0,0,Yes,Private,Urban,100,25,smokes,0",  # age not a number
+    "3,female,50,0,0,Yes,Private,Urban,100,25,smokes,0",  # unknown category
+    "4,Female,50,2,0,Yes,Private,Urban,100,25,Unknown,0",  # binary not 0/1
+    "5,Female,50,0,0,Yes,Private,Urban,,25,Unknown,0",  # required value missing
+    "6,Female,50,0,0,Yes,Private,Urban,100,25",  # too few fields
+    "7,Female,50,0,0,Yes,Private,Urban,100,25,Unknown,0,extra",  # too many fields
+    "8,Female,50,0,0,Yes,Private,Urban,inf,25,Unknown,0",  # not finite
+]
+GOOD_LINES = [
+    "9,Other,40,0,1,No,Never_worked,Rural,90,NA,Unknown,0",  # full domain, missing bmi
+    '10,"Male",67,0,1,Yes,Private,Urban,228.69,36.6,"formerly smoked",1',
+]
+
+
+@pytest.fixture
+def input_csv(tmp_path: Path) -> Path:
+    """The healthcare CSV (with id and stroke columns) plus bad rows and a blank line."""
+    text = HEALTHCARE_CSV.read_text().rstrip("\n")
+    path = tmp_path / "in.csv"
+    path.write_text(
+        text
+        + "\n"
+        + "\n".join(BAD_LINES[:4])
+        + "\n\n"
+        + "\n".join(BAD_LINES[4:] + GOOD_LINES)
+        + "\n"
+    )
+    return path
+
+
+def test_every_row_is_scored_or_rejected(
+    input_csv: Path, tmp_path: Path, logreg_model: LoadedModel
+) -> None:
+    output, rejects = tmp_path / "out.csv", tmp_path / "rejects.csv"
+    summary = score_file(logreg_model, input_csv, output, rejects, chunk_rows=333)
+    rows_in = 5110 + len(BAD_LINES) + len(GOOD_LINES)
+    assert (summary.rows_in, summary.scored, summary.rejected) == (
+        rows_in,
+        5110 + 2,
+        len(BAD_LINES),
+    )
+    scored = pd.read_csv(output, keep_default_na=False, na_values=[""], dtype={"bmi": str})
+    assert len(scored) == summary.scored
+    assert list(scored.columns) == [
+        "id",
+        *FEATURE_NAMES,
+        "stroke",
+        "stroke_probability",
+        "stroke_prediction",
+    ]
+    assert scored["id"].tolist()[-2:] == [9, 10]  # input order kept
+    with open(rejects, newline="") as handle:
+        reject_rows = list(csv.reader(handle))
+    assert reject_rows[0][:3] == ["line", "reason", "id"]
+    reasons = {row[2]: row[1] for row in reject_rows[1:]}
+    assert set(reasons) == {str(i) for i in range(1, 9)}
+    assert "age: 200 is out of range" in reasons["1"]
+    assert reasons["2"].startswith("age: must be a number")
+    assert "gender: 'female' is not allowed" in reasons["3"]
+    assert "hypertension" in reasons["4"] and "avg_glucose_level: is required" in reasons["5"]
+    assert "expected 12 fields, got 10" in reasons["6"] and "got 13" in reasons["7"]
+    assert "finite" in reasons["8"]
+    lines = {row[2]: int(row[0]) for row in reject_rows[1:]}
+    assert lines["1"] == 5112 and lines["5"] == 5117  # file line numbers, blank line counted
+
+
+def test_scores_equal_the_pipeline_and_use_the_threshold(
+    input_csv: Path, tmp_path: Path, logreg_model: LoadedModel, shipped_frames: dict
+) -> None:
+    output = tmp_path / "out.csv"
+    score_file(logreg_model, input_csv, output, tmp_path / "rejects.csv", chunk_rows=1000)
+    scored = pd.read_csv(output).head(5110)
+    expected = logreg_model.reference.pipeline.predict_proba(
+        shipped_frames["healthcare"][list(FEATURE_NAMES)]
+    )[:, 1]
+    assert np.max(np.abs(scored["stroke_probability"].to_numpy() - expected)) <= 1e-9
+    decided = (scored["stroke_probability"] >= logreg_model.threshold).astype(int)
+    assert (scored["stroke_prediction"] == decided).all()
+
+
+def test_chunk_size_does_not_change_the_output(
+    input_csv: Path, tmp_path: Path, logreg_model: LoadedModel
+) -> None:
+    scored, rejected = [], []
+    for chunk_rows in (1, 7, 100_000):
+        output, rejects = tmp_path / f"out-{chunk_rows}.csv", tmp_path / f"rejects-{chunk_rows}.csv"
+        score_file(logreg_model, input_csv, output, rejects, chunk_rows)
+        scored.append(pd.read_csv(output, dtype=str))
+        rejected.append(rejects.read_bytes())
+    assert rejected[0] == rejected[1] == rejected[2]
+    for frame in scored[1:]:
+        # One-row and many-row matrix products may round the last bit differently.
+        pd.testing.assert_frame_equal(
+            frame.drop(columns="stroke_probability"), scored[0].drop(columns="stroke_probability")
+        )
+        difference = frame["stroke_probability"].astype(float) - scored[0][
+            "stroke_probability"
+        ].astype(float)
+        assert difference.abs().max() <= 1e-12
+
+
+def test_cli_entry_point(input_csv: Path, tmp_path: Path, logreg_settings: Settings) -> None:
+    output = tmp_path / "scored.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "app.batch", str(input_csv), str(output)],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "STROKE_PROJECT_DIR": str(logreg_settings.project_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{5110 + 10} rows in: 5112 scored" in result.stderr
+    assert (tmp_path / "scored.rejects.csv").exists()
+
+
+def test_missing_column_is_exit_2_with_one_line(
+    tmp_path: Path,
+    logreg_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("gender,age\nMale,50\n")
+    monkeypatch.setenv("STROKE_PROJECT_DIR", str(logreg_settings.project_dir))
+    assert main([str(source), str(tmp_path / "out.csv")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "missing column(s) hypertension" in message
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_missing_model_is_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("STROKE_PROJECT_DIR", str(tmp_path))
+    source = tmp_path / "in.csv"
+    source.write_text(HEALTHCARE_CSV.read_text())
+    assert main([str(source), str(tmp_path / "out.csv")]) == 1
+    assert "cannot load the model" in capsys.readouterr().err

@@ -1,0 +1,116 @@
+"""Fixtures of the clinician page tests: apps with the page extension, a real server.
+
+The page is registered the way production registers it: ``create_app(extensions=[...])``
+in-process, and ``STROKE_EXTENSIONS=app.page:init_page`` for the gunicorn server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.factory import create_app
+from app.page import init_page
+from app.settings import Settings
+from tests.app.conftest import RECORD, Server, server_env, start_server
+from tests.conftest import REPO_ROOT
+
+PAGE_EXTENSION = "app.page:init_page"
+# A patient above the threshold and one below it (the repository model decides which).
+HIGH_RISK_RECORD: dict[str, Any] = dict(RECORD)
+LOW_RISK_RECORD: dict[str, Any] = {
+    "gender": "Female",
+    "age": 34.0,
+    "hypertension": 0,
+    "heart_disease": 0,
+    "ever_married": "Yes",
+    "work_type": "Govt_job",
+    "Residence_type": "Rural",
+    "avg_glucose_level": 88.5,
+    "bmi": None,
+    "smoking_status": "never smoked",
+}
+EVALUATION: dict[str, Any] = {
+    "threshold": {
+        "value": 0.08,
+        "policy": "min_recall",
+        "target_recall": 0.8,
+        "cv_recall": 0.81,
+        "cv_specificity": 0.7,
+        "cv_precision": 0.13,
+    },
+    "test": {
+        "recall": {"value": 0.78, "ci_low": 0.66, "ci_high": 0.89},
+        "specificity": {"value": 0.73, "ci_low": 0.7, "ci_high": 0.76},
+        "precision": {"value": 0.14, "ci_low": 0.11, "ci_high": 0.16},
+    },
+}
+
+
+def form_values(record: dict[str, Any]) -> dict[str, str]:
+    """Return a record as the strings a browser submits (None -> empty)."""
+    return {name: "" if value is None else str(value) for name, value in record.items()}
+
+
+@pytest.fixture(scope="session")
+def page_app() -> Flask:
+    """The service with the page, serving the repository's model and evaluation report."""
+    app = create_app(Settings(), extensions=[init_page])
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def page_client(page_app: Flask) -> FlaskClient:
+    return page_app.test_client()
+
+
+def bare_project(root: Path, evaluation: Any = None) -> Settings:
+    """Settings of an empty project directory, optionally with reports/evaluation.json."""
+    if evaluation is not None:
+        (root / "reports").mkdir(parents=True, exist_ok=True)
+        text = evaluation if isinstance(evaluation, str) else json.dumps(evaluation)
+        (root / "reports" / "evaluation.json").write_text(text)
+    return Settings.for_project(root)
+
+
+@pytest.fixture
+def unloaded_client(tmp_path: Path) -> FlaskClient:
+    """A page whose service has no model yet and whose project has EVALUATION."""
+    settings = bare_project(tmp_path, EVALUATION)
+    return create_app(settings, load=False, extensions=[init_page]).test_client()
+
+
+@pytest.fixture(scope="module")
+def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """gunicorn serving the repository's model with the page added via STROKE_EXTENSIONS."""
+    log_dir = tmp_path_factory.mktemp("page-server")
+    server = start_server(
+        log_dir, server_env(TMPDIR=str(log_dir), STROKE_EXTENSIONS=PAGE_EXTENSION)
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def artifact_dir() -> Path | None:
+    """Where to copy screenshots: STROKE_TEST_ARTIFACTS=1 -> test-artifacts/ (gitignored).
+
+    Any other non-empty value is taken as a directory (relative to the repository root).
+    """
+
+    value = os.environ.get("STROKE_TEST_ARTIFACTS", "").strip()
+    if not value:
+        return None
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return REPO_ROOT / "test-artifacts"
+    path = Path(value)
+    return path if path.is_absolute() else REPO_ROOT / path
