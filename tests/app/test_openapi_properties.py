@@ -57,7 +57,12 @@ def test_operation_conforms_to_the_document(
     examples = 80 if path == "/predict" else 15
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,  # no example store in the repository
+    )
     def check(case: Any) -> None:
         case.call_and_validate(base_url=real_server.url, session=session)
 

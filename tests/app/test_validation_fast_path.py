@@ -99,8 +99,9 @@ def row_values(columns: FeatureColumns, row: int) -> dict[str, Any]:
     return values
 
 
+# database=None: hypothesis would otherwise keep examples in .hypothesis/ in the repo.
 PROPERTY_SETTINGS = settings(
-    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
 )
 
 
