@@ -131,7 +131,10 @@ def validate_value(spec: Field, value: Any) -> tuple[Any, str | None]:
     if isinstance(spec, NumericField):
         if not _is_number(value):
             return None, f"must be {allowed}, got {type(value).__name__}"
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int with hundreds of digits
+            return None, f"is out of range; expected {allowed}"
         if not math.isfinite(number):
             return None, f"must be a finite number; expected {allowed}"
         if not spec.minimum <= number <= spec.maximum:

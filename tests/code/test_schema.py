@@ -76,6 +76,7 @@ def test_every_problem_is_reported_at_once():
         ("age", -1, "out of range"),
         ("age", math.nan, "finite"),
         ("age", math.inf, "finite"),
+        ("age", 10**400, "out of range"),
         ("avg_glucose_level", 39.9, "out of range"),
         ("bmi", 150, "out of range"),
         ("hypertension", 1.5, "0 or 1"),
