@@ -193,6 +193,19 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
     )
 
 
+def verify_reference_profile(settings: Settings) -> dict[str, Any]:
+    """Return models/reference_profile.json after checking its md5 against dvc.lock.
+
+    The featurize stage writes it from the training split; live drift is computed
+    against it, so a stale or edited profile is refused like a stale model: ArtifactError
+    (one line) when it is missing, does not match dvc.lock or is not a JSON object.
+    """
+    hashes = read_lock_hashes(settings.dvc_lock_path)
+    path = settings.reference_profile_path
+    data, _ = read_verified(path, locked_md5(path, hashes, settings), settings)
+    return parse_json_document(data, display_path(path, settings))
+
+
 def unpickle_model(artifacts: VerifiedArtifacts, settings: Settings) -> Any:
     """Return the fitted pipeline unpickled from the verified bytes (never from the path).
 

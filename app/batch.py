@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        model = load_model(Settings.from_env())
+        model = load_model(Settings.from_env(), explain=False)
     except (ArtifactError, SettingsError) as error:
         print(f"error: cannot load the model: {error}", file=sys.stderr)
         return 1

@@ -455,6 +455,15 @@ class CompiledModel:
             return np.empty(0)
         return self.scorer(self.design_matrix(columns))
 
+    def predict_proba_with_matrix(self, columns: FeatureColumns) -> tuple[np.ndarray, np.ndarray]:
+        """Return (P(stroke) per row, the design matrix it was scored from).
+
+        The matrix is what ``pipeline[:-1].transform`` returns, for explaining the rows.
+        """
+        matrix = self.design_matrix(columns)
+        probability = self.scorer(matrix) if columns.n_rows else np.empty(0)
+        return probability, matrix
+
 
 def engineer_spec(step: Any) -> EngineerSpec:
     """Return the parameters of a fitted stroke_risk FeatureEngineer."""

@@ -1,10 +1,14 @@
 """The Flask application factory: routes, JSON errors, metrics and extension hooks.
 
-Extension points for later features (the clinician page, /feedback, live drift):
+By default the app is the whole service: the API (this module), the clinician page at
+``/`` with its assets under ``/static`` (app/page.py) and live monitoring with
+``POST /feedback`` (app/monitoring.py). Extension points:
 
-- ``extensions``: callables ``init(app)`` run at the end of create_app (or "module:function"
-  strings in STROKE_EXTENSIONS); they may register blueprints (``/`` and ``/static`` are
-  left free) and Prometheus collectors via ``service_state(app).metrics.register_collector``.
+- ``extensions``: callables ``init(app)`` run at the end of create_app (default:
+  DEFAULT_EXTENSIONS), then the "module:function" strings in STROKE_EXTENSIONS; they may
+  register blueprints and Prometheus collectors via
+  ``service_state(app).metrics.register_collector``. An extension refuses to start the
+  server by raising app.artifacts.ArtifactError or app.settings.SettingsError (one line).
 - ``app.config["PREDICTION_CALLBACKS"]``: callables
   ``on_predictions(records, probabilities, decisions, prediction_ids)`` run after every
   successful /predict, inside the request context (``service_state(current_app).model``
@@ -32,10 +36,11 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.artifacts import ArtifactError
+from app.explanations import risk_factor_lists
 from app.metrics import ServiceMetrics
 from app.model import LoadedModel, load_model
 from app.openapi import openapi_document
-from app.payload import RequestError, parse_predict_request
+from app.payload import EXPLAIN_PARAMETER, RequestError, parse_explain, parse_predict_request
 from app.settings import Settings, SettingsError
 from app.validation import metric_field
 
@@ -44,6 +49,10 @@ logger = logging.getLogger(__name__)
 STATE_KEY = "stroke_risk"
 CALLBACKS_KEY = "PREDICTION_CALLBACKS"
 JSON_TYPE = "application/json"
+
+# The full service: the clinician page and live monitoring (they import this module, so
+# they are named here and imported by create_app).
+DEFAULT_EXTENSIONS = ("app.page:init_page", "app.monitoring:init_monitoring")
 
 PredictionCallback = Callable[[list[dict[str, Any]], list[float], list[bool], list[str]], None]
 Extension = Callable[[Flask], None]
@@ -122,7 +131,10 @@ api = Blueprint("api", __name__)
 
 @api.post("/predict")
 def predict() -> Response:
-    """Score one record or {"instances": [...]} at the model's decision threshold."""
+    """Score one record or {"instances": [...]} at the model's decision threshold.
+
+    Each prediction also gets base_value and its risk_factors unless ?explain=false.
+    """
     state = service_state(current_app)
     model = state.model
     if model is None:
@@ -134,18 +146,16 @@ def predict() -> Response:
             "unsupported content type",
             [{"field": "Content-Type", "message": f"must be application/json, got {given!r}"}],
         )
+    explain = parse_explain(request.args.get(EXPLAIN_PARAMETER))
     body = read_body(state.settings.max_body_bytes)
     parsed = parse_predict_request(body, state.settings.max_batch_size)
-    probability, decision = model.predict(parsed.columns)
-    count = parsed.columns.n_rows
-    prediction_ids = new_prediction_ids(count)
-    state.metrics.observe_predictions(probability, decision)
-    probabilities, decisions = probability.tolist(), decision.tolist()
+    scores = model.score(parsed.columns, explain=explain)
+    prediction_ids = new_prediction_ids(parsed.columns.n_rows)
+    state.metrics.observe_predictions(scores.probability, scores.decision)
+    probabilities, decisions = scores.probability.tolist(), scores.decision.tolist()
     callbacks: list[PredictionCallback] = current_app.config[CALLBACKS_KEY]
-    if callbacks:
-        run_callbacks(
-            callbacks, parsed.columns.to_records(), probabilities, decisions, prediction_ids
-        )
+    explained = scores.contributions is not None
+    records = parsed.columns.to_records() if callbacks or explained else []
     threshold, version = model.threshold, model.version
     predictions = [
         {
@@ -157,6 +167,15 @@ def predict() -> Response:
         }
         for p, d, i in zip(probabilities, decisions, prediction_ids, strict=True)
     ]
+    if scores.contributions is not None:
+        factor_lists = risk_factor_lists(
+            scores.contributions, records, state.settings.risk_factor_count
+        )
+        for prediction, factors in zip(predictions, factor_lists, strict=True):
+            prediction["base_value"] = scores.base_value
+            prediction["risk_factors"] = factors
+    if callbacks:
+        run_callbacks(callbacks, records, probabilities, decisions, prediction_ids)
     return json_response({"predictions": predictions} if parsed.is_batch else predictions[0])
 
 
@@ -233,7 +252,7 @@ def openapi() -> Response:
 
 def handle_request_error(error: RequestError) -> Response:
     """Return the 4xx JSON of an invalid request and count its invalid fields."""
-    fields = [metric_field(e) for e in error.field_errors] or ["(body)"]
+    fields = [metric_field(e) for e in error.field_errors] or [error.metric_label]
     service_state(current_app).metrics.observe_validation_failures(fields)
     return error_response(error.status, error.error, error.details)
 
@@ -311,19 +330,36 @@ def load_extension(spec: str) -> Extension:
     return getattr(importlib.import_module(module_name), attribute or "init_app")
 
 
+def resolve_extensions(
+    extensions: Iterable[Extension] | None, configured: Iterable[str]
+) -> list[Extension]:
+    """Return the extensions to run, in order, each once.
+
+    extensions=None means DEFAULT_EXTENSIONS; the configured "module:function" names
+    (STROKE_EXTENSIONS) follow, skipping any already in the list.
+    """
+    chosen = list(map(load_extension, DEFAULT_EXTENSIONS) if extensions is None else extensions)
+    for extension in map(load_extension, configured):
+        if extension not in chosen:
+            chosen.append(extension)
+    return chosen
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     model: LoadedModel | None = None,
     load: bool = True,
-    extensions: Iterable[Extension] = (),
+    extensions: Iterable[Extension] | None = None,
 ) -> Flask:
     """Return the prediction service.
 
     Loads the model revision of the working tree (settings from the environment by
-    default), verified against dvc.lock; raises app.artifacts.ArtifactError (a
-    RuntimeError with a one-line message) when it cannot be served. Pass ``model`` to
-    reuse a loaded one, or ``load=False`` for an app that is alive but not ready.
+    default), verified against dvc.lock; raises ServiceStartError (a RuntimeError with a
+    one-line message) when it cannot be served. Pass ``model`` to reuse a loaded one, or
+    ``load=False`` for an app that is alive but not ready (live monitoring then stays
+    off). ``extensions`` replaces DEFAULT_EXTENSIONS (the page and live monitoring);
+    ``extensions=()`` gives the bare API.
     """
     try:
         settings = settings or Settings.from_env()
@@ -331,11 +367,17 @@ def create_app(
             model = load_model(settings)
     except (ArtifactError, SettingsError) as error:
         raise ServiceStartError(f"stroke-risk server cannot start: {error}") from None
-    app = Flask(__name__)
+    # No app-level static route: the page blueprint owns /static (app/static).
+    app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config[CALLBACKS_KEY] = []
     metrics_state = ServiceMetrics()
-    state = ServiceState(settings, None, metrics_state, openapi_document(settings.max_batch_size))
+    state = ServiceState(
+        settings,
+        None,
+        metrics_state,
+        openapi_document(settings.max_batch_size, settings.risk_factor_count),
+    )
     app.extensions[STATE_KEY] = state
     app.register_blueprint(api)
     app.register_error_handler(RequestError, handle_request_error)
@@ -345,7 +387,10 @@ def create_app(
     app.after_request(record_request)
     if model is not None:
         install_model(app, model)
-    for extension in [*extensions, *map(load_extension, settings.extensions)]:
-        extension(app)
+    try:
+        for extension in resolve_extensions(extensions, settings.extensions):
+            extension(app)
+    except (ArtifactError, SettingsError) as error:
+        raise ServiceStartError(f"stroke-risk server cannot start: {error}") from None
     state.route_templates = frozenset(rule.rule for rule in app.url_map.iter_rules())
     return app

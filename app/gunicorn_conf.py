@@ -8,7 +8,8 @@ LOG_LEVEL (info), PROMETHEUS_MULTIPROC_DIR (default: a fresh temporary directory
 
 The app is preloaded: the master verifies and loads the model once, so a bad artifact
 stops the server before any worker starts (one "Error: ..." line, exit status 1), and
-the workers share the model's memory copy-on-write.
+the workers share the model's memory copy-on-write (gc.freeze() before each fork keeps
+the garbage collector off those pages).
 
 Prometheus multiprocess mode: the directory is set up here, before prometheus_client is
 imported, and removed on exit; child_exit marks a dead worker so its live gauges vanish
@@ -18,6 +19,7 @@ imported, and removed on exit; child_exit marks a dead worker so its live gauges
 from __future__ import annotations
 
 import atexit
+import gc
 import glob
 import logging
 import os
@@ -101,6 +103,16 @@ if not _app_logger.handlers:
     _app_logger.addHandler(_handler)
     _app_logger.setLevel(loglevel.upper())
     _app_logger.propagate = False
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Freeze the preloaded objects (model, libraries) out of the garbage collector.
+
+    Workers' collections then skip them: a 10,000-record answer allocates enough objects
+    to trigger full collections, which otherwise walk the whole preloaded heap (~40 ms),
+    and the pages stay shared copy-on-write instead of being touched by the collector.
+    """
+    gc.freeze()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -78,6 +78,10 @@ class ServiceMetrics:
         self.predictions = PrometheusCounter(
             "stroke_predictions", "Scored records by decision", ["predicted"], registry=registry
         )
+        # Export both decisions from the start: rate() and increase() miss a series' first
+        # value, so a counter that appears with the first positive would hide it.
+        for decision in ("positive", "negative"):
+            self.predictions.labels(decision)
         self.model_info = Gauge(
             "stroke_model_info",
             "The model answering requests (value 1)",

@@ -1,11 +1,11 @@
-"""Load the verified model revision and build what the endpoints score with."""
+"""Load the verified model revision and build what the endpoints score and explain with."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,9 +18,28 @@ from app.compiled import (
     check_against_reference,
     compile_pipeline,
 )
+from app.explanations import build_explainer, explain_columns
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from stroke_risk.explain import PipelineExplainer
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What one request's records scored: P(stroke), decisions and, if asked, explanations.
+
+    contributions[i, j] is field FEATURE_NAMES[j]'s log-odds contribution to row i; None
+    when explanations were not asked for or the model has none. base_value plus a row's
+    contributions is that row's log-odds (see app/explanations.py).
+    """
+
+    probability: np.ndarray
+    decision: np.ndarray
+    contributions: np.ndarray | None = None
+    base_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -36,11 +55,25 @@ class LoadedModel:
     metadata: dict[str, Any]
     training_metrics: dict[str, Any] | None
     load_seconds: float
+    explainer: PipelineExplainer | None = None
 
     def predict(self, columns: FeatureColumns) -> tuple[np.ndarray, np.ndarray]:
         """Return (P(stroke) float64, decision bool) per row; positive when P >= threshold."""
         probability = self.scorer.predict_proba(columns)
         return probability, probability >= self.threshold
+
+    def score(self, columns: FeatureColumns, *, explain: bool) -> Scores:
+        """Return the rows' scores, with per-field contributions when explain and available."""
+        if not explain or self.explainer is None:
+            probability, decision = self.predict(columns)
+            return Scores(probability, decision)
+        probability, explanation = explain_columns(self.explainer, self.scorer, columns)
+        return Scores(
+            probability,
+            probability >= self.threshold,
+            explanation.contributions,
+            explanation.base_value,
+        )
 
     def reference_positive_rate(self) -> float | None:
         """Return the out-of-fold positive rate at the threshold recorded at training.
@@ -68,6 +101,7 @@ class LoadedModel:
             "threshold_cv_metrics": self.metadata.get("threshold_cv_metrics"),
             "training_metrics": self.training_metrics,
             "inference": self.scorer.kind,
+            "explanations": self.explainer is not None,
         }
 
 
@@ -88,15 +122,19 @@ def build_scorer(pipeline: Any, use_compiled: bool) -> ProbabilityModel:
     return compiled
 
 
-def load_model(settings: Settings, artifacts: VerifiedArtifacts | None = None) -> LoadedModel:
+def load_model(
+    settings: Settings, artifacts: VerifiedArtifacts | None = None, *, explain: bool = True
+) -> LoadedModel:
     """Return the model of the working tree's revision, verified against dvc.lock.
 
-    Raises app.artifacts.ArtifactError (one line) when it cannot be served.
+    With explain, also builds its explainer (app/explanations.py) for /predict's risk
+    factors. Raises app.artifacts.ArtifactError (one line) when it cannot be served.
     """
     started = time.perf_counter()
     artifacts = artifacts or verify_artifacts(settings)
     pipeline = unpickle_model(artifacts, settings)
     scorer = build_scorer(pipeline, settings.use_compiled_path)
+    explainer = build_explainer(pipeline, scorer) if explain else None
     metadata = artifacts.metadata
     loaded = LoadedModel(
         scorer=scorer,
@@ -108,6 +146,7 @@ def load_model(settings: Settings, artifacts: VerifiedArtifacts | None = None) -
         metadata=metadata,
         training_metrics=artifacts.training_metrics,
         load_seconds=time.perf_counter() - started,
+        explainer=explainer,
     )
     logger.info(
         "serving model %s (%s, threshold %.6g, %s) loaded in %.2f s",

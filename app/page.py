@@ -1,7 +1,8 @@
 """The clinician page: a form for the ten fields at ``/`` that shows the risk from /predict.
 
-Register it with ``create_app(extensions=[init_page])`` or
-``STROKE_EXTENSIONS=app.page:init_page``.
+A default extension of create_app (app/factory.py DEFAULT_EXTENSIONS); the blueprint is
+the only owner of ``/static`` (the app itself serves no static folder), and its assets
+are the files of ``app/static``.
 
 The form is rendered from ``stroke_risk.schema`` (categories, ranges, units), so it cannot
 drift from what /predict accepts. With JavaScript the page posts JSON to /predict with
@@ -12,6 +13,9 @@ What the decision threshold means (sensitivity and specificity at it) is read on
 start-up, from ``reports/evaluation.json`` under the project directory; when that file is
 missing or unreadable the page still works and says the figures are unavailable. The
 figures are only shown for a prediction whose threshold is the evaluated one.
+
+Each result lists the risk factors /predict returns (the fields that moved this patient's
+risk most, app/explanations.py).
 
 The page sends a strict Content-Security-Policy: no inline script, style or handler, no
 third-party origin; all assets come from ``app/static``.

@@ -19,6 +19,8 @@ from app.validation import BatchValidation, flatten_errors, validate_records
 from stroke_risk.schema import FieldError
 
 BATCH_KEY = "instances"
+# Query parameter of /predict: "false" leaves the risk factors out of the answer.
+EXPLAIN_PARAMETER = "explain"
 # Longest integer literal kept as an int: float(int) overflows beyond ~309 digits.
 MAX_INT_DIGITS = 300
 
@@ -31,6 +33,8 @@ class RequestError(Exception):
     error: str
     details: list[dict[str, str]] = field(default_factory=list)
     field_errors: list[FieldError] = field(default_factory=list)
+    # Label counted by stroke_validation_failures_total when no record field is at fault.
+    metric_label: str = "(body)"
 
     def body(self) -> dict[str, Any]:
         """Return the JSON error document {"error": ..., "details": [...]}."""
@@ -125,6 +129,21 @@ def parse_predict_request(body: bytes, max_batch_size: int) -> ParsedRequest:
             ],
         )
     return ParsedRequest(_checked(validate_records(instances), BATCH_KEY), is_batch=True)
+
+
+def parse_explain(value: str | None) -> bool:
+    """Return the explain query parameter: True when absent; raise RequestError (400) unless
+    it is "true" or "false" (OpenAPI's form of a boolean)."""
+    if value is None or value == "true":
+        return True
+    if value == "false":
+        return False
+    raise RequestError(
+        400,
+        "invalid query parameter",
+        [{"field": EXPLAIN_PARAMETER, "message": f"must be true or false, got {value[:40]!r}"}],
+        metric_label="(query)",
+    )
 
 
 def _kind(value: Any) -> str:

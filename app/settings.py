@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stroke_risk.schema import FEATURE_NAMES
+
 DEFAULT_PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -28,10 +30,12 @@ class Settings:
     reference_profile_path: Path = DEFAULT_PROJECT_DIR / "models" / "reference_profile.json"
     metrics_path: Path = DEFAULT_PROJECT_DIR / "reports" / "metrics.json"
     dvc_lock_path: Path = DEFAULT_PROJECT_DIR / "dvc.lock"
+    monitor_db_path: Path = DEFAULT_PROJECT_DIR / "var" / "monitoring" / "predictions.sqlite"
     max_batch_size: int = 1000
     max_body_bytes: int = 1 << 20
     git_commit: str | None = None
     use_compiled_path: bool = True
+    risk_factor_count: int = 3
     extensions: tuple[str, ...] = ()
 
     @classmethod
@@ -56,6 +60,9 @@ class Settings:
             max_body_bytes=_positive_int(env, "STROKE_MAX_BODY_BYTES", cls.max_body_bytes),
             git_commit=env.get("STROKE_GIT_COMMIT") or None,
             use_compiled_path=_boolean(env, "STROKE_COMPILED_PATH", True),
+            risk_factor_count=_bounded_int(
+                env, "STROKE_RISK_FACTORS", cls.risk_factor_count, len(FEATURE_NAMES)
+            ),
             extensions=tuple(
                 item.strip() for item in env.get("STROKE_EXTENSIONS", "").split(",") if item.strip()
             ),
@@ -69,6 +76,9 @@ _DEFAULT_RELATIVE_PATHS: dict[str, Path] = {
     "reference_profile_path": Path("models/reference_profile.json"),
     "metrics_path": Path("reports/metrics.json"),
     "dvc_lock_path": Path("dvc.lock"),
+    # The prediction log of live monitoring: runtime state, git-ignored (/var/). The same
+    # variable and default as stroke_risk.live_monitoring.store_path_from_environ.
+    "monitor_db_path": Path("var/monitoring/predictions.sqlite"),
 }
 _PATH_VARIABLES: dict[str, str] = {
     "model_path": "STROKE_MODEL_PATH",
@@ -76,6 +86,7 @@ _PATH_VARIABLES: dict[str, str] = {
     "reference_profile_path": "STROKE_REFERENCE_PROFILE_PATH",
     "metrics_path": "STROKE_METRICS_PATH",
     "dvc_lock_path": "STROKE_DVC_LOCK_PATH",
+    "monitor_db_path": "STROKE_MONITOR_DB",
 }
 
 
@@ -96,6 +107,14 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
     if value < 1:
         raise SettingsError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    """Return the variable as an int from 1 to maximum (default when unset)."""
+    value = _positive_int(env, name, default)
+    if value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
     return value
 
 

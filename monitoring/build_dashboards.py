@@ -139,8 +139,14 @@ def latency_quantile(quantile: float, endpoint: str = "/predict") -> str:
     )
 
 
+# A healthy service has no 5xx (or 4xx, or validation-failure) series at all: `or vector(0)`
+# shows 0 instead of "No data", which an on-call reader could mistake for a broken panel.
 ERROR_RATIO = (
-    'sum(rate(stroke_http_requests_total{status=~"5.."}[$__rate_interval]))'
+    '(sum(rate(stroke_http_requests_total{status=~"5.."}[$__rate_interval])) or vector(0))'
+    " / sum(rate(stroke_http_requests_total[$__rate_interval]))"
+)
+CLIENT_ERROR_RATIO = (
+    '(sum(rate(stroke_http_requests_total{status=~"4.."}[$__rate_interval])) or vector(0))'
     " / sum(rate(stroke_http_requests_total[$__rate_interval]))"
 )
 POSITIVE_RATE = (
@@ -196,7 +202,11 @@ def service_dashboard() -> dict[str, Any]:
         panel(
             "stat",
             "Validation failures/s",
-            [target("sum(rate(stroke_validation_failures_total[$__rate_interval]))")],
+            [
+                target(
+                    "sum(rate(stroke_validation_failures_total[$__rate_interval])) or vector(0)"
+                )
+            ],
             (19, 0, 5, 4),
             unit="short",
             options=stat_options(),
@@ -219,11 +229,7 @@ def service_dashboard() -> dict[str, Any]:
             "Error ratio",
             [
                 target(ERROR_RATIO, "5xx"),
-                target(
-                    'sum(rate(stroke_http_requests_total{status=~"4.."}[$__rate_interval]))'
-                    " / sum(rate(stroke_http_requests_total[$__rate_interval]))",
-                    "4xx",
-                ),
+                target(CLIENT_ERROR_RATIO, "4xx"),
             ],
             (12, 4, 12, 8),
             unit="percentunit",

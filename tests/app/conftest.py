@@ -1,8 +1,11 @@
 """Fixtures of the service tests: small fitted models, artifact sets in tmp_path, servers.
 
 Artifacts written here mimic the pipeline's: models/model.joblib, model_metadata.json,
-reports/metrics.json and a dvc.lock recording their md5s. Servers run the real command
-(gunicorn with app/gunicorn_conf.py) on a free loopback port and are always stopped.
+models/reference_profile.json, reports/metrics.json and a dvc.lock recording their md5s.
+Servers run the real command (gunicorn with app/gunicorn_conf.py) on a free loopback port
+and are always stopped. Every app keeps its monitoring prediction log in a temporary
+directory: Settings.for_project(tmp) puts it under tmp, and servers get STROKE_MONITOR_DB
+in their own temporary directory.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import requests
 
 from app.model import LoadedModel, load_model
 from app.settings import Settings
-from stroke_risk.features import FeatureConfig, add_engineered_features
+from stroke_risk.features import FeatureConfig, add_engineered_features, build_reference_profile
 from stroke_risk.modeling import build_model_pipeline, build_serving_pipeline
 from stroke_risk.schema import FEATURE_NAMES, TARGET
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
@@ -108,11 +111,26 @@ def write_lock(root: Path, paths: list[str]) -> None:
     )
 
 
-ARTIFACT_PATHS = ["models/model.joblib", "models/model_metadata.json", "reports/metrics.json"]
+ARTIFACT_PATHS = [
+    "models/model.joblib",
+    "models/model_metadata.json",
+    "models/reference_profile.json",
+    "reports/metrics.json",
+]
+
+
+def training_profile(frame: pd.DataFrame) -> dict[str, Any]:
+    """Return the reference profile of frame, built as the featurize stage builds it."""
+    return build_reference_profile(frame, target=TARGET, seed=0)
 
 
 def write_artifacts(
-    root: Path, pipeline: Any, *, family: str = "logreg", threshold: float = TEST_THRESHOLD
+    root: Path,
+    pipeline: Any,
+    *,
+    reference_profile: dict[str, Any],
+    family: str = "logreg",
+    threshold: float = TEST_THRESHOLD,
 ) -> Settings:
     """Write a complete artifact set under root and return Settings pointing at it."""
     (root / "models").mkdir(parents=True, exist_ok=True)
@@ -126,6 +144,7 @@ def write_artifacts(
         "training_prevalence": 0.05,
     }
     (root / "models" / "model_metadata.json").write_text(json.dumps(metadata))
+    (root / "models" / "reference_profile.json").write_text(json.dumps(reference_profile))
     metrics = {"test": {"roc_auc": 0.84, "recall": 0.8}, "cv": {"roc_auc": 0.83}}
     (root / "reports" / "metrics.json").write_text(json.dumps(metrics))
     write_lock(root, ARTIFACT_PATHS)
@@ -147,14 +166,27 @@ def shipped_frames() -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture(scope="session")
+def reference_profile_document(brain_frame: pd.DataFrame) -> dict[str, Any]:
+    """The reference profile of brain.csv (what models/reference_profile.json holds)."""
+    return training_profile(brain_frame)
+
+
+@pytest.fixture(scope="session")
 def project_factory(
-    tmp_path_factory: pytest.TempPathFactory, fitted_pipelines: dict[str, Any]
+    tmp_path_factory: pytest.TempPathFactory,
+    fitted_pipelines: dict[str, Any],
+    reference_profile_document: dict[str, Any],
 ) -> Callable[[str], Settings]:
     """Return family -> Settings of a fresh artifact set in its own tmp directory."""
 
     def make(family: str) -> Settings:
         root = tmp_path_factory.mktemp(f"project-{family}")
-        return write_artifacts(root, fitted_pipelines[family], family=family)
+        return write_artifacts(
+            root,
+            fitted_pipelines[family],
+            family=family,
+            reference_profile=reference_profile_document,
+        )
 
     return make
 
@@ -245,9 +277,13 @@ class Server:
 
 
 def start_server(log_dir: Path, env: dict[str, str], timeout: float = 60.0) -> Server:
-    """Start gunicorn on a free port and wait until /ready answers 200."""
+    """Start gunicorn on a free port and wait until /ready answers 200.
+
+    The prediction log goes to log_dir unless env sets STROKE_MONITOR_DB.
+    """
     port = free_port()
-    env = {**env, "PORT": str(port)}
+    env = {"STROKE_MONITOR_DB": str(log_dir / f"predictions-{port}.sqlite"), **env}
+    env["PORT"] = str(port)
     log_path = log_dir / f"server-{port}.log"
     started = time.perf_counter()
     with open(log_path, "wb") as log:
@@ -298,10 +334,13 @@ def run_server_expecting_failure(
     tmp_path: Path, timeout: float = 60.0, **env: str
 ) -> subprocess.CompletedProcess:
     """Run gunicorn that is expected to refuse to start; return its exit status and output."""
+    monitor_db = str(tmp_path / "predictions.sqlite")
     return subprocess.run(
         SERVER_COMMAND,
         cwd=REPO_ROOT,
-        env=server_env(PORT=str(free_port()), TMPDIR=str(tmp_path), **env),
+        env=server_env(
+            PORT=str(free_port()), TMPDIR=str(tmp_path), STROKE_MONITOR_DB=monitor_db, **env
+        ),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -44,13 +44,15 @@ def test_single_prediction_contract(
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     answer = response.json
-    assert set(answer) == {
+    assert list(answer) == [
         "stroke_probability",
         "stroke_prediction",
         "threshold",
         "model_version",
         "prediction_id",
-    }
+        "base_value",
+        "risk_factors",
+    ]
     assert isinstance(answer["stroke_probability"], float)
     assert 0.0 <= answer["stroke_probability"] <= 1.0
     assert answer["threshold"] == TEST_THRESHOLD
@@ -58,6 +60,29 @@ def test_single_prediction_contract(
     assert answer["model_version"] == md5_of(logreg_settings.model_path)
     assert uuid.UUID(hex=answer["prediction_id"]).version == 4
     assert abs(answer["stroke_probability"] - reference(logreg_model, [RECORD])[0]) <= 1e-9
+    assert isinstance(answer["base_value"], float)
+    factors = answer["risk_factors"]
+    assert len(factors) == logreg_settings.risk_factor_count == 3
+    assert all(list(f) == ["feature", "value", "contribution"] for f in factors)
+    assert all(f["value"] == RECORD[f["feature"]] for f in factors)
+    sizes = [abs(f["contribution"]) for f in factors]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_explanations_can_be_left_out(client: Any) -> None:
+    single = client.post("/predict?explain=false", json=RECORD).json
+    assert set(single) == {
+        "stroke_probability",
+        "stroke_prediction",
+        "threshold",
+        "model_version",
+        "prediction_id",
+    }
+    batch = client.post("/predict?explain=false", json={"instances": [RECORD] * 3}).json
+    assert all("risk_factors" not in p and "base_value" not in p for p in batch["predictions"])
+    explained = client.post("/predict?explain=true", json=RECORD).json
+    assert explained["stroke_probability"] == single["stroke_probability"]
+    assert len(explained["risk_factors"]) == 3
 
 
 def test_decision_uses_the_model_threshold_not_one_half(client: Any) -> None:
@@ -151,7 +176,9 @@ def test_not_ready_without_a_model(logreg_settings: Settings) -> None:
 
 def test_openapi_is_generated_from_the_schema(client: Any, logreg_settings: Settings) -> None:
     document = client.get("/openapi.json").json
-    assert document == openapi_document(logreg_settings.max_batch_size)
+    assert document == openapi_document(
+        logreg_settings.max_batch_size, logreg_settings.risk_factor_count, feedback=True
+    )
     record = document["components"]["schemas"]["Record"]
     expected = record_json_schema()
     assert record["properties"] == expected["properties"]
@@ -164,7 +191,18 @@ def test_openapi_is_generated_from_the_schema(client: Any, logreg_settings: Sett
         "/version",
         "/metrics",
         "/openapi.json",
+        "/feedback",  # live monitoring, a default extension
     }
+    factors = document["components"]["schemas"]["Prediction"]["properties"]["risk_factors"]
+    assert factors["minItems"] == factors["maxItems"] == logreg_settings.risk_factor_count
+    explain = document["paths"]["/predict"]["post"]["parameters"][0]
+    assert (explain["name"], explain["in"], explain["schema"]["type"]) == (
+        "explain",
+        "query",
+        "boolean",
+    )
+    bare = create_app(logreg_settings, load=False).test_client().get("/openapi.json").json
+    assert "/feedback" not in bare["paths"]  # no model: no monitoring, no /feedback
 
 
 def metric_value(text: str, name: str, labels: str = "") -> float:
@@ -277,7 +315,7 @@ def test_unexpected_errors_are_a_bare_json_500(
     def explode(columns: Any) -> Any:
         raise RuntimeError(f"value {secret} leaked")
 
-    monkeypatch.setattr(type(model), "predict", lambda self, columns: explode(columns))
+    monkeypatch.setattr(type(model), "score", lambda self, columns, explain: explode(columns))
     response = client.post("/predict", json=RECORD)
     assert response.status_code == 500
     assert response.json == {"error": "internal error", "details": []}

@@ -12,7 +12,8 @@ import pytest
 from app.artifacts import ArtifactError, find_git_commit, read_lock_hashes, verify_artifacts
 from app.factory import ServiceStartError, create_app
 from app.settings import DEFAULT_PROJECT_DIR, Settings, SettingsError
-from tests.app.conftest import md5_of, write_lock
+from stroke_risk.live_monitoring import store_path_from_environ
+from tests.app.conftest import ARTIFACT_PATHS, md5_of, write_lock
 
 
 def test_settings_defaults_point_into_the_checkout() -> None:
@@ -21,6 +22,12 @@ def test_settings_defaults_point_into_the_checkout() -> None:
     assert settings.model_path == DEFAULT_PROJECT_DIR / "models" / "model.joblib"
     assert settings.dvc_lock_path == DEFAULT_PROJECT_DIR / "dvc.lock"
     assert (settings.max_batch_size, settings.max_body_bytes) == (1000, 1 << 20)
+    assert settings.risk_factor_count == 3
+    # The prediction log is runtime state under /var/, which .gitignore excludes.
+    assert settings.monitor_db_path == store_path_from_environ(DEFAULT_PROJECT_DIR, {})
+    assert settings.monitor_db_path.relative_to(DEFAULT_PROJECT_DIR).parts[0] == "var"
+    assert "/var/" in (DEFAULT_PROJECT_DIR / ".gitignore").read_text().split()
+    assert Settings() == settings
 
 
 def test_settings_from_environment(tmp_path: Path) -> None:
@@ -33,6 +40,8 @@ def test_settings_from_environment(tmp_path: Path) -> None:
             "STROKE_MAX_BODY_BYTES": "4096",
             "STROKE_COMPILED_PATH": "0",
             "STROKE_EXTENSIONS": "monitoring.live:init_app, x:y",
+            "STROKE_RISK_FACTORS": "10",
+            "STROKE_MONITOR_DB": "state/log.sqlite",
         }
     )
     assert settings.model_path == tmp_path / "elsewhere" / "m.joblib"
@@ -41,6 +50,13 @@ def test_settings_from_environment(tmp_path: Path) -> None:
     assert (settings.max_batch_size, settings.max_body_bytes) == (10000, 4096)
     assert settings.use_compiled_path is False
     assert settings.extensions == ("monitoring.live:init_app", "x:y")
+    assert settings.risk_factor_count == 10
+    assert settings.monitor_db_path == tmp_path / "state" / "log.sqlite"
+    # The same path the monitoring library derives from the same variable.
+    environ = {"STROKE_MONITOR_DB": "state/log.sqlite"}
+    assert settings.monitor_db_path == store_path_from_environ(tmp_path, environ)
+    absolute = Settings.from_env({"STROKE_MONITOR_DB": "/srv/log.sqlite"}).monitor_db_path
+    assert absolute == Path("/srv/log.sqlite")
 
 
 @pytest.mark.parametrize(
@@ -49,6 +65,8 @@ def test_settings_from_environment(tmp_path: Path) -> None:
         ("STROKE_MAX_BATCH_SIZE", "many"),
         ("STROKE_MAX_BODY_BYTES", "0"),
         ("STROKE_COMPILED_PATH", "maybe"),
+        ("STROKE_RISK_FACTORS", "0"),
+        ("STROKE_RISK_FACTORS", "11"),
     ],
 )
 def test_bad_setting_is_one_clear_error(variable: str, value: str) -> None:
@@ -113,10 +131,7 @@ def test_artifact_problems_are_one_line_with_the_fix(
 )
 def test_bad_metadata_is_refused(project: Settings, metadata: str, message: str) -> None:
     project.metadata_path.write_bytes(metadata.encode("latin-1"))
-    write_lock(
-        project.project_dir,
-        ["models/model.joblib", "models/model_metadata.json", "reports/metrics.json"],
-    )
+    write_lock(project.project_dir, ARTIFACT_PATHS)
     with pytest.raises(ArtifactError, match=message.replace("[", r"\[").replace("]", r"\]")):
         verify_artifacts(project)
 
@@ -127,10 +142,66 @@ def test_missing_training_metrics_only_hide_them(project: Settings) -> None:
 
 
 def test_a_request_can_never_name_the_model_file(project: Settings) -> None:
-    """No route takes a path; the only file read per request would be none at all."""
+    """No route takes a path except the page's assets, which come from app/static only."""
     app = create_app(project)
-    for rule in app.url_map.iter_rules():
-        assert not rule.arguments or rule.endpoint == "static", rule
+    with_arguments = [rule for rule in app.url_map.iter_rules() if rule.arguments]
+    assert [(rule.rule, rule.endpoint) for rule in with_arguments] == [
+        ("/static/<path:filename>", "page.static")
+    ]
+    static_folder = Path(app.blueprints["page"].static_folder or "")
+    assert static_folder == DEFAULT_PROJECT_DIR / "app" / "static"
+    assert app.static_folder is None  # one owner of /static: the page blueprint
+    client = app.test_client()
+    assert client.get("/static/page.css").status_code == 200
+    for path in (
+        "/static/../models/model.joblib",
+        "/static/%2e%2e/models/model.joblib",
+        "/static/..%2fmodels%2fmodel.joblib",
+        f"/static/{project.model_path}",
+        "/static//etc/passwd",
+    ):
+        # werkzeug merges "//" with a redirect, which stays under /static.
+        assert client.get(path, follow_redirects=True).status_code == 404, path
+
+
+def test_a_stale_reference_profile_refuses_to_start(project: Settings) -> None:
+    """Drift is measured against the profile: it is checked against dvc.lock like the model."""
+    profile = project.reference_profile_path
+    profile.write_text(profile.read_text().replace('"n_rows": ', '"n_rows": 1'))
+    with pytest.raises(ServiceStartError) as raised:
+        create_app(project)
+    text = str(raised.value)
+    assert "models/reference_profile.json does not match dvc.lock" in text
+    assert "make run" in text and "\n" not in text
+    # The bare API does not need it.
+    assert create_app(project, extensions=()).test_client().get("/ready").status_code == 200
+    profile.unlink()
+    with pytest.raises(ServiceStartError, match="models/reference_profile.json is missing"):
+        create_app(project)
+
+
+def test_an_unusable_reference_profile_refuses_to_start(project: Settings) -> None:
+    profile = json.loads(project.reference_profile_path.read_text())
+    del profile["features"]["age"]
+    project.reference_profile_path.write_text(json.dumps(profile))
+    write_lock(project.project_dir, ARTIFACT_PATHS)
+    with pytest.raises(ServiceStartError) as raised:
+        create_app(project)
+    assert "reference_profile.json cannot be used for drift" in str(raised.value)
+    assert "'age' is missing" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_bad_monitoring_settings_refuse_to_start(
+    project: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STROKE_MONITOR_MIN_LABELS", "many")
+    with pytest.raises(ServiceStartError, match="STROKE_MONITOR_MIN_LABELS='many'"):
+        create_app(project)
+    monkeypatch.delenv("STROKE_MONITOR_MIN_LABELS")
+    blocker = project.project_dir / "not-a-directory"
+    blocker.write_text("")
+    with pytest.raises(ServiceStartError, match="cannot open the prediction log"):
+        create_app(replace(project, monitor_db_path=blocker / "log.sqlite"))
 
 
 def test_git_commit_is_read_without_git(tmp_path: Path) -> None:

@@ -174,16 +174,45 @@ CASES = [
     Case("unknown route", 404, method="GET", path="/predictions", headers={}),
     Case("unknown POST route", 404, path="/v2/predict"),
     Case("trailing slash", 404, path="/predict/"),
+    Case(
+        "explain not a boolean",
+        400,
+        body(RECORD),
+        path="/predict?explain=no",
+        fields=("explain",),
+        mentions=("true or false",),
+    ),
+    Case("explain empty", 400, body(RECORD), path="/predict?explain=", fields=("explain",)),
+    Case(
+        "feedback for an unknown id",
+        404,
+        body({"prediction_id": "0" * 32, "stroke": 1}),
+        path="/feedback",
+        fields=("prediction_id",),
+    ),
+    Case(
+        "feedback label not 0/1",
+        400,
+        body({"prediction_id": "0" * 32, "stroke": True, "note": "x"}),
+        path="/feedback",
+        fields=("stroke", "note"),
+    ),
+    Case("feedback without JSON", 415, b"stroke=1", path="/feedback", headers={}),
+    Case("GET /feedback", 405, method="GET", path="/feedback", headers={}),
 ]
 
 Send = Callable[[Case], tuple[int, dict[str, str], bytes]]
 
 
 @pytest.fixture(scope="module")
-def flask_send(repo_root: Any) -> Send:
+def flask_send(repo_root: Any, tmp_path_factory: pytest.TempPathFactory) -> Send:
+    from dataclasses import replace
+
     from app.settings import Settings
 
-    client = create_app(Settings.for_project(repo_root)).test_client()
+    log = tmp_path_factory.mktemp("flask-send") / "predictions.sqlite"
+    settings = replace(Settings.for_project(repo_root), monitor_db_path=log)
+    client = create_app(settings).test_client()
 
     def send(case: Case) -> tuple[int, dict[str, str], bytes]:
         response = client.open(case.path, method=case.method, data=case.data, headers=case.headers)

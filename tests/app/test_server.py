@@ -22,6 +22,7 @@ import yaml
 from app.settings import Settings
 from stroke_risk.schema import FEATURE_NAMES
 from tests.app.conftest import (
+    ARTIFACT_PATHS,
     RECORD,
     Server,
     frame_records,
@@ -206,9 +207,7 @@ def test_missing_model_refuses_to_start(project_copy: Path, tmp_path: Path) -> N
 
 def test_unreadable_metadata_refuses_to_start(project_copy: Path, tmp_path: Path) -> None:
     (project_copy / "models" / "model_metadata.json").write_text("{not json")
-    write_lock(
-        project_copy, ["models/model.joblib", "models/model_metadata.json", "reports/metrics.json"]
-    )
+    write_lock(project_copy, ARTIFACT_PATHS)
     result = run_server_expecting_failure(tmp_path, STROKE_PROJECT_DIR=str(project_copy))
     assert_refused(result, "model_metadata.json is unreadable", "make run")
 

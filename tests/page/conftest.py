@@ -1,7 +1,8 @@
 """Fixtures of the clinician page tests: apps with the page extension, a real server.
 
-The page is registered the way production registers it: ``create_app(extensions=[...])``
-in-process, and ``STROKE_EXTENSIONS=app.page:init_page`` for the gunicorn server.
+The page is a default extension of create_app, so the apps here are the full service
+(page and live monitoring), with the monitoring prediction log in a temporary directory.
+Apps without a model (``load=False``) get the page alone.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,6 @@ from app.settings import Settings
 from tests.app.conftest import RECORD, Server, server_env, start_server
 from tests.conftest import REPO_ROOT
 
-PAGE_EXTENSION = "app.page:init_page"
 # A patient above the threshold and one below it (the repository model decides which).
 HIGH_RISK_RECORD: dict[str, Any] = dict(RECORD)
 LOW_RISK_RECORD: dict[str, Any] = {
@@ -60,9 +61,10 @@ def form_values(record: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def page_app() -> Flask:
-    """The service with the page, serving the repository's model and evaluation report."""
-    app = create_app(Settings(), extensions=[init_page])
+def page_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    """The default service, serving the repository's model and evaluation report."""
+    log = tmp_path_factory.mktemp("page-app") / "predictions.sqlite"
+    app = create_app(replace(Settings(), monitor_db_path=log))
     app.testing = True
     return app
 
@@ -90,11 +92,9 @@ def unloaded_client(tmp_path: Path) -> FlaskClient:
 
 @pytest.fixture(scope="module")
 def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """gunicorn serving the repository's model with the page added via STROKE_EXTENSIONS."""
+    """gunicorn serving the repository's model: the default app, page included."""
     log_dir = tmp_path_factory.mktemp("page-server")
-    server = start_server(
-        log_dir, server_env(TMPDIR=str(log_dir), STROKE_EXTENSIONS=PAGE_EXTENSION)
-    )
+    server = start_server(log_dir, server_env(TMPDIR=str(log_dir)))
     try:
         yield server
     finally:

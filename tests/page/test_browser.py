@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from app.page import decision_text, format_number, format_percent
+from app.page import decision_text, format_number, format_percent, risk_factor_views
 from stroke_risk.schema import FEATURES, NumericField
 from tests.app.conftest import Server
 from tests.page.conftest import HIGH_RISK_RECORD, LOW_RISK_RECORD, artifact_dir
@@ -109,6 +109,20 @@ def api_answer(server: Server, record: dict[str, Any]) -> dict[str, Any]:
     return response.json()
 
 
+def factor_texts(tab: Any) -> list[str]:
+    """The risk factors as the page shows them, one line each."""
+    return tab.eval_on_selector_all(
+        "#factors-list li", "items => items.map(i => i.innerText.replace(/\\s+/g, ' ').trim())"
+    )
+
+
+def expected_factor_texts(answer: dict[str, Any]) -> list[str]:
+    return [
+        f"{view.label} {view.value} {view.direction_text}"
+        for view in risk_factor_views(answer["risk_factors"])
+    ]
+
+
 def test_keyboard_order_follows_the_form(page: Any) -> None:
     """Tab from the heading visits every field in form order, then the two buttons."""
     expected = page.eval_on_selector_all(
@@ -139,8 +153,10 @@ def test_the_page_shows_the_api_answer_and_field_errors(
     assert page.inner_text("#model-version") == answer["model_version"]
     assert page.is_visible("#threshold-info") and not page.is_visible("#threshold-unavailable")
     assert "specificity" in page.inner_text("#threshold-info")
-    if answer.get("risk_factors"):
-        assert page.locator("#factors-list li").count() == len(answer["risk_factors"])
+    # The real risk factors of this patient, as the server-side view formats them.
+    assert len(answer["risk_factors"]) == 3
+    assert page.is_visible("#factors")
+    assert factor_texts(page) == expected_factor_texts(answer)
     assert page.get_attribute("#result-summary", "aria-live") == "polite"
     save_screenshot(page, tmp_path, "page.png")
 
@@ -160,6 +176,7 @@ def test_the_page_shows_the_api_answer_and_field_errors(
     assert page.inner_text("#decision") == decision_text(False, low["threshold"])
     assert "decision-negative" in page.get_attribute("#decision", "class")
     assert not page.is_visible("#result-stale")
+    assert factor_texts(page) == expected_factor_texts(low)
 
     # An out-of-range age, past the browser's own max check: the server's message is shown
     # next to the age field and the stale result disappears.
@@ -240,5 +257,6 @@ def test_the_page_works_without_javascript(browser: Any, page_server: Server) ->
         answer = api_answer(page_server, HIGH_RISK_RECORD)
         assert tab.inner_text("#risk-percent") == format_percent(answer["stroke_probability"])
         assert tab.inner_text("#decision") == decision_text(True, answer["threshold"])
+        assert factor_texts(tab) == expected_factor_texts(answer)
     finally:
         context.close()

@@ -1,0 +1,106 @@
+"""Per-prediction risk factors for /predict (issue #5), computed by stroke_risk.explain.
+
+One ``PipelineExplainer`` is built per loaded model, at load time. It explains the design
+matrix that app/compiled.py builds for scoring, so a request transforms its records once
+for both. Contributions are per raw field, on the log-odds scale, and exact for the model
+family in use (see stroke_risk/explain.py for what each family's contribution means):
+
+    base_value + sum of the ten contributions == log(p / (1 - p))   (within 1e-6)
+
+where p is the served ``stroke_probability`` (random forests: p clipped to
+[1e-6, 1 - 1e-6], since a forest can answer exactly 0 or 1). ``build_explainer`` checks
+this on a probe batch before the server answers; a model that fails the check is served
+without risk factors (and a warning), never with wrong ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from app.columns import FeatureColumns
+from app.compiled import CompiledModel, ProbabilityModel, probe_columns
+from stroke_risk.explain import FOREST_PROBABILITY_FLOOR, Explanation, PipelineExplainer
+from stroke_risk.schema import FEATURE_NAMES
+
+logger = logging.getLogger(__name__)
+
+# Largest allowed |base_value + sum(contributions) - served log-odds| on the probe batch.
+EXPLANATION_TOLERANCE = 1e-6
+_FEATURE_NAME_TABLE = np.asarray(FEATURE_NAMES, dtype=object)
+
+
+def served_log_odds(probability: np.ndarray, explainer: PipelineExplainer) -> np.ndarray:
+    """Return the log-odds the explanations add up to for served probabilities.
+
+    As stroke_risk.explain.model_logit: a random forest's probability is clipped first.
+    """
+    if type(explainer.model).__name__ == "RandomForestClassifier":
+        probability = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
+    with np.errstate(divide="ignore"):
+        return np.log(probability) - np.log1p(-probability)
+
+
+def explain_columns(
+    explainer: PipelineExplainer, scorer: ProbabilityModel, columns: FeatureColumns
+) -> tuple[np.ndarray, Explanation]:
+    """Return (served probability, explanation) of the records, from one transform.
+
+    The compiled path's design matrix is exactly ``pipeline[:-1].transform``'s output, so
+    it is both scored and explained; the reference pipeline transforms a DataFrame.
+    """
+    if isinstance(scorer, CompiledModel):
+        probability, matrix = scorer.predict_proba_with_matrix(columns)
+        return probability, explainer.explain_matrix(matrix)
+    return scorer.predict_proba(columns), explainer.explain(columns.to_frame())
+
+
+def build_explainer(pipeline: Any, scorer: ProbabilityModel) -> PipelineExplainer | None:
+    """Return the pipeline's explainer if it adds up to the served log-odds, else None.
+
+    Checked on the same probe batch as the compiled path (every category, band edge and
+    bound). None, with a warning, when the model family has no exact explanation or the
+    check fails: the server then answers without risk factors.
+    """
+    try:
+        explainer = PipelineExplainer(pipeline)
+        columns = probe_columns(getattr(scorer, "engineer", None))
+        probability, explanation = explain_columns(explainer, scorer, columns)
+    except (TypeError, ValueError) as reason:
+        logger.warning("serving without risk factors: %s", reason)
+        return None
+    gap = np.abs(explanation.logit - served_log_odds(probability, explainer))
+    largest = float(np.max(gap))
+    if not largest <= EXPLANATION_TOLERANCE:
+        logger.warning(
+            "serving without risk factors: explanations miss the served log-odds by %.3g",
+            largest,
+        )
+        return None
+    logger.info("risk factors add up to the served log-odds (max |gap| %.2g)", largest)
+    return explainer
+
+
+def risk_factor_lists(
+    contributions: np.ndarray, records: Sequence[Mapping[str, Any]], count: int
+) -> list[list[dict[str, Any]]]:
+    """Return, per row, the count fields with the largest |contribution|, largest first.
+
+    Items are ``{"feature", "value", "contribution"}`` with the canonical field name and
+    the value the model scored (missing bmi: None). Same items and order as
+    stroke_risk.explain.top_risk_factors_batch (ties keep schema order), built from whole
+    arrays: a 10,000-record batch takes ~10 ms instead of ~50 ms.
+    """
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :count]
+    names = _FEATURE_NAME_TABLE[order].tolist()
+    values = np.take_along_axis(contributions, order, axis=1).tolist()
+    return [
+        [
+            {"feature": name, "value": record[name], "contribution": contribution}
+            for name, contribution in zip(row_names, row_values, strict=True)
+        ]
+        for record, row_names, row_values in zip(records, names, values, strict=True)
+    ]
