@@ -202,11 +202,7 @@ def service_dashboard() -> dict[str, Any]:
         panel(
             "stat",
             "Validation failures/s",
-            [
-                target(
-                    "sum(rate(stroke_validation_failures_total[$__rate_interval])) or vector(0)"
-                )
-            ],
+            [target("sum(rate(stroke_validation_failures_total[$__rate_interval])) or vector(0)")],
             (19, 0, 5, 4),
             unit="short",
             options=stat_options(),

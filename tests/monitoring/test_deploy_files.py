@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from monitoring.build_dashboards import DASHBOARD_DIR, render_all
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MONITORING = REPO_ROOT / "monitoring"
 COMPOSE_FILE = MONITORING / "docker-compose.yml"
@@ -239,7 +241,9 @@ def test_grafana_provider_path_is_the_mounted_dashboards_dir(compose: dict[str, 
         for provider in yaml.safe_load(provider_file.read_text())["providers"]:
             path = provider["options"]["path"]
             assert path in mounts, f"provider path {path} is not a mount target"
-            assert list(mounts[path].glob("*.json")), f"no dashboards in {mounts[path]}"
+            # The mounted directory is where the generator writes the dashboards.
+            assert mounts[path].resolve() == DASHBOARD_DIR.resolve()
+            assert {p.name for p in mounts[path].glob("*.json")} == set(render_all())
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     home_dir, home_file = home.rsplit("/", 1)
     assert (mounts[home_dir] / home_file).is_file()
