@@ -1,5 +1,5 @@
 # Serving image of the stroke-risk API (gunicorn + Flask). Build from the repository root
-# after `dvc repro` so models/, reports/metrics.json and dvc.lock exist:
+# after `dvc repro` so models/, reports/metrics.json, reports/evaluation.json and dvc.lock exist:
 #   docker build -t stroke-risk .
 # Python matches the project's virtualenv (3.11.7); exact tag, slim Debian bookworm.
 FROM python:3.11.7-slim-bookworm
@@ -38,6 +38,8 @@ COPY stroke_risk/ stroke_risk/
 COPY app/ app/
 COPY models/ models/
 COPY reports/metrics.json reports/metrics.json
+# The clinician page explains the threshold with the evaluation's sensitivity/specificity.
+COPY reports/evaluation.json reports/evaluation.json
 COPY dvc.lock ./
 
 USER stroke:stroke

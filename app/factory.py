@@ -12,8 +12,10 @@ By default the app is the whole service: the API (this module), the clinician pa
 - ``app.config["PREDICTION_CALLBACKS"]``: callables
   ``on_predictions(records, probabilities, decisions, prediction_ids)`` run after every
   successful /predict, inside the request context (``service_state(current_app).model``
-  gives the model version). records are dicts of the ten canonical fields (bmi None when
-  missing), the rest are lists in the same order. A failing callback is logged, never
+  gives the model version) -- except for batches of DEFERRED_CALLBACK_MIN_RECORDS or
+  more, where they run after the response has been sent, outside the request context.
+  records are dicts of the ten canonical fields (bmi None when missing), the rest are
+  lists in the same order. A failing callback is logged, never
   fails the prediction.
 """
 
@@ -48,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 STATE_KEY = "stroke_risk"
 CALLBACKS_KEY = "PREDICTION_CALLBACKS"
+# Batches at least this large run the prediction callbacks after the response is sent.
+DEFERRED_CALLBACK_MIN_RECORDS = 100
 JSON_TYPE = "application/json"
 
 # The full service: the clinician page and live monitoring (they import this module, so
@@ -174,9 +178,16 @@ def predict() -> Response:
         for prediction, factors in zip(predictions, factor_lists, strict=True):
             prediction["base_value"] = scores.base_value
             prediction["risk_factors"] = factors
+    response = json_response({"predictions": predictions} if parsed.is_batch else predictions[0])
     if callbacks:
-        run_callbacks(callbacks, records, probabilities, decisions, prediction_ids)
-    return json_response({"predictions": predictions} if parsed.is_batch else predictions[0])
+        arguments = (callbacks, records, probabilities, decisions, prediction_ids)
+        if len(prediction_ids) >= DEFERRED_CALLBACK_MIN_RECORDS:
+            # Logging 10,000 records costs more than scoring them; for large batches it
+            # runs after the response is sent, so the client does not wait for it.
+            response.call_on_close(lambda: run_callbacks(*arguments))
+        else:
+            run_callbacks(*arguments)
+    return response
 
 
 def is_json_request() -> bool:

@@ -434,6 +434,30 @@ def validate_feedback_body(body: Any) -> list[dict[str, str]]:
     return problems
 
 
+# Large /predict batches are logged just after their response is sent (app/factory.py),
+# so an id can be unknown for a fraction of a second after the client has it.
+FEEDBACK_GRACE_SECONDS = 0.5
+FEEDBACK_RETRY_SECONDS = 0.02
+
+
+def record_feedback_with_grace(
+    store: PredictionLog,
+    prediction_id: str,
+    label: Any,
+    *,
+    grace_seconds: float = FEEDBACK_GRACE_SECONDS,
+) -> int:
+    """store.record_feedback, retrying an unknown id for up to grace_seconds before failing."""
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        try:
+            return store.record_feedback(prediction_id, label)
+        except UnknownPredictionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(FEEDBACK_RETRY_SECONDS)
+
+
 def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -> Blueprint:
     """Blueprint with ``POST /feedback {"prediction_id": str, "stroke": 0|1}``.
 
@@ -468,7 +492,7 @@ def create_feedback_blueprint(store: PredictionLog, feedback_counter: Counter) -
             return rejected(400, "invalid feedback", problems)
         prediction_id = body["prediction_id"]
         try:
-            label = store.record_feedback(prediction_id, body["stroke"])
+            label = record_feedback_with_grace(store, prediction_id, body["stroke"])
         except UnknownPredictionError:
             return rejected(
                 404,

@@ -15,7 +15,6 @@ never written to log messages or exception texts.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -25,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -116,22 +117,14 @@ class Retention:
     max_age_seconds: float | None = 30 * 24 * 3600.0
 
 
-def _plain_scalar(value: Any) -> Any:
-    # numpy scalars (e.g. from a DataFrame row) are not JSON serialisable; .item() is.
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    raise TypeError(f"feature value of type {type(value).__name__} is not JSON serialisable")
-
-
 def features_json(features: Mapping[str, Any]) -> str:
-    """Compact JSON of a record; NaN becomes null so the JSON stays standard."""
-    clean = {
-        key: (None if isinstance(value, float) and math.isnan(value) else value)
-        for key, value in features.items()
-    }
-    return json.dumps(
-        clean, separators=(",", ":"), sort_keys=True, allow_nan=False, default=_plain_scalar
-    )
+    """Compact JSON of a record with sorted keys; NaN and numpy scalars are handled.
+
+    orjson writes NaN (and infinities, which validation excludes anyway) as null, so the
+    JSON stays standard; it is ~5x faster than json.dumps, which matters when a batch of
+    10,000 records is logged.
+    """
+    return orjson.dumps(features, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def validate_label(label: Any) -> int:

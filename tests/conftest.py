@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Safety nets so no test writes into the repository by accident: any app started without
+# an explicit prediction-log path, and hypothesis' example database, use a scratch folder.
+_SCRATCH = tempfile.mkdtemp(prefix="stroke-tests-")
+os.environ.setdefault("STROKE_MONITOR_DB", os.path.join(_SCRATCH, "predictions.sqlite"))
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(_SCRATCH, "hypothesis"))
+
 BRAIN_CSV = REPO_ROOT / "data" / "raw" / "brain.csv"
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
 

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,12 +35,6 @@ from stroke_risk.features import FeatureConfig, add_engineered_features, build_r
 from stroke_risk.modeling import build_model_pipeline, build_serving_pipeline
 from stroke_risk.schema import FEATURE_NAMES, TARGET
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
-
-# hypothesis keeps caches in .hypothesis/ under the working directory (the repository)
-# unless told otherwise; it reads this variable lazily, before any test here runs.
-os.environ.setdefault(
-    "HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "stroke-risk-hypothesis")
-)
 
 FAMILIES = ("logreg", "random_forest", "xgboost")
 # Small but real models of each family; full feature set so every encoder is exercised.

@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app.factory import CALLBACKS_KEY, create_app, resolve_extensions
+from app.factory import (
+    CALLBACKS_KEY,
+    DEFERRED_CALLBACK_MIN_RECORDS,
+    create_app,
+    resolve_extensions,
+)
 from app.model import LoadedModel
 from app.monitoring import init_monitoring
 from app.page import init_page
@@ -115,3 +120,39 @@ def test_the_bare_api_has_no_page_and_no_feedback(
     assert client.post("/feedback", json={}).status_code == 404
     assert client.post("/predict", json=RECORD).status_code == 200
     assert not settings.monitor_db_path.exists()
+
+
+def test_large_batches_are_logged_after_the_response_and_feedback_waits_for_them(
+    app: Flask, settings: Settings
+) -> None:
+    """A big batch's records reach the log only once the response is closed; feedback sent
+    for one of them in that moment is not a 404 (it retries within a grace period)."""
+    client = app.test_client()
+    size = DEFERRED_CALLBACK_MIN_RECORDS
+    response = client.post("/predict", json={"instances": [RECORD] * size}, buffered=False)
+    assert response.status_code == 200
+    assert stored(settings.monitor_db_path) == []  # not yet: the response is still open
+    last_id = response.json["predictions"][-1]["prediction_id"]
+    response.close()  # what the WSGI server does after sending the body
+    assert len(stored(settings.monitor_db_path)) == size
+    assert client.post("/feedback", json={"prediction_id": last_id, "stroke": 1}).status_code == 201
+
+
+def test_feedback_grace_retries_then_gives_up(tmp_path: Path) -> None:
+    import threading
+
+    from stroke_risk.live_monitoring import record_feedback_with_grace
+    from stroke_risk.prediction_log import PredictionLog, PredictionRecord, UnknownPredictionError
+
+    store = PredictionLog(tmp_path / "log.sqlite")
+    with pytest.raises(UnknownPredictionError):
+        record_feedback_with_grace(store, "nope", 1, grace_seconds=0.05)
+    late = PredictionRecord(
+        prediction_id="late", features={}, probability=0.5, decision=True, model_version="v"
+    )
+    timer = threading.Timer(0.1, store.record_predictions, args=([late],))
+    timer.start()
+    try:
+        assert record_feedback_with_grace(store, "late", 0, grace_seconds=2.0) == 0
+    finally:
+        timer.join()

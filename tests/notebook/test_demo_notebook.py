@@ -62,6 +62,8 @@ def test_demo_notebook_runs_against_the_pipeline_outputs(tmp_path, monkeypatch):
     # Exercise the self-contained path: the notebook starts (and stops) its own server.
     monkeypatch.delenv("STROKE_API_URL", raising=False)
     monkeypatch.setenv("STROKE_PROJECT_DIR", str(REPO_ROOT))
+    # The notebook starts the app, whose prediction log must not land in the repository.
+    monkeypatch.setenv("STROKE_MONITOR_DB", str(tmp_path / "predictions.sqlite"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     deadline = time.monotonic() + TOTAL_SECONDS
     client = NotebookClient(
