@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from app.payload import BATCH_KEY, EXPLAIN_PARAMETER
-from stroke_risk.schema import FEATURE_NAMES, FIELD_ALIASES, record_json_schema
+from stroke_risk.schema import EXAMPLE_RECORD, FEATURE_NAMES, FIELD_ALIASES, record_json_schema
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -158,6 +158,7 @@ def openapi_document(
         f"One patient's ten fields. Also accepted: {aliases}. bmi may be null or absent "
         "(imputed as in training)."
     )
+    record["examples"] = [dict(EXAMPLE_RECORD)]
     batch = {
         "type": "object",
         "required": [BATCH_KEY],

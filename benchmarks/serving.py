@@ -41,20 +41,11 @@ from typing import Any
 
 import requests
 
+from stroke_risk.schema import EXAMPLE_RECORD
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
-RECORD = {
-    "gender": "Male",
-    "age": 67.0,
-    "hypertension": 0,
-    "heart_disease": 1,
-    "ever_married": "Yes",
-    "work_type": "Private",
-    "Residence_type": "Urban",
-    "avg_glucose_level": 228.69,
-    "bmi": 36.6,
-    "smoking_status": "formerly smoked",
-}
+RECORD = dict(EXAMPLE_RECORD)
 TARGETS = {
     "p50_ms": 2.0,
     "requests_per_second": 500.0,

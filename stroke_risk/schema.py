@@ -79,6 +79,20 @@ BINARY_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if isinstance(
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
     f.name for f in FEATURES if isinstance(f, CategoricalField)
 )
+# A valid record (the first patient of the data set): the OpenAPI example, and the fixture
+# that tests and benchmarks start from. Treat as read-only; copy with dict(EXAMPLE_RECORD).
+EXAMPLE_RECORD: dict[str, Any] = {
+    "gender": "Male",
+    "age": 67.0,
+    "hypertension": 0,
+    "heart_disease": 1,
+    "ever_married": "Yes",
+    "work_type": "Private",
+    "Residence_type": "Urban",
+    "avg_glucose_level": 228.69,
+    "bmi": 36.6,
+    "smoking_status": "formerly smoked",
+}
 # Alternative spellings accepted on input (the original project's API used lower case).
 FIELD_ALIASES: dict[str, str] = {"residence_type": "Residence_type"}
 

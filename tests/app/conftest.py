@@ -33,7 +33,7 @@ from app.model import LoadedModel, load_model
 from app.settings import Settings
 from stroke_risk.features import FeatureConfig, add_engineered_features, build_reference_profile
 from stroke_risk.modeling import build_model_pipeline, build_serving_pipeline
-from stroke_risk.schema import FEATURE_NAMES, TARGET
+from stroke_risk.schema import EXAMPLE_RECORD, FEATURE_NAMES, TARGET
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
 
 FAMILIES = ("logreg", "random_forest", "xgboost")
@@ -52,18 +52,7 @@ SMALL_PARAMS: dict[str, dict[str, Any]] = {
 TEST_THRESHOLD = 0.08
 SHIPPED_CSVS = {"brain": BRAIN_CSV, "healthcare": HEALTHCARE_CSV}
 
-RECORD: dict[str, Any] = {
-    "gender": "Male",
-    "age": 67.0,
-    "hypertension": 0,
-    "heart_disease": 1,
-    "ever_married": "Yes",
-    "work_type": "Private",
-    "Residence_type": "Urban",
-    "avg_glucose_level": 228.69,
-    "bmi": 36.6,
-    "smoking_status": "formerly smoked",
-}
+RECORD: dict[str, Any] = dict(EXAMPLE_RECORD)
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

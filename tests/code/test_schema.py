@@ -3,6 +3,7 @@ import math
 import pytest
 
 from stroke_risk.schema import (
+    EXAMPLE_RECORD,
     FEATURE_NAMES,
     FEATURES_BY_NAME,
     NumericField,
@@ -10,18 +11,7 @@ from stroke_risk.schema import (
     validate_record,
 )
 
-VALID = {
-    "gender": "Male",
-    "age": 67.0,
-    "hypertension": 0,
-    "heart_disease": 1,
-    "ever_married": "Yes",
-    "work_type": "Private",
-    "Residence_type": "Urban",
-    "avg_glucose_level": 228.69,
-    "bmi": 36.6,
-    "smoking_status": "formerly smoked",
-}
+VALID = dict(EXAMPLE_RECORD)
 
 
 def fields_of(result):

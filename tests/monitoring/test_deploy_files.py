@@ -94,6 +94,7 @@ def test_copies_exactly_the_serving_inputs() -> None:
         "app/",
         "models/",
         "reports/metrics.json",
+        "reports/evaluation.json",
         "dvc.lock",
     }
     for source in ("requirements.txt", "stroke_risk/"):

@@ -19,19 +19,9 @@ from stroke_risk.prediction_log import (
     UnknownPredictionError,
     Window,
 )
+from stroke_risk.schema import EXAMPLE_RECORD
 
-RECORD: dict[str, Any] = {
-    "gender": "Female",
-    "age": 67.0,
-    "hypertension": 0,
-    "heart_disease": 1,
-    "ever_married": "Yes",
-    "work_type": "Private",
-    "Residence_type": "Urban",
-    "avg_glucose_level": 228.69,
-    "bmi": None,
-    "smoking_status": "formerly smoked",
-}
+RECORD: dict[str, Any] = {**EXAMPLE_RECORD, "gender": "Female", "bmi": None}
 
 
 class FakeClock:
