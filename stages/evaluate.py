@@ -12,42 +12,23 @@ import argparse
 import json
 
 import joblib
-import numpy as np
-import pandas as pd
 from sklearn.inspection import permutation_importance
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from stroke_risk.cli import run_stage
 from stroke_risk.data import file_md5
 from stroke_risk.evaluation import (
+    baseline_metrics,
     calibration_table,
     expected_calibration_error,
     metrics_with_intervals,
-    probability_metrics,
+    plot_tables,
+    rounded,
     subgroup_metrics,
 )
 from stroke_risk.features import cut_bands
 from stroke_risk.io import load_params, write_csv, write_json
 from stroke_risk.schema import FEATURE_NAMES, TARGET
 from stroke_risk.settings import read_prepared
-
-
-def rounded(value: object, digits: int = 6) -> object:
-    """Round floats recursively so reports diff cleanly and stay byte-stable."""
-    if isinstance(value, float):
-        return round(value, digits)
-    if isinstance(value, dict):
-        return {k: rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v, digits) for v in value]
-    return value
-
-
-def age_only_baseline(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
-    """Test probabilities of a logistic regression on age alone, fitted on train."""
-    model = LogisticRegression().fit(train[["age"]], train[TARGET])
-    return model.predict_proba(test[["age"]])[:, 1]
 
 
 def main() -> None:
@@ -84,11 +65,6 @@ def main() -> None:
         seed=settings["bootstrap_seed"],
     )
     calibration = calibration_table(y_test, probability, n_bins=settings["calibration_bins"])
-    prevalence = float(train[TARGET].mean())
-    baselines = {
-        "prevalence": probability_metrics(y_test, np.full(len(y_test), prevalence)),
-        "age_only": probability_metrics(y_test, age_only_baseline(train, test)),
-    }
     age_bands = cut_bands(test["age"], tuple(metadata["feature_config"]["age_band_edges"]))
     subgroups = {
         "gender": subgroup_metrics(y_test, probability, test["gender"].to_numpy(), threshold),
@@ -130,7 +106,7 @@ def main() -> None:
         rounded(
             {
                 "test": test_metrics,
-                "baselines": baselines,
+                "baselines": baseline_metrics(train, test, target=TARGET),
                 "calibration": {
                     "bins": calibration,
                     "ece": expected_calibration_error(calibration),
@@ -146,23 +122,15 @@ def main() -> None:
             }
         ),
     )
-    fpr, tpr, _ = roc_curve(y_test, probability)
-    precision, recall, _ = precision_recall_curve(y_test, probability)
-    write_csv(f"{args.plots}/roc.csv", pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(6))
-    write_csv(
-        f"{args.plots}/pr.csv", pd.DataFrame({"recall": recall, "precision": precision}).round(6)
+    tables = plot_tables(
+        y_test,
+        probability,
+        threshold,
+        calibration=calibration,
+        importance=dict(zip(FEATURE_NAMES, importance.importances_mean, strict=True)),
     )
-    write_csv(f"{args.plots}/calibration.csv", pd.DataFrame(calibration).round(6))
-    write_csv(
-        f"{args.plots}/confusion.csv",
-        pd.DataFrame({"actual": y_test, "predicted": (probability >= threshold).astype(int)}),
-    )
-    write_csv(
-        f"{args.plots}/importance.csv",
-        pd.DataFrame({"feature": list(FEATURE_NAMES), "importance": importance.importances_mean})
-        .sort_values("importance", ascending=False, kind="stable")
-        .round(6),
-    )
+    for name, table in tables.items():
+        write_csv(f"{args.plots}/{name}.csv", table)
 
     from stroke_risk.tracking import log_evaluation
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from sklearn.metrics import brier_score_loss, roc_auc_score
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, precision_recall_curve, roc_auc_score, roc_curve
 
 THRESHOLD_POLICIES = ("min_recall", "max_f1", "youden")
 
@@ -215,3 +217,55 @@ def subgroup_metrics(
         row["positive_rate"] = float((scores >= threshold).mean())
         table[str(group)] = row
     return table
+
+
+def rounded(value: object, digits: int = 6) -> object:
+    """Round floats recursively so reports diff cleanly and stay byte-stable."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def baseline_metrics(
+    train: pd.DataFrame, test: pd.DataFrame, *, target: str
+) -> dict[str, dict[str, float]]:
+    """Context for the model's test metrics: the training prevalence for everyone, and a
+    logistic regression on age alone fitted on the training split."""
+    y_test = test[target].to_numpy()
+    prevalence = float(train[target].mean())
+    age_model = LogisticRegression().fit(train[["age"]], train[target])
+    return {
+        "prevalence": probability_metrics(y_test, np.full(len(y_test), prevalence)),
+        "age_only": probability_metrics(y_test, age_model.predict_proba(test[["age"]])[:, 1]),
+    }
+
+
+def plot_tables(
+    y_true: np.ndarray,
+    probability: np.ndarray,
+    threshold: float,
+    *,
+    calibration: list[dict[str, float]],
+    importance: dict[str, float],
+) -> dict[str, pd.DataFrame]:
+    """The data behind `dvc plots`: file stem -> table (rounded for stable diffs)."""
+    fpr, tpr, _ = roc_curve(y_true, probability)
+    precision, recall, _ = precision_recall_curve(y_true, probability)
+    importance_table = pd.DataFrame(
+        {"feature": list(importance), "importance": list(importance.values())}
+    )
+    return {
+        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(6),
+        "pr": pd.DataFrame({"recall": recall, "precision": precision}).round(6),
+        "calibration": pd.DataFrame(calibration).round(6),
+        "confusion": pd.DataFrame(
+            {"actual": y_true, "predicted": (probability >= threshold).astype(int)}
+        ),
+        "importance": importance_table.sort_values(
+            "importance", ascending=False, kind="stable"
+        ).round(6),
+    }

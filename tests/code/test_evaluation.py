@@ -142,3 +142,30 @@ def test_subgroup_metrics_handle_single_class_groups():
     table = subgroup_metrics(y, p, groups, threshold=0.5)
     assert table["a"]["roc_auc"] == 1.0 and table["a"]["n"] == 3
     assert table["b"]["roc_auc"] is None and table["b"]["positives"] == 0
+
+
+def test_baselines_use_training_statistics_only():
+    import pandas as pd
+
+    from stroke_risk.evaluation import baseline_metrics
+
+    train = pd.DataFrame({"age": [20.0, 30.0, 70.0, 80.0], "stroke": [0, 0, 1, 1]})
+    test = pd.DataFrame({"age": [25.0, 75.0, 78.0], "stroke": [0, 1, 0]})
+    baselines = baseline_metrics(train, test, target="stroke")
+    assert baselines["prevalence"]["roc_auc"] == 0.5
+    # The constant is the training prevalence (0.5), not the test's (1/3).
+    assert baselines["prevalence"]["brier"] == pytest.approx(0.25)
+    assert baselines["age_only"]["roc_auc"] == pytest.approx(0.5)
+
+
+def test_plot_tables_match_the_decision_rule(scored):
+    from stroke_risk.evaluation import plot_tables
+
+    y, p = scored
+    tables = plot_tables(
+        y, p, 0.5, calibration=calibration_table(y, p, n_bins=5), importance={"a": 0.1, "b": 0.3}
+    )
+    assert set(tables) == {"roc", "pr", "calibration", "confusion", "importance"}
+    assert (tables["confusion"]["predicted"] == (p >= 0.5)).all()
+    assert tables["importance"]["feature"].tolist() == ["b", "a"]
+    assert tables["roc"]["fpr"].is_monotonic_increasing
