@@ -40,7 +40,7 @@ lint: $(STAMP)
 
 test: $(STAMP) system-deps lint
 	dvc repro
-	python -m pytest
+	STROKE_TEST_ARTIFACTS=1 python -m pytest
 
 serve: $(STAMP)
 	gunicorn -c app/gunicorn_conf.py 'app:create_app()'
