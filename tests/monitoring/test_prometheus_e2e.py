@@ -47,18 +47,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.build_dashboards import DASHBOARD_DIR
 from monitoring.prometheus_config import render_prometheus_config
+from tests.app.conftest import SERVER_COMMAND
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 RULES = REPO_ROOT / "monitoring" / "prometheus" / "alert_rules.yml"
-SERVER_COMMAND = [
-    sys.executable,
-    "-m",
-    "gunicorn",
-    "-c",
-    "app/gunicorn_conf.py",
-    "app:create_app()",
-]
 VALID_REQUESTS = 80
 DRIFTED_REQUESTS = 220
 DRIFT = ("age+25", "gender=Other@0.3", "bmi=null@0.6")
