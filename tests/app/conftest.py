@@ -214,6 +214,19 @@ SERVER_COMMAND = [
 ]
 
 
+def live_children(pid: int) -> list[int]:
+    """Return the sorted pids of pid's live (not zombie) child processes, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
 @dataclass
 class Server:
     """A gunicorn server started by a test."""
@@ -229,15 +242,7 @@ class Server:
 
     def worker_pids(self) -> list[int]:
         """Return the pids of the master's live child processes (the workers)."""
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid and fields[0] != "Z":
-                pids.append(int(stat.parent.name))
-        return sorted(pids)
+        return live_children(self.process.pid)
 
     def wait_for_workers(self, count: int, timeout: float = 20.0) -> list[int]:
         """Return the worker pids once count workers run (gunicorn boots them one by one)."""

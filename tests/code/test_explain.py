@@ -23,14 +23,14 @@ from stroke_risk.explain import (
     top_risk_factors_batch,
     transformed_sources,
 )
-from stroke_risk.features import ENGINEERED_FEATURES, FeatureConfig, add_engineered_features
+from stroke_risk.features import ENGINEERED_FEATURES, FeatureConfig
 from stroke_risk.modeling import (
     FAMILIES,
     FEATURE_SETS,
     build_model_pipeline,
     build_serving_pipeline,
 )
-from stroke_risk.schema import FEATURE_NAMES, TARGET
+from stroke_risk.schema import FEATURE_NAMES
 from tests.conftest import HEALTHCARE_CSV
 
 SMALL_PARAMS = {
@@ -39,13 +39,6 @@ SMALL_PARAMS = {
     "random_forest": {"n_estimators": 40, "max_depth": 10, "min_samples_leaf": 2, "n_jobs": 1},
     "xgboost": {"n_estimators": 60, "max_depth": 3, "n_jobs": 1},
 }
-
-
-@pytest.fixture(scope="module")
-def featurized(brain_frame):
-    frame = add_engineered_features(brain_frame, FeatureConfig())
-    y = frame.pop(TARGET).to_numpy()
-    return frame, y
 
 
 @pytest.fixture(scope="module")

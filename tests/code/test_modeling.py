@@ -3,7 +3,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from stroke_risk.features import FeatureConfig, add_engineered_features
+from stroke_risk.features import FeatureConfig
 from stroke_risk.modeling import (
     FAMILIES,
     build_model_pipeline,
@@ -11,7 +11,7 @@ from stroke_risk.modeling import (
     cross_validate_pipeline,
     suggest_params,
 )
-from stroke_risk.schema import FEATURE_NAMES, TARGET
+from stroke_risk.schema import FEATURE_NAMES
 from stroke_risk.tuning import CVSettings, run_study, study_name
 
 SMALL_PARAMS = {
@@ -19,13 +19,6 @@ SMALL_PARAMS = {
     "random_forest": {"n_estimators": 20, "max_depth": 4, "n_jobs": 1},
     "xgboost": {"n_estimators": 20, "max_depth": 2, "n_jobs": 1},
 }
-
-
-@pytest.fixture(scope="module")
-def featurized(brain_frame):
-    frame = add_engineered_features(brain_frame, FeatureConfig())
-    y = frame.pop(TARGET).to_numpy()
-    return frame, y
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -47,7 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.build_dashboards import DASHBOARD_DIR
 from monitoring.prometheus_config import render_prometheus_config
-from tests.app.conftest import SERVER_COMMAND
+from tests.app.conftest import SERVER_COMMAND, live_children
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -288,8 +288,8 @@ def test_prometheus_sees_the_real_app_and_every_query_returns_data(
     assert labels >= 50
 
     # --- both workers report the same window --------------------------------------------
-    assert poll(lambda: len(_children(gunicorn.pid)) == 2, timeout=20)
-    workers = set(_children(gunicorn.pid))
+    assert poll(lambda: len(live_children(gunicorn.pid)) == 2, timeout=20)
+    workers = set(live_children(gunicorn.pid))
     answers: dict[int, list[tuple[float | None, ...]]] = {pid: [] for pid in workers}
     multiproc_dir = tmp_path / "multiproc"
     for _ in range(100):
@@ -390,16 +390,3 @@ def test_prometheus_sees_the_real_app_and_every_query_returns_data(
         if not prometheus.query(expr):
             empty.append(f"dashboard {where}: {expr}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
-
-
-def _children(pid: int) -> list[int]:
-    """Pids whose parent is pid (gunicorn's workers)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
