@@ -15,18 +15,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv/stroke-risk
 
-# Only the serving dependencies, with the pins of requirements.txt (the file also lists
-# the training and test stack: DVC, MLflow, Optuna, Playwright ... which the server never
-# imports). The build fails if a package is no longer pinned there.
-COPY requirements.txt ./
-RUN set -eu; \
-    serving="flask gunicorn prometheus-client orjson numpy pandas scipy scikit-learn xgboost-cpu joblib PyYAML"; \
-    for package in $serving; do \
-        grep -E "^${package}==" requirements.txt >> /tmp/requirements-serving.txt \
-            || { echo "requirements.txt does not pin ${package}" >&2; exit 1; }; \
-    done; \
-    pip install --no-compile -r /tmp/requirements-serving.txt; \
-    rm /tmp/requirements-serving.txt
+# Only the serving dependencies: requirements/serving.txt is the complete lock of what the
+# server imports (no DVC, MLflow, Optuna or test tools), with the same pins as the pipeline.
+COPY requirements/serving.txt ./requirements-serving.txt
+RUN pip install --no-compile -r requirements-serving.txt && rm requirements-serving.txt
 
 # An unprivileged user; it owns only the prediction log's directory.
 RUN groupadd --system --gid 10001 stroke \

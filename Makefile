@@ -1,25 +1,36 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, Debian, root or sudo-less root):
-#   make run   - create .venv if needed, run the pipeline (dvc repro), print the metrics
-#   make test  - same set-up plus system tools for the tests, then lint and the whole suite
+#   make run   - create .venv from the pipeline lock, run the pipeline (dvc repro), print a summary
+#   make test  - .venv from the development lock, system tools for the tests, lint, the whole suite
 VENV := .venv
 PYTHON ?= python3
-STAMP := $(VENV)/.requirements-installed
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 # Debian packages the tests drive for real: Prometheus/promtool, Chromium, wrk.
 SYSTEM_PACKAGES := prometheus chromium wrk
+# The one command that regenerates the three locks (see README "Environment").
+UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
-.PHONY: run test serve lint format system-deps benchmark clean-venv
+.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull
 
-$(STAMP): requirements.txt
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+
+# requirements.txt: every package of the pipeline and the service, pinned (a uv lock).
+$(RUNTIME_STAMP): requirements.txt | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -r requirements.txt
 	touch $@
 
-run: $(STAMP)
+# requirements/dev.txt: the same pins plus the test and lint tools.
+$(DEV_STAMP): requirements/dev.txt requirements.txt | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
+	touch $@ $(RUNTIME_STAMP)
+
+run: $(RUNTIME_STAMP)
 	dvc repro
 	dvc metrics show
 
@@ -33,25 +44,31 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	ruff check .
 	ruff format --check .
 	mypy
 
-test: $(STAMP) system-deps lint
+test: $(DEV_STAMP) system-deps lint
 	dvc repro
 	STROKE_TEST_ARTIFACTS=1 python -m pytest
 
-serve: $(STAMP)
+serve: $(RUNTIME_STAMP)
 	gunicorn -c app/gunicorn_conf.py 'app:create_app()'
 
-benchmark: $(STAMP)
+benchmark: $(DEV_STAMP)
 	python -m benchmarks.pipeline
 	python -m benchmarks.serving
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	ruff format .
 	ruff check --fix .
+
+# Regenerate the locks after editing requirements/*.in (needs network to PyPI).
+lock: $(DEV_STAMP)
+	cd requirements && $(UV_COMPILE) serving.in -o serving.txt
+	cd requirements && $(UV_COMPILE) pipeline.in -c serving.txt -o ../requirements.txt
+	cd requirements && $(UV_COMPILE) dev.in -c ../requirements.txt -o dev.txt
 
 clean-venv:
 	rm -rf $(VENV)

@@ -29,7 +29,9 @@ LIBRARIES = ("scikit-learn", "xgboost-cpu", "numpy", "pandas", "scipy", "joblib"
 
 
 def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+    """Versions that shape the fitted model. Python's patch level is left out: machines with
+    the same lock but another 3.11.x must write the same metadata (MLflow gets the full one)."""
+    versions = {"python": ".".join(platform.python_version_tuple()[:2])}
     for name in LIBRARIES:
         try:
             versions[name] = importlib_metadata.version(name)

@@ -89,7 +89,7 @@ def test_gunicorn_listens_on_all_interfaces_at_the_app_port() -> None:
 def test_copies_exactly_the_serving_inputs() -> None:
     sources = {args.split()[0] for args in instructions("COPY")}
     assert sources == {
-        "requirements.txt",
+        "requirements/serving.txt",
         "stroke_risk/",
         "app/",
         "models/",
@@ -97,21 +97,34 @@ def test_copies_exactly_the_serving_inputs() -> None:
         "reports/evaluation.json",
         "dvc.lock",
     }
-    for source in ("requirements.txt", "stroke_risk/"):
+    for source in ("requirements/serving.txt", "stroke_risk/"):
         assert (REPO_ROOT / source).exists(), source
 
 
-def test_serving_packages_are_pinned_in_requirements() -> None:
+def locked_packages(lock: str) -> dict[str, str]:
+    """{normalised name: version} of a uv/pip-compile lock file."""
+    pins = {}
+    for line in (REPO_ROOT / lock).read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.strip().split("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_image_installs_the_serving_lock_with_no_test_tools() -> None:
     (install,) = [args for args in instructions("RUN") if "requirements-serving" in args]
-    packages = re.search(r'serving="([^"]+)"', install)
-    assert packages, "the serving package list is not where the test expects it"
-    pinned = {
-        line.split("==")[0]
-        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    }
-    missing = set(packages.group(1).split()) - pinned
-    assert not missing, f"not pinned in requirements.txt: {missing}"
+    assert "pip install" in install
+    serving = locked_packages("requirements/serving.txt")
+    for tool in ("pytest", "hypothesis", "playwright", "mypy", "ruff", "dvc", "mlflow", "optuna"):
+        assert tool not in serving, f"{tool} must not be in the service image"
+
+
+def test_serving_lock_agrees_with_the_pipeline_and_dev_locks() -> None:
+    serving = locked_packages("requirements/serving.txt")
+    for lock in ("requirements.txt", "requirements/dev.txt"):
+        other = locked_packages(lock)
+        differ = {name for name in serving if other.get(name) != serving[name]}
+        assert not differ, f"{lock} pins {differ} differently from requirements/serving.txt"
 
 
 def dockerignore_excludes(path: str) -> bool:
@@ -258,7 +271,8 @@ def test_no_secret_is_committed_in_compose(compose: dict[str, Any]) -> None:
 # Import name -> distribution, where they differ (werkzeug comes with flask).
 DISTRIBUTIONS = {
     "sklearn": "scikit-learn",
-    "yaml": "PyYAML",
+    "yaml": "pyyaml",
+    "pydantic_settings": "pydantic-settings",
     "prometheus_client": "prometheus-client",
     "werkzeug": "flask",
     "xgboost": "xgboost-cpu",
@@ -292,8 +306,7 @@ def imported_top_level_modules(entry_dir: Path) -> set[str]:
 
 
 def test_image_installs_every_package_the_app_imports() -> None:
-    (install,) = [args for args in instructions("RUN") if "requirements-serving" in args]
-    serving = set(re.search(r'serving="([^"]+)"', install).group(1).split())  # type: ignore[union-attr]
+    serving = set(locked_packages("requirements/serving.txt"))
     needed = {DISTRIBUTIONS.get(m, m) for m in imported_top_level_modules(REPO_ROOT / "app")}
     # The model pickle needs the estimator's library even though no module imports it.
     needed |= {"scikit-learn", "xgboost-cpu", "joblib", "gunicorn"}
