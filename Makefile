@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := prometheus chromium wrk
 # The one command that regenerates the three locks (see README "Environment").
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
-.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull
+.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,25 @@ $(DEV_STAMP): requirements/dev.txt requirements.txt | $(VENV)/bin/python
 
 run: $(RUNTIME_STAMP)
 	dvc repro
-	dvc metrics show
+	python -m stroke_risk.tracking sync
+	@echo
+	@python -m stroke_risk.summary
+
+# The DVC remote (default: a local directory, see .dvc/config), run cache included.
+push: $(RUNTIME_STAMP)
+	python -m stroke_risk.remote push
+
+pull: $(RUNTIME_STAMP)
+	python -m stroke_risk.remote pull
+
+# Back to the last committed params and outputs after a failed or unwanted run.
+restore: $(RUNTIME_STAMP)
+	git checkout -- params.yaml dvc.lock reports
+	dvc checkout
+
+# Make sure the workspace's model revision is in MLflow (a no-op when it is).
+sync: $(RUNTIME_STAMP)
+	python -m stroke_risk.tracking sync
 
 system-deps:
 	@missing=""; \
