@@ -14,7 +14,8 @@ SYSTEM_PACKAGES := prometheus chromium wrk
 # The one command that regenerates the three locks (see README "Environment").
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
-.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync
+.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync \
+	notebook
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,13 @@ test: $(DEV_STAMP) system-deps lint
 
 serve: $(RUNTIME_STAMP)
 	gunicorn -c app/gunicorn_conf.py 'app:create_app()'
+
+# Executes the demo notebook against a running service (make serve in another shell);
+# the result, with every output, is notebook/demo.executed.ipynb (git-ignored).
+API_URL ?= http://127.0.0.1:5000
+notebook: $(DEV_STAMP)
+	STROKE_API_URL=$(API_URL) jupyter execute notebook/demo.ipynb --output=demo.executed
+	@echo "wrote notebook/demo.executed.ipynb (open it in JupyterLab, VS Code or GitHub)"
 
 benchmark: $(DEV_STAMP)
 	python -m benchmarks.pipeline
