@@ -479,8 +479,9 @@ def release(version_text: str, *, root: Path, today: dt.date | None = None) -> d
     except FileNotFoundError:
         raise ReleaseError("dvc.lock not found; run `make run` and commit dvc.lock") from None
     model_md5 = model_md5_from_lock(lock or {})
-    check_release_is_new(version=version, model_md5=model_md5, releases=releases, tags=tags)
+    # dvc.lock names the model only when the pipeline is current, so that comes first.
     check_pipeline_current(root)
+    check_release_is_new(version=version, model_md5=model_md5, releases=releases, tags=tags)
     check_outputs_pushed(root)
     params = yaml.safe_load((root / "params.yaml").read_text()) or {}
     registered_model = (params.get("mlflow") or {}).get("registered_model", ARTIFACT)
