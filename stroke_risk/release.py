@@ -41,7 +41,11 @@ MODEL_PATH = "models/model.joblib"
 TRAIN_STAGE = "train"
 RELEASES_FILE = "releases.json"
 CHANGELOG_FILE = "CHANGELOG.md"
+METADATA_PATH = "models/model_metadata.json"
 MODEL_HASH_TAG = "model_md5"
+# The threshold lives in the metadata: the same model file with another threshold makes other
+# decisions, so a release is identified by both hashes (as the MLflow runs are).
+METADATA_HASH_TAG = "metadata_md5"
 UNRELEASED_HEADING = "## [Unreleased]"
 # semver.org's recommended pattern; a leading "v" is accepted and dropped.
 SEMVER = re.compile(
@@ -91,12 +95,20 @@ def next_stage_tag(existing_tags: Sequence[str], stage: str = STAGE) -> str:
     return f"{ARTIFACT}#{stage}#{max(numbers, default=0) + 1}"
 
 
-def model_md5_from_lock(lock: Mapping[str, Any]) -> str:
-    """The md5 dvc.lock records for models/model.joblib as an output of the train stage."""
+def locked_md5(lock: Mapping[str, Any], path: str) -> str | None:
+    """The md5 dvc.lock records for `path` as an output of the train stage, or None."""
     stage = (lock.get("stages") or {}).get(TRAIN_STAGE) or {}
     for out in stage.get("outs") or []:
-        if isinstance(out, Mapping) and out.get("path") == MODEL_PATH and out.get("md5"):
+        if isinstance(out, Mapping) and out.get("path") == path and out.get("md5"):
             return str(out["md5"])
+    return None
+
+
+def model_md5_from_lock(lock: Mapping[str, Any]) -> str:
+    """The md5 dvc.lock records for models/model.joblib as an output of the train stage."""
+    found = locked_md5(lock, MODEL_PATH)
+    if found:
+        return found
     raise ReleaseError(
         f"dvc.lock records no md5 for {MODEL_PATH} (stage {TRAIN_STAGE}); "
         "run `make run` and commit dvc.lock"
@@ -119,8 +131,19 @@ def read_releases(text: str, source: str = RELEASES_FILE) -> list[dict[str, Any]
     return releases
 
 
-def release_for_model(model_md5: str, releases_path: Path) -> str | None:
-    """The newest release version whose model has this md5, or None (serve as "unreleased").
+def _same_revision(release: Mapping[str, Any], model_md5: str, metadata_md5: str | None) -> bool:
+    """Same model file and, when both sides know it, the same metadata (threshold)."""
+    known = release.get(METADATA_HASH_TAG)
+    return release[MODEL_HASH_TAG] == model_md5 and (
+        metadata_md5 is None or known is None or known == metadata_md5
+    )
+
+
+def release_for_model(
+    model_md5: str, releases_path: Path, metadata_md5: str | None = None
+) -> str | None:
+    """The newest release version of this model file (and metadata, when given), or None
+    (serve as "unreleased").
 
     A missing releases file means nothing was released yet (None); a malformed one raises
     ReleaseError with a one-line message, so the caller can log it and report "unreleased".
@@ -130,13 +153,18 @@ def release_for_model(model_md5: str, releases_path: Path) -> str | None:
     except FileNotFoundError:
         return None
     for release in read_releases(text, str(releases_path)):
-        if release[MODEL_HASH_TAG] == model_md5:
+        if _same_revision(release, model_md5, metadata_md5):
             return str(release["version"])
     return None
 
 
 def check_release_is_new(
-    *, version: str, model_md5: str, releases: Sequence[Mapping[str, Any]], tags: Sequence[str]
+    *,
+    version: str,
+    model_md5: str,
+    releases: Sequence[Mapping[str, Any]],
+    tags: Sequence[str],
+    metadata_md5: str | None = None,
 ) -> None:
     """Refuse a version that exists, or a model that is already the latest release."""
     if version_tag(version) in tags or any(r["version"] == version for r in releases):
@@ -144,7 +172,7 @@ def check_release_is_new(
             f"version {version} is already released (tag {version_tag(version)}); "
             "pick a higher VERSION"
         )
-    if releases and releases[0][MODEL_HASH_TAG] == model_md5:
+    if releases and _same_revision(releases[0], model_md5, metadata_md5):
         raise ReleaseError(
             f"the model (md5 {model_md5}) is already the latest release, "
             f"{releases[0]['version']}; nothing to release — train a changed model first"
@@ -163,6 +191,7 @@ def build_release(
     metadata: Mapping[str, Any],
     data_name: str,
     registered_model: str = ARTIFACT,
+    metadata_md5: str | None = None,
 ) -> dict[str, Any]:
     """The release record kept in releases.json (and rendered into the changelog).
 
@@ -180,6 +209,7 @@ def build_release(
         "version": version,
         "tag": version_tag(version),
         MODEL_HASH_TAG: model_md5,
+        METADATA_HASH_TAG: metadata_md5,
         "registered_model": registered_model,
         "registry_version": registry_version,
         "source_commit": source_commit,
@@ -416,17 +446,36 @@ def mlflow_client(uri: str, root: Path) -> Any:
     return client
 
 
-def registered_version_for(client: Any, name: str, model_md5: str) -> str:
-    """The newest registered version of `name` tagged with this model md5."""
-    versions = client.search_model_versions(
-        f"name = '{name}' and tags.{MODEL_HASH_TAG} = '{model_md5}'"
+def registered_version_for(
+    client: Any, name: str, model_md5: str, metadata_md5: str | None = None
+) -> str:
+    """The registered version of `name` for this model file: the newest one whose run has
+    this metadata md5 when the runs record one, else the newest with the model md5."""
+    versions = sorted(
+        client.search_model_versions(f"name = '{name}' and tags.{MODEL_HASH_TAG} = '{model_md5}'"),
+        key=lambda v: int(v.version),
+        reverse=True,
     )
     if not versions:
         raise ReleaseError(
             f"no version of MLflow model {name} has {MODEL_HASH_TAG} {model_md5}; "
             "run `make run` first (it trains and registers the model)"
         )
-    return str(max(int(v.version) for v in versions))
+    if metadata_md5 is None:
+        return str(versions[0].version)
+    run_hashes = [
+        client.get_run(v.run_id).data.tags.get(METADATA_HASH_TAG) if v.run_id else None
+        for v in versions
+    ]
+    for version, run_hash in zip(versions, run_hashes, strict=True):
+        if run_hash == metadata_md5:
+            return str(version.version)
+    if any(run_hashes):
+        raise ReleaseError(
+            f"no version of MLflow model {name} has {MODEL_HASH_TAG} {model_md5} with "
+            f"{METADATA_HASH_TAG} {metadata_md5} (another threshold); run `make run` first"
+        )
+    return str(versions[0].version)
 
 
 def current_alias(client: Any, name: str, alias: str) -> str | None:
@@ -479,14 +528,22 @@ def release(version_text: str, *, root: Path, today: dt.date | None = None) -> d
     except FileNotFoundError:
         raise ReleaseError("dvc.lock not found; run `make run` and commit dvc.lock") from None
     model_md5 = model_md5_from_lock(lock or {})
+    metadata_md5 = locked_md5(lock or {}, METADATA_PATH)
     # dvc.lock names the model only when the pipeline is current, so that comes first.
     check_pipeline_current(root)
-    check_release_is_new(version=version, model_md5=model_md5, releases=releases, tags=tags)
+    check_release_is_new(
+        version=version,
+        model_md5=model_md5,
+        metadata_md5=metadata_md5,
+        releases=releases,
+        tags=tags,
+    )
     check_outputs_pushed(root)
     params = yaml.safe_load((root / "params.yaml").read_text()) or {}
     registered_model = (params.get("mlflow") or {}).get("registered_model", ARTIFACT)
     client = mlflow_client(tracking_uri(root), root)
-    registry_version = registered_version_for(client, registered_model, model_md5)
+    registry_version = registered_version_for(client, registered_model, model_md5, metadata_md5)
+    summary = _read_json(root, "reports/data_summary.json")
     record = build_release(
         version=version,
         model_md5=model_md5,
@@ -496,8 +553,13 @@ def release(version_text: str, *, root: Path, today: dt.date | None = None) -> d
         evaluation=_read_json(root, "reports/evaluation.json"),
         metrics=_read_json(root, "reports/metrics.json"),
         metadata=_read_json(root, "models/model_metadata.json"),
-        data_name=str((params.get("data") or {}).get("name", "unknown")),
+        data_name=str(
+            summary.get("known_dataset")
+            or summary.get("source")
+            or (params.get("data") or {}).get("name", "unknown")
+        ),
         registered_model=registered_model,
+        metadata_md5=metadata_md5,
     )
     changelog_text = changelog_path.read_text() if changelog_path.exists() else None
     changelog = changelog_text or "# Changelog\n\n" + UNRELEASED_HEADING + "\n"

@@ -129,7 +129,7 @@ def repo(tmp_path_factory) -> Path:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, root / name)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["tune"].update(n_trials=2, storage=f"sqlite:///{root}/optuna.db")
+    params["tune"]["n_trials"] = 2
     params["cv"]["n_repeats"] = 1
     params["evaluate"].update(bootstrap_resamples=50, importance_repeats=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

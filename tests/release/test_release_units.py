@@ -91,6 +91,11 @@ def test_release_for_model_finds_the_newest_release_of_that_file(tmp_path):
     assert release_for_model("m1", path) == "1.2.0"
     assert release_for_model("m2", path) == "1.1.0"
     assert release_for_model("m3", path) is None
+    # The same file with another threshold (metadata) is another revision.
+    path.write_text(json.dumps([{"version": "2.0.0", "model_md5": "m1", "metadata_md5": "t2"}]))
+    assert release_for_model("m1", path, metadata_md5="t1") is None
+    assert release_for_model("m1", path, metadata_md5="t2") == "2.0.0"
+    assert release_for_model("m1", path) == "2.0.0"
     path.write_text("{not json")
     with pytest.raises(ReleaseError, match="not valid JSON"):
         release_for_model("m1", path)
@@ -116,6 +121,53 @@ def test_existing_versions_and_unchanged_models_are_refused():
     # Going back to an older model is a release like any other.
     check_release_is_new(version="1.2.0", model_md5="old", releases=releases, tags=[])
     check_release_is_new(version="0.1.0", model_md5="x", releases=[], tags=[])
+    # Same model file, another threshold: a new release; the same pair: refused.
+    with_metadata = [{"version": "1.1.0", "model_md5": "new", "metadata_md5": "t1"}]
+    check_release_is_new(
+        version="1.2.0", model_md5="new", metadata_md5="t2", releases=with_metadata, tags=[]
+    )
+    with pytest.raises(ReleaseError, match="already the latest release"):
+        check_release_is_new(
+            version="1.2.0", model_md5="new", metadata_md5="t1", releases=with_metadata, tags=[]
+        )
+
+
+def test_the_registered_version_is_the_one_with_both_hashes(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from stroke_risk.release import registered_version_for
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("e")
+    client.create_registered_model("stroke-risk")
+
+    def register(model_md5: str, metadata_md5: str | None) -> str:
+        run = client.create_run(experiment, tags={"model_md5": model_md5})
+        if metadata_md5:
+            client.set_tag(run.info.run_id, "metadata_md5", metadata_md5)
+        version = client.create_model_version(
+            "stroke-risk",
+            f"runs:/{run.info.run_id}/model",
+            run.info.run_id,
+            tags={"model_md5": model_md5},
+        )
+        return str(version.version)
+
+    first = register("m", "t1")
+    second = register("m", "t2")
+    register("other", "t1")
+    assert registered_version_for(client, "stroke-risk", "m", "t1") == first
+    assert registered_version_for(client, "stroke-risk", "m", "t2") == second
+    assert registered_version_for(client, "stroke-risk", "m") == second
+    with pytest.raises(ReleaseError, match="metadata_md5 t3 \\(another threshold\\)"):
+        registered_version_for(client, "stroke-risk", "m", "t3")
+    with pytest.raises(
+        ReleaseError, match="no version of MLflow model stroke-risk has model_md5 x"
+    ):
+        registered_version_for(client, "stroke-risk", "x", "t1")
+    # Runs that record no metadata hash (older stores): the newest version of the file.
+    legacy = register("old", None)
+    assert registered_version_for(client, "stroke-risk", "old", "t9") == legacy
 
 
 @pytest.fixture
