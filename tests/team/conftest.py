@@ -127,3 +127,27 @@ def browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+BASE_TARGET_RECALL, HEAD_TARGET_RECALL = 0.8, 0.6
+
+
+@pytest.fixture(scope="session")
+def two_commit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch repo whose HEAD lowers threshold.target_recall; real `dvc repro` at each commit.
+
+    Tiny budgets; the outputs (dvc.lock, reports/) are committed at both commits, as a
+    contributor would before opening a pull request.
+    """
+    root = scratch_repo(
+        tmp_path_factory.mktemp("pr-repo"),
+        budget={**TINY_BUDGET, ("threshold", "target_recall"): BASE_TARGET_RECALL},
+    )
+    run(["dvc", "repro"], root, timeout=900)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base: outputs")
+    set_params(root, {("threshold", "target_recall"): HEAD_TARGET_RECALL})
+    run(["dvc", "repro"], root, timeout=900)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "head: lower target recall")
+    return root
