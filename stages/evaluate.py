@@ -1,21 +1,21 @@
 """Stage evaluate: the only stage that reads the test split.
 
-Reads params: evaluate.*, mlflow.experiment.
+Reads params: evaluate.*, mlflow.*.
 Writes: reports/metrics.json (flat, stable keys for `dvc metrics`), reports/evaluation.json
-(CIs, baselines, calibration, subgroups), reports/plots/*.csv (for `dvc plots`); adds the
-test metrics to the training run in MLflow.
+(CIs, baselines, calibration, subgroups), reports/plots/*.csv (for `dvc plots`); then logs
+the evaluated model revision to MLflow once (run, registered version, alias).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import joblib
 from sklearn.inspection import permutation_importance
 
-from stroke_risk.cli import run_stage
-from stroke_risk.data import file_md5
+from stroke_risk.cli import StageError, run_stage
 from stroke_risk.evaluation import (
     baseline_metrics,
     calibration_table,
@@ -27,6 +27,7 @@ from stroke_risk.evaluation import (
 )
 from stroke_risk.features import cut_bands
 from stroke_risk.io import load_params, write_csv, write_json
+from stroke_risk.params import EvaluateParams, MlflowParams, read_section
 from stroke_risk.schema import FEATURE_NAMES, TARGET
 from stroke_risk.settings import read_prepared
 
@@ -42,9 +43,11 @@ def main() -> None:
     parser.add_argument("--metrics", default="reports/metrics.json")
     parser.add_argument("--evaluation", default="reports/evaluation.json")
     parser.add_argument("--plots", default="reports/plots")
+    parser.add_argument("--data-summary", default="reports/data_summary.json")
     args = parser.parse_args()
     params = load_params(args.params)
-    settings = params["evaluate"]
+    settings = read_section(params, "evaluate", EvaluateParams).model_dump()
+    tracking = read_section(params, "mlflow", MlflowParams)
     with open(args.metadata) as handle:
         metadata = json.load(handle)
     with open(args.tuning) as handle:
@@ -132,16 +135,28 @@ def main() -> None:
     for name, table in tables.items():
         write_csv(f"{args.plots}/{name}.csv", table)
 
-    from stroke_risk.tracking import log_evaluation
+    from stroke_risk.tracking import RevisionFiles, log_model_revision, tracking_uri
 
-    run_id = log_evaluation(
-        experiment=params["mlflow"]["experiment"],
-        model_md5=file_md5(args.model),
-        metrics={f"test_{k}": v for k, v in flat_test.items()},
-        artifacts=[args.metrics, args.evaluation],
+    files = RevisionFiles(
+        model=Path(args.model),
+        metadata=Path(args.metadata),
+        tuning=Path(args.tuning),
+        metrics=Path(args.metrics),
+        evaluation=Path(args.evaluation),
+        data_summary=Path(args.data_summary),
     )
-    if run_id is None:
-        print("MLflow: no training run found for this model file; test metrics not logged")
+    try:
+        logged = log_model_revision(files, **tracking.model_dump())
+    except Exception as error:  # store unreachable, bad credentials: one line, no traceback
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
+        raise StageError(
+            f"MLflow logging failed ({reason}); check MLFLOW_TRACKING_URI "
+            f"or unset it to use the repository's mlflow.db"
+        ) from None
+    print(
+        f"MLflow ({tracking_uri().split('@')[-1]}): run {logged.run_id}, "
+        f"{tracking.registered_model} version {logged.version} is @{tracking.alias}"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import argparse
 from stroke_risk.cli import run_stage
 from stroke_risk.features import add_engineered_features, build_reference_profile
 from stroke_risk.io import load_params, write_csv, write_json
+from stroke_risk.params import FeaturizeParams, read_section
 from stroke_risk.schema import TARGET
 from stroke_risk.settings import feature_config_from_params, read_prepared
 
@@ -25,13 +26,13 @@ def main() -> None:
     parser.add_argument("--features", default="data/features/train.csv")
     parser.add_argument("--profile", default="models/reference_profile.json")
     args = parser.parse_args()
-    params = load_params(args.params)["featurize"]
+    params = read_section(load_params(args.params), "featurize", FeaturizeParams)
 
     train = read_prepared(args.train)
-    write_csv(args.features, add_engineered_features(train, feature_config_from_params(params)))
-    write_json(
-        args.profile, build_reference_profile(train, target=TARGET, seed=params["profile_seed"])
-    )
+    features = add_engineered_features(train, feature_config_from_params(params.model_dump()))
+    profile = build_reference_profile(train, target=TARGET, seed=params.profile_seed)
+    write_csv(args.features, features)
+    write_json(args.profile, profile)
 
 
 if __name__ == "__main__":

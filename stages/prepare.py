@@ -1,7 +1,9 @@
 """Stage prepare: validate the raw CSV, drop exact duplicates, split train/test.
 
 Reads params: data.raw_path, split.test_size, split.seed.
-Writes: data/prepared/{train,test}.csv, reports/data_summary.json.
+Writes: data/prepared/{train,test}.csv, reports/data_summary.json (provenance from the file
+that was read: name, path, sha256, counts, missing values). Its outputs are `persist` in
+dvc.yaml, so a bad file fails here with the previous outputs still in place.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import argparse
 
 from stroke_risk.cli import run_stage
-from stroke_risk.data import drop_exact_duplicates, file_sha256, load_dataset, stratified_split
+from stroke_risk.data import data_provenance, drop_exact_duplicates, load_dataset, stratified_split
 from stroke_risk.io import load_params, write_csv, write_json
+from stroke_risk.params import DataParams, SplitParams, read_section
 from stroke_risk.schema import TARGET
 
 
@@ -21,32 +24,28 @@ def main() -> None:
     parser.add_argument("--summary", default="reports/data_summary.json")
     args = parser.parse_args()
     params = load_params(args.params)
-    raw_path = params["data"]["raw_path"]
+    data = read_section(params, "data", DataParams)
+    split_params = read_section(params, "split", SplitParams)
 
-    dataset = load_dataset(raw_path)
+    dataset = load_dataset(data.raw_path)
     deduplicated = drop_exact_duplicates(dataset)
-    split = stratified_split(
-        deduplicated, test_size=params["split"]["test_size"], seed=params["split"]["seed"]
-    )
+    split = stratified_split(deduplicated, test_size=split_params.test_size, seed=split_params.seed)
+    summary = {
+        **data_provenance(data.raw_path, dataset),
+        "n_rows_raw": len(dataset),
+        "duplicates_dropped": len(dataset) - len(deduplicated),
+        "n_rows": len(deduplicated),
+        "n_positive": int(deduplicated[TARGET].sum()),
+        "prevalence": round(float(deduplicated[TARGET].mean()), 6),
+        "n_train": len(split.train),
+        "n_test": len(split.test),
+        "n_positive_train": int(split.train[TARGET].sum()),
+        "n_positive_test": int(split.test[TARGET].sum()),
+        "bmi_missing": int(deduplicated["bmi"].isna().sum()),
+    }
     write_csv(f"{args.out_dir}/train.csv", split.train)
     write_csv(f"{args.out_dir}/test.csv", split.test)
-    write_json(
-        args.summary,
-        {
-            "source": params["data"]["name"],
-            "raw_sha256": file_sha256(raw_path),
-            "n_rows_raw": len(dataset),
-            "duplicates_dropped": len(dataset) - len(deduplicated),
-            "n_rows": len(deduplicated),
-            "n_positive": int(deduplicated[TARGET].sum()),
-            "prevalence": round(float(deduplicated[TARGET].mean()), 6),
-            "n_train": len(split.train),
-            "n_test": len(split.test),
-            "n_positive_train": int(split.train[TARGET].sum()),
-            "n_positive_test": int(split.test[TARGET].sum()),
-            "bmi_missing": int(deduplicated["bmi"].isna().sum()),
-        },
-    )
+    write_json(args.summary, summary)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Stage tune: Optuna search of the model family's space by repeated CV on train only.
 
-Reads params: model, cv, tune, featurize (feature definitions), train.seed.
-Writes: reports/tuning.json (best params, per-fold scores of the best trial, CV summary),
-data/oof/oof_predictions.csv (out-of-fold probabilities of the best params).
+Reads params: model.family, cv, tune, featurize (feature definitions), train.seed; the
+family's search space from conf/search_space/<family>.yaml.
+Writes: reports/tuning.json (best params, the trials they came from, per-fold scores of the
+best trial, CV summary), data/oof/oof_predictions.csv (out-of-fold probabilities of the
+best params).
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import argparse
 
 import pandas as pd
 
-from stroke_risk.cli import StageError, run_stage
-from stroke_risk.data import file_sha256
+from stroke_risk.cli import run_stage
 from stroke_risk.io import load_params, write_csv, write_json
+from stroke_risk.params import TuneParams, read_section
 from stroke_risk.schema import TARGET
-from stroke_risk.settings import feature_config_from_params, read_prepared
-from stroke_risk.tuning import CVSettings, evaluate_params, run_study, study_name
+from stroke_risk.settings import read_prepared
+from stroke_risk.tuning import evaluate_params, run_study, study_spec_from_params
 
 
 def main() -> None:
@@ -27,62 +29,40 @@ def main() -> None:
     parser.add_argument("--oof", default="data/oof/oof_predictions.csv")
     args = parser.parse_args()
     params = load_params(args.params)
-    model, tune = params["model"], params["tune"]
-    cv = CVSettings(**params["cv"])
-    feature_config = feature_config_from_params(params["featurize"])
-    if tune["n_trials"] < 1:
-        raise StageError(f"tune.n_trials must be at least 1, got {tune['n_trials']}")
+    tune = read_section(params, "tune", TuneParams)
+    spec = study_spec_from_params(params, args.train)
 
     train = read_prepared(args.train)
     y = train.pop(TARGET).to_numpy()
-    fingerprint = {
-        "model": model,
-        "cv": params["cv"],
-        "featurize": feature_config,
-        "metric": tune["metric"],
-        "sampler_seed": tune["sampler_seed"],
-        "model_seed": params["train"]["seed"],
-        "train_sha256": file_sha256(args.train),
-    }
-    name = study_name(model["family"], fingerprint)
     study = run_study(
-        family=model["family"],
-        fixed_params=model.get("fixed") or {},
-        search_space=model["search_space"],
-        X=train,
-        y=y,
-        cv=cv,
-        feature_config=feature_config,
-        metric=tune["metric"],
-        n_trials=tune["n_trials"],
-        sampler_seed=tune["sampler_seed"],
-        model_seed=params["train"]["seed"],
-        n_jobs=tune["n_jobs"],
-        storage=tune["storage"],
-        name=name,
+        spec, train, y, n_trials=tune.n_trials, n_jobs=tune.n_jobs, storage=tune.storage
     )
-    best_params = {**(model.get("fixed") or {}), **study.best_trial.params}
     # Re-run the best trial's CV: gives its per-fold scores and out-of-fold predictions
     # without storing thousands of predictions per trial in the study.
     best = evaluate_params(
-        model["family"],
-        best_params,
+        spec.family,
+        study.best_params,
         train,
         y,
-        cv=cv,
-        feature_config=feature_config,
-        seed=params["train"]["seed"],
-        n_jobs=tune["n_jobs"],
+        cv=spec.cv,
+        feature_config=spec.feature_config,
+        seed=spec.model_seed,
+        n_jobs=tune.n_jobs,
     )
     write_csv(args.oof, pd.DataFrame({TARGET: y, "oof_probability": best.oof_probability}))
     write_json(
         args.report,
         {
-            "study_name": name,
-            "family": model["family"],
-            "metric": tune["metric"],
-            "n_trials": tune["n_trials"],
-            "best_params": best_params,
+            "study_name": study.study_name,
+            "study": {
+                "storage": study.storage,
+                "trials_used": study.trials_used,
+                "best_trial": study.best_trial,
+            },
+            "family": spec.family,
+            "metric": spec.metric,
+            "n_trials": tune.n_trials,
+            "best_params": study.best_params,
             "cv": {
                 "roc_auc": round(best.mean("roc_auc"), 6),
                 "roc_auc_std": round(best.std("roc_auc"), 6),

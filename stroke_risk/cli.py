@@ -12,10 +12,16 @@ class StageError(RuntimeError):
     """A problem the user can fix (bad input, bad parameter); printed without traceback."""
 
 
+# DVC deletes a stage's outputs before running it (prepare's are `persist`, so a bad CSV
+# costs nothing); this one command brings back the committed params and every output.
+RESTORE_COMMAND = "git checkout -- params.yaml dvc.lock reports && dvc checkout"
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage's main(); on a user error print `stage NAME failed: ...` and exit 1.
 
-    Stages write outputs atomically, so a failure leaves the previous outputs untouched.
+    Stages validate their params and inputs first and write outputs atomically, so a
+    failure writes nothing; the message says how to restore what DVC removed beforehand.
     """
     try:
         main()
@@ -23,7 +29,16 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         print(f"stage {name} failed: invalid input data:", file=sys.stderr)
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)
+        _print_restore_hint()
         sys.exit(1)
     except (StageError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"stage {name} failed: {error}", file=sys.stderr)
+        _print_restore_hint()
         sys.exit(1)
+
+
+def _print_restore_hint() -> None:
+    print(
+        f"  the workspace's last committed state comes back with: {RESTORE_COMMAND}",
+        file=sys.stderr,
+    )

@@ -164,6 +164,28 @@ def stratified_split(frame: pd.DataFrame, *, test_size: float, seed: int) -> Spl
     return Split(train.reset_index(drop=True), test.reset_index(drop=True))
 
 
+# The shipped data sets, recognised by content (not by a config name that an override can
+# leave stale): sha256 of the file's bytes -> the name the datasheet and model card use.
+KNOWN_DATASETS = {
+    "c6580041b792045912ab10350f4a8f0e0effd8df4e7a0271b11780356c9aa9d7": "brain",
+    "644d473b05d2797006bd94865e4f8bb057f0c721617911613c82c8fcfc707420": "healthcare",
+}
+
+
+def data_provenance(path: str | Path, dataset: pd.DataFrame) -> dict[str, object]:
+    """Where a data set came from and what it holds, from the file that was actually read."""
+    sha256 = file_sha256(path)
+    return {
+        "source": Path(path).name,
+        "raw_path": str(path),
+        "raw_sha256": sha256,
+        "known_dataset": KNOWN_DATASETS.get(sha256),
+        "missing_values": {
+            column: int(count) for column, count in dataset.isna().sum().items() if count
+        },
+    }
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes (used to tie a model to its training data)."""
     digest = hashlib.sha256()

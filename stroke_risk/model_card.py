@@ -209,8 +209,13 @@ def intended_use_section() -> list[str]:
 
 
 def data_section(data_summary: Mapping[str, Any], metadata: Mapping[str, Any]) -> list[str]:
-    source = str(lookup(data_summary, "source", default="unknown"))
-    provenance = DATA_PROVENANCE.get(source, f"data set `{source}` (provenance not recorded).")
+    known = data_summary.get("known_dataset")
+    path = str(lookup(data_summary, "raw_path", default="unknown"))
+    sha = str(lookup(data_summary, "raw_sha256", default=""))[:12]
+    provenance = DATA_PROVENANCE.get(
+        str(known),
+        f"`{path}` (sha256 {sha}…), a file supplied by the user: provenance not recorded.",
+    )
     rows = [
         ("Rows after validation", fmt(lookup(data_summary, "n_rows"))),
         ("Strokes (positives)", fmt(lookup(data_summary, "n_positive"))),

@@ -1,23 +1,78 @@
-"""MLflow logging for the train and evaluate stages (never imported by the server)."""
+"""MLflow tracking of model revisions (never imported by the server).
+
+One evaluated model revision = one MLflow run (params, CV and test metrics, tags) and one
+registered version whose artifacts include the exact `models/model.joblib` that dvc.lock
+names. Logging is idempotent, keyed by the model file's md5: rerunning the pipeline, a
+queued or temporary `dvc exp run`, or `python -m stroke_risk.tracking sync` after a fresh
+clone never adds a duplicate, and always completes a run that lacks its test metrics.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
 import subprocess
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+from stroke_risk.data import file_md5
+
 MODEL_HASH_TAG = "model_md5"
+VERSION_TAG = "registered_version"
+# DVC runs queued and temporary experiments in <repo>/.dvc/tmp/exps/<workspace>.
+DVC_TEMP_WORKSPACE = (".dvc", "tmp", "exps")
+
+
+@dataclass(frozen=True)
+class RevisionFiles:
+    """The pipeline outputs that describe one model revision."""
+
+    model: Path = Path("models/model.joblib")
+    metadata: Path = Path("models/model_metadata.json")
+    tuning: Path = Path("reports/tuning.json")
+    metrics: Path = Path("reports/metrics.json")
+    evaluation: Path = Path("reports/evaluation.json")
+    data_summary: Path = Path("reports/data_summary.json")
+
+    def under(self, root: Path) -> RevisionFiles:
+        return RevisionFiles(**{name: root / path for name, path in vars(self).items()})
+
+
+@dataclass(frozen=True)
+class LoggedRevision:
+    run_id: str
+    version: str
+    changed: bool  # False when the run already existed complete (a no-op)
+
+
+def repository_root(cwd: Path | None = None) -> Path:
+    """The repository whose store a run belongs to, also from inside a DVC temp workspace."""
+    parts = (cwd or Path.cwd()).resolve().parts
+    for i in range(len(parts) - len(DVC_TEMP_WORKSPACE)):
+        if parts[i : i + len(DVC_TEMP_WORKSPACE)] == DVC_TEMP_WORKSPACE:
+            return Path(*parts[:i])
+    return Path(*parts)
+
+
+def tracking_uri(cwd: Path | None = None) -> str:
+    """MLFLOW_TRACKING_URI if set, else the repository's own `mlflow.db` (absolute path)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"sqlite:///{repository_root(cwd) / 'mlflow.db'}"
+    )
 
 
 def configure_mlflow() -> Any:
-    """Import mlflow with telemetry off and the tracking URI set (env var wins)."""
+    """Import mlflow with telemetry off and the tracking URI set."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     import mlflow
 
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
+    mlflow.set_tracking_uri(tracking_uri())
     return mlflow
 
 
@@ -38,69 +93,159 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def log_training_run(
-    *,
-    experiment: str,
-    registered_model: str,
-    alias: str,
-    model: Any,
-    model_md5: str,
-    params: Mapping[str, Any],
-    metrics: Mapping[str, float],
-    tags: Mapping[str, str],
-    artifacts: list[str],
-    code_paths: list[str],
-    pip_requirements: list[str],
-) -> tuple[str, str]:
-    """Log a run with the model, register a new version and point `alias` at it.
+def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """{"test": {"roc_auc": x}} -> {"test_roc_auc": x}; numbers only (bools excluded)."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_metrics(value, f"{name}_"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
 
-    Returns (run_id, model_version). The run is tagged with the model file's md5 so
-    evaluate can find it again without a run id in any DVC-tracked file.
-    """
+
+def revision_record(files: RevisionFiles) -> dict[str, Any]:
+    """What MLflow gets for a revision: params, metrics and tags, read from the outputs."""
+    metadata = json.loads(files.metadata.read_text())
+    tuning = json.loads(files.tuning.read_text())
+    metrics = json.loads(files.metrics.read_text())
+    summary = json.loads(files.data_summary.read_text())
+    params = {
+        "model_family": metadata["model_family"],
+        **metadata["params"],
+        **{f"threshold_{k}": v for k, v in metadata["threshold_policy"].items()},
+        "decision_threshold": metadata["decision_threshold"],
+        "tune_n_trials": tuning["n_trials"],
+        "tune_metric": tuning["metric"],
+        "data_source": summary.get("source", "unknown"),
+    }
+    tags = {
+        MODEL_HASH_TAG: file_md5(files.model),
+        "git_commit": git_commit(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+        "model_family": metadata["model_family"],
+        "data_source": str(summary.get("source", "unknown")),
+        "data_sha256": str(summary.get("raw_sha256", "unknown")),
+        "python_version": platform.python_version(),
+    }
+    return {"params": params, "metrics": flat_metrics(metrics), "tags": tags}
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    artifact_location = None
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        # Next to the repository's mlflow.db, never in a DVC temp workspace that is deleted.
+        artifact_location = (repository_root() / "mlruns" / name).as_uri()
+    return str(client.create_experiment(name, artifact_location=artifact_location))
+
+
+def log_model_revision(
+    files: RevisionFiles, *, experiment: str, registered_model: str, alias: str
+) -> LoggedRevision:
+    """Log the revision once (run + registered version + alias); complete it if partial."""
     mlflow = configure_mlflow()
-    import skops.io
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_experiment(experiment)
-    # MLflow stores sklearn models with skops, which refuses types it does not know;
-    # the model was built by this process, so its own types are trusted.
-    trusted_types = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    all_tags = {**tags, MODEL_HASH_TAG: model_md5}
-    with mlflow.start_run(tags=all_tags) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_metrics(dict(metrics))
-        for path in artifacts:
-            mlflow.log_artifact(path)
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            code_paths=code_paths,
-            pip_requirements=pip_requirements,
-            skops_trusted_types=trusted_types,
-        )
+    record = revision_record(files)
+    md5 = record["tags"][MODEL_HASH_TAG]
     client = MlflowClient()
-    version = mlflow.register_model(info.model_uri, registered_model, tags=all_tags)
-    client.set_registered_model_alias(registered_model, alias, version.version)
-    return run.info.run_id, str(version.version)
-
-
-def log_evaluation(
-    *, experiment: str, model_md5: str, metrics: Mapping[str, float], artifacts: list[str]
-) -> str | None:
-    """Add test metrics to the newest run of this model file; returns its run id or None."""
-    mlflow = configure_mlflow()
-    found = mlflow.search_runs(
-        experiment_names=[experiment],
-        filter_string=f"tags.{MODEL_HASH_TAG} = '{model_md5}'",
-        order_by=["attributes.start_time DESC"],
+    experiment_id = _experiment_id(client, experiment)
+    existing = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{MODEL_HASH_TAG} = '{md5}'",
+        order_by=["attributes.start_time ASC"],
         max_results=1,
-        output_format="list",
     )
-    if not found:
-        return None
-    run_id = found[0].info.run_id
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(dict(metrics))
-        for path in artifacts:
-            mlflow.log_artifact(path)
-    return run_id
+    if existing:
+        run = existing[0]
+        stale = {k: v for k, v in record["metrics"].items() if run.data.metrics.get(k) != v}
+        if stale:
+            with mlflow.start_run(run_id=run.info.run_id):
+                mlflow.log_metrics(stale)
+        version = run.data.tags.get(VERSION_TAG)
+        if version is None:
+            version = _register(mlflow, client, run.info.run_id, registered_model, md5)
+        client.set_registered_model_alias(registered_model, alias, version)
+        return LoggedRevision(run.info.run_id, version, changed=bool(stale))
+
+    with mlflow.start_run(experiment_id=experiment_id, tags=record["tags"]) as active:
+        mlflow.log_params({k: str(v)[:500] for k, v in record["params"].items()})
+        mlflow.log_metrics(record["metrics"])
+        for path in (files.metadata, files.tuning, files.metrics, files.evaluation):
+            mlflow.log_artifact(str(path))
+        _log_pyfunc_model(mlflow, files)
+        run_id = active.info.run_id
+    version = _register(mlflow, client, run_id, registered_model, md5)
+    client.set_registered_model_alias(registered_model, alias, version)
+    return LoggedRevision(run_id, version, changed=True)
+
+
+def _register(mlflow: Any, client: Any, run_id: str, registered_model: str, md5: str) -> str:
+    version = mlflow.register_model(
+        f"runs:/{run_id}/model", registered_model, tags={MODEL_HASH_TAG: md5}
+    )
+    client.set_tag(run_id, VERSION_TAG, str(version.version))
+    return str(version.version)
+
+
+def _log_pyfunc_model(mlflow: Any, files: RevisionFiles) -> None:
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from stroke_risk.environment import pip_requirements
+    from stroke_risk.registry_model import StrokeRiskModel, predict_frame
+    from stroke_risk.schema import EXAMPLE_RECORD
+
+    example = pd.DataFrame([EXAMPLE_RECORD])
+    metadata = json.loads(files.metadata.read_text())
+    output = predict_frame(_load_pipeline(files.model), metadata["decision_threshold"], example)
+    package = Path(__file__).resolve().parent
+    mlflow.pyfunc.log_model(
+        name="model",
+        python_model=StrokeRiskModel(),
+        artifacts={"model": str(files.model), "metadata": str(files.metadata)},
+        code_paths=[str(package)],
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=pip_requirements(),
+    )
+
+
+def _load_pipeline(path: Path) -> Any:
+    import joblib
+
+    return joblib.load(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m stroke_risk.tracking sync`: make sure the workspace's model is logged."""
+    parser = argparse.ArgumentParser(prog="python -m stroke_risk.tracking")
+    parser.add_argument("command", choices=["sync"])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    from stroke_risk.io import load_params
+    from stroke_risk.params import MlflowParams, ParamsError, read_section
+
+    files = RevisionFiles()
+    try:
+        settings = read_section(load_params(args.params), "mlflow", MlflowParams)
+        missing = [str(p) for p in vars(files).values() if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(f"missing {', '.join(missing)}: run `dvc repro` first")
+        logged = log_model_revision(files, **settings.model_dump())
+    except (ParamsError, FileNotFoundError) as error:
+        print(f"tracking sync failed: {error}", file=sys.stderr)
+        sys.exit(1)
+    state = "logged" if logged.changed else "already logged"
+    print(
+        f"MLflow ({tracking_uri()}): run {logged.run_id} {state}; "
+        f"{settings.registered_model} version {logged.version} is @{settings.alias}"
+    )
+
+
+if __name__ == "__main__":
+    main()

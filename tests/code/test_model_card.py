@@ -95,7 +95,9 @@ def inputs() -> dict:
         },
     }
     data_summary = {
-        "source": "brain",
+        "source": "brain.csv",
+        "known_dataset": "brain",
+        "raw_path": "data/raw/brain.csv",
         "n_rows": 4981,
         "n_positive": 248,
         "prevalence": 0.049789,

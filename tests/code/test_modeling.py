@@ -12,7 +12,7 @@ from stroke_risk.modeling import (
     suggest_params,
 )
 from stroke_risk.schema import FEATURE_NAMES
-from stroke_risk.tuning import CVSettings, run_study, study_name
+from stroke_risk.tuning import study_name
 
 SMALL_PARAMS = {
     "logreg": {"C": 0.1, "max_iter": 2000},
@@ -87,36 +87,6 @@ def test_study_name_is_stable_and_sensitive():
     a = study_name("logreg", {"cv": {"n_splits": 5}, "data": "abc"})
     assert a == study_name("logreg", {"data": "abc", "cv": {"n_splits": 5}})
     assert a != study_name("logreg", {"cv": {"n_splits": 4}, "data": "abc"})
-
-
-def test_study_resumes_from_persistent_storage(tmp_path, featurized):
-    X, y = featurized
-    X, y = X.head(800), y[:800]
-    settings = dict(
-        family="logreg",
-        fixed_params={"max_iter": 1000},
-        search_space={"C": {"type": "float", "low": 0.01, "high": 1.0, "log": True}},
-        X=X,
-        y=y,
-        cv=CVSettings(n_splits=3, n_repeats=1, seed=0),
-        feature_config=FeatureConfig(),
-        metric="roc_auc",
-        sampler_seed=0,
-        model_seed=0,
-        n_jobs=1,
-        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-        name="resume-test",
-        show_progress_bar=False,
-    )
-    first = run_study(n_trials=2, **settings)
-    stored_params = [t.params for t in first.trials]
-    assert len(stored_params) == 2
-    resumed = run_study(n_trials=3, **settings)
-    assert len(resumed.trials) == 3
-    # The first two trials are the stored ones, not re-run.
-    assert [t.params for t in resumed.trials[:2]] == stored_params
-    again = run_study(n_trials=3, **settings)
-    assert len(again.trials) == 3
 
 
 def test_prepared_frame_round_trip(tmp_path, brain_frame):
