@@ -1,0 +1,153 @@
+"""Helpers of the team tests: scratch copies of the repository, subprocesses, Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+TINY_BUDGET = {
+    ("tune", "n_trials"): 2,
+    ("cv", "n_repeats"): 1,
+    ("evaluate", "bootstrap_resamples"): 50,
+    ("evaluate", "importance_repeats"): 1,
+}
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+
+def command_env(**extra: str) -> dict[str, str]:
+    """The environment of a project command: venv first on PATH, telemetry off, no MLflow URI."""
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(extra)
+    return env
+
+
+def run(
+    command: list[str],
+    cwd: Path,
+    *,
+    timeout: int = 300,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or command_env(),
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def git(root: Path, *args: str) -> str:
+    return run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], root).stdout
+
+
+def copy_tracked_files(root: Path) -> None:
+    """Copy the repository's tracked and unignored files (what a fresh clone has) to root."""
+    names = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, names):
+        if (REPO_ROOT / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, root / name)
+
+
+def set_params(root: Path, values: dict[tuple[str, str], Any]) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for (section, key), value in values.items():
+        params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def scratch_repo(root: Path, *, budget: dict[tuple[str, str], Any] | None = None) -> Path:
+    """A fresh-clone-like git repository in root, optionally with params overridden."""
+    copy_tracked_files(root)
+    if budget:
+        set_params(root, budget)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "copy")
+    return root
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless system Chromium driven by Playwright (closed at teardown)."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing: run `make system-deps`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=15_000
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+BASE_TARGET_RECALL, HEAD_TARGET_RECALL = 0.8, 0.6
+
+
+@pytest.fixture(scope="session")
+def two_commit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch repo whose HEAD lowers threshold.target_recall; real `dvc repro` at each commit.
+
+    Tiny budgets; the outputs (dvc.lock, reports/) are committed at both commits, as a
+    contributor would before opening a pull request.
+    """
+    root = scratch_repo(
+        tmp_path_factory.mktemp("pr-repo"),
+        budget={**TINY_BUDGET, ("threshold", "target_recall"): BASE_TARGET_RECALL},
+    )
+    run(["dvc", "repro"], root, timeout=900)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base: outputs")
+    set_params(root, {("threshold", "target_recall"): HEAD_TARGET_RECALL})
+    run(["dvc", "repro"], root, timeout=900)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "head: lower target recall")
+    return root
