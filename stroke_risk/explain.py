@@ -52,16 +52,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from stroke_risk.features import ENGINEERED
 from stroke_risk.schema import FEATURE_NAMES
 
-# Raw field each engineered column is computed from (see features.add_engineered_features).
-ENGINEERED_SOURCES: dict[str, str] = {
-    "age_squared": "age",
-    "age_band": "age",
-    "log_avg_glucose_level": "avg_glucose_level",
-    "high_glucose": "avg_glucose_level",
-    "bmi_category": "bmi",
-}
+# Raw field each engineered column is computed from (the table in stroke_risk.features).
+ENGINEERED_SOURCES: dict[str, str] = {feature.name: feature.source for feature in ENGINEERED}
 # A forest can predict exactly 0 or 1, whose logit is infinite.
 FOREST_PROBABILITY_FLOOR = 1e-6
 # Below this probability-scale total the forest rescaling uses the logit's derivative.

@@ -29,7 +29,7 @@ ADDITIVITY = 1e-6
 
 def all_factors_app(settings: Settings, **overrides: Any) -> Any:
     """The API alone, listing all ten fields so the contributions can be summed."""
-    settings = replace(settings, risk_factor_count=len(FEATURE_NAMES), **overrides)
+    settings = settings.replace(risk_factor_count=len(FEATURE_NAMES), **overrides)
     return create_app(settings, model=load_model(settings), extensions=())
 
 
@@ -113,7 +113,7 @@ def test_risk_factor_lists_equal_the_library_ranking() -> None:
 
 
 def test_the_count_is_configurable(logreg_settings: Settings) -> None:
-    settings = replace(logreg_settings, risk_factor_count=1)
+    settings = logreg_settings.replace(risk_factor_count=1)
     client = create_app(settings, model=load_model(settings), extensions=()).test_client()
     assert len(client.post("/predict", json=RECORD).json["risk_factors"]) == 1
     document = client.get("/openapi.json").json

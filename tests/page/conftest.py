@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +63,7 @@ def form_values(record: dict[str, Any]) -> dict[str, str]:
 def page_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     """The default service, serving the repository's model and evaluation report."""
     log = tmp_path_factory.mktemp("page-app") / "predictions.sqlite"
-    app = create_app(replace(Settings(), monitor_db_path=log))
+    app = create_app(Settings().replace(monitor_db_path=log))
     app.testing = True
     return app
 
