@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from app.monitoring import LiveMetricsCollector, install_monitoring
 from app.settings import Settings
+from stroke_risk.drift import compute_drift
 from stroke_risk.live_monitoring import check_reference_profile, live_performance
 from stroke_risk.prediction_log import LabelledPrediction, PredictionLog, Window
 
@@ -326,3 +327,112 @@ def test_pipeline_reference_profile_fits_the_drift_code(training_records: list[d
     check_reference_profile(profile)
     report = compute_drift(profile, training_records[:1000])
     assert report.drift_score is not None and report.drift_score < 0.1
+
+
+# --- second edition: per-version figures, label minimums, label-free figures -------------
+
+
+def test_live_figures_count_only_the_current_model_version(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    """After a redeploy the old model's rows (and labels) do not enter the new figures."""
+    old_app, old_monitor, _ = make_app(tmp_path, reference_profile, model_version="old")
+    drifted = [dict(r, age=min(r["age"] + 30, 120.0)) for r in training_records[:200]]
+    old_ids = [f"old{i}" for i in range(200)]
+    assert old_monitor(drifted, [0.9] * 200, [True] * 200, old_ids)
+    client = old_app.test_client()
+    for i in range(0, 200, 2):
+        client.post("/feedback", json={"prediction_id": old_ids[i], "stroke": i % 4 == 0})
+    _, new_monitor, registry = make_app(tmp_path, reference_profile, model_version="new")
+    score_ids = [f"new{i}" for i in range(30)]
+    assert new_monitor(training_records[200:230], [0.1] * 30, [False] * 30, score_ids)
+    assert registry.get_sample_value("stroke_drift_window_records") == 30
+    assert registry.get_sample_value("stroke_live_labels") == 0
+    assert registry.get_sample_value("stroke_live_roc_auc") is None
+    # The drift score is that of the new version's 30 records alone.
+    alone = compute_drift(reference_profile, training_records[200:230]).drift_score
+    assert registry.get_sample_value("stroke_drift_score") == pytest.approx(alone)
+
+
+def test_live_performance_needs_enough_labels_of_each_class(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    """50 labels with 2 positives (5 % prevalence) are not enough for recall or ROC-AUC."""
+    settings = SETTINGS.replace(
+        monitor_min_labels=50, monitor_min_positive_labels=10, monitor_min_negative_labels=10
+    )
+    app, monitor, registry = make_app(tmp_path, reference_profile, settings=settings)
+    ids = score(monitor, training_records[:80])
+    client = app.test_client()
+    for i, pid in enumerate(ids[:50]):
+        client.post("/feedback", json={"prediction_id": pid, "stroke": int(i < 2)})
+    value = registry.get_sample_value
+    assert (value("stroke_live_labels"), value("stroke_live_positive_labels")) == (50, 2)
+    assert value("stroke_live_negative_labels") == 48
+    assert value("stroke_live_roc_auc") is None and value("stroke_live_recall") is None
+    for i, pid in enumerate(ids[50:80]):
+        client.post("/feedback", json={"prediction_id": pid, "stroke": int(i < 8)})
+    assert value("stroke_live_positive_labels") == 10
+    assert value("stroke_live_roc_auc") is not None and value("stroke_live_recall") is not None
+
+
+def test_estimated_performance_tracks_the_labelled_figures_when_calibrated() -> None:
+    from stroke_risk.live_monitoring import estimated_performance
+
+    rng = np.random.default_rng(7)
+    probabilities = rng.beta(0.6, 9.0, 20_000)  # ~6 % prevalence, calibrated by construction
+    labels = (rng.random(20_000) < probabilities).astype(int)
+    actual = live_performance(probabilities, labels, 0.1)
+    estimate = estimated_performance(probabilities, 0.1)
+    assert actual is not None and estimate.roc_auc is not None
+    assert estimate.roc_auc == pytest.approx(actual.roc_auc, abs=0.015)
+    assert estimate.recall == pytest.approx(actual.recall, abs=0.02)
+    assert estimate.precision == pytest.approx(actual.precision, abs=0.02)
+    # Exact on a small case by hand: pairs (0.8 over 0.2) -> 0.8*0.8, (0.2 over 0.8) -> 0.
+    tiny = estimated_performance([0.2, 0.8], 0.5)
+    assert tiny.roc_auc == pytest.approx(0.64 / (0.64 + 0.04))
+    assert tiny.recall == pytest.approx(0.8 / 1.0) and tiny.precision == pytest.approx(0.8)
+
+
+def test_estimated_performance_is_exported(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    _, monitor, registry = make_app(tmp_path, reference_profile)
+    score(monitor, training_records[:100])
+    for name in ("stroke_estimated_roc_auc", "stroke_estimated_recall"):
+        assert 0.0 <= registry.get_sample_value(name) <= 1.0
+
+
+def swapped_age_glucose(records: list[dict]) -> list[dict]:
+    """The same ages and the same glucose values, with the glucose order reversed by age."""
+    by_age = sorted(range(len(records)), key=lambda i: records[i]["age"])
+    glucose = sorted(r["avg_glucose_level"] for r in records)
+    out = [dict(r) for r in records]
+    for rank, index in enumerate(by_age):
+        out[index]["avg_glucose_level"] = glucose[-1 - rank]
+    return out
+
+
+def test_multivariate_drift_catches_a_swapped_relationship_psi_misses(
+    reference_profile: dict, training_records: list[dict]
+) -> None:
+    from stroke_risk.live_monitoring import classifier_drift_auc
+
+    # A reference where glucose rises with age, and a live window where it falls: every
+    # field's own distribution is identical, so per-field PSI cannot see the change.
+    rng = np.random.default_rng(3)
+    rows = [dict(r) for r in training_records[:1200]]
+    by_age = sorted(range(len(rows)), key=lambda i: rows[i]["age"])
+    glucose = sorted(r["avg_glucose_level"] for r in rows)
+    for rank, index in enumerate(by_age):
+        rows[index]["avg_glucose_level"] = glucose[rank]
+    order = rng.permutation(len(rows))
+    reference = [rows[i] for i in order[:600]]
+    same = [rows[i] for i in order[600:]]
+    swapped = swapped_age_glucose(same)
+    same_drift = compute_drift(reference_profile, same)
+    swapped_drift = compute_drift(reference_profile, swapped)
+    for name in ("age", "avg_glucose_level"):
+        assert swapped_drift.features[name].psi == pytest.approx(same_drift.features[name].psi)
+    assert classifier_drift_auc(reference, same) < 0.6
+    assert classifier_drift_auc(reference, swapped) > 0.8
