@@ -24,6 +24,7 @@ from app.monitoring import init_monitoring
 from app.page import init_page
 from app.settings import Settings
 from tests.app.conftest import RECORD
+from tests.page.conftest import submit
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_every_scored_record_is_logged_and_feedback_is_accepted(
     assert monitor in app.config[CALLBACKS_KEY]
     single = client.post("/predict", json=RECORD).json
     batch = client.post("/predict", json={"instances": [RECORD, {**RECORD, "bmi": None}]}).json
-    page = client.post("/", data={k: "" if v is None else str(v) for k, v in RECORD.items()})
+    page = submit(client, {k: "" if v is None else str(v) for k, v in RECORD.items()})
     assert page.status_code == 200  # the page goes through /predict: logged too
     rows = stored(settings.monitor_db_path)
     assert len(rows) == 4
