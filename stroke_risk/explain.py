@@ -52,16 +52,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from stroke_risk.features import ENGINEERED
 from stroke_risk.schema import FEATURE_NAMES
 
-# Raw field each engineered column is computed from (see features.add_engineered_features).
-ENGINEERED_SOURCES: dict[str, str] = {
-    "age_squared": "age",
-    "age_band": "age",
-    "log_avg_glucose_level": "avg_glucose_level",
-    "high_glucose": "avg_glucose_level",
-    "bmi_category": "bmi",
-}
+# Raw field each engineered column is computed from (the table in stroke_risk.features).
+ENGINEERED_SOURCES: dict[str, str] = {feature.name: feature.source for feature in ENGINEERED}
 # A forest can predict exactly 0 or 1, whose logit is infinite.
 FOREST_PROBABILITY_FLOOR = 1e-6
 # Below this probability-scale total the forest rescaling uses the logit's derivative.
@@ -131,6 +126,9 @@ class Explanation:
     logit: np.ndarray
     probability: np.ndarray
     feature_names: tuple[str, ...] = FEATURE_NAMES
+    # XGBoost: logit - base - sum(contributions) before the float32 rounding residual was
+    # spread over the fields (so a check of the final sum cannot see a wrong base value).
+    raw_residual: np.ndarray | None = None
 
     def contributions_frame(self, index: Any = None) -> pd.DataFrame:
         return pd.DataFrame(self.contributions, columns=list(self.feature_names), index=index)
@@ -152,6 +150,7 @@ class _LinearExplainer:
 
 class _XGBoostExplainer:
     def __init__(self, model: Any, aggregate: np.ndarray):
+        self.raw_residual: np.ndarray | None = None
         self.model = model
         self.booster = model.get_booster()
         best_iteration = getattr(model, "best_iteration", None)
@@ -179,6 +178,7 @@ class _XGBoostExplainer:
         # own probability by rounding noise (|residual| ~1e-5). Spread that residual over
         # the fields in proportion to their magnitude so the sum is exact.
         residual = _logit(probability) - self.base_value - contributions.sum(axis=1)
+        self.raw_residual = residual
         magnitude = np.abs(contributions)
         total = magnitude.sum(axis=1, keepdims=True)
         share = np.divide(
@@ -306,11 +306,13 @@ class PipelineExplainer:
                 f"expected a design matrix with {len(self.sources)} columns, got {matrix.shape}"
             )
         probability, contributions = self.family.explain(matrix)
+        raw = getattr(self.family, "raw_residual", None)
         return Explanation(
             base_value=self.base_value,
             contributions=contributions,
             logit=self.base_value + contributions.sum(axis=1),
             probability=probability,
+            raw_residual=raw if raw is not None and len(raw) == len(matrix) else None,
         )
 
 
