@@ -90,8 +90,25 @@ def write_params(root: Path) -> None:
     write_text(root / PARAMS_FILE, yaml.safe_dump(composed, sort_keys=False))
 
 
+def check_stage_dependencies(root: Path) -> list[str]:
+    """Every DVC stage lists every project file it runs (derived from the imports)."""
+    from stroke_risk.code_deps import undeclared_code_deps
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    return undeclared_code_deps(stages, root)
+
+
+def check_params_types(root: Path) -> list[str]:
+    """params.yaml fits the stages' typed, strict sections."""
+    from stroke_risk.params import validate_all
+
+    return validate_all(yaml.safe_load((root / PARAMS_FILE).read_text()))
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("params.yaml is the composition of conf/", check_params_composition),
+    ("dvc.yaml deps match the code", check_stage_dependencies),
+    ("params.yaml fits the typed sections", check_params_types),
 ]
 
 

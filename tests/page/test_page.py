@@ -62,9 +62,7 @@ def test_every_schema_field_has_a_labelled_control_with_the_schema_domain(
     document = get_page(page_client)
     form = document.by_id("risk-form")
     controls = [
-        e
-        for e in form.iter()
-        if e.tag in {"input", "select"} and e.attrs.get("type") != "hidden"
+        e for e in form.iter() if e.tag in {"input", "select"} and e.attrs.get("type") != "hidden"
     ]
     assert [c.attrs["name"] for c in controls] == [
         f.name for group in form_groups() for f in group.fields

@@ -1,4 +1,4 @@
-"""tools.consistency: params.yaml must be the composition of conf/."""
+"""tools.consistency: params.yaml is the composition of conf/; dvc.yaml deps match the code."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from tools.consistency import check_params_composition, differences, main, run_c
 
 @pytest.fixture
 def project(tmp_path):
-    """conf/ and params.yaml of the repository, copied."""
-    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
-    shutil.copy2(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    """conf/, params.yaml, dvc.yaml and the code of the repository, copied."""
+    for folder in ("conf", "stages", "stroke_risk"):
+        shutil.copytree(REPO_ROOT / folder, tmp_path / folder)
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy2(REPO_ROOT / name, tmp_path / name)
     return tmp_path
 
 
@@ -59,7 +61,7 @@ def test_a_changed_default_group_is_caught(project):
     config = (project / "conf/config.yaml").read_text()
     (project / "conf/config.yaml").write_text(config.replace("data: brain", "data: healthcare"))
     (problem,) = check_params_composition(project)
-    assert "data.name: conf/ 'healthcare', params.yaml 'brain'" in problem
+    assert "data.raw_path: conf/ 'data/raw/healthcare-dataset-stroke-data.csv'" in problem
 
 
 def test_write_params_restores_consistency(project, capsys):
@@ -91,3 +93,13 @@ def test_the_command_exits_non_zero_on_a_problem(project):
     assert result.returncode == 1
     assert result.stderr.startswith("params.yaml is the composition of conf/: params.yaml is not")
     assert "cv.n_splits: conf/ 5, params.yaml 3" in result.stderr
+
+
+def test_a_stage_missing_a_code_dependency_is_named(project):
+    dvc_yaml = (project / "dvc.yaml").read_text()
+    (project / "dvc.yaml").write_text(dvc_yaml.replace("      - stroke_risk/tuning.py\n", "", 1))
+    problems = run_checks(project)
+    assert problems == [
+        "dvc.yaml deps match the code: stage 'tune' runs stroke_risk/tuning.py but dvc.yaml "
+        "does not list it in deps"
+    ]
