@@ -178,9 +178,15 @@ def test_bulk_histogram_observation_equals_repeated_observe() -> None:
         assert math.isclose(actual[key], value, rel_tol=1e-12), key
 
 
-def test_prediction_ids_are_unique_uuid4_hex() -> None:
-    ids = new_prediction_ids(10_000) + new_prediction_ids(1)
+def test_prediction_ids_are_unique_32_hex_and_batches_share_a_token() -> None:
+    batch, other_batch, single = (
+        new_prediction_ids(10_000),
+        new_prediction_ids(2),
+        new_prediction_ids(1),
+    )
+    ids = batch + other_batch + single
     assert len(set(ids)) == len(ids)
-    for value in ids[:200] + ids[-1:]:
-        parsed = uuid.UUID(hex=value)
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
+    assert all(len(value) == 32 and uuid.UUID(hex=value).hex == value for value in ids)
+    assert len({value[:16] for value in batch}) == 1  # the batch token
+    assert batch[0][:16] != other_batch[0][:16]
+    assert uuid.UUID(hex=single[0]).version == 4
