@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := prometheus chromium wrk
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
 .PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync \
-	notebook pr-report release compare
+	notebook pr-report release compare exps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,12 @@ serve: $(RUNTIME_STAMP)
 BASE ?= main
 pr-report: $(RUNTIME_STAMP)
 	python -m stroke_risk.pr_report --base $(BASE) --out pr-report.md
+
+# `dvc exp show --only-changed` with the headline columns only: fits a 160-column terminal
+# (family, changed params, CV and test ROC-AUC, recall/specificity at the threshold).
+EXPS_DROP := Created|.*\.(py|yaml|csv|json|joblib)$$|test\.(n|positives|log_loss|f1|ece|positive_rate|calibration_.*|average_precision|brier|precision)$$|cv\.(brier|average_precision|calibration_.*)$$
+exps: $(RUNTIME_STAMP)
+	dvc exp show --only-changed --no-pager --drop '$(EXPS_DROP)'
 
 # One table of the workspace and every experiment of HEAD (family, CV ROC-AUC ± sd, test
 # ROC-AUC with CI, recall/specificity at the threshold), with paired tests against the
