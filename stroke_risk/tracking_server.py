@@ -148,6 +148,14 @@ def check_database(url: str, password: str, timeout: int = 5) -> None:
         raise TrackingServerError(f"cannot connect to {where}: {reason} ({hint})") from None
 
 
+def init_optuna_schema(url: str, password: str) -> None:
+    """Create Optuna's tables once, before any worker: workers that start together on an
+    empty database race to create them and fail (optuna/optuna#1092)."""
+    import optuna
+
+    optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"password": password}})
+
+
 # --- a local PostgreSQL cluster -------------------------------------------------------------
 
 
@@ -448,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.init(password)
             cluster.start()
             cluster.ensure_databases(password)
+            init_optuna_schema(cluster.url("optuna"), password)
             backend = cluster.url("mlflow")
         log_path = state / "mlflow-server.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
