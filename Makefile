@@ -14,7 +14,8 @@ SYSTEM_PACKAGES := prometheus chromium wrk
 # The one command that regenerates the three locks (see README "Environment").
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
-.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull
+.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync \
+	notebook pr-report release
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,25 @@ $(DEV_STAMP): requirements/dev.txt requirements.txt | $(VENV)/bin/python
 
 run: $(RUNTIME_STAMP)
 	dvc repro
-	dvc metrics show
+	python -m stroke_risk.tracking sync
+	@echo
+	@python -m stroke_risk.summary
+
+# The DVC remote (default: a local directory, see .dvc/config), run cache included.
+push: $(RUNTIME_STAMP)
+	python -m stroke_risk.remote push
+
+pull: $(RUNTIME_STAMP)
+	python -m stroke_risk.remote pull
+
+# Back to the last committed params and outputs after a failed or unwanted run.
+restore: $(RUNTIME_STAMP)
+	git checkout -- params.yaml dvc.lock reports
+	dvc checkout
+
+# Make sure the workspace's model revision is in MLflow (a no-op when it is).
+sync: $(RUNTIME_STAMP)
+	python -m stroke_risk.tracking sync
 
 system-deps:
 	@missing=""; \
@@ -44,10 +63,13 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# The same checks as the pre-commit hooks (.pre-commit-config.yaml), so CI and the hook agree.
 lint: $(DEV_STAMP)
 	ruff check .
 	ruff format --check .
 	mypy
+	nbstripout --verify --keep-id notebook/*.ipynb
+	python -m tools.consistency
 
 test: $(DEV_STAMP) system-deps lint
 	dvc repro
@@ -55,6 +77,25 @@ test: $(DEV_STAMP) system-deps lint
 
 serve: $(RUNTIME_STAMP)
 	gunicorn -c app/gunicorn_conf.py 'app:create_app()'
+
+# What a change did, for a pull request: metrics, params, model, threshold and overlaid plots
+# of BASE and the workspace, rendered offline (pr-report.md + pr-report/).
+BASE ?= main
+pr-report: $(RUNTIME_STAMP)
+	python -m stroke_risk.pr_report --base $(BASE) --out pr-report.md
+
+# Release the checked-out model: refuses unless the tree and `dvc status` are clean and the
+# outputs are pushed; tags git, moves MLflow @production, records it in CHANGELOG.md.
+release: $(RUNTIME_STAMP)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=1.2.0" >&2; exit 2; }
+	python -m stroke_risk.release $(VERSION)
+
+# Executes the demo notebook against a running service (make serve in another shell);
+# the result, with every output, is notebook/demo.executed.ipynb (git-ignored).
+API_URL ?= http://127.0.0.1:5000
+notebook: $(DEV_STAMP)
+	STROKE_API_URL=$(API_URL) jupyter execute notebook/demo.ipynb --output=demo.executed
+	@echo "wrote notebook/demo.executed.ipynb (open it in JupyterLab, VS Code or GitHub)"
 
 benchmark: $(DEV_STAMP)
 	python -m benchmarks.pipeline

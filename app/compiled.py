@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from app.columns import FeatureColumns, schema_categories
+from stroke_risk.features import ENGINEERED_BY_NAME, EngineeredFeature, FeatureConfig
 from stroke_risk.schema import (
     BINARY_FEATURES,
     CATEGORICAL_FEATURES,
@@ -42,10 +43,6 @@ from stroke_risk.schema import (
 
 # Agreement required between the compiled path and the reference pipeline.
 TOLERANCE = 1e-9
-
-BAND_SOURCES = {"age_band": "age", "bmi_category": "bmi"}
-ENGINEERED_NUMERIC = ("log_avg_glucose_level", "age_squared")
-ENGINEERED_BINARY = ("high_glucose",)
 
 
 class UnsupportedPipeline(Exception):
@@ -64,23 +61,35 @@ class ProbabilityModel(Protocol):
 
 @dataclass(frozen=True)
 class EngineerSpec:
-    """The FeatureEngineer's parameters (None when the pipeline has no engineer step)."""
+    """The fitted FeatureEngineer's config; the columns come from features.ENGINEERED."""
 
-    age_band_edges: np.ndarray
-    bmi_category_edges: np.ndarray
-    high_glucose_cut: float
+    config: FeatureConfig
 
-    def band_edges(self, name: str) -> np.ndarray:
-        """Return the edges of an engineered band column."""
-        return self.age_band_edges if name == "age_band" else self.bmi_category_edges
+    @property
+    def age_band_edges(self) -> np.ndarray:
+        return np.asarray(self.config.age_band_edges, dtype=np.float64)
+
+    @property
+    def bmi_category_edges(self) -> np.ndarray:
+        return np.asarray(self.config.bmi_category_edges, dtype=np.float64)
+
+    @property
+    def high_glucose_cut(self) -> float:
+        return float(self.config.high_glucose_cut)
 
 
 class Source:
-    """Raw and engineered columns of one batch, computed as stroke_risk.features does."""
+    """Raw and engineered columns of one batch; engineered ones from features.ENGINEERED."""
 
     def __init__(self, columns: FeatureColumns, engineer: EngineerSpec | None):
         self.columns = columns
         self.engineer = engineer
+
+    def _engineered(self, name: str) -> tuple[EngineeredFeature, FeatureConfig]:
+        feature = ENGINEERED_BY_NAME.get(name)
+        if feature is None or self.engineer is None:
+            raise KeyError(name)
+        return feature, self.engineer.config
 
     def numeric(self, name: str) -> np.ndarray:
         """Return a numeric or binary column as the float64 values the pipeline sees."""
@@ -88,47 +97,33 @@ class Source:
             return self.columns.numeric[name]
         if name in self.columns.binary:
             return self.columns.binary[name].astype(np.float64)
-        engineer = self.engineer
-        assert engineer is not None
-        if name == "log_avg_glucose_level":
-            return np.log(self.columns.numeric["avg_glucose_level"])
-        if name == "age_squared":
-            return (self.columns.numeric["age"] / 10.0) ** 2
-        if name == "high_glucose":
-            glucose = self.columns.numeric["avg_glucose_level"]
-            return (glucose >= engineer.high_glucose_cut).astype(np.float64)
-        raise KeyError(name)
+        feature, config = self._engineered(name)
+        values = feature.numeric(self.columns.numeric[feature.source], config)
+        return np.asarray(values, dtype=np.float64)
 
     def codes(self, name: str) -> np.ndarray:
         """Return a categorical column as codes into source_labels(name)."""
         if name in self.columns.categorical:
             return self.columns.categorical[name]
-        engineer = self.engineer
-        assert engineer is not None
-        edges = engineer.band_edges(name)
-        values = self.columns.numeric[BAND_SOURCES[name]]
-        # cut_bands: searchsorted(side="right") picks the band; missing -> "unknown",
-        # which source_labels puts right after the len(edges) + 1 band labels.
-        codes = np.searchsorted(edges, values, side="right")
-        return np.where(np.isnan(values), len(edges) + 1, codes)
+        feature, config = self._engineered(name)
+        return feature.band_codes(self.columns.numeric[feature.source], config)
 
 
 def source_labels(name: str, engineer: EngineerSpec | None) -> list[str]:
     """Return the label list that Source.codes(name) indexes into."""
     if name in CATEGORICAL_FEATURES:
         return list(schema_categories(name))
-    if engineer is None or name not in BAND_SOURCES:
+    feature = ENGINEERED_BY_NAME.get(name)
+    if engineer is None or feature is None or feature.kind != "categorical":
         raise UnsupportedPipeline(f"categorical column {name!r} is not produced here")
-    from stroke_risk.features import band_labels
-
-    edges = tuple(float(edge) for edge in engineer.band_edges(name))
-    return [*band_labels(edges), "unknown"]
+    return feature.band_labels_of(engineer.config)
 
 
 def known_numeric(name: str, engineer: EngineerSpec | None) -> bool:
     """Return whether Source.numeric can produce the column."""
     raw = name in NUMERIC_FEATURES or name in BINARY_FEATURES
-    return raw or (engineer is not None and name in ENGINEERED_NUMERIC + ENGINEERED_BINARY)
+    feature = ENGINEERED_BY_NAME.get(name)
+    return raw or (engineer is not None and feature is not None and feature.kind != "categorical")
 
 
 # --- preprocessing ---------------------------------------------------------------------
@@ -467,16 +462,12 @@ class CompiledModel:
 
 def engineer_spec(step: Any) -> EngineerSpec:
     """Return the parameters of a fitted stroke_risk FeatureEngineer."""
-    from stroke_risk.features import FeatureConfig, FeatureEngineer
+    from stroke_risk.features import FeatureEngineer
 
     if type(step) is not FeatureEngineer:
         raise UnsupportedPipeline(f"feature step {type(step).__name__}")
     config = step.config or FeatureConfig()
-    return EngineerSpec(
-        age_band_edges=np.asarray(config.age_band_edges, dtype=np.float64),
-        bmi_category_edges=np.asarray(config.bmi_category_edges, dtype=np.float64),
-        high_glucose_cut=float(config.high_glucose_cut),
-    )
+    return EngineerSpec(config)
 
 
 def compile_pipeline(pipeline: Any) -> CompiledModel:

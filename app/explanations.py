@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 # Largest allowed |base_value + sum(contributions) - served log-odds| on the probe batch.
 EXPLANATION_TOLERANCE = 1e-6
+# Largest allowed XGBoost residual before it is spread over the fields: float32 rounding
+# is ~1e-5 log-odds; a wrong base value or tree range is far larger.
+RAW_RESIDUAL_TOLERANCE = 1e-4
 _FEATURE_NAME_TABLE = np.asarray(FEATURE_NAMES, dtype=object)
 
 
@@ -72,6 +75,15 @@ def build_explainer(pipeline: Any, scorer: ProbabilityModel) -> PipelineExplaine
     except (TypeError, ValueError) as reason:
         logger.warning("serving without risk factors: %s", reason)
         return None
+    if explanation.raw_residual is not None:
+        raw = float(np.max(np.abs(explanation.raw_residual)))
+        if not raw <= RAW_RESIDUAL_TOLERANCE:
+            logger.warning(
+                "serving without risk factors: contributions miss the log-odds by %.3g "
+                "before rounding is spread",
+                raw,
+            )
+            return None
     gap = np.abs(explanation.logit - served_log_odds(probability, explainer))
     largest = float(np.max(gap))
     if not largest <= EXPLANATION_TOLERANCE:

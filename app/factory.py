@@ -16,7 +16,8 @@ By default the app is the whole service: the API (this module), the clinician pa
   more, where they run after the response has been sent, outside the request context.
   records are dicts of the ten canonical fields (bmi None when missing), the rest are
   lists in the same order. A failing callback is logged, never
-  fails the prediction.
+  fails the prediction. A callback with a ``defer(prediction_ids)`` method is told before
+  a large batch's response is sent that its call will come after the response.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -118,14 +118,18 @@ def error_response(
 
 
 def new_prediction_ids(count: int) -> list[str]:
-    """Return count random uuid4 hex strings (one os.urandom call for a whole batch)."""
+    """Return count random ids of 32 hex digits (one os.urandom call for a whole batch).
+
+    One record gets a uuid4. The records of a batch share their first 16 hex digits (a
+    random batch token, 64 bits) and differ in 64 random bits: a prediction log that logs
+    the batch after the response can mark the token pending, so feedback for those ids
+    waits while any other unknown id is refused at once (app/monitoring.py).
+    """
     if count == 1:
         return [uuid.uuid4().hex]
-    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = raw.tobytes().hex()
-    return [text[start : start + 32] for start in range(0, 32 * count, 32)]
+    token = os.urandom(8).hex()
+    text = os.urandom(8 * count).hex()
+    return [token + text[start : start + 16] for start in range(0, 16 * count, 16)]
 
 
 # --- endpoints -------------------------------------------------------------------------
@@ -184,6 +188,10 @@ def predict() -> Response:
         if len(prediction_ids) >= DEFERRED_CALLBACK_MIN_RECORDS:
             # Logging 10,000 records costs more than scoring them; for large batches it
             # runs after the response is sent, so the client does not wait for it.
+            for callback in callbacks:
+                defer = getattr(callback, "defer", None)
+                if defer is not None:
+                    defer(prediction_ids)
             response.call_on_close(lambda: run_callbacks(*arguments))
         else:
             run_callbacks(*arguments)

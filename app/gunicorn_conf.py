@@ -61,17 +61,24 @@ elif not os.environ.get(_CREATED_DIR_MARKER):
     os.environ[_CREATED_DIR_MARKER] = "0"
 
 
-def _positive_int(name: str, default: int) -> int:
-    """Return the variable as a positive int; exit with one line when it is not one."""
-    raw = os.environ.get(name, "").strip() or str(default)
-    if not raw.isdigit() or int(raw) < 1:
-        sys.exit(f"Error: {name}={raw!r} must be a positive integer")
-    return int(raw)
+def _settings() -> Any:
+    """Return the service settings (app/settings.py); exit with one line when invalid."""
+    from app.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        sys.exit(f"Error: {error}")
 
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{_positive_int('PORT', 5000)}"
-workers = _positive_int("WEB_CONCURRENCY", 2)
-threads = _positive_int("WEB_THREADS", 1)
+_service = _settings()
+# create_app runs in this master before the fork: per-process threads (the prediction
+# log's retention timer) start in the workers (app/monitoring.py).
+os.environ["STROKE_FORKING_SERVER"] = "1"
+
+bind = f"{_service.host}:{_service.port}"
+workers = _service.workers
+threads = _service.threads
 worker_class = "gthread" if threads > 1 else "sync"
 preload_app = True
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
@@ -80,9 +87,11 @@ control_socket_disable = True
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-loglevel = os.environ.get("LOG_LEVEL", "info")
+loglevel = _service.log_level
 errorlog = "-"
-accesslog = os.environ.get("STROKE_ACCESS_LOG", "-") or None
+# STROKE_ACCESS_LOG: "-" (stdout, default), a file, or "off" / empty for none.
+_access = os.environ.get("STROKE_ACCESS_LOG", _service.access_log).strip()
+accesslog = None if _access.lower() in {"", "off", "none"} else _access
 # Path without the query string, status, size and time: never request bodies or data.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 # Bound request headers; bodies are bounded by the app (STROKE_MAX_BODY_BYTES).

@@ -1,42 +1,564 @@
 """Live monitoring in the service: prediction log, drift and performance gauges, /feedback.
 
 A default extension of create_app (app/factory.py DEFAULT_EXTENSIONS). With a model
-loaded, ``init_monitoring`` wires stroke_risk.live_monitoring into the app:
+loaded, ``init_monitoring``:
 
-- every scored record goes to the shared SQLite prediction log at STROKE_MONITOR_DB
-  (default ``var/monitoring/predictions.sqlite`` under the project dir, git-ignored), one
-  transaction per request, from a prediction callback;
-- /metrics gains the scrape-time drift and live-performance gauges of docs/CONTRACTS.md,
-  computed by whichever worker answers from the same log, so all workers report the same
-  window;
-- ``POST /feedback {"prediction_id", "stroke"}`` records outcomes, and the OpenAPI
-  document describes it.
+- records every scored record in the shared SQLite prediction log (Settings
+  monitor_db_path, STROKE_MONITOR_DB), one transaction per request, from a prediction
+  callback; with STROKE_MONITOR_STORE=binned only reference-bin indices and categories
+  are kept, never the raw numbers;
+- registers a scrape-time collector: drift, live performance (label-based, once enough
+  labels of each class exist), label-free estimated performance and multivariate drift,
+  all computed from the current model version's rows only, by whichever worker answers
+  the scrape (every worker reads the same log, so all report the same window);
+- mounts ``POST /feedback``, validated by app.api_models.Feedback, answering with the
+  app's own error format.
 
-Drift is measured against models/reference_profile.json, which the featurize stage
-writes. It is checked against dvc.lock like the model: a missing, stale or edited profile
-stops the server with one line, as does a prediction log that cannot be opened. Windows,
-minimum counts and retention come from the STROKE_MONITOR_* variables
-(monitoring/README.md).
+The computations are pure functions of stroke_risk.drift and stroke_risk.live_monitoring;
+this module reads the log and exports. The reference profile is checked against dvc.lock
+like the model: a missing, stale or edited profile stops the server with one line, as
+does a prediction log that cannot be opened.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from flask import Flask
+import orjson
+from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from app.api_models import parse_feedback
 from app.artifacts import FIX, ArtifactError, display_path, verify_reference_profile
-from app.factory import CALLBACKS_KEY, service_state
-from app.openapi import openapi_document
-from app.settings import SettingsError
-from stroke_risk.live_monitoring import (
-    MonitoringSettings,
-    check_reference_profile,
-    install_monitoring,
+from app.factory import (
+    CALLBACKS_KEY,
+    error_response,
+    is_json_request,
+    json_response,
+    service_state,
 )
+from app.openapi import openapi_document
+from app.settings import Settings, SettingsError
+from stroke_risk.drift import PSI_EPSILON, DriftReport, compute_drift
+from stroke_risk.live_monitoring import (
+    bin_record,
+    check_reference_profile,
+    classifier_drift_auc,
+    estimated_performance,
+    label_counts,
+    live_performance,
+)
+from stroke_risk.prediction_log import (
+    BATCH_TOKEN_LENGTH,
+    DuplicateFeedbackError,
+    PredictionLog,
+    PredictionLogError,
+    PredictionRecord,
+    Retention,
+    UnknownPredictionError,
+    Window,
+)
+from stroke_risk.schema import FEATURE_NAMES
 
 logger = logging.getLogger(__name__)
+
+MONITOR_KEY = "stroke_monitoring"
+# Large /predict batches are logged just after their response is sent (app/factory.py);
+# feedback for an id of such a batch waits for it up to this long (read-only polls).
+FEEDBACK_GRACE_SECONDS = 2.0
+FEEDBACK_POLL_SECONDS = 0.02
+# Set by app/gunicorn_conf.py: the app is built in a master that forks its workers.
+FORKING_SERVER_VARIABLE = "STROKE_FORKING_SERVER"
+# The multivariate drift classifier is refitted at most this often per process.
+MULTIVARIATE_SECONDS = 60.0
+
+
+def drift_window(settings: Settings) -> Window:
+    return Window(settings.monitor_drift_window_records, settings.monitor_drift_window_seconds)
+
+
+def performance_window(settings: Settings) -> Window:
+    return Window(
+        settings.monitor_performance_window_records, settings.monitor_performance_window_seconds
+    )
+
+
+def retention(settings: Settings) -> Retention:
+    return Retention(
+        settings.monitor_retention_max_rows, settings.monitor_retention_max_age_seconds
+    )
+
+
+# --- Prometheus families -----------------------------------------------------------------
+
+
+def gauge(name: str, documentation: str, value: float, labels: Sequence[str] = ()) -> Any:
+    family = GaugeMetricFamily(name, documentation, labels=list(labels) or None)
+    if not labels:
+        family.add_metric([], value)
+    return family
+
+
+def drift_metric_families(report: DriftReport, *, min_records: int) -> list[GaugeMetricFamily]:
+    """Gauges of one drift report; only the window size below ``min_records`` records."""
+    window = gauge(
+        "stroke_drift_window_records", "Records in the live drift window", report.window_records
+    )
+    if report.window_records < min_records:
+        return [window]
+    psi = GaugeMetricFamily(
+        "stroke_feature_psi", "PSI of the live window vs the reference profile", labels=["feature"]
+    )
+    pvalue = GaugeMetricFamily(
+        "stroke_feature_drift_pvalue",
+        "p-value of the live window vs the reference (KS numeric, chi-square categorical)",
+        labels=["feature", "test"],
+    )
+    missing = GaugeMetricFamily(
+        "stroke_feature_missing_rate",
+        "Share of missing values in the live window",
+        labels=["feature"],
+    )
+    unseen = GaugeMetricFamily(
+        "stroke_feature_unseen_category_rate",
+        "Share of categorical values absent from the reference profile",
+        labels=["feature"],
+    )
+    for name, drift in report.features.items():
+        missing.add_metric([name], drift.missing_rate)
+        if drift.psi is not None:
+            psi.add_metric([name], drift.psi)
+        if drift.pvalue is not None:
+            pvalue.add_metric([name, drift.test], drift.pvalue)
+        if drift.unseen_category_rate is not None:
+            unseen.add_metric([name], drift.unseen_category_rate)
+    families = [window, psi, pvalue, missing, unseen]
+    if report.drift_score is not None:
+        families.append(
+            gauge("stroke_drift_score", "Overall drift score (max PSI)", report.drift_score)
+        )
+    return families
+
+
+def performance_metric_families(
+    probabilities: Sequence[float],
+    labels: Sequence[int],
+    *,
+    decision_threshold: float,
+    settings: Settings,
+) -> list[GaugeMetricFamily]:
+    """Label counts, plus ROC-AUC/recall/precision/Brier once enough of each class exist."""
+    counts = label_counts(labels)
+    families = [
+        gauge("stroke_live_labels", "Labelled predictions in the performance window", counts.total),
+        gauge(
+            "stroke_live_positive_labels",
+            "Labelled strokes in the performance window",
+            counts.positives,
+        ),
+        gauge(
+            "stroke_live_negative_labels",
+            "Labelled non-strokes in the performance window",
+            counts.negatives,
+        ),
+    ]
+    enough = counts.enough(
+        min_labels=settings.monitor_min_labels,
+        min_positives=settings.monitor_min_positive_labels,
+        min_negatives=settings.monitor_min_negative_labels,
+    )
+    performance = live_performance(probabilities, labels, decision_threshold) if enough else None
+    if performance is None:
+        return families
+    values = {
+        "stroke_live_roc_auc": ("Rolling ROC-AUC from feedback", performance.roc_auc),
+        "stroke_live_recall": ("Rolling recall at the decision threshold", performance.recall),
+        "stroke_live_precision": ("Rolling precision at the threshold", performance.precision),
+        "stroke_live_brier": ("Rolling Brier score from feedback", performance.brier),
+    }
+    families += [gauge(n, d, v) for n, (d, v) in values.items() if v is not None]
+    return families
+
+
+def estimated_metric_families(
+    probabilities: Sequence[float], *, decision_threshold: float, min_records: int
+) -> list[GaugeMetricFamily]:
+    """Label-free estimates of ROC-AUC, recall and precision (min_records or more)."""
+    if len(probabilities) < min_records:
+        return []
+    estimate = estimated_performance(probabilities, decision_threshold)
+    values = {
+        "stroke_estimated_roc_auc": ("ROC-AUC expected from the probabilities", estimate.roc_auc),
+        "stroke_estimated_recall": ("Recall expected from the probabilities", estimate.recall),
+        "stroke_estimated_precision": (
+            "Precision expected from the probabilities",
+            estimate.precision,
+        ),
+    }
+    return [gauge(n, d, v) for n, (d, v) in values.items() if v is not None]
+
+
+COLLECTED_NAMES = (
+    "stroke_drift_window_records",
+    "stroke_feature_psi",
+    "stroke_feature_drift_pvalue",
+    "stroke_feature_missing_rate",
+    "stroke_feature_unseen_category_rate",
+    "stroke_drift_score",
+    "stroke_live_labels",
+    "stroke_live_positive_labels",
+    "stroke_live_negative_labels",
+    "stroke_live_roc_auc",
+    "stroke_live_recall",
+    "stroke_live_precision",
+    "stroke_live_brier",
+    "stroke_estimated_roc_auc",
+    "stroke_estimated_recall",
+    "stroke_estimated_precision",
+    "stroke_multivariate_drift_auc",
+)
+
+
+class LiveMetricsCollector(Collector):
+    """Prometheus collector reading the shared prediction log at scrape time.
+
+    Only rows of ``model_version`` count. Results are cached per process for
+    ``settings.monitor_cache_seconds`` (the multivariate classifier for
+    MULTIVARIATE_SECONDS). A store error is logged (without any feature value) and the
+    scrape goes on without these metrics.
+    """
+
+    def __init__(
+        self,
+        store: PredictionLog,
+        reference_profile: Mapping[str, Any],
+        *,
+        decision_threshold: float,
+        model_version: str,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.reference_profile = reference_profile
+        self.decision_threshold = decision_threshold
+        self.model_version = model_version
+        self.settings = settings
+        self.binned = settings.monitor_store == "binned"
+        self.joint_sample = None if self.binned else reference_profile.get("joint_sample")
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cached: list[GaugeMetricFamily] = []
+        self._cached_at: float | None = None
+        self._multivariate: tuple[float, float | None] | None = None
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        # Lets the registry check name clashes without querying the store.
+        return [GaugeMetricFamily(name, name) for name in COLLECTED_NAMES]
+
+    def compute(self) -> list[GaugeMetricFamily]:
+        """Read both windows of the current model version and build every family."""
+        settings, version = self.settings, self.model_version
+        records = self.store.recent_features(drift_window(settings), model_version=version)
+        report = compute_drift(
+            self.reference_profile, records, epsilon=PSI_EPSILON, binned=self.binned
+        )
+        families = drift_metric_families(report, min_records=settings.monitor_min_drift_records)
+        labelled = self.store.labelled_window(performance_window(settings), model_version=version)
+        families += performance_metric_families(
+            [p.probability for p in labelled],
+            [p.label for p in labelled],
+            decision_threshold=self.decision_threshold,
+            settings=settings,
+        )
+        probabilities = self.store.recent_probabilities(
+            drift_window(settings), model_version=version
+        )
+        families += estimated_metric_families(
+            probabilities,
+            decision_threshold=self.decision_threshold,
+            min_records=settings.monitor_min_drift_records,
+        )
+        if self.joint_sample and len(records) >= settings.monitor_min_drift_records:
+            value = self._multivariate_auc(records)
+            if value is not None:
+                families.append(
+                    gauge(
+                        "stroke_multivariate_drift_auc",
+                        "ROC-AUC of a classifier telling the live window from the reference "
+                        "(0.5: no drift)",
+                        value,
+                    )
+                )
+        return families
+
+    def _multivariate_auc(self, records: list[dict[str, Any]]) -> float | None:
+        now = self.clock()
+        if self._multivariate is not None and now - self._multivariate[0] < MULTIVARIATE_SECONDS:
+            return self._multivariate[1]
+        value = classifier_drift_auc(self.joint_sample, records)
+        self._multivariate = (now, value)
+        return value
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        with self._lock:
+            now = self.clock()
+            fresh = (
+                self._cached_at is not None
+                and now - self._cached_at < self.settings.monitor_cache_seconds
+            )
+            if not fresh:
+                try:
+                    self._cached = self.compute()
+                except sqlite3.Error as error:
+                    logger.warning(
+                        "live monitoring: cannot read the prediction log (%s)", type(error).__name__
+                    )
+                    self._cached = []
+                self._cached_at = now
+            return list(self._cached)
+
+
+# --- the scoring callback ----------------------------------------------------------------
+
+
+class LiveMonitor:
+    """The prediction callback: logs each request's scored records in one transaction.
+
+    Callable as ``monitor(records, probabilities, decisions, ids)`` (app/factory.py's
+    PREDICTION_CALLBACKS); ``defer(ids)`` is called before a large batch's response is
+    sent and its logging deferred, so feedback for those ids waits instead of failing.
+    """
+
+    def __init__(
+        self,
+        store: PredictionLog,
+        collector: LiveMetricsCollector,
+        feedback_counter: Counter,
+        *,
+        model_version: str,
+        reference_profile: Mapping[str, Any] | None = None,
+        binned: bool = False,
+    ) -> None:
+        self.store = store
+        self.collector = collector
+        self.feedback_counter = feedback_counter
+        self.model_version = model_version
+        self.reference_profile = reference_profile
+        self.binned = binned
+
+    def defer(self, prediction_ids: Sequence[str]) -> None:
+        """Mark the batch of these ids (sharing their first 16 hex digits) pending."""
+        try:
+            self.store.mark_pending(prediction_ids[0][:BATCH_TOKEN_LENGTH], FEEDBACK_GRACE_SECONDS)
+        except sqlite3.Error as error:
+            logger.warning("live monitoring: batch not marked pending (%s)", type(error).__name__)
+
+    def on_predictions(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        probabilities: Sequence[float],
+        decisions: Sequence[bool],
+        prediction_ids: Sequence[str],
+        model_version: str | None = None,
+    ) -> bool:
+        """Record one request's scored records in one transaction; True if stored.
+
+        A store failure is logged (never with feature values) and returns False instead of
+        failing the prediction. Unequal list lengths are a caller bug: ValueError.
+        """
+        lengths = {len(records), len(probabilities), len(decisions), len(prediction_ids)}
+        if len(lengths) != 1:
+            raise ValueError(
+                "records, probabilities, decisions and prediction_ids differ in length"
+            )
+        version = model_version or self.model_version
+        profile = self.reference_profile
+        batch = [
+            PredictionRecord(
+                prediction_id=prediction_id,
+                features=(
+                    bin_record(profile, record)
+                    if self.binned and profile is not None
+                    else {name: record.get(name) for name in FEATURE_NAMES}
+                ),
+                probability=float(probability),
+                decision=bool(decision),
+                model_version=version,
+            )
+            for record, probability, decision, prediction_id in zip(
+                records, probabilities, decisions, prediction_ids, strict=True
+            )
+        ]
+        token = prediction_ids[0][:BATCH_TOKEN_LENGTH] if len(batch) > 1 else None
+        try:
+            self.store.record_predictions(batch, pending_token=token)
+        except (sqlite3.Error, PredictionLogError, ValueError, TypeError) as error:
+            # ValueError/TypeError: feature values that are not JSON (e.g. infinity).
+            logger.warning(
+                "live monitoring: %d prediction(s) not recorded (%s)",
+                len(batch),
+                type(error).__name__,
+            )
+            return False
+        return True
+
+    __call__ = on_predictions
+
+
+# --- POST /feedback ----------------------------------------------------------------------
+
+feedback_blueprint = Blueprint("stroke_feedback", __name__)
+
+
+def current_monitor() -> LiveMonitor:
+    return current_app.extensions[MONITOR_KEY]
+
+
+def record_feedback(store: PredictionLog, prediction_id: str, label: int) -> int:
+    """store.record_feedback; an id of a batch still being logged is waited for.
+
+    Any other unknown id fails at once (one indexed read, no write lock, no sleep), so
+    bogus feedback costs no more than a normal request.
+    """
+    try:
+        return store.record_feedback(prediction_id, label)
+    except UnknownPredictionError:
+        if not store.is_pending(prediction_id):
+            raise
+    deadline = time.monotonic() + FEEDBACK_GRACE_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(FEEDBACK_POLL_SECONDS)
+        try:
+            store.stored_label(prediction_id)
+        except UnknownPredictionError:
+            if not store.is_pending(prediction_id):
+                break
+            continue
+        return store.record_feedback(prediction_id, label)
+    return store.record_feedback(prediction_id, label)
+
+
+@feedback_blueprint.post("/feedback")
+def feedback() -> Response:
+    """Record the true outcome of a prediction: 201, or 400/404/409/415/503 (app errors).
+
+    Every answer increments ``stroke_feedback_total{outcome="accepted"|"rejected"}``.
+    """
+    monitor = current_monitor()
+    response = feedback_response(monitor)
+    outcome = "accepted" if response.status_code == 201 else "rejected"
+    monitor.feedback_counter.labels(outcome=outcome).inc()
+    return response
+
+
+def feedback_response(monitor: LiveMonitor) -> Response:
+    if not is_json_request():
+        given = (request.content_type or "none")[:80]
+        return error_response(
+            415,
+            "unsupported content type",
+            [{"field": "Content-Type", "message": f"must be application/json, got {given!r}"}],
+        )
+    try:
+        document = orjson.loads(request.get_data(cache=False))
+    except orjson.JSONDecodeError:
+        return error_response(
+            400, "malformed JSON", [{"field": "(body)", "message": "is not valid JSON"}]
+        )
+    try:
+        body = parse_feedback(document)
+    except ValueError as problems:
+        return error_response(400, "invalid feedback", problems.args[0])
+    try:
+        label = record_feedback(monitor.store, body.prediction_id, body.stroke)
+    except UnknownPredictionError:
+        return error_response(
+            404,
+            "unknown prediction",
+            [{"field": "prediction_id", "message": "no prediction with this id is stored"}],
+        )
+    except DuplicateFeedbackError:
+        return error_response(
+            409,
+            "duplicate feedback",
+            [
+                {
+                    "field": "prediction_id",
+                    "message": "feedback for this prediction was already recorded",
+                }
+            ],
+        )
+    except sqlite3.Error as error:
+        logger.warning("feedback: prediction log unavailable (%s)", type(error).__name__)
+        return error_response(
+            503, "feedback store unavailable", [{"field": "(store)", "message": "try again later"}]
+        )
+    return json_response(
+        {"prediction_id": body.prediction_id, "stroke": label, "status": "recorded"}, 201
+    )
+
+
+# --- wiring ------------------------------------------------------------------------------
+
+
+def install_monitoring(
+    app: Flask,
+    *,
+    settings: Settings,
+    reference_profile: Mapping[str, Any],
+    decision_threshold: float,
+    model_version: str,
+    registry: CollectorRegistry | None,
+    multiprocess: bool = False,
+    start_retention_timer: bool = True,
+) -> LiveMonitor:
+    """Open the log, register the collector in registry, mount /feedback; return the monitor.
+
+    The feedback counter is left unregistered in prometheus_client multiprocess mode (the
+    MultiProcessCollector exports it from the shared files). The retention timer starts
+    in this process when start_retention_timer, and in every forked worker regardless.
+    """
+    check_reference_profile(reference_profile)
+    store = PredictionLog(settings.monitor_db_path, retention=retention(settings))
+    store.run_retention_every(
+        settings.monitor_retention_interval_seconds, start_now=start_retention_timer
+    )
+    collector = LiveMetricsCollector(
+        store,
+        reference_profile,
+        decision_threshold=decision_threshold,
+        model_version=model_version,
+        settings=settings,
+    )
+    feedback_counter = Counter(
+        "stroke_feedback_total",
+        "Feedback requests by outcome",
+        ["outcome"],
+        registry=None if multiprocess else registry,
+    )
+    for outcome in ("accepted", "rejected"):
+        feedback_counter.labels(outcome=outcome)  # export zeros before the first request
+    if registry is not None:
+        registry.register(collector)
+    app.register_blueprint(feedback_blueprint)
+    monitor = LiveMonitor(
+        store,
+        collector,
+        feedback_counter,
+        model_version=model_version,
+        reference_profile=reference_profile,
+        binned=settings.monitor_store == "binned",
+    )
+    app.extensions[MONITOR_KEY] = monitor
+    return monitor
 
 
 def init_monitoring(app: Flask) -> None:
@@ -58,20 +580,17 @@ def init_monitoring(app: Flask) -> None:
     except ValueError as problem:
         shown = display_path(settings.reference_profile_path, settings)
         raise ArtifactError(f"{shown} cannot be used for drift ({problem}); {FIX}") from None
-    try:
-        monitoring_settings = MonitoringSettings.from_environ()
-    except ValueError as problem:
-        raise SettingsError(str(problem)) from None
+    forking = bool(os.environ.get(FORKING_SERVER_VARIABLE))
     try:
         monitor = install_monitoring(
             app,
-            store_path=settings.monitor_db_path,
+            settings=settings,
             reference_profile=profile,
             decision_threshold=model.threshold,
-            settings=monitoring_settings,
+            model_version=model.version,
             registry=state.metrics.exposition,  # the registry /metrics serves
             multiprocess=state.metrics.multiprocess,  # feedback counter via the shared files
-            model_version=model.version,
+            start_retention_timer=not forking,
         )
     except (OSError, sqlite3.Error) as error:
         raise SettingsError(
@@ -85,4 +604,8 @@ def init_monitoring(app: Flask) -> None:
     state.openapi = openapi_document(
         settings.max_batch_size, settings.risk_factor_count, feedback=True
     )
-    logger.info("live monitoring: prediction log %s", settings.monitor_db_path)
+    logger.info(
+        "live monitoring: prediction log %s (%s values)",
+        settings.monitor_db_path,
+        settings.monitor_store,
+    )

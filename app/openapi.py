@@ -1,104 +1,16 @@
-"""The OpenAPI 3.1 document of the service, generated from stroke_risk.schema."""
+"""The OpenAPI 3.1 document of the service, generated from its definitions.
+
+Records come from stroke_risk.schema (record_json_schema); every other body from the
+pydantic models of app/api_models.py, which /feedback also validates with.
+"""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from app.api_models import component_schemas
 from app.payload import BATCH_KEY, EXPLAIN_PARAMETER
-from stroke_risk.schema import EXAMPLE_RECORD, FEATURE_NAMES, FIELD_ALIASES, record_json_schema
-
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error", "details"],
-    "properties": {
-        "error": {"type": "string"},
-        "details": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-    },
-}
-PREDICTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": [
-        "stroke_probability",
-        "stroke_prediction",
-        "threshold",
-        "model_version",
-        "prediction_id",
-    ],
-    "properties": {
-        "stroke_probability": {"type": "number", "minimum": 0, "maximum": 1},
-        "stroke_prediction": {
-            "type": "boolean",
-            "description": "stroke_probability >= threshold",
-        },
-        "threshold": {"type": "number", "description": "the model's decision threshold"},
-        "model_version": {"type": "string", "description": "md5 of the model artifact"},
-        "prediction_id": {
-            "type": "string",
-            "pattern": "^[0-9a-f]{32}$",
-            "description": "unique id of this prediction (uuid4 hex), for POST /feedback",
-        },
-        "base_value": {
-            "type": "number",
-            "description": "log-odds of the model's reference patient; base_value plus the "
-            "contributions of all ten fields is log(p / (1 - p)) of stroke_probability "
-            "(random forests: of p clipped to [1e-6, 1 - 1e-6]). Absent with explain=false.",
-        },
-        "risk_factors": {
-            "type": "array",
-            "items": {"$ref": "#/components/schemas/RiskFactor"},
-            "description": "the fields that moved this patient's risk most, largest "
-            "|contribution| first. Absent with explain=false.",
-        },
-    },
-    "additionalProperties": False,
-}
-RISK_FACTOR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["feature", "value", "contribution"],
-    "properties": {
-        "feature": {"enum": list(FEATURE_NAMES), "description": "canonical field name"},
-        "value": {
-            "type": ["number", "string", "null"],
-            "description": "the value the model scored (null: bmi missing, imputed)",
-        },
-        "contribution": {
-            "type": "number",
-            "description": "change of the log-odds this field makes relative to base_value; "
-            "positive raises the risk",
-        },
-    },
-    "additionalProperties": False,
-}
-FEEDBACK_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["prediction_id", "stroke"],
-    "properties": {
-        "prediction_id": {
-            "type": "string",
-            "pattern": "^[0-9a-f]{32}$",
-            "description": "the prediction_id /predict answered",
-        },
-        "stroke": {"enum": [0, 1], "description": "the patient's true outcome"},
-    },
-    "additionalProperties": False,
-}
-FEEDBACK_RESULT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["prediction_id", "stroke", "status"],
-    "properties": {
-        "prediction_id": {"type": "string"},
-        "stroke": {"enum": [0, 1]},
-        "status": {"const": "recorded"},
-    },
-}
+from stroke_risk.schema import EXAMPLE_RECORD, FIELD_ALIASES, record_json_schema
 
 
 def _json(schema_ref: str) -> dict[str, Any]:
@@ -131,7 +43,7 @@ def feedback_path() -> dict[str, Any]:
             "responses": {
                 "201": {
                     "description": "Recorded; counts towards the live performance metrics",
-                    "content": {"application/json": {"schema": FEEDBACK_RESULT_SCHEMA}},
+                    "content": _json("FeedbackResult"),
                 },
                 "400": _error("Malformed JSON or an invalid body; every problem is listed"),
                 "404": _error("No stored prediction has this id"),
@@ -180,17 +92,7 @@ def openapi_document(
                     "schema": {
                         "oneOf": [
                             {"$ref": "#/components/schemas/Prediction"},
-                            {
-                                "type": "object",
-                                "required": ["predictions"],
-                                "properties": {
-                                    "predictions": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Prediction"},
-                                    }
-                                },
-                                "additionalProperties": False,
-                            },
+                            {"$ref": "#/components/schemas/PredictionBatch"},
                         ]
                     }
                 }
@@ -203,9 +105,22 @@ def openapi_document(
         "415": _error("Content-Type is not application/json"),
         "503": _error("Model not loaded"),
     }
-    prediction = copy.deepcopy(PREDICTION_SCHEMA)
-    prediction["properties"]["risk_factors"]["minItems"] = risk_factor_count
-    prediction["properties"]["risk_factors"]["maxItems"] = risk_factor_count
+    components = component_schemas()
+    feedback_schema = components.pop("Feedback")
+    factors = components["Prediction"]["properties"]["risk_factors"]
+    # Present (with explain=true) as an array of exactly risk_factor_count items.
+    components["Prediction"]["properties"]["risk_factors"] = {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/RiskFactor"},
+        "minItems": risk_factor_count,
+        "maxItems": risk_factor_count,
+        "description": factors.get("description", ""),
+    }
+    base = components["Prediction"]["properties"]["base_value"]
+    components["Prediction"]["properties"]["base_value"] = {
+        "type": "number",
+        "description": base.get("description", ""),
+    }
     status_schema = {
         "type": "object",
         "required": ["status"],
@@ -274,13 +189,11 @@ def openapi_document(
             "schemas": {
                 "Record": record,
                 "Batch": batch,
-                "Prediction": prediction,
-                "RiskFactor": RISK_FACTOR_SCHEMA,
-                "Error": ERROR_SCHEMA,
+                **components,
             }
         },
     }
     if feedback:
         document["paths"]["/feedback"] = feedback_path()
-        document["components"]["schemas"]["Feedback"] = FEEDBACK_SCHEMA
+        document["components"]["schemas"]["Feedback"] = feedback_schema
     return document

@@ -23,15 +23,17 @@ third-party origin; all assets come from ``app/static``.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 from werkzeug.test import EnvironBuilder
 
 from app.factory import service_state
@@ -51,6 +53,9 @@ PREDICT_PATH = "/predict"
 EVALUATION_PATH = Path("reports") / "evaluation.json"
 # The evaluation report rounds the threshold to 6 decimals; the model keeps full precision.
 THRESHOLD_TOLERANCE = 1e-6
+# CSRF protection of the form's POST / (double-submit cookie, see csrf_problem).
+CSRF_COOKIE = "stroke_csrf"
+CSRF_TOKEN_LENGTH = 64
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -568,20 +573,57 @@ def render_page(
         summary=summary,
         model_version=current_model_version(),
         config=client_config(summary),
+        csrf_token=(token := csrf_token()),
     )
-    return Response(html, status=status, mimetype="text/html", headers=SECURITY_HEADERS)
+    response = Response(html, status=status, mimetype="text/html", headers=SECURITY_HEADERS)
+    response.set_cookie(
+        CSRF_COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure
+    )
+    return response
 
 
 @page.get("/")
 def index() -> Response:
-    """Serve the empty form."""
+    """Serve the empty form (and its CSRF cookie)."""
     return render_page()
+
+
+def csrf_token() -> str:
+    """Return this browser's CSRF token: the cookie's when it has a well-formed one."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if len(token) == CSRF_TOKEN_LENGTH and token.isalnum():
+        return token
+    if "csrf_token" not in g:
+        g.csrf_token = secrets.token_hex(CSRF_TOKEN_LENGTH // 2)
+    return str(g.csrf_token)
+
+
+def csrf_problem() -> str | None:
+    """Return why a POST / is refused as cross-site, or None when it is the page's own.
+
+    Double-submit: the form carries the token of the SameSite=Strict cookie the page set;
+    another site can neither read the cookie nor make the browser send it. A browser's
+    Origin header, when present, must also be this host.
+    """
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != request.host_url.rstrip("/"):
+        return "the form was sent from another site"
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = request.form.get("csrf_token", "")
+    if not cookie or not sent or not hmac.compare_digest(cookie.encode(), sent.encode()):
+        return "the form has expired or was not sent by this page"
+    return None
 
 
 @page.post("/")
 def submit() -> Response:
     """Score the submitted form without JavaScript: same /predict call, rendered here."""
     values = {spec.name: request.form.get(spec.name, "") for spec in FEATURES}
+    problem = csrf_problem()
+    if problem is not None:
+        errors = ErrorView()
+        errors.general.append(f"Not scored: {problem}. Reload the page and submit again.")
+        return render_page(status=403, values=values, errors=errors)
     status, body = predict_in_process(record_from_form(values))
     if status == 200 and isinstance(body, dict) and "stroke_probability" in body:
         return render_page(values=values, result=result_view(body, page_summary()))

@@ -1,130 +1,235 @@
-"""The service's own settings, read from environment variables (never from params.yaml).
+"""The service's one settings object, read from environment variables (never params.yaml).
+
+Every setting of the server lives here: artifact paths, request limits, live monitoring
+(windows, minimum counts, retention, what the prediction log stores), the page and the
+gunicorn process (address, workers). ``Settings.from_env()`` reads them (pydantic-settings)
+and raises SettingsError with one line naming the variable, its value and what is allowed;
+app/gunicorn_conf.py, create_app and the batch CLI all use it, so there is one parser and one
+error style.
 
 Every path is resolved against STROKE_PROJECT_DIR (default: the checkout this package
-lives in), so the server serves the model revision of the working tree it runs from.
+lives in), so the server serves the model revision of the working tree it runs from. The
+variables are listed in app/README.md and monitoring/README.md.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from stroke_risk.schema import FEATURE_NAMES
 
 DEFAULT_PROJECT_DIR = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "STROKE_"
 
-
-class SettingsError(RuntimeError):
-    """An environment variable has a value the service cannot use (one-line message)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where the artifacts are and the request limits; see app/README.md for the variables."""
-
-    project_dir: Path = DEFAULT_PROJECT_DIR
-    model_path: Path = DEFAULT_PROJECT_DIR / "models" / "model.joblib"
-    metadata_path: Path = DEFAULT_PROJECT_DIR / "models" / "model_metadata.json"
-    reference_profile_path: Path = DEFAULT_PROJECT_DIR / "models" / "reference_profile.json"
-    metrics_path: Path = DEFAULT_PROJECT_DIR / "reports" / "metrics.json"
-    dvc_lock_path: Path = DEFAULT_PROJECT_DIR / "dvc.lock"
-    monitor_db_path: Path = DEFAULT_PROJECT_DIR / "var" / "monitoring" / "predictions.sqlite"
-    max_batch_size: int = 1000
-    max_body_bytes: int = 1 << 20
-    git_commit: str | None = None
-    use_compiled_path: bool = True
-    risk_factor_count: int = 3
-    extensions: tuple[str, ...] = ()
-
-    @classmethod
-    def for_project(cls, project_dir: str | Path, **overrides: object) -> Settings:
-        """Settings with every artifact path at its default place under project_dir."""
-        root = Path(project_dir).resolve()
-        paths = {name: root / relative for name, relative in _DEFAULT_RELATIVE_PATHS.items()}
-        return cls(project_dir=root, **{**paths, **overrides})  # type: ignore[arg-type]
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from STROKE_* variables; raises SettingsError naming a bad variable."""
-        env = os.environ if environ is None else environ
-        root = Path(env.get("STROKE_PROJECT_DIR") or DEFAULT_PROJECT_DIR).resolve()
-        paths = {
-            name: _resolve(root, env.get(variable) or str(_DEFAULT_RELATIVE_PATHS[name]))
-            for name, variable in _PATH_VARIABLES.items()
-        }
-        return cls(
-            project_dir=root,
-            max_batch_size=_positive_int(env, "STROKE_MAX_BATCH_SIZE", cls.max_batch_size),
-            max_body_bytes=_positive_int(env, "STROKE_MAX_BODY_BYTES", cls.max_body_bytes),
-            git_commit=env.get("STROKE_GIT_COMMIT") or None,
-            use_compiled_path=_boolean(env, "STROKE_COMPILED_PATH", True),
-            risk_factor_count=_bounded_int(
-                env, "STROKE_RISK_FACTORS", cls.risk_factor_count, len(FEATURE_NAMES)
-            ),
-            extensions=tuple(
-                item.strip() for item in env.get("STROKE_EXTENSIONS", "").split(",") if item.strip()
-            ),
-            **paths,  # type: ignore[arg-type]
-        )
-
-
+# Paths relative to the project dir unless given absolute.
 _DEFAULT_RELATIVE_PATHS: dict[str, Path] = {
     "model_path": Path("models/model.joblib"),
     "metadata_path": Path("models/model_metadata.json"),
     "reference_profile_path": Path("models/reference_profile.json"),
     "metrics_path": Path("reports/metrics.json"),
     "dvc_lock_path": Path("dvc.lock"),
-    # The prediction log of live monitoring: runtime state, git-ignored (/var/). The same
-    # variable and default as stroke_risk.live_monitoring.store_path_from_environ.
+    # The prediction log of live monitoring: runtime state, git-ignored (/var/).
     "monitor_db_path": Path("var/monitoring/predictions.sqlite"),
 }
-_PATH_VARIABLES: dict[str, str] = {
-    "model_path": "STROKE_MODEL_PATH",
-    "metadata_path": "STROKE_METADATA_PATH",
-    "reference_profile_path": "STROKE_REFERENCE_PROFILE_PATH",
-    "metrics_path": "STROKE_METRICS_PATH",
-    "dvc_lock_path": "STROKE_DVC_LOCK_PATH",
+# Environment variables whose names do not follow STROKE_<FIELD NAME>.
+_VARIABLE_NAMES: dict[str, str] = {
+    "use_compiled_path": "STROKE_COMPILED_PATH",
+    "risk_factor_count": "STROKE_RISK_FACTORS",
     "monitor_db_path": "STROKE_MONITOR_DB",
+    "host": "HOST",
+    "port": "PORT",
+    "workers": "WEB_CONCURRENCY",
+    "threads": "WEB_THREADS",
+    "log_level": "LOG_LEVEL",
 }
 
-
-def _resolve(root: Path, value: str) -> Path:
-    """Return value as an absolute path, relative paths taken from the project dir."""
-    path = Path(value)
-    return path if path.is_absolute() else root / path
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    """Return the variable as a positive int (default when unset)."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value < 1:
-        raise SettingsError(f"{name}={raw!r} must be at least 1")
-    return value
+PositiveInt = Annotated[int, Field(ge=1)]
+CountInt = Annotated[int, Field(ge=0)]
+OptionalCount = Annotated[int | None, Field(ge=1)]
+OptionalSeconds = Annotated[float | None, Field(gt=0)]
 
 
-def _bounded_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
-    """Return the variable as an int from 1 to maximum (default when unset)."""
-    value = _positive_int(env, name, default)
-    if value > maximum:
-        raise SettingsError(f"{name}={value} must be at most {maximum}")
-    return value
+class SettingsError(RuntimeError):
+    """An environment variable has a value the service cannot use (one-line message)."""
 
 
-def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
-    """Return the variable as a bool: 1/true/yes/on or 0/false/no/off (default when unset)."""
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean; use 1 or 0")
+def variable_name(field_name: str) -> str:
+    """Return the environment variable of a settings field."""
+    return _VARIABLE_NAMES.get(field_name, ENV_PREFIX + field_name.upper())
+
+
+class _MappingSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._mapping = dict(environ)
+        super().__init__(settings_cls, case_sensitive=True, env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._mapping
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; field ``x`` is variable STROKE_X unless listed above.
+
+    ``Settings()`` gives the defaults (it does not read the environment);
+    ``Settings.from_env()`` reads it. Instances are immutable: ``model_copy(update=...)``.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    # --- artifacts and requests
+    project_dir: Path = DEFAULT_PROJECT_DIR
+    model_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["model_path"]
+    metadata_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["metadata_path"]
+    reference_profile_path: Path = (
+        DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["reference_profile_path"]
+    )
+    metrics_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["metrics_path"]
+    dvc_lock_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["dvc_lock_path"]
+    monitor_db_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["monitor_db_path"]
+    max_batch_size: PositiveInt = 1000
+    max_body_bytes: PositiveInt = 1 << 20
+    git_commit: str | None = None
+    use_compiled_path: bool = True
+    risk_factor_count: Annotated[int, Field(ge=1, le=len(FEATURE_NAMES))] = 3
+    extensions: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # --- live monitoring (monitoring/README.md)
+    # Records compared with the reference profile: the newest N, none older than S seconds.
+    monitor_drift_window_records: OptionalCount = 1000
+    monitor_drift_window_seconds: OptionalSeconds = 24 * 3600.0
+    # Below this many records in the window, drift gauges are not exported.
+    monitor_min_drift_records: PositiveInt = 50
+    # Labelled predictions used for live ROC-AUC, recall, precision and Brier.
+    monitor_performance_window_records: OptionalCount = 5000
+    monitor_performance_window_seconds: OptionalSeconds = None
+    # Live performance needs this many labels, with this many of each class.
+    monitor_min_labels: PositiveInt = 50
+    monitor_min_positive_labels: PositiveInt = 10
+    monitor_min_negative_labels: PositiveInt = 10
+    # How much history the log keeps, and how often a timer enforces it.
+    monitor_retention_max_rows: OptionalCount = 100_000
+    monitor_retention_max_age_seconds: OptionalSeconds = 30 * 24 * 3600.0
+    monitor_retention_interval_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # raw: the ten fields as sent; binned: reference-profile bins and categories only.
+    monitor_store: Literal["raw", "binned"] = "raw"
+    monitor_cache_seconds: Annotated[float, Field(ge=0)] = 2.0
+
+    # --- the gunicorn process (app/gunicorn_conf.py)
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5000
+    workers: PositiveInt = 2
+    threads: PositiveInt = 1
+    access_log: str = "-"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+    _environ: ClassVar[Mapping[str, str] | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if cls._environ is None:
+            return (init_settings,)
+        return (init_settings, _MappingSource(settings_cls, cls._environ))
+
+    @field_validator(
+        "monitor_drift_window_records",
+        "monitor_drift_window_seconds",
+        "monitor_performance_window_records",
+        "monitor_performance_window_seconds",
+        "monitor_retention_max_rows",
+        "monitor_retention_max_age_seconds",
+        mode="before",
+    )
+    @classmethod
+    def _none_disables(cls, value: Any) -> Any:
+        """The word "none" switches an optional bound off."""
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_under_project(cls, data: Any) -> Any:
+        """Resolve the project dir, then every relative path (and unset ones) under it."""
+        if not isinstance(data, dict):
+            return data
+        root = Path(data.get("project_dir") or DEFAULT_PROJECT_DIR).resolve()
+        resolved = {**data, "project_dir": root}
+        for name, relative in _DEFAULT_RELATIVE_PATHS.items():
+            path = Path(data.get(name) or relative)
+            resolved[name] = path if path.is_absolute() else root / path
+        return resolved
+
+    @classmethod
+    def for_project(cls, project_dir: str | Path, **overrides: Any) -> Settings:
+        """Settings with every artifact path at its default place under project_dir."""
+        return cls._build({"project_dir": project_dir, **overrides}, None)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a validated copy with changes (paths relative to the project dir)."""
+        return type(self)._build({**self.model_dump(), **changes}, None)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment; raises SettingsError naming a bad variable."""
+        env = os.environ if environ is None else environ
+        wanted = {variable_name(name) for name in cls.model_fields}
+        return cls._build({}, {key: value for key, value in env.items() if key in wanted})
+
+    @classmethod
+    def _build(cls, values: dict[str, Any], environ: Mapping[str, str] | None) -> Settings:
+        cls._environ = environ
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            raise SettingsError(describe_error(error, environ or {})) from None
+        finally:
+            cls._environ = None
+
+
+# pydantic-settings names a field's variable after its alias: give every field its name.
+for _name, _field in Settings.model_fields.items():
+    _field.validation_alias = AliasChoices(_name, variable_name(_name))
+Settings.model_rebuild(force=True)
+
+
+def describe_error(error: ValidationError, environ: Mapping[str, str]) -> str:
+    """Return one line naming every bad variable, the value given and what is allowed."""
+    parts = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else "?"
+        variable = variable_name(name) if name in Settings.model_fields else name
+        given = environ.get(variable, problem.get("input"))
+        message = str(problem["msg"]).replace("Input should be", "must be")
+        parts.append(f"{variable}={str(given)[:80]!r}: {message}")
+    return "; ".join(parts)

@@ -1,9 +1,12 @@
 """Stage evaluate: the only stage that reads the test split.
 
 Reads params: evaluate.*, mlflow.*.
+Reads: the prepared splits, the model and its metadata, reports/tuning.json and the
+out-of-fold predictions (for calibration and decision curves out of fold).
 Writes: reports/metrics.json (flat, stable keys for `dvc metrics`), reports/evaluation.json
-(CIs, baselines, calibration, subgroups), reports/plots/*.csv (for `dvc plots`); then logs
-the evaluated model revision to MLflow once (run, registered version, alias).
+(CIs, baselines, calibration, decision curves, subgroups), reports/plots/*.csv (for
+`dvc plots`), reports/test_predictions.csv (for paired comparisons between experiments);
+then logs the evaluated model revision to MLflow once (run, registered version, alias).
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import json
 from pathlib import Path
 
 import joblib
+import pandas as pd
 from sklearn.inspection import permutation_importance
 
+from stroke_risk.calibration import calibration_intercept_slope, smoothed_calibration_curve
 from stroke_risk.cli import StageError, run_stage
+from stroke_risk.data import file_sha256
+from stroke_risk.decision_curve import decision_curve, useful_ranges
 from stroke_risk.evaluation import (
     baseline_metrics,
     calibration_table,
@@ -40,6 +47,8 @@ def main() -> None:
     parser.add_argument("--model", default="models/model.joblib")
     parser.add_argument("--metadata", default="models/model_metadata.json")
     parser.add_argument("--tuning", default="reports/tuning.json")
+    parser.add_argument("--oof", default="data/oof/oof_predictions.csv")
+    parser.add_argument("--predictions", default="reports/test_predictions.csv")
     parser.add_argument("--metrics", default="reports/metrics.json")
     parser.add_argument("--evaluation", default="reports/evaluation.json")
     parser.add_argument("--plots", default="reports/plots")
@@ -60,21 +69,24 @@ def main() -> None:
     features = test[list(FEATURE_NAMES)]
     probability = model.predict_proba(features)[:, 1]
 
-    test_metrics = metrics_with_intervals(
-        y_test,
-        probability,
-        threshold,
-        n_resamples=settings["bootstrap_resamples"],
-        seed=settings["bootstrap_seed"],
-    )
+    bootstrap = {"n_resamples": settings["bootstrap_resamples"], "seed": settings["bootstrap_seed"]}
+    oof = pd.read_csv(args.oof)
+    y_oof, oof_probability = oof[TARGET].to_numpy(), oof["oof_probability"].to_numpy()
+
+    test_metrics = metrics_with_intervals(y_test, probability, threshold, **bootstrap)
     calibration = calibration_table(y_test, probability, n_bins=settings["calibration_bins"])
+    test_calibration = calibration_intercept_slope(y_test, probability, **bootstrap)
+    cv_calibration = calibration_intercept_slope(y_oof, oof_probability, **bootstrap)
+    test_curve = decision_curve(y_test, probability, **bootstrap)
+    cv_curve = decision_curve(y_oof, oof_probability, **bootstrap)
     age_bands = cut_bands(test["age"], tuple(metadata["feature_config"]["age_band_edges"]))
     subgroups = {
-        "gender": subgroup_metrics(y_test, probability, test["gender"].to_numpy(), threshold),
-        "age_band": subgroup_metrics(y_test, probability, age_bands.to_numpy(), threshold),
-        "hypertension": subgroup_metrics(
-            y_test, probability, test["hypertension"].to_numpy(), threshold
-        ),
+        name: subgroup_metrics(y_test, probability, groups, threshold, **bootstrap)
+        for name, groups in (
+            ("gender", test["gender"].to_numpy()),
+            ("age_band", age_bands.to_numpy()),
+            ("hypertension", test["hypertension"].to_numpy()),
+        )
     }
     importance = permutation_importance(
         model,
@@ -96,10 +108,14 @@ def main() -> None:
                     "n": len(y_test),
                     "positives": int(y_test.sum()),
                     "ece": expected_calibration_error(calibration),
+                    **{name: entry["value"] for name, entry in test_calibration.items()},
                 },
                 "cv": {
-                    k: tuning["cv"][k]
-                    for k in ("roc_auc", "roc_auc_std", "average_precision", "brier")
+                    **{
+                        k: tuning["cv"][k]
+                        for k in ("roc_auc", "roc_auc_std", "average_precision", "brier")
+                    },
+                    **{name: entry["value"] for name, entry in cv_calibration.items()},
                 },
             }
         ),
@@ -113,6 +129,32 @@ def main() -> None:
                 "calibration": {
                     "bins": calibration,
                     "ece": expected_calibration_error(calibration),
+                    "test": test_calibration,
+                    "cv": cv_calibration,
+                },
+                "decision_curve": {
+                    "thresholds": [
+                        float(test_curve["threshold"].min()),
+                        float(test_curve["threshold"].max()),
+                    ],
+                    "test": useful_ranges(test_curve),
+                    "cv": useful_ranges(cv_curve),
+                },
+                "bootstrap": {
+                    "method": "patient resampling (class counts not fixed), percentile 95% CI",
+                    **bootstrap,
+                },
+                "missing_data": {
+                    "rows": int(len(train) + len(test)),
+                    "bmi_missing": int(train["bmi"].isna().sum() + test["bmi"].isna().sum()),
+                    "smoking_unknown": int(
+                        (train["smoking_status"] == "Unknown").sum()
+                        + (test["smoking_status"] == "Unknown").sum()
+                    ),
+                },
+                "provenance": {
+                    "train_sha256": file_sha256(args.train),
+                    "test_sha256": file_sha256(args.test),
                 },
                 "subgroups": subgroups,
                 "threshold": {
@@ -132,8 +174,19 @@ def main() -> None:
         calibration=calibration,
         importance=dict(zip(FEATURE_NAMES, importance.importances_mean, strict=True)),
     )
+    tables["calibration_smooth"] = smoothed_calibration_curve(y_test, probability, **bootstrap)
+    tables["calibration_smooth_cv"] = smoothed_calibration_curve(
+        y_oof, oof_probability, **bootstrap
+    )
+    tables["decision_curve"] = test_curve.assign(
+        model_cv=cv_curve["model"], treat_all_cv=cv_curve["treat_all"]
+    )
     for name, table in tables.items():
-        write_csv(f"{args.plots}/{name}.csv", table)
+        write_csv(f"{args.plots}/{name}.csv", table.round(6))
+    write_csv(
+        args.predictions,
+        pd.DataFrame({TARGET: y_test, "probability": probability}).round(8),
+    )
 
     from stroke_risk.tracking import RevisionFiles, log_model_revision, tracking_uri
 

@@ -2,9 +2,9 @@
 
 Reads params: none (every number comes from the input files).
 Reads: models/model_metadata.json, reports/metrics.json, reports/evaluation.json,
-reports/data_summary.json, reports/plots/{roc,pr,calibration,importance}.csv.
-Writes: reports/model_card.md, reports/figures/{roc,pr,calibration,importance}.png
-(byte-identical on rerun).
+reports/data_summary.json, reports/plots/*.csv.
+Writes: reports/model_card.md, reports/tripod_ai.md and
+reports/figures/{roc,pr,calibration,decision_curve,importance}.png (byte-identical on rerun).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from stroke_risk.cli import run_stage
 from stroke_risk.io import write_text
 from stroke_risk.model_card import build_model_card, lookup, metric_value
 from stroke_risk.plots import render_report_figures
+from stroke_risk.tripod import build_tripod_report
 
 
 def read_json(path: str) -> dict[str, Any]:
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--plots", default="reports/plots")
     parser.add_argument("--figures", default="reports/figures")
     parser.add_argument("--card", default="reports/model_card.md")
+    parser.add_argument("--tripod", default="reports/tripod_ai.md")
     args = parser.parse_args()
     metadata, metrics = read_json(args.metadata), read_json(args.metrics)
     evaluation, data_summary = read_json(args.evaluation), read_json(args.data_summary)
@@ -62,8 +64,12 @@ def main() -> None:
         importance=importance,
         figures=figures,
     )
+    tripod = build_tripod_report(
+        metadata=metadata, metrics=metrics, evaluation=evaluation, data_summary=data_summary
+    )
     write_text(args.card, card)
-    print(f"wrote {args.card} and {len(written)} figures in {args.figures}")
+    write_text(args.tripod, tripod)
+    print(f"wrote {args.card}, {args.tripod} and {len(written)} figures in {args.figures}")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def main() -> None:
         oof["oof_probability"].to_numpy(),
         policy=policy.policy,
         target_recall=policy.target_recall,
+        harm_benefit_ratio=policy.harm_benefit_ratio,
     )
     cv_at_threshold = threshold_metrics(
         oof[TARGET].to_numpy(), oof["oof_probability"].to_numpy(), decision_threshold

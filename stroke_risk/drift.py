@@ -185,18 +185,60 @@ def unseen_category_rate(counts: Mapping[str, int], reference_shares: Mapping[st
     return unseen / total
 
 
+def binned_numeric_drift(
+    feature_profile: Mapping[str, Any],
+    bin_indices: Sequence[int],
+    *,
+    reference_rows: int,
+    missing_rate: float,
+    epsilon: float = PSI_EPSILON,
+) -> FeatureDrift:
+    """Drift of a numeric feature logged as reference-bin indices (no raw values).
+
+    PSI is the same as from raw values (the same bins); the p-value is a chi-square test
+    of the bin counts instead of KS, which needs the values themselves.
+    """
+    shares = {str(i): float(s) for i, s in enumerate(feature_profile["bin_shares"])}
+    counts = category_counts([int(i) for i in bin_indices])
+    reference_present = round(
+        reference_rows * (1.0 - float(feature_profile.get("missing_rate", 0.0)))
+    )
+    return FeatureDrift(
+        feature=str(feature_profile["name"]),
+        kind="numeric",
+        test="chi2",
+        values=len(bin_indices),
+        psi=categorical_psi(counts, shares, epsilon=epsilon) if bin_indices else None,
+        pvalue=chi_square_pvalue(counts, shares, reference_present),
+        missing_rate=missing_rate,
+        unseen_category_rate=None,
+    )
+
+
 def feature_drift(
     feature_profile: Mapping[str, Any],
     values: Sequence[Any],
     *,
     reference_rows: int,
     epsilon: float = PSI_EPSILON,
+    binned: bool = False,
 ) -> FeatureDrift:
-    """Drift statistics of one feature's live values (missing values included)."""
+    """Drift statistics of one feature's live values (missing values included).
+
+    binned: numeric values are reference-bin indices (stroke_risk.live_monitoring.bin_record).
+    """
     name = str(feature_profile["name"])
     kind = str(feature_profile["kind"])
     present = [v for v in values if not is_missing(v)]
     missing_rate = (len(values) - len(present)) / len(values) if values else 0.0
+    if kind == "numeric" and binned:
+        return binned_numeric_drift(
+            feature_profile,
+            present,
+            reference_rows=reference_rows,
+            missing_rate=missing_rate,
+            epsilon=epsilon,
+        )
     if kind == "numeric":
         numbers = [float(v) for v in present]
         psi = (
@@ -249,11 +291,13 @@ def compute_drift(
     records: Sequence[Mapping[str, Any]],
     *,
     epsilon: float = PSI_EPSILON,
+    binned: bool = False,
 ) -> DriftReport:
     """Drift of a live window (list of records) against the reference profile.
 
     A field absent from a record counts as missing. An empty window yields a report whose
-    PSI and p-values are all None.
+    PSI and p-values are all None. binned: the records come from a log that keeps
+    reference-bin indices instead of numeric values (see binned_numeric_drift).
     """
     reference_rows = int(reference_profile["n_rows"])
     features: dict[str, FeatureDrift] = {}
@@ -264,6 +308,7 @@ def compute_drift(
             values,
             reference_rows=reference_rows,
             epsilon=epsilon,
+            binned=binned,
         )
     psis = [f.psi for f in features.values() if f.psi is not None]
     return DriftReport(

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-THRESHOLD_POLICIES = ("min_recall", "max_f1", "youden")
+THRESHOLD_POLICIES = ("min_recall", "max_f1", "youden", "net_benefit")
 
 
 def select_threshold(
-    y_true: np.ndarray, probability: np.ndarray, *, policy: str, target_recall: float
+    y_true: np.ndarray,
+    probability: np.ndarray,
+    *,
+    policy: str,
+    target_recall: float,
+    harm_benefit_ratio: float | None = None,
 ) -> float:
     """Pick a decision threshold from (out-of-fold) scores.
 
     - ``min_recall``: the highest threshold whose recall is at least target_recall, i.e.
       the most specific rule that still meets the clinical sensitivity target;
     - ``max_f1``: the threshold maximising F1;
-    - ``youden``: the threshold maximising sensitivity + specificity - 1.
+    - ``youden``: the threshold maximising sensitivity + specificity - 1;
+    - ``net_benefit``: the threshold maximising net benefit TP/n - FP/n * harm_benefit_ratio,
+      where harm_benefit_ratio is the harm of a needless follow-up relative to the benefit of
+      catching a stroke. For calibrated scores the answer is near the threshold probability
+      ratio / (1 + ratio); choosing it on the scores keeps it right when they are not.
     Candidate thresholds are the observed scores, so the result is one of them.
     """
     y_true = np.asarray(y_true).astype(int)
@@ -47,6 +54,14 @@ def select_threshold(
     if policy == "youden":
         youden = recall - fp / negatives
         return float(candidates[int(np.argmax(youden))])
+    if policy == "net_benefit":
+        if harm_benefit_ratio is None or not harm_benefit_ratio > 0:
+            raise ValueError(
+                "threshold.harm_benefit_ratio must be a positive number for policy "
+                f"net_benefit, got {harm_benefit_ratio!r}"
+            )
+        benefit = tp - fp * harm_benefit_ratio
+        return float(candidates[int(np.argmax(benefit))])
     raise ValueError(
         f"unknown threshold policy {policy!r}; expected one of {', '.join(THRESHOLD_POLICIES)}"
     )
@@ -118,37 +133,120 @@ def all_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float) -
     }
 
 
+def resample_weights(n: int, *, n_resamples: int, seed: int) -> np.ndarray:
+    """Plain patient bootstrap as a (n_resamples, n) matrix of how often each row is drawn.
+
+    Resampling patients, not classes: the number of strokes varies between resamples as it
+    would between samples of the population, so intervals of prevalence-dependent metrics
+    (precision, AP, share flagged) are not made too narrow. Every statistic below takes these
+    weights, so a whole bootstrap is a few matrix operations instead of a Python loop.
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(n_resamples, n))
+    flat = (draws + n * np.arange(n_resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(float)
+
+
+def weighted_ranking_metrics(
+    y_true: np.ndarray, probability: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ROC-AUC, average precision) per row of weights, as sklearn computes them on the
+    resample that repeats row i weights[r, i] times. NaN where a resample lacks a class."""
+    order = np.argsort(-probability, kind="mergesort")
+    sorted_scores = probability[order]
+    labels = y_true[order].astype(float)
+    w = np.atleast_2d(weights)[:, order]
+    distinct = np.r_[np.nonzero(np.diff(sorted_scores))[0], len(sorted_scores) - 1]
+    tps = np.cumsum(w * labels, axis=1)[:, distinct]
+    fps = np.cumsum(w * (1 - labels), axis=1)[:, distinct]
+    total_p, total_n = tps[:, -1:], fps[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = tps / total_p
+        fpr = fps / total_n
+        precision = np.where(tps + fps > 0, tps / (tps + fps), 0.0)
+        recall_prev = np.c_[np.zeros(len(w)), recall[:, :-1]]
+        fpr_prev = np.c_[np.zeros(len(w)), fpr[:, :-1]]
+        average_precision = np.sum((recall - recall_prev) * precision, axis=1)
+        roc_auc = np.sum((fpr - fpr_prev) * (recall + recall_prev) / 2, axis=1)
+    undefined = (total_p[:, 0] == 0) | (total_n[:, 0] == 0)
+    roc_auc[undefined] = np.nan
+    average_precision[undefined] = np.nan
+    return roc_auc, average_precision
+
+
+def weighted_metrics(
+    y_true: np.ndarray, probability: np.ndarray, threshold: float, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """all_metrics for every row of weights at once (one value per resample).
+
+    Undefined ratios are 0 as in threshold_metrics; AUC/AP are NaN without both classes.
+    """
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(probability, dtype=float)
+    w = np.atleast_2d(weights)
+    total = w.sum(axis=1)
+    roc_auc, average_precision = weighted_ranking_metrics(y, p, w)
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
+    point_loss = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
+    flagged = (p >= threshold).astype(float)
+    tp = w @ (y * flagged)
+    fp = w @ ((1 - y) * flagged)
+    fn = w @ (y * (1 - flagged))
+    tn = w @ ((1 - y) * (1 - flagged))
+
+    def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        return np.divide(
+            numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0
+        )
+
+    return {
+        "roc_auc": roc_auc,
+        "average_precision": average_precision,
+        "brier": (w @ (p - y) ** 2) / total,
+        "log_loss": (w @ point_loss) / total,
+        "recall": ratio(tp, tp + fn),
+        "precision": ratio(tp, tp + fp),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "positive_rate": (tp + fp) / total,
+    }
+
+
+def percentile_interval(
+    samples: np.ndarray, confidence: float = 0.95
+) -> tuple[float | None, float | None]:
+    """Percentile interval ignoring NaN resamples; (None, None) when all are NaN."""
+    finite = np.asarray(samples, dtype=float)
+    finite = finite[~np.isnan(finite)]
+    if finite.size == 0:
+        return None, None
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))
+
+
 def bootstrap_intervals(
     y_true: np.ndarray,
     probability: np.ndarray,
-    metric_fn: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    threshold: float,
     *,
     n_resamples: int,
     seed: int,
     confidence: float = 0.95,
-) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap CIs for every metric metric_fn returns.
+    chunk: int = 250,
+) -> dict[str, tuple[float | None, float | None]]:
+    """Percentile CIs of every all_metrics entry from a plain patient bootstrap.
 
-    Resamples are stratified by class so each contains positives (with ~12 positives a
-    plain resample can miss them and leave AUC undefined).
+    Resamples are processed in chunks so memory stays ~chunk x n floats; the result does
+    not depend on chunk.
     """
-    rng = np.random.default_rng(seed)
-    positive_index = np.nonzero(y_true == 1)[0]
-    negative_index = np.nonzero(y_true == 0)[0]
-    samples: dict[str, list[float]] = {}
-    for _ in range(n_resamples):
-        index = np.concatenate(
-            [
-                rng.choice(positive_index, size=len(positive_index), replace=True),
-                rng.choice(negative_index, size=len(negative_index), replace=True),
-            ]
-        )
-        for name, value in metric_fn(y_true[index], probability[index]).items():
-            samples.setdefault(name, []).append(value)
-    alpha = (1 - confidence) / 2
+    weights = resample_weights(len(y_true), n_resamples=n_resamples, seed=seed)
+    parts = [
+        weighted_metrics(y_true, probability, threshold, weights[start : start + chunk])
+        for start in range(0, n_resamples, chunk)
+    ]
     return {
-        name: (float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha)))
-        for name, values in samples.items()
+        name: percentile_interval(np.concatenate([part[name] for part in parts]), confidence)
+        for name in parts[0]
     }
 
 
@@ -182,15 +280,11 @@ def expected_calibration_error(table: list[dict[str, float]]) -> float:
 
 def metrics_with_intervals(
     y_true: np.ndarray, probability: np.ndarray, threshold: float, *, n_resamples: int, seed: int
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, float | None]]:
     """Every metric at the threshold as {value, ci_low, ci_high} (95 % bootstrap)."""
     point = all_metrics(y_true, probability, threshold)
     intervals = bootstrap_intervals(
-        y_true,
-        probability,
-        lambda t, p: all_metrics(t, p, threshold),
-        n_resamples=n_resamples,
-        seed=seed,
+        y_true, probability, threshold, n_resamples=n_resamples, seed=seed
     )
     return {
         name: {"value": value, "ci_low": intervals[name][0], "ci_high": intervals[name][1]}
@@ -198,23 +292,63 @@ def metrics_with_intervals(
     }
 
 
+MIN_SUBGROUP_POSITIVES = 10
+SUBGROUP_METRICS = ("roc_auc", "recall", "precision", "positive_rate", "brier", "mean_probability")
+
+
 def subgroup_metrics(
-    y_true: np.ndarray, probability: np.ndarray, groups: np.ndarray, threshold: float
-) -> dict[str, dict[str, float | int | None]]:
-    """Metrics per subgroup value; AUC/AP are None where a group lacks one of the classes."""
-    table: dict[str, dict[str, float | int | None]] = {}
+    y_true: np.ndarray,
+    probability: np.ndarray,
+    groups: np.ndarray,
+    threshold: float,
+    *,
+    n_resamples: int,
+    seed: int,
+    min_positives: int = MIN_SUBGROUP_POSITIVES,
+) -> dict[str, dict[str, object]]:
+    """Metrics per subgroup value, each as {value, ci_low, ci_high} (bootstrap within the group).
+
+    value is None where the metric is undefined in the group: AUC without both classes,
+    recall without positives, precision when nobody is flagged. too_few_positives marks
+    groups with fewer than min_positives strokes, whose estimates should not be read alone.
+    """
+    table: dict[str, dict[str, object]] = {}
     for group in sorted(set(groups.tolist()), key=str):
         mask = groups == group
-        labels, scores = y_true[mask], probability[mask]
-        row: dict[str, float | int | None] = {"n": int(mask.sum()), "positives": int(labels.sum())}
-        both_classes = 0 < labels.sum() < len(labels)
-        row["roc_auc"] = float(roc_auc_score(labels, scores)) if both_classes else None
-        row["brier"] = float(brier_score_loss(labels, scores, labels=[0, 1]))
-        row["mean_probability"] = float(scores.mean())
-        decided = threshold_metrics(labels, scores, threshold) if labels.sum() > 0 else {}
-        row["recall"] = decided.get("recall")
-        row["precision"] = decided.get("precision")
-        row["positive_rate"] = float((scores >= threshold).mean())
+        labels, scores = y_true[mask].astype(float), probability[mask]
+        positives = int(labels.sum())
+        flagged = scores >= threshold
+        weights = resample_weights(len(labels), n_resamples=n_resamples, seed=seed)
+        samples = weighted_metrics(labels, scores, threshold, weights)
+        samples["mean_probability"] = (weights @ scores) / weights.sum(axis=1)
+        point = {
+            name: float(values[0])
+            for name, values in weighted_metrics(
+                labels, scores, threshold, np.ones(len(labels))
+            ).items()
+        }
+        point["mean_probability"] = float(scores.mean())
+        defined = {
+            "roc_auc": 0 < positives < len(labels),
+            "recall": positives > 0,
+            "precision": bool(flagged.any()),
+        }
+        row: dict[str, object] = {
+            "n": int(mask.sum()),
+            "positives": positives,
+            "too_few_positives": positives < min_positives,
+        }
+        for name in SUBGROUP_METRICS:
+            if not defined.get(name, True):
+                row[name] = {"value": None, "ci_low": None, "ci_high": None}
+                continue
+            values = samples[name]
+            if name == "recall":  # resamples without a positive have no recall
+                values = np.where(weights @ labels > 0, values, np.nan)
+            if name == "precision":
+                values = np.where(weights @ flagged > 0, values, np.nan)
+            low, high = percentile_interval(values)
+            row[name] = {"value": point[name], "ci_low": low, "ci_high": high}
         table[str(group)] = row
     return table
 

@@ -29,6 +29,12 @@ What a contribution is relative to depends on the model family:
   attribution). The base value is the logit of the forest's mean root (bootstrap training)
   rate. Forest probabilities of exactly 0 or 1 are clipped to ``[1e-6, 1 - 1e-6]`` first.
 
+- ``ExplainableBoostingClassifier`` (no interactions): its own per-term scores, base value
+  = intercept. Exact.
+- ``HistGradientBoostingClassifier`` with ``interaction_cst="no_interactions"``: one column
+  per tree, so per-column sums of (training-centred) leaf values; base value = baseline +
+  the leaf centres. Exact.
+
 Explanations are computed from one transform of the input, so ``explain_prediction`` also
 returns the model's probability at no extra cost. Costs for one row on the project machine:
 the sklearn transform of a DataFrame is ~5-8 ms, the explanation of the transformed row
@@ -52,16 +58,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from stroke_risk.features import ENGINEERED
 from stroke_risk.schema import FEATURE_NAMES
 
-# Raw field each engineered column is computed from (see features.add_engineered_features).
-ENGINEERED_SOURCES: dict[str, str] = {
-    "age_squared": "age",
-    "age_band": "age",
-    "log_avg_glucose_level": "avg_glucose_level",
-    "high_glucose": "avg_glucose_level",
-    "bmi_category": "bmi",
-}
+# Raw field each engineered column is computed from (the table in stroke_risk.features).
+ENGINEERED_SOURCES: dict[str, str] = {feature.name: feature.source for feature in ENGINEERED}
 # A forest can predict exactly 0 or 1, whose logit is infinite.
 FOREST_PROBABILITY_FLOOR = 1e-6
 # Below this probability-scale total the forest rescaling uses the logit's derivative.
@@ -131,6 +132,9 @@ class Explanation:
     logit: np.ndarray
     probability: np.ndarray
     feature_names: tuple[str, ...] = FEATURE_NAMES
+    # XGBoost: logit - base - sum(contributions) before the float32 rounding residual was
+    # spread over the fields (so a check of the final sum cannot see a wrong base value).
+    raw_residual: np.ndarray | None = None
 
     def contributions_frame(self, index: Any = None) -> pd.DataFrame:
         return pd.DataFrame(self.contributions, columns=list(self.feature_names), index=index)
@@ -152,6 +156,7 @@ class _LinearExplainer:
 
 class _XGBoostExplainer:
     def __init__(self, model: Any, aggregate: np.ndarray):
+        self.raw_residual: np.ndarray | None = None
         self.model = model
         self.booster = model.get_booster()
         best_iteration = getattr(model, "best_iteration", None)
@@ -179,6 +184,7 @@ class _XGBoostExplainer:
         # own probability by rounding noise (|residual| ~1e-5). Spread that residual over
         # the fields in proportion to their magnitude so the sum is exact.
         residual = _logit(probability) - self.base_value - contributions.sum(axis=1)
+        self.raw_residual = residual
         magnitude = np.abs(contributions)
         total = magnitude.sum(axis=1, keepdims=True)
         share = np.divide(
@@ -256,7 +262,93 @@ class _ForestExplainer:
         return probability, probability_credit * scale[:, None]
 
 
-_Family = _LinearExplainer | _XGBoostExplainer | _ForestExplainer
+class _EBMExplainer:
+    """Explainable Boosting Machine without interactions: its own term scores are exact
+    per-column contributions; the base value is its intercept."""
+
+    def __init__(self, model: Any, aggregate: np.ndarray):
+        if any(len(term) != 1 for term in model.term_features_):
+            raise ValueError("explain supports EBMs without interaction terms only")
+        self.model = model
+        term_columns = np.zeros((len(model.term_features_), aggregate.shape[0]))
+        for index, (column,) in enumerate(model.term_features_):
+            term_columns[index, column] = 1.0
+        self.field_weights = term_columns @ aggregate
+        self.base_value = float(model.intercept_[0])
+
+    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
+        return probability, self.model.eval_terms(matrix) @ self.field_weights
+
+
+class _AdditiveBoostingExplainer:
+    """HistGradientBoosting with interaction_cst='no_interactions': every tree splits on one
+    column, so the raw score is a sum of one step function per column. Each tree's leaves
+    are centred on their training-count-weighted mean (moved into the base value), so a
+    column's contribution averages 0 over the training rows. Exact."""
+
+    def __init__(self, model: Any, aggregate: np.ndarray):
+        self.model = model
+        self.aggregate = aggregate
+        self.base_value = float(np.ravel(model._baseline_prediction)[0])
+        self.trees: list[tuple[int, Any, float]] = []
+        for iteration in model._predictors:
+            for tree in iteration:
+                nodes = tree.nodes
+                leaves = nodes["is_leaf"].astype(bool)
+                centre = float(
+                    np.sum(nodes["value"][leaves] * nodes["count"][leaves])
+                    / np.sum(nodes["count"][leaves])
+                )
+                self.base_value += centre
+                columns = set(nodes["feature_idx"][~leaves].tolist())
+                if len(columns) > 1:
+                    raise ValueError("explain supports no-interaction gradient boosting only")
+                if columns:
+                    self.trees.append((columns.pop(), nodes, centre))
+
+    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
+        by_column = np.zeros((len(matrix), self.aggregate.shape[0]))
+        for column, nodes, centre in self.trees:
+            by_column[:, column] += _tree_values(nodes, matrix) - centre
+        contributions = by_column @ self.aggregate
+        # Sum order differs from sklearn's: spread the float residual (~1e-15) over the fields
+        # in proportion to their magnitude (unused fields stay exactly 0).
+        residual = _logit(probability) - self.base_value - contributions.sum(axis=1)
+        magnitude = np.abs(contributions)
+        total = magnitude.sum(axis=1, keepdims=True)
+        share = np.divide(
+            magnitude, total, out=np.full_like(magnitude, 1 / magnitude.shape[1]), where=total > 0
+        )
+        return probability, contributions + residual[:, None] * share
+
+
+def _tree_values(nodes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Leaf value of every row in one HistGradientBoosting tree (numeric splits)."""
+    node = np.zeros(len(matrix), dtype=np.int64)
+    while True:
+        inner = ~nodes["is_leaf"][node].astype(bool)
+        if not inner.any():
+            return nodes["value"][node].astype(np.float64)
+        rows = np.nonzero(inner)[0]
+        current = nodes[node[rows]]
+        values = matrix[rows, current["feature_idx"]]
+        go_left = np.where(
+            np.isnan(values),
+            current["missing_go_to_left"].astype(bool),
+            values <= current["num_threshold"],
+        )
+        node[rows] = np.where(go_left, current["left"], current["right"])
+
+
+_Family = (
+    _LinearExplainer
+    | _XGBoostExplainer
+    | _ForestExplainer
+    | _EBMExplainer
+    | _AdditiveBoostingExplainer
+)
 
 
 def _family_explainer(model: Any, aggregate: np.ndarray) -> _Family:
@@ -266,6 +358,10 @@ def _family_explainer(model: Any, aggregate: np.ndarray) -> _Family:
         return _XGBoostExplainer(model, aggregate)
     if type(model).__name__ == "RandomForestClassifier":
         return _ForestExplainer(model, aggregate)
+    if type(model).__name__ == "ExplainableBoostingClassifier":
+        return _EBMExplainer(model, aggregate)
+    if type(model).__name__ == "HistGradientBoostingClassifier":
+        return _AdditiveBoostingExplainer(model, aggregate)
     raise TypeError(f"no explanation method for model type {type(model).__name__}")
 
 
@@ -306,11 +402,13 @@ class PipelineExplainer:
                 f"expected a design matrix with {len(self.sources)} columns, got {matrix.shape}"
             )
         probability, contributions = self.family.explain(matrix)
+        raw = getattr(self.family, "raw_residual", None)
         return Explanation(
             base_value=self.base_value,
             contributions=contributions,
             logit=self.base_value + contributions.sum(axis=1),
             probability=probability,
+            raw_residual=raw if raw is not None and len(raw) == len(matrix) else None,
         )
 
 

@@ -7,6 +7,7 @@ scaling live in the model pipeline (see modeling.py) so they are fitted inside C
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,16 +27,68 @@ class FeatureConfig:
     high_glucose_cut: float = 150.0
 
 
-ENGINEERED_NUMERIC = ("log_avg_glucose_level", "age_squared")
-ENGINEERED_BINARY = ("high_glucose",)
-ENGINEERED_CATEGORICAL = ("age_band", "bmi_category")
-ENGINEERED_FEATURES = ENGINEERED_NUMERIC + ENGINEERED_BINARY + ENGINEERED_CATEGORICAL
-
-
 def band_labels(edges: tuple[float, ...]) -> list[str]:
     """Labels for half-open bands [a, b) cut at edges, e.g. '<18', '18-40', '80+'."""
     inner = [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)]
     return [f"<{edges[0]:g}", *inner, f"{edges[-1]:g}+"]
+
+
+MISSING_BAND = "unknown"
+
+
+@dataclass(frozen=True)
+class EngineeredFeature:
+    """One engineered column: its name, the raw field it derives from and how.
+
+    numeric and binary columns are ``compute(source values, config)`` (numpy ufuncs, so
+    the same function serves a pandas Series and a numpy array); categorical columns are
+    bands of the source cut at ``band_edges(config)``, missing values in MISSING_BAND.
+    The pandas path (add_engineered_features), the service's compiled path
+    (app/compiled.py) and the explainer (stroke_risk/explain.py) all read this table.
+    """
+
+    name: str
+    source: str
+    kind: str  # "numeric", "binary" or "categorical"
+    compute: Callable[[Any, FeatureConfig], Any] | None = None
+    band_edges: Callable[[FeatureConfig], tuple[float, ...]] | None = None
+
+    def numeric(self, values: Any, config: FeatureConfig) -> Any:
+        """Return the numeric/binary column of source values (binary as bools)."""
+        assert self.compute is not None, f"{self.name} is a band"
+        return self.compute(values, config)
+
+    def band_codes(self, values: np.ndarray, config: FeatureConfig) -> np.ndarray:
+        """Return each value's index into band_labels_of(config); missing -> the last."""
+        assert self.band_edges is not None, f"{self.name} is not a band"
+        edges = np.asarray(self.band_edges(config), dtype=float)
+        codes = np.searchsorted(edges, values, side="right")
+        return np.where(np.isnan(values), len(edges) + 1, codes)
+
+    def band_labels_of(self, config: FeatureConfig) -> list[str]:
+        """Return the labels band_codes indexes into: the bands, then MISSING_BAND."""
+        assert self.band_edges is not None, f"{self.name} is not a band"
+        return [*band_labels(tuple(self.band_edges(config))), MISSING_BAND]
+
+
+ENGINEERED: tuple[EngineeredFeature, ...] = (
+    EngineeredFeature(
+        "log_avg_glucose_level", "avg_glucose_level", "numeric", lambda v, c: np.log(v)
+    ),
+    EngineeredFeature("age_squared", "age", "numeric", lambda v, c: (v / 10.0) ** 2),
+    EngineeredFeature(
+        "high_glucose", "avg_glucose_level", "binary", lambda v, c: v >= c.high_glucose_cut
+    ),
+    EngineeredFeature("age_band", "age", "categorical", band_edges=lambda c: c.age_band_edges),
+    EngineeredFeature(
+        "bmi_category", "bmi", "categorical", band_edges=lambda c: c.bmi_category_edges
+    ),
+)
+ENGINEERED_BY_NAME: dict[str, EngineeredFeature] = {f.name: f for f in ENGINEERED}
+ENGINEERED_NUMERIC = tuple(f.name for f in ENGINEERED if f.kind == "numeric")
+ENGINEERED_BINARY = tuple(f.name for f in ENGINEERED if f.kind == "binary")
+ENGINEERED_CATEGORICAL = tuple(f.name for f in ENGINEERED if f.kind == "categorical")
+ENGINEERED_FEATURES = tuple(f.name for f in ENGINEERED)
 
 
 def cut_bands(values: pd.Series, edges: tuple[float, ...]) -> pd.Series:
@@ -47,19 +100,21 @@ def cut_bands(values: pd.Series, edges: tuple[float, ...]) -> pd.Series:
     banded = pd.Series(
         np.asarray(labels, dtype=object)[np.minimum(positions, len(labels) - 1)], index=values.index
     )
-    return banded.where(values.notna(), "unknown")
+    return banded.where(values.notna(), MISSING_BAND)
 
 
 def add_engineered_features(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """Return a copy of frame with the engineered columns appended (row-wise, stateless)."""
     out = frame.copy()
-    glucose = out["avg_glucose_level"].astype(float)
-    age = out["age"].astype(float)
-    out["log_avg_glucose_level"] = np.log(glucose)
-    out["age_squared"] = (age / 10.0) ** 2
-    out["high_glucose"] = (glucose >= config.high_glucose_cut).astype(int)
-    out["age_band"] = cut_bands(age, config.age_band_edges)
-    out["bmi_category"] = cut_bands(out["bmi"].astype(float), config.bmi_category_edges)
+    for feature in ENGINEERED:
+        source = out[feature.source].astype(float)
+        if feature.kind == "numeric":
+            out[feature.name] = feature.numeric(source, config)
+        elif feature.kind == "binary":
+            out[feature.name] = feature.numeric(source, config).astype(int)
+        else:
+            assert feature.band_edges is not None
+            out[feature.name] = cut_bands(source, tuple(feature.band_edges(config)))
     return out
 
 

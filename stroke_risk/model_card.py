@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stroke_risk.decision_curve import describe_ranges
 from stroke_risk.explain import source_field
 from stroke_risk.modeling import FEATURE_SETS
 from stroke_risk.schema import FEATURE_NAMES
@@ -33,16 +34,16 @@ THRESHOLD_METRICS = (
     ("positive_rate", "Share flagged positive", None),
 )
 BASELINE_LABELS = {"prevalence": "Prevalence baseline", "age_only": "Age-only baseline"}
-SUBGROUP_COLUMNS = (
-    ("n", "n"),
-    ("positives", "strokes"),
-    ("roc_auc", "ROC AUC"),
-    ("recall", "recall"),
-    ("precision", "precision"),
+SUBGROUP_COUNTS = (("n", "n"), ("positives", "strokes"))
+# Metrics that rest on the strokes in the group: withheld when there are too few of them.
+SUBGROUP_STROKE_METRICS = (("roc_auc", "ROC AUC"), ("recall", "recall"), ("precision", "precision"))
+SUBGROUP_OTHER_METRICS = (
+    ("positive_rate", "share flagged"),
     ("brier", "Brier"),
     ("mean_probability", "mean predicted"),
 )
-# Fewer positives than this make a subgroup's AUC/recall too noisy to read.
+# Fewer positives than this make a subgroup's AUC/recall too noisy to read (the evaluate
+# stage marks such groups too_few_positives; older files are judged by this count).
 MIN_SUBGROUP_POSITIVES = 10
 
 DATA_PROVENANCE = {
@@ -65,6 +66,10 @@ THRESHOLD_POLICY_TEXT = {
     ),
     "max_f1": "the threshold that maximises out-of-fold F1 on the training split",
     "youden": "the threshold that maximises out-of-fold sensitivity + specificity - 1",
+    "net_benefit": (
+        "the threshold that maximises out-of-fold net benefit at the stated harm/benefit "
+        "ratio (the harm of a needless follow-up relative to the benefit of finding a stroke)"
+    ),
 }
 EXPLANATION_TEXT = {
     "logreg": (
@@ -81,6 +86,16 @@ EXPLANATION_TEXT = {
         "decision-path (Saabas) contributions on the probability scale, rescaled per "
         "prediction to sum exactly to the log-odds difference from the forest's base rate. "
         "The total is exact; the split between fields is an approximation."
+    ),
+    "ebm": (
+        "the Explainable Boosting Machine's own per-field shape functions, read off its "
+        "lookup tables (exact: the model is a sum of one function per field, no interactions); "
+        "the base value is its intercept."
+    ),
+    "hgb_monotonic": (
+        "exact per-field contributions: the gradient boosting is constrained to one field per "
+        "tree (no interactions), so the log-odds are a sum of one function per field, each "
+        "non-decreasing in age, glucose, hypertension and heart disease."
     ),
 }
 
@@ -122,8 +137,11 @@ def fmt_interval(entry: Any) -> str:
     """'0.847 (0.805-0.882)' from {value, ci_low, ci_high}; just the value without a CI."""
     text = fmt(entry)
     low, high = lookup(entry, "ci_low"), lookup(entry, "ci_high")
-    if metric_value(low) is not None and metric_value(high) is not None:
-        text += f" ({fmt(low)}-{fmt(high)})"
+    low_value, high_value = metric_value(low), metric_value(high)
+    if low_value is not None and high_value is not None:
+        # "-0.285-0.325" would misread; use "to" when a bound is negative.
+        separator = " to " if min(low_value, high_value) < 0 else "-"
+        text += f" ({fmt(low)}{separator}{fmt(high)})"
     return text
 
 
@@ -177,16 +195,27 @@ def summary_section(
     threshold = lookup(evaluation, "threshold", default={}) or {}
     value = threshold.get("value", lookup(metadata, "decision_threshold"))
     ece = lookup(evaluation, "calibration", "ece", default=lookup(metrics, "test", "ece"))
-    return [
+    slope = lookup(evaluation, "calibration", "test", "calibration_slope")
+    intercept = lookup(evaluation, "calibration", "test", "calibration_intercept")
+    lines = [
         "## Summary",
         "",
         f"- {baseline_comparison(evaluation)}",
         f"- At the decision threshold {fmt(value, 4)} the test recall is "
         f"{fmt_interval(lookup(evaluation, 'test', 'recall'))} and the specificity "
         f"{fmt_interval(lookup(evaluation, 'test', 'specificity'))}.",
-        f"- Expected calibration error on the test split: {fmt(ece, 4)}.",
-        "",
     ]
+    if slope is not None or intercept is not None:
+        lines.append(
+            f"- Calibration on the test split: slope {fmt_interval(slope)} (ideal 1), intercept "
+            f"{fmt_interval(intercept)} (ideal 0); expected calibration error {fmt(ece, 4)}."
+        )
+    else:
+        lines.append(f"- Expected calibration error on the test split: {fmt(ece, 4)}.")
+    useful = lookup(evaluation, "decision_curve", "test")
+    if isinstance(useful, Mapping):
+        lines.append(f"- {decision_sentence(useful, 'test split')}")
+    return [*lines, ""]
 
 
 def intended_use_section() -> list[str]:
@@ -316,7 +345,8 @@ def performance_section(metrics: Mapping[str, Any], evaluation: Mapping[str, Any
         "## Performance on the held-out test split",
         "",
         f"Test split: {fmt(n_test)} patients, {fmt(positives)} strokes. Intervals are "
-        "percentile bootstrap intervals stratified by class. The prevalence baseline predicts "
+        "95% percentile bootstrap intervals that resample patients (the number of strokes "
+        "varies between resamples, as it would between samples). The prevalence baseline predicts "
         "the training prevalence for everyone; the age-only baseline is a logistic regression "
         "on age alone, the bar any richer model has to clear.",
         "",
@@ -351,12 +381,62 @@ def threshold_section(metadata: Mapping[str, Any], evaluation: Mapping[str, Any]
     ]
 
 
+CALIBRATION_READING = (
+    "The calibration intercept (calibration-in-the-large) is the log-odds shift that would "
+    "make the mean prediction match the observed rate: 0 is ideal, above 0 the model "
+    "under-predicts, below 0 it over-predicts. The calibration slope is the coefficient of "
+    "the model's log-odds in a logistic regression of the outcome on them: 1 is ideal, "
+    "below 1 the predictions are too extreme (typical of overfitting), above 1 too timid."
+)
+
+
+def calibration_verdict(slope: Any, intercept: Any) -> str:
+    """Plain words on whether the 95 % intervals contain the ideal values."""
+    problems = []
+    low, high = metric_value(lookup(slope, "ci_low")), metric_value(lookup(slope, "ci_high"))
+    if low is not None and high is not None and not low <= 1 <= high:
+        problems.append("predictions too extreme" if high < 1 else "predictions too timid")
+    low, high = (
+        metric_value(lookup(intercept, "ci_low")),
+        metric_value(lookup(intercept, "ci_high")),
+    )
+    if low is not None and high is not None and not low <= 0 <= high:
+        problems.append(
+            "risk under-predicted overall" if low > 0 else "risk over-predicted overall"
+        )
+    if metric_value(slope) is None:
+        return "not available"
+    if problems:
+        return "miscalibrated: " + "; ".join(problems)
+    return "no evidence of miscalibration (the intervals contain the ideal values)"
+
+
 def calibration_section(evaluation: Mapping[str, Any], figures: Mapping[str, str]) -> list[str]:
     bins = lookup(evaluation, "calibration", "bins", default=[]) or []
     ece = lookup(evaluation, "calibration", "ece")
-    lines = [
-        "## Calibration",
-        "",
+    lines = ["## Calibration", ""]
+    rows = []
+    for split, label in (("cv", "out of fold (training split)"), ("test", "test split")):
+        slope = lookup(evaluation, "calibration", split, "calibration_slope")
+        intercept = lookup(evaluation, "calibration", split, "calibration_intercept")
+        if slope is None and intercept is None:
+            continue
+        rows.append(
+            [
+                label,
+                fmt_interval(intercept),
+                fmt_interval(slope),
+                calibration_verdict(slope, intercept),
+            ]
+        )
+    if rows:
+        lines += [
+            *table(["predictions", "intercept (95% CI)", "slope (95% CI)", "reading"], rows),
+            "",
+            CALIBRATION_READING,
+            "",
+        ]
+    lines += [
         f"Expected calibration error (count-weighted mean |observed - predicted| over "
         f"{len(bins)} equal-count bins of the test split): **{fmt(ece, 4)}**.",
         "",
@@ -376,7 +456,59 @@ def calibration_section(evaluation: Mapping[str, Any], figures: Mapping[str, str
         )
         lines.append("")
     if "calibration" in figures:
-        lines += [f"![Calibration]({figures['calibration']})", ""]
+        lines += [
+            "The figure shows a smoothed calibration curve (logistic regression of the outcome "
+            "on a restricted cubic spline of the predicted log-odds) with its 95% bootstrap "
+            "band, out of fold and on the test split.",
+            "",
+            f"![Calibration]({figures['calibration']})",
+            "",
+        ]
+    return lines
+
+
+def decision_sentence(useful: Mapping[str, Any], where: str) -> str:
+    """One sentence on the thresholds where acting on the model beats the defaults."""
+    beats = lookup(useful, "beats_defaults", default=[]) or []
+    confident = lookup(useful, "confidently_beats_defaults", default=[]) or []
+    best = lookup(useful, "max_advantage")
+    at = lookup(useful, "max_advantage_threshold")
+    text = (
+        f"Decision curve ({where}): using the model gives more net benefit than treating "
+        f"everyone or no one at threshold probabilities {describe_ranges(beats)}"
+    )
+    text += f" (95% interval of the gain above 0 at {describe_ranges(confident)})"
+    if metric_value(best) is not None and metric_value(at) is not None:
+        text += (
+            f"; the largest gain is {fmt(best, 4)} net true positives per patient "
+            f"({fmt(1000 * float(best), 1)} per 1,000) at {fmt_percent(at, 0)}"
+        )
+    return text + "."
+
+
+def decision_curve_section(evaluation: Mapping[str, Any], figures: Mapping[str, str]) -> list[str]:
+    curves = lookup(evaluation, "decision_curve", default={}) or {}
+    lines = [
+        "## Decision curve (net benefit)",
+        "",
+        "A clinician who would follow up a patient whose stroke probability is at least pt "
+        "weighs a needless follow-up as pt/(1-pt) of a found stroke. Net benefit counts true "
+        "positives per patient minus false positives weighted that way (Vickers & Elkin, "
+        "2006); the model is worth using at pt only if its net benefit beats both treating "
+        "everyone and treating no one.",
+        "",
+    ]
+    found = False
+    for split, label in (("test", "test split"), ("cv", "out of fold, training split")):
+        useful = curves.get(split) if isinstance(curves, Mapping) else None
+        if isinstance(useful, Mapping):
+            lines.append(f"- {decision_sentence(useful, label)}")
+            found = True
+    if not found:
+        lines.append("- No decision curve is available.")
+    lines.append("")
+    if "decision_curve" in figures:
+        lines += [f"![Decision curve]({figures['decision_curve']})", ""]
     return lines
 
 
@@ -385,10 +517,15 @@ def subgroup_section(evaluation: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Subgroup performance (test split)",
         "",
-        f"Groups with fewer than {MIN_SUBGROUP_POSITIVES} strokes are marked *; their AUC and "
-        "recall are too noisy to compare. n/a means the metric is undefined (e.g. no strokes).",
+        f"Values with 95% bootstrap intervals (patients resampled within the group). Groups "
+        f"with fewer than {MIN_SUBGROUP_POSITIVES} strokes are marked *: their AUC, recall and "
+        "precision are not shown, because a handful of strokes cannot support them (and a "
+        "bootstrap of one stroke gives a falsely narrow interval). n/a means the metric is "
+        "undefined (e.g. no strokes, or nobody flagged).",
         "",
     ]
+    metrics = (*SUBGROUP_STROKE_METRICS, *SUBGROUP_OTHER_METRICS)
+    stroke_keys = {key for key, _ in SUBGROUP_STROKE_METRICS}
     for name, groups in subgroups.items():
         if not isinstance(groups, Mapping):
             continue
@@ -396,11 +533,19 @@ def subgroup_section(evaluation: Mapping[str, Any]) -> list[str]:
         for group in sorted(groups, key=lambda label: group_sort_key(str(label))):
             entry = groups[group]
             positives = metric_value(lookup(entry, "positives"))
-            marker = " *" if positives is not None and positives < MIN_SUBGROUP_POSITIVES else ""
-            cells = [fmt(lookup(entry, key)) for key, _ in SUBGROUP_COLUMNS]
-            rows.append([f"{group}{marker}", *cells])
+            too_few = lookup(entry, "too_few_positives")
+            if too_few is None:
+                too_few = positives is not None and positives < MIN_SUBGROUP_POSITIVES
+            cells = [fmt(lookup(entry, key)) for key, _ in SUBGROUP_COUNTS]
+            for key, _ in metrics:
+                if too_few and key in stroke_keys:
+                    cells.append("too few strokes" if positives else "n/a")
+                else:
+                    cells.append(fmt_interval(lookup(entry, key)))
+            rows.append([f"{group}{' *' if too_few else ''}", *cells])
         lines += [f"### By `{name}`", ""]
-        lines += table(["group", *(label for _, label in SUBGROUP_COLUMNS)], rows)
+        header = ["group", *(label for _, label in (*SUBGROUP_COUNTS, *metrics))]
+        lines += table(header, rows)
         lines.append("")
     return lines
 
@@ -488,7 +633,8 @@ def build_model_card(
     """The model card as Markdown text.
 
     ``importance`` is the evaluate stage's permutation importance rows ({feature,
-    importance}); ``figures`` maps figure names (roc, pr, calibration, importance) to paths
+    importance}); ``figures`` maps figure names (roc, pr, calibration, decision_curve,
+    importance) to paths
     relative to the card. Absent figures are left out.
     """
     figures = figures or {}
@@ -507,6 +653,7 @@ def build_model_card(
         *performance_section(metrics, evaluation),
         *threshold_section(metadata, evaluation),
         *calibration_section(evaluation, figures),
+        *decision_curve_section(evaluation, figures),
         *subgroup_section(evaluation),
         *explanation_section(metadata),
         *limitations_section(metrics, evaluation, importance or []),

@@ -25,7 +25,25 @@ from stroke_risk.evaluation import probability_metrics
 from stroke_risk.features import FeatureConfig, FeatureEngineer, band_labels
 from stroke_risk.schema import CATEGORICAL_FEATURES, FEATURES_BY_NAME, CategoricalField
 
-FAMILIES = ("logreg", "random_forest", "xgboost")
+FAMILIES = ("logreg", "random_forest", "xgboost", "ebm", "hgb_monotonic")
+
+# Engineered or raw columns along which predicted risk must never fall (hgb_monotonic):
+# older age, higher glucose, hypertension, heart disease. age_squared rises with age
+# because ages are non-negative.
+MONOTONE_INCREASING = frozenset(
+    {
+        "age",
+        "age_squared",
+        "avg_glucose_level",
+        "log_avg_glucose_level",
+        "high_glucose",
+        "hypertension",
+        "heart_disease",
+    }
+)
+# Categorical bands of a monotone field: one-hot columns cannot be constrained, so a feature
+# set containing them cannot give the monotone guarantee.
+MONOTONE_BANDS = frozenset({"age_band"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,13 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         numeric=("age", "age_squared", "avg_glucose_level", "log_avg_glucose_level", "bmi"),
         binary=("hypertension", "heart_disease", "high_glucose"),
         categorical=(*CATEGORICAL_FEATURES, "age_band", "bmi_category"),
+    ),
+    # Every field, but age only as numbers (no age bands), so risk can be constrained to
+    # rise with age (hgb_monotonic); usable by every family.
+    "monotone": FeatureSet(
+        numeric=("age", "age_squared", "avg_glucose_level", "log_avg_glucose_level", "bmi"),
+        binary=("hypertension", "heart_disease", "high_glucose"),
+        categorical=(*CATEGORICAL_FEATURES, "bmi_category"),
     ),
 }
 
@@ -102,6 +127,21 @@ def build_estimator(family: str, params: Mapping[str, Any], seed: int) -> Any:
         from xgboost import XGBClassifier
 
         return XGBClassifier(random_state=seed, **params)
+    if family == "ebm":
+        from interpret.glassbox import ExplainableBoostingClassifier
+
+        # interactions=0 keeps the model a sum of one shape function per column, so its
+        # per-field contributions are exact; the config may not switch them back on.
+        return ExplainableBoostingClassifier(random_state=seed, **{**params, "interactions": 0})
+    if family == "hgb_monotonic":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        # One column per tree: the log-odds are a sum of one function per column, so
+        # per-field contributions are exact. monotonic_cst is set by build_model_pipeline,
+        # which knows the column order.
+        return HistGradientBoostingClassifier(
+            random_state=seed, **{**params, "interaction_cst": "no_interactions"}
+        )
     raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
 
 
@@ -121,12 +161,37 @@ def build_model_pipeline(
         raise ValueError(
             f"unknown feature_set {feature_set_name!r}; expected one of {sorted(FEATURE_SETS)}"
         )
+    feature_set = FEATURE_SETS[feature_set_name]
+    estimator = build_estimator(family, estimator_params, seed)
+    if family == "hgb_monotonic":
+        estimator.set_params(
+            monotonic_cst=monotonic_constraints(feature_set, feature_config, feature_set_name)
+        )
     return Pipeline(
         [
-            ("preprocess", build_preprocessor(FEATURE_SETS[feature_set_name], feature_config)),
-            ("model", build_estimator(family, estimator_params, seed)),
+            ("preprocess", build_preprocessor(feature_set, feature_config)),
+            ("model", estimator),
         ]
     )
+
+
+def monotonic_constraints(
+    feature_set: FeatureSet, feature_config: FeatureConfig, name: str = "this feature set"
+) -> list[int]:
+    """HistGradientBoosting's monotonic_cst for the preprocessor's output columns (numeric,
+    binary, then one one-hot column per category): +1 for MONOTONE_INCREASING, else 0."""
+    bands = sorted(MONOTONE_BANDS.intersection(feature_set.categorical))
+    if bands:
+        raise ValueError(
+            f"feature_set {name!r} has {', '.join(bands)}, whose one-hot columns cannot be "
+            "constrained to be monotone; use feature_set 'compact' or 'monotone' for hgb_monotonic"
+        )
+    constraints = [
+        int(c in MONOTONE_INCREASING) for c in (*feature_set.numeric, *feature_set.binary)
+    ]
+    for column in feature_set.categorical:
+        constraints += [0] * len(category_domain(column, feature_config))
+    return constraints
 
 
 def build_serving_pipeline(fitted: Pipeline, feature_config: FeatureConfig) -> Pipeline:

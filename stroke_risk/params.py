@@ -56,8 +56,10 @@ class TuneParams(Section):
 
 
 class ThresholdParams(Section):
-    policy: Literal["min_recall", "max_f1", "youden"]
+    policy: Literal["min_recall", "max_f1", "youden", "net_benefit"]
     target_recall: float = Field(gt=0, le=1)
+    # net_benefit: harm of a needless follow-up / benefit of a found stroke
+    harm_benefit_ratio: float = Field(gt=0)
 
 
 class TrainParams(Section):

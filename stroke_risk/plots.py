@@ -1,4 +1,4 @@
-"""Report figures (ROC, precision-recall, calibration, feature importance) as PNG bytes.
+"""Report figures (ROC, precision-recall, calibration, decision curve, feature importance).
 
 The evaluate stage writes the plot data (reports/plots/*.csv); these functions only draw
 it. Rendering is deterministic, so rerunning the report stage gives byte-identical PNGs and
@@ -25,6 +25,17 @@ PLOT_COLUMNS: dict[str, tuple[str, ...]] = {
     "roc": ("fpr", "tpr"),
     "pr": ("recall", "precision"),
     "calibration": ("mean_predicted", "observed_rate", "count"),
+    "calibration_smooth": ("predicted", "observed", "ci_low", "ci_high"),
+    "calibration_smooth_cv": ("predicted", "observed", "ci_low", "ci_high"),
+    "decision_curve": (
+        "threshold",
+        "model",
+        "treat_all",
+        "treat_none",
+        "model_ci_low",
+        "model_ci_high",
+        "model_cv",
+    ),
     "importance": ("feature", "importance"),
 }
 
@@ -81,24 +92,94 @@ def pr_png(pr: pd.DataFrame, *, prevalence: float | None = None) -> bytes:
     return _render(draw)
 
 
-def calibration_png(calibration: pd.DataFrame, *, ece: float | None = None) -> bytes:
-    """Reliability diagram: observed stroke rate per bin of predicted probability."""
+def calibration_png(
+    calibration: pd.DataFrame,
+    *,
+    ece: float | None = None,
+    smooth: pd.DataFrame | None = None,
+    smooth_cv: pd.DataFrame | None = None,
+) -> bytes:
+    """Calibration: the smoothed curve with its 95 % band (test), the out-of-fold smoothed
+    curve, and the observed stroke rate per equal-count bin."""
 
     def draw(figure: Figure) -> None:
         axes = figure.add_subplot()
-        limit = float(max(calibration["mean_predicted"].max(), calibration["observed_rate"].max()))
-        limit = min(1.0, max(limit * 1.1, 0.05))  # zoom: stroke risks are mostly small
+        tops = [calibration["mean_predicted"].max(), calibration["observed_rate"].max()]
+        if smooth is not None:
+            tops += [smooth["predicted"].max(), smooth["observed"].max()]
+        limit = min(1.0, max(float(max(tops)) * 1.1, 0.05))  # zoom: stroke risks are small
         axes.plot([0, limit], [0, limit], linestyle="--", color="grey", label="perfect calibration")
+        if smooth is not None:
+            axes.fill_between(
+                smooth["predicted"],
+                smooth["ci_low"].astype(float),
+                smooth["ci_high"].astype(float),
+                color="tab:blue",
+                alpha=0.2,
+                linewidth=0,
+                label="95% bootstrap band (test)",
+            )
+            axes.plot(
+                smooth["predicted"], smooth["observed"], color="tab:blue", label="smoothed (test)"
+            )
+        if smooth_cv is not None:
+            axes.plot(
+                smooth_cv["predicted"],
+                smooth_cv["observed"],
+                color="tab:orange",
+                linestyle="-.",
+                label="smoothed (out of fold)",
+            )
         axes.plot(
             calibration["mean_predicted"],
             calibration["observed_rate"],
             marker="o",
-            label="model (equal-count bins)",
+            linestyle="none",
+            color="black",
+            label="equal-count bins (test)",
         )
         title = "Calibration (test split)" + ("" if ece is None else f", ECE {ece:.3f}")
-        axes.set(xlabel="Mean predicted probability", ylabel="Observed stroke rate")
+        axes.set(xlabel="Predicted probability", ylabel="Observed stroke rate")
         axes.set(xlim=(0, limit), ylim=(0, limit), title=title)
-        axes.legend(loc="upper left")
+        axes.legend(loc="upper left", fontsize="small")
+
+    return _render(draw)
+
+
+def decision_curve_png(curve: pd.DataFrame) -> bytes:
+    """Net benefit against threshold probability: model (test, with band; out of fold),
+    treat all, treat none."""
+
+    def draw(figure: Figure) -> None:
+        axes = figure.add_subplot()
+        percent = 100 * curve["threshold"]
+        axes.fill_between(
+            percent,
+            curve["model_ci_low"].astype(float),
+            curve["model_ci_high"].astype(float),
+            color="tab:blue",
+            alpha=0.2,
+            linewidth=0,
+            label="95% bootstrap band (test)",
+        )
+        axes.plot(percent, curve["model"], color="tab:blue", label="model (test)")
+        axes.plot(
+            percent,
+            curve["model_cv"],
+            color="tab:orange",
+            linestyle="-.",
+            label="model (out of fold)",
+        )
+        axes.plot(percent, curve["treat_all"], color="grey", label="treat all (test)")
+        axes.plot(percent, curve["treat_none"], color="black", linewidth=0.8, label="treat none")
+        top = float(max(curve["model_ci_high"].astype(float).max(), curve["treat_all"].max()))
+        axes.set(xlim=(float(percent.min()), float(percent.max())), ylim=(-0.01, top * 1.1))
+        axes.set(
+            xlabel="Threshold probability (%)",
+            ylabel="Net benefit (true positives per patient)",
+            title="Decision curve",
+        )
+        axes.legend(loc="upper right", fontsize="small")
 
     return _render(draw)
 
@@ -132,21 +213,27 @@ def render_report_figures(
     prevalence: float | None = None,
     ece: float | None = None,
 ) -> dict[str, Path]:
-    """Render roc/pr/calibration/importance PNGs from the evaluate stage's plot data.
+    """Render roc/pr/calibration/decision_curve/importance PNGs from the plot data.
 
     Returns figure name -> written path. Every input CSV is required: a missing one means
     the evaluate stage did not run, which should fail the report, not hide a figure.
     """
     plots, figures = Path(plots_dir), Path(figures_dir)
-    renderers: dict[str, Callable[[pd.DataFrame], bytes]] = {
-        "roc": lambda frame: roc_png(frame, roc_auc=roc_auc),
-        "pr": lambda frame: pr_png(frame, prevalence=prevalence),
-        "calibration": lambda frame: calibration_png(frame, ece=ece),
-        "importance": importance_png,
+    frames = {name: read_plot_data(plots / f"{name}.csv", name) for name in PLOT_COLUMNS}
+    renderers: dict[str, Callable[[], bytes]] = {
+        "roc": lambda: roc_png(frames["roc"], roc_auc=roc_auc),
+        "pr": lambda: pr_png(frames["pr"], prevalence=prevalence),
+        "calibration": lambda: calibration_png(
+            frames["calibration"],
+            ece=ece,
+            smooth=frames["calibration_smooth"],
+            smooth_cv=frames["calibration_smooth_cv"],
+        ),
+        "decision_curve": lambda: decision_curve_png(frames["decision_curve"]),
+        "importance": lambda: importance_png(frames["importance"]),
     }
     written: dict[str, Path] = {}
     for name, render in renderers.items():
-        frame = read_plot_data(plots / f"{name}.csv", name)
         written[name] = figures / f"{name}.png"
-        write_png(written[name], render(frame))
+        write_png(written[name], render())
     return written

@@ -9,23 +9,32 @@ restarts (WAL), which is what a monitoring log needs; a power loss may drop the 
 transactions.
 
 Feature values are personal health data: they are stored here for drift checks and are
-never written to log messages or exception texts.
+never written to log messages or exception texts. The file is created 0600 (its -wal and
+-shm files inherit that mode) and a directory the log creates is 0700; ``secure_delete``
+overwrites removed rows and a checkpoint after each retention pass truncates the WAL, so
+deleted records do not linger in free pages or the journal. Retention runs on a timer in
+every process (``run_retention_every``), not only when predictions arrive. The caller
+decides what a record's ``features`` hold (the service can store reference-bin indices
+instead of raw values: STROKE_MONITOR_STORE=binned).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -41,7 +50,16 @@ CREATE TABLE IF NOT EXISTS predictions (
 );
 CREATE INDEX IF NOT EXISTS predictions_created_at ON predictions (created_at);
 CREATE INDEX IF NOT EXISTS predictions_labelled ON predictions (seq) WHERE label IS NOT NULL;
+CREATE INDEX IF NOT EXISTS predictions_version ON predictions (model_version, seq);
+CREATE TABLE IF NOT EXISTS pending_batches (
+    token TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
 """
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+# A batch logged after its response shares this many leading hex digits of its ids.
+BATCH_TOKEN_LENGTH = 16
 
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 # Retention is enforced once every this many recorded batches per process: a DELETE on
@@ -134,6 +152,24 @@ def validate_label(label: Any) -> int:
     return int(label)
 
 
+def create_private_file(path: Path) -> None:
+    """Create path 0600 (tighten an existing file to 0600) and missing directories 0700."""
+    missing = [parent for parent in reversed(path.parents) if not parent.exists()]
+    for directory in missing:
+        directory.mkdir(mode=DIRECTORY_MODE, exist_ok=True)
+        os.chmod(directory, DIRECTORY_MODE)  # mkdir's mode is filtered by the umask
+    # Only a file that does not exist yet is opened here: closing any descriptor of a
+    # database file drops this process's SQLite locks on it (POSIX advisory locks).
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+    if (os.stat(path).st_mode & 0o777) != FILE_MODE:
+        os.chmod(path, FILE_MODE)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists() and (os.stat(companion).st_mode & 0o777) != FILE_MODE:
+            os.chmod(companion, FILE_MODE)
+
+
 class PredictionLog:
     """The shared prediction/feedback store at ``path`` (created on first use).
 
@@ -159,7 +195,8 @@ class PredictionLog:
         self._local = threading.local()
         self._batches_since_prune = 0
         self._counter_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._timer_interval: float | None = None
+        create_private_file(self.path)
         self._initialise()
 
     # --- connections ----------------------------------------------------------------
@@ -172,6 +209,8 @@ class PredictionLog:
         )
         connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
         connection.execute("PRAGMA synchronous = NORMAL")
+        # Deleted rows are overwritten with zeros, not left in free pages.
+        connection.execute("PRAGMA secure_delete = ON")
         return connection
 
     def _connection(self) -> sqlite3.Connection:
@@ -222,10 +261,13 @@ class PredictionLog:
 
     # --- writes ---------------------------------------------------------------------
 
-    def record_predictions(self, records: Sequence[PredictionRecord]) -> None:
+    def record_predictions(
+        self, records: Sequence[PredictionRecord], *, pending_token: str | None = None
+    ) -> None:
         """Insert a batch of scored records in one transaction.
 
         Raises DuplicatePredictionError if an id is already stored (nothing is inserted).
+        pending_token: the batch's mark_pending token, cleared in the same transaction.
         Enforces retention every ``prune_every`` batches.
         """
         if not records:
@@ -249,12 +291,40 @@ class PredictionLog:
                     " features, probability, decision) VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                if pending_token is not None:
+                    connection.execute(
+                        "DELETE FROM pending_batches WHERE token = ?", (pending_token,)
+                    )
         except sqlite3.IntegrityError:
             raise DuplicatePredictionError(
                 "a prediction id in this batch is already stored"
             ) from None
         if self._prune_due():
             self.enforce_retention()
+
+    def mark_pending(self, token: str, seconds: float) -> None:
+        """Note that a batch whose ids start with token will be recorded within seconds.
+
+        Feedback for an id of a pending batch waits for it (see is_pending); any other
+        unknown id is refused at once.
+        """
+        with self._write() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO pending_batches (token, expires_at) VALUES (?, ?)",
+                (token, self.clock() + seconds),
+            )
+
+    def is_pending(self, prediction_id: str) -> bool:
+        """Return whether the id belongs to a batch marked pending and not yet recorded."""
+        row = (
+            self._connection()
+            .execute(
+                "SELECT 1 FROM pending_batches WHERE token = ? AND expires_at > ?",
+                (prediction_id[:BATCH_TOKEN_LENGTH], self.clock()),
+            )
+            .fetchone()
+        )
+        return row is not None
 
     def _prune_due(self) -> bool:
         with self._counter_lock:
@@ -264,31 +334,49 @@ class PredictionLog:
                 return True
             return False
 
+    def stored_label(self, prediction_id: str) -> int | None:
+        """Return the id's label (None: stored, unlabelled); raise UnknownPredictionError.
+
+        A read only: it takes no write lock, so unknown ids cost one indexed lookup.
+        """
+        row = (
+            self._connection()
+            .execute("SELECT label FROM predictions WHERE prediction_id = ?", (prediction_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise UnknownPredictionError("no stored prediction has this id")
+        return None if row[0] is None else int(row[0])
+
     def record_feedback(self, prediction_id: str, label: Any) -> int:
         """Attach the true label (0/1) to a stored prediction; return the label stored.
 
-        Raises InvalidLabelError, UnknownPredictionError or DuplicateFeedbackError. The
-        check and the update happen in one transaction, so two concurrent feedbacks for
-        one id cannot both succeed.
+        Raises InvalidLabelError, UnknownPredictionError or DuplicateFeedbackError. Unknown
+        and already-labelled ids are found by a read, without the write lock; the update
+        itself only sets a label that is still NULL, so two concurrent feedbacks for one
+        id cannot both succeed.
         """
         value = validate_label(label)
+        if self.stored_label(prediction_id) is not None:
+            raise DuplicateFeedbackError("feedback for this prediction was already recorded")
         with self._write() as connection:
             updated = connection.execute(
                 "UPDATE predictions SET label = ?, labelled_at = ?"
                 " WHERE prediction_id = ? AND label IS NULL",
                 (value, self.clock(), prediction_id),
             ).rowcount
-            if updated == 0:
-                exists = connection.execute(
-                    "SELECT 1 FROM predictions WHERE prediction_id = ?", (prediction_id,)
-                ).fetchone()
-                if exists is None:
-                    raise UnknownPredictionError("no stored prediction has this id")
-                raise DuplicateFeedbackError("feedback for this prediction was already recorded")
+        if updated == 0:
+            # Labelled (or removed by retention) between the read and the update.
+            self.stored_label(prediction_id)
+            raise DuplicateFeedbackError("feedback for this prediction was already recorded")
         return value
 
     def enforce_retention(self) -> int:
-        """Delete rows beyond the retention limits; return how many were deleted."""
+        """Delete rows beyond the retention limits; return how many were deleted.
+
+        After a deletion the WAL is checkpointed and truncated, so the removed rows
+        (overwritten by secure_delete) leave no copy in the journal either.
+        """
         deleted = 0
         with self._write() as connection:
             if self.retention.max_age_seconds is not None:
@@ -303,15 +391,75 @@ class PredictionLog:
                     "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
                     (self.retention.max_rows,),
                 ).rowcount
+            connection.execute("DELETE FROM pending_batches WHERE expires_at < ?", (self.clock(),))
+        if deleted:
+            self.checkpoint()
         return deleted
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it (best effort under readers)."""
+        self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def purge(self) -> int:
+        """Delete every stored prediction, overwrite the free space and truncate the WAL.
+
+        Returns how many rows were deleted. The file keeps its schema and mode.
+        """
+        with self._write() as connection:
+            deleted = connection.execute("DELETE FROM predictions").rowcount
+            connection.execute("DELETE FROM pending_batches")
+        self.checkpoint()
+        self._connection().execute("VACUUM")
+        self.checkpoint()
+        return deleted
+
+    def run_retention_every(self, seconds: float, *, start_now: bool = True) -> None:
+        """Enforce retention every seconds on a daemon thread, even when no request comes.
+
+        The thread is started here (unless start_now is False, e.g. in a server's master
+        process that forks its workers) and again in every forked child, where threads do
+        not survive the fork.
+        """
+        first = self._timer_interval is None
+        self._timer_interval = seconds
+        if first:
+            os.register_at_fork(after_in_child=self._start_timer)
+        if start_now:
+            self._start_timer()
+
+    def _start_timer(self) -> None:
+        interval = self._timer_interval
+        if interval is None:
+            return
+        self._timer_stop = threading.Event()
+        stop = self._timer_stop
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.enforce_retention()
+                except sqlite3.Error as error:
+                    logger.warning("prediction log retention failed (%s)", type(error).__name__)
+
+        threading.Thread(target=loop, name="prediction-log-retention", daemon=True).start()
+
+    def stop_retention_timer(self) -> None:
+        """Stop this process's retention thread (it also stops when the process exits)."""
+        self._timer_interval = None
+        stop = getattr(self, "_timer_stop", None)
+        if stop is not None:
+            stop.set()
 
     # --- reads ----------------------------------------------------------------------
 
     def _window_query(
-        self, columns: str, window: Window, *, labelled: bool
+        self, columns: str, window: Window, *, labelled: bool, model_version: str | None
     ) -> list[tuple[Any, ...]]:
         conditions: list[str] = []
         parameters: list[Any] = []
+        if model_version is not None:
+            conditions.append("model_version = ?")
+            parameters.append(model_version)
         if labelled:
             conditions.append("label IS NOT NULL")
         if window.max_age_seconds is not None:
@@ -325,15 +473,31 @@ class PredictionLog:
         query = f"SELECT {columns} FROM predictions {where} ORDER BY seq DESC {limit}"
         return self._connection().execute(query, parameters).fetchall()
 
-    def recent_features(self, window: Window) -> list[dict[str, Any]]:
-        """Feature records of the recent window, newest first."""
-        rows = self._window_query("features", window, labelled=False)
+    def recent_features(
+        self, window: Window, *, model_version: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Feature records of the recent window, newest first (one model version if given)."""
+        rows = self._window_query("features", window, labelled=False, model_version=model_version)
         return [json.loads(features) for (features,) in rows]
 
-    def labelled_window(self, window: Window) -> list[LabelledPrediction]:
+    def recent_probabilities(
+        self, window: Window, *, model_version: str | None = None
+    ) -> list[float]:
+        """Probabilities of the recent window, newest first (one model version if given)."""
+        rows = self._window_query(
+            "probability", window, labelled=False, model_version=model_version
+        )
+        return [float(p) for (p,) in rows]
+
+    def labelled_window(
+        self, window: Window, *, model_version: str | None = None
+    ) -> list[LabelledPrediction]:
         """Labelled predictions of the window (by prediction time), newest first."""
         rows = self._window_query(
-            "prediction_id, probability, decision, label", window, labelled=True
+            "prediction_id, probability, decision, label",
+            window,
+            labelled=True,
+            model_version=model_version,
         )
         return [
             LabelledPrediction(

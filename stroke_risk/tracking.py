@@ -23,6 +23,9 @@ from typing import Any
 from stroke_risk.data import file_md5
 
 MODEL_HASH_TAG = "model_md5"
+# The threshold lives in the metadata: the same model file with another threshold is
+# another revision (other decisions), so a run is keyed by both hashes.
+METADATA_HASH_TAG = "metadata_md5"
 VERSION_TAG = "registered_version"
 # DVC runs queued and temporary experiments in <repo>/.dvc/tmp/exps/<workspace>.
 DVC_TEMP_WORKSPACE = (".dvc", "tmp", "exps")
@@ -122,6 +125,7 @@ def revision_record(files: RevisionFiles) -> dict[str, Any]:
     }
     tags = {
         MODEL_HASH_TAG: file_md5(files.model),
+        METADATA_HASH_TAG: file_md5(files.metadata),
         "git_commit": git_commit(),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
         "model_family": metadata["model_family"],
@@ -146,17 +150,23 @@ def _experiment_id(client: Any, name: str) -> str:
 def log_model_revision(
     files: RevisionFiles, *, experiment: str, registered_model: str, alias: str
 ) -> LoggedRevision:
-    """Log the revision once (run + registered version + alias); complete it if partial."""
+    """Log the revision once (run + registered version + alias); complete it if partial.
+
+    The registered version is tagged with the model file's md5, so a release can find the
+    version of a given dvc.lock.
+    """
     mlflow = configure_mlflow()
     from mlflow.tracking import MlflowClient
 
     record = revision_record(files)
-    md5 = record["tags"][MODEL_HASH_TAG]
+    md5, metadata_md5 = record["tags"][MODEL_HASH_TAG], record["tags"][METADATA_HASH_TAG]
     client = MlflowClient()
     experiment_id = _experiment_id(client, experiment)
     existing = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.{MODEL_HASH_TAG} = '{md5}'",
+        filter_string=(
+            f"tags.{MODEL_HASH_TAG} = '{md5}' and tags.{METADATA_HASH_TAG} = '{metadata_md5}'"
+        ),
         order_by=["attributes.start_time ASC"],
         max_results=1,
     )

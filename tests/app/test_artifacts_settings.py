@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from app.artifacts import ArtifactError, find_git_commit, read_lock_hashes, verify_artifacts
 from app.factory import ServiceStartError, create_app
 from app.settings import DEFAULT_PROJECT_DIR, Settings, SettingsError
-from stroke_risk.live_monitoring import store_path_from_environ
 from tests.app.conftest import ARTIFACT_PATHS, md5_of, write_lock
 
 
@@ -24,7 +22,7 @@ def test_settings_defaults_point_into_the_checkout() -> None:
     assert (settings.max_batch_size, settings.max_body_bytes) == (1000, 1 << 20)
     assert settings.risk_factor_count == 3
     # The prediction log is runtime state under /var/, which .gitignore excludes.
-    assert settings.monitor_db_path == store_path_from_environ(DEFAULT_PROJECT_DIR, {})
+    assert settings.monitor_db_path == DEFAULT_PROJECT_DIR / "var/monitoring/predictions.sqlite"
     assert settings.monitor_db_path.relative_to(DEFAULT_PROJECT_DIR).parts[0] == "var"
     assert "/var/" in (DEFAULT_PROJECT_DIR / ".gitignore").read_text().split()
     assert Settings() == settings
@@ -52,9 +50,6 @@ def test_settings_from_environment(tmp_path: Path) -> None:
     assert settings.extensions == ("monitoring.live:init_app", "x:y")
     assert settings.risk_factor_count == 10
     assert settings.monitor_db_path == tmp_path / "state" / "log.sqlite"
-    # The same path the monitoring library derives from the same variable.
-    environ = {"STROKE_MONITOR_DB": "state/log.sqlite"}
-    assert settings.monitor_db_path == store_path_from_environ(tmp_path, environ)
     absolute = Settings.from_env({"STROKE_MONITOR_DB": "/srv/log.sqlite"}).monitor_db_path
     assert absolute == Path("/srv/log.sqlite")
 
@@ -67,11 +62,45 @@ def test_settings_from_environment(tmp_path: Path) -> None:
         ("STROKE_COMPILED_PATH", "maybe"),
         ("STROKE_RISK_FACTORS", "0"),
         ("STROKE_RISK_FACTORS", "11"),
+        ("STROKE_MONITOR_MIN_LABELS", "many"),
+        ("STROKE_MONITOR_DRIFT_WINDOW_RECORDS", "-3"),
+        ("STROKE_MONITOR_STORE", "everything"),
+        ("WEB_CONCURRENCY", "0"),
+        ("PORT", "http"),
     ],
 )
 def test_bad_setting_is_one_clear_error(variable: str, value: str) -> None:
-    with pytest.raises(SettingsError, match=variable):
+    with pytest.raises(SettingsError, match=variable) as caught:
         Settings.from_env({variable: value})
+    message = str(caught.value)
+    assert "\n" not in message and repr(value) in message  # names the value given
+
+
+def test_monitoring_and_server_settings_from_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "STROKE_MONITOR_DRIFT_WINDOW_RECORDS": "200",
+            "STROKE_MONITOR_DRIFT_WINDOW_SECONDS": "none",
+            "STROKE_MONITOR_MIN_LABELS": "30",
+            "STROKE_MONITOR_MIN_POSITIVE_LABELS": "5",
+            "STROKE_MONITOR_RETENTION_MAX_ROWS": "5000",
+            "STROKE_MONITOR_CACHE_SECONDS": "0.5",
+            "STROKE_MONITOR_STORE": "binned",
+            "WEB_CONCURRENCY": "4",
+            "PORT": "8123",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert settings.monitor_drift_window_records == 200
+    assert settings.monitor_drift_window_seconds is None
+    assert (settings.monitor_min_labels, settings.monitor_min_positive_labels) == (30, 5)
+    assert settings.monitor_retention_max_rows == 5000
+    assert (
+        settings.monitor_retention_max_age_seconds == Settings().monitor_retention_max_age_seconds
+    )
+    assert settings.monitor_cache_seconds == 0.5
+    assert settings.monitor_store == "binned"
+    assert (settings.workers, settings.port) == (4, 8123)
 
 
 def test_lock_hashes_come_from_stage_outs(repo_root: Path) -> None:
@@ -194,14 +223,16 @@ def test_an_unusable_reference_profile_refuses_to_start(project: Settings) -> No
 def test_bad_monitoring_settings_refuse_to_start(
     project: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # create_app() without settings reads the environment: one parser for every variable.
+    monkeypatch.setenv("STROKE_PROJECT_DIR", str(project.project_dir))
     monkeypatch.setenv("STROKE_MONITOR_MIN_LABELS", "many")
     with pytest.raises(ServiceStartError, match="STROKE_MONITOR_MIN_LABELS='many'"):
-        create_app(project)
+        create_app()
     monkeypatch.delenv("STROKE_MONITOR_MIN_LABELS")
     blocker = project.project_dir / "not-a-directory"
     blocker.write_text("")
     with pytest.raises(ServiceStartError, match="cannot open the prediction log"):
-        create_app(replace(project, monitor_db_path=blocker / "log.sqlite"))
+        create_app(project.replace(monitor_db_path=blocker / "log.sqlite"))
 
 
 def test_git_commit_is_read_without_git(tmp_path: Path) -> None:
@@ -218,4 +249,4 @@ def test_git_commit_is_read_without_git(tmp_path: Path) -> None:
 
 
 def test_git_commit_can_be_given(project: Settings) -> None:
-    assert verify_artifacts(replace(project, git_commit="deadbeef")).git_commit == "deadbeef"
+    assert verify_artifacts(project.replace(git_commit="deadbeef")).git_commit == "deadbeef"

@@ -206,12 +206,11 @@ Send = Callable[[Case], tuple[int, dict[str, str], bytes]]
 
 @pytest.fixture(scope="module")
 def flask_send(repo_root: Any, tmp_path_factory: pytest.TempPathFactory) -> Send:
-    from dataclasses import replace
 
     from app.settings import Settings
 
     log = tmp_path_factory.mktemp("flask-send") / "predictions.sqlite"
-    settings = replace(Settings.for_project(repo_root), monitor_db_path=log)
+    settings = Settings.for_project(repo_root).replace(monitor_db_path=log)
     client = create_app(settings).test_client()
 
     def send(case: Case) -> tuple[int, dict[str, str], bytes]:

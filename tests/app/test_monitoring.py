@@ -7,7 +7,6 @@ tests/monitoring/test_prometheus_e2e.py.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,23 @@ from app.monitoring import init_monitoring
 from app.page import init_page
 from app.settings import Settings
 from tests.app.conftest import RECORD
+from tests.page.conftest import submit
 
 
 @pytest.fixture
 def settings(logreg_settings: Settings, tmp_path: Path) -> Settings:
-    return replace(logreg_settings, monitor_db_path=tmp_path / "log" / "predictions.sqlite")
+    return logreg_settings.replace(
+        monitor_db_path=tmp_path / "log" / "predictions.sqlite",
+        monitor_min_drift_records=5,
+        monitor_min_labels=2,
+        monitor_min_positive_labels=1,
+        monitor_min_negative_labels=1,
+        monitor_cache_seconds=0,
+    )
 
 
 @pytest.fixture
-def app(settings: Settings, logreg_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> Flask:
-    monkeypatch.setenv("STROKE_MONITOR_MIN_DRIFT_RECORDS", "5")
-    monkeypatch.setenv("STROKE_MONITOR_MIN_LABELS", "2")
-    monkeypatch.setenv("STROKE_MONITOR_CACHE_SECONDS", "0")
+def app(settings: Settings, logreg_model: LoadedModel) -> Flask:
     return create_app(settings, model=logreg_model)
 
 
@@ -69,7 +73,7 @@ def test_every_scored_record_is_logged_and_feedback_is_accepted(
     assert monitor in app.config[CALLBACKS_KEY]
     single = client.post("/predict", json=RECORD).json
     batch = client.post("/predict", json={"instances": [RECORD, {**RECORD, "bmi": None}]}).json
-    page = client.post("/", data={k: "" if v is None else str(v) for k, v in RECORD.items()})
+    page = submit(client, {k: "" if v is None else str(v) for k, v in RECORD.items()})
     assert page.status_code == 200  # the page goes through /predict: logged too
     rows = stored(settings.monitor_db_path)
     assert len(rows) == 4
@@ -136,23 +140,3 @@ def test_large_batches_are_logged_after_the_response_and_feedback_waits_for_them
     response.close()  # what the WSGI server does after sending the body
     assert len(stored(settings.monitor_db_path)) == size
     assert client.post("/feedback", json={"prediction_id": last_id, "stroke": 1}).status_code == 201
-
-
-def test_feedback_grace_retries_then_gives_up(tmp_path: Path) -> None:
-    import threading
-
-    from stroke_risk.live_monitoring import record_feedback_with_grace
-    from stroke_risk.prediction_log import PredictionLog, PredictionRecord, UnknownPredictionError
-
-    store = PredictionLog(tmp_path / "log.sqlite")
-    with pytest.raises(UnknownPredictionError):
-        record_feedback_with_grace(store, "nope", 1, grace_seconds=0.05)
-    late = PredictionRecord(
-        prediction_id="late", features={}, probability=0.5, decision=True, model_version="v"
-    )
-    timer = threading.Timer(0.1, store.record_predictions, args=([late],))
-    timer.start()
-    try:
-        assert record_feedback_with_grace(store, "late", 0, grace_seconds=2.0) == 0
-    finally:
-        timer.join()

@@ -11,14 +11,18 @@ from sklearn.metrics import (
 )
 
 from stroke_risk.evaluation import (
+    all_metrics,
     bootstrap_intervals,
     calibration_table,
     expected_calibration_error,
     metrics_with_intervals,
     probability_metrics,
+    resample_weights,
     select_threshold,
     subgroup_metrics,
     threshold_metrics,
+    weighted_metrics,
+    weighted_ranking_metrics,
 )
 
 
@@ -59,6 +63,9 @@ def brute_force_threshold(y, p, policy, target):
             value = candidate if m["recall"] >= target else -np.inf
         elif policy == "max_f1":
             value = m["f1"]
+        elif policy == "net_benefit":
+            flagged = p >= candidate
+            value = np.mean(flagged & (y == 1)) - np.mean(flagged & (y == 0)) * 0.05
         else:
             value = m["recall"] + m["specificity"] - 1
         # ties: prefer the higher threshold, as select_threshold scans from the top
@@ -67,10 +74,10 @@ def brute_force_threshold(y, p, policy, target):
     return best
 
 
-@pytest.mark.parametrize("policy", ["min_recall", "max_f1", "youden"])
+@pytest.mark.parametrize("policy", ["min_recall", "max_f1", "youden", "net_benefit"])
 def test_threshold_selection_matches_brute_force(scored, policy):
     y, p = scored
-    chosen = select_threshold(y, p, policy=policy, target_recall=0.8)
+    chosen = select_threshold(y, p, policy=policy, target_recall=0.8, harm_benefit_ratio=0.05)
     assert chosen == pytest.approx(brute_force_threshold(y, p, policy, 0.8))
 
 
@@ -85,35 +92,74 @@ def test_min_recall_threshold_meets_target_and_is_highest(scored):
 def test_unknown_policy_is_rejected(scored):
     with pytest.raises(ValueError, match="unknown threshold policy"):
         select_threshold(*scored, policy="magic", target_recall=0.8)
+    with pytest.raises(ValueError, match="harm_benefit_ratio"):
+        select_threshold(*scored, policy="net_benefit", target_recall=0.8)
+
+
+def test_net_benefit_threshold_sits_near_the_threshold_probability():
+    """For calibrated scores the net-benefit optimum is at ratio / (1 + ratio)."""
+    rng = np.random.default_rng(0)
+    p = rng.beta(0.5, 8, 200_000)
+    y = (rng.random(p.size) < p).astype(int)
+    chosen = select_threshold(y, p, policy="net_benefit", target_recall=0.8, harm_benefit_ratio=0.1)
+    assert chosen == pytest.approx(0.1 / 1.1, abs=0.01)
 
 
 def test_bootstrap_is_seeded_and_brackets_the_estimate(scored):
     y, p = scored
-    first = bootstrap_intervals(y, p, probability_metrics, n_resamples=200, seed=1)
-    second = bootstrap_intervals(y, p, probability_metrics, n_resamples=200, seed=1)
-    other = bootstrap_intervals(y, p, probability_metrics, n_resamples=200, seed=2)
+    first = bootstrap_intervals(y, p, 0.5, n_resamples=200, seed=1)
+    second = bootstrap_intervals(y, p, 0.5, n_resamples=200, seed=1)
+    other = bootstrap_intervals(y, p, 0.5, n_resamples=200, seed=2)
     assert first == second and first != other
-    point = probability_metrics(y, p)
+    point = all_metrics(y, p, 0.5)
     for name, (low, high) in first.items():
         assert low <= point[name] <= high, name
 
 
-def test_bootstrap_matches_a_direct_stratified_resample(scored):
+def test_resample_weights_count_the_draws():
+    weights = resample_weights(7, n_resamples=5, seed=3)
+    draws = np.random.default_rng(3).integers(0, 7, size=(5, 7))
+    for row, drawn in zip(weights, draws, strict=True):
+        assert row.tolist() == np.bincount(drawn, minlength=7).tolist()
+
+
+def test_weighted_metrics_equal_metrics_of_the_resampled_rows(scored):
+    """Each bootstrap value is what sklearn gives on the rows the resample drew."""
     y, p = scored
-    intervals = bootstrap_intervals(
-        y, p, lambda t, s: {"auc": roc_auc_score(t, s)}, n_resamples=100, seed=5
+    weights = resample_weights(len(y), n_resamples=20, seed=11)
+    draws = np.random.default_rng(11).integers(0, len(y), size=(20, len(y)))
+    batched = weighted_metrics(y, p, 0.5, weights)
+    for index, drawn in enumerate(draws):
+        t, s = y[drawn], p[drawn]
+        predicted = (s >= 0.5).astype(int)
+        expected = {
+            "roc_auc": roc_auc_score(t, s),
+            "average_precision": average_precision_score(t, s),
+            "brier": brier_score_loss(t, s),
+            "log_loss": log_loss(t, s, labels=[0, 1]),
+            "recall": recall_score(t, predicted, zero_division=0),
+            "precision": precision_score(t, predicted, zero_division=0),
+            "f1": f1_score(t, predicted, zero_division=0),
+            "specificity": np.mean(predicted[t == 0] == 0),
+            "positive_rate": predicted.mean(),
+        }
+        for name, value in expected.items():
+            assert batched[name][index] == pytest.approx(value, abs=1e-9), name
+
+
+def test_bootstrap_does_not_fix_the_number_of_positives(scored):
+    """Patient resampling: the stroke count varies, so prevalence-dependent metrics vary."""
+    y, _ = scored
+    weights = resample_weights(len(y), n_resamples=200, seed=0)
+    positives = weights @ y
+    assert positives.std() > 1 and positives.min() < y.sum() < positives.max()
+
+
+def test_ranking_metrics_are_nan_without_both_classes():
+    auc, ap = weighted_ranking_metrics(
+        np.array([0, 0, 1]), np.array([0.1, 0.2, 0.3]), np.array([[1.0, 2.0, 0.0]])
     )
-    rng = np.random.default_rng(5)
-    pos, neg = np.nonzero(y == 1)[0], np.nonzero(y == 0)[0]
-    values = []
-    for _ in range(100):
-        index = np.concatenate(
-            [rng.choice(pos, len(pos), replace=True), rng.choice(neg, len(neg), replace=True)]
-        )
-        values.append(roc_auc_score(y[index], p[index]))
-    assert intervals["auc"] == pytest.approx(
-        (np.quantile(values, 0.025), np.quantile(values, 0.975))
-    )
+    assert np.isnan(auc[0]) and np.isnan(ap[0])
 
 
 def test_metrics_with_intervals_shape(scored):
@@ -139,9 +185,24 @@ def test_subgroup_metrics_handle_single_class_groups():
     y = np.array([0, 1, 0, 0, 0])
     p = np.array([0.1, 0.9, 0.2, 0.3, 0.4])
     groups = np.array(["a", "a", "a", "b", "b"])
-    table = subgroup_metrics(y, p, groups, threshold=0.5)
-    assert table["a"]["roc_auc"] == 1.0 and table["a"]["n"] == 3
-    assert table["b"]["roc_auc"] is None and table["b"]["positives"] == 0
+    table = subgroup_metrics(y, p, groups, threshold=0.5, n_resamples=50, seed=0)
+    assert table["a"]["roc_auc"]["value"] == 1.0 and table["a"]["n"] == 3
+    assert table["b"]["roc_auc"] == {"value": None, "ci_low": None, "ci_high": None}
+    assert table["b"]["positives"] == 0 and table["b"]["recall"]["value"] is None
+    assert table["a"]["too_few_positives"] and table["b"]["too_few_positives"]
+
+
+def test_subgroup_intervals_bracket_the_estimates(scored):
+    y, p = scored
+    groups = np.where(np.arange(len(y)) % 2 == 0, "even", "odd")
+    table = subgroup_metrics(y, p, groups, threshold=0.5, n_resamples=200, seed=0, min_positives=5)
+    for group, row in table.items():
+        assert row["positives"] == int(y[groups == group].sum())
+        assert row["too_few_positives"] == (row["positives"] < 5)
+        for name in ("roc_auc", "recall", "precision", "brier", "mean_probability"):
+            entry = row[name]
+            assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], (group, name)
+            assert entry["ci_low"] < entry["ci_high"], (group, name)
 
 
 def test_baselines_use_training_statistics_only():

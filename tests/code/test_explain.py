@@ -38,6 +38,8 @@ SMALL_PARAMS = {
     # deep, small leaves: many leaves predict exactly 0, exercising the logit clipping
     "random_forest": {"n_estimators": 40, "max_depth": 10, "min_samples_leaf": 2, "n_jobs": 1},
     "xgboost": {"n_estimators": 60, "max_depth": 3, "n_jobs": 1},
+    "ebm": {"outer_bags": 2, "max_rounds": 300, "n_jobs": 1},
+    "hgb_monotonic": {"max_iter": 40, "max_leaf_nodes": 6, "early_stopping": False},
 }
 
 
@@ -57,6 +59,8 @@ def serving_pipeline(featurized, family: str, feature_set: str):
     key = (family, feature_set)
     if key not in _PIPELINES:
         X, y = featurized
+        if family == "hgb_monotonic" and feature_set == "full":
+            feature_set = "monotone"  # age bands cannot be monotone-constrained
         params = {**SMALL_PARAMS[family], "feature_set": feature_set}
         config = FeatureConfig()
         fitted = build_model_pipeline(family, params, feature_config=config, seed=0).fit(X, y)

@@ -20,6 +20,7 @@ from stroke_risk.model_card import (
 )
 from stroke_risk.plots import (
     calibration_png,
+    decision_curve_png,
     importance_png,
     pr_png,
     read_plot_data,
@@ -77,13 +78,41 @@ def inputs() -> dict:
                 {"count": 498, "mean_predicted": 0.0871, "observed_rate": 0.0904},
             ],
             "ece": 0.002468,
+            "test": {
+                "calibration_intercept": metric(-0.3117, -0.5502, -0.0731),
+                "calibration_slope": metric(1.0413, 0.8123, 1.3307),
+            },
+            "cv": {
+                "calibration_intercept": metric(0.0123, -0.1501, 0.1702),
+                "calibration_slope": metric(0.7712, 0.6518, 0.8907),
+            },
+        },
+        "decision_curve": {
+            "test": {
+                "beats_defaults": [[0.01, 0.17], [0.19, 0.2]],
+                "confidently_beats_defaults": [[0.02, 0.11]],
+                "max_advantage": 0.0262,
+                "max_advantage_threshold": 0.05,
+            },
+            "cv": {
+                "beats_defaults": [[0.01, 0.24]],
+                "confidently_beats_defaults": [[0.01, 0.18]],
+                "max_advantage": 0.0251,
+                "max_advantage_threshold": 0.06,
+            },
         },
         "subgroups": {
             "age_band": {
                 "80+": {"n": 32, "positives": 8, "roc_auc": 0.5156, "recall": 1.0},
                 "<18": {"n": 174, "positives": 0, "roc_auc": None, "recall": None},
                 "18-40": {"n": 270, "positives": 1, "roc_auc": 0.9554, "recall": 0.0},
-                "40-60": {"n": 281, "positives": 12, "roc_auc": 0.7088, "recall": 0.25},
+                "40-60": {
+                    "n": 281,
+                    "positives": 12,
+                    "too_few_positives": False,
+                    "roc_auc": metric(0.7088, 0.5331, 0.8641),
+                    "recall": metric(0.25, 0.0, 0.5333),
+                },
             }
         },
         "threshold": {
@@ -260,6 +289,29 @@ def plot_data(tmp_path):
     pd.DataFrame(
         {"feature": list(FEATURE_NAMES), "importance": np.linspace(0.3, -0.01, len(FEATURE_NAMES))}
     ).to_csv(directory / "importance.csv", index=False)
+    grid = np.linspace(0.002, 0.25, 20)
+    for name, bend in (("calibration_smooth", 0.9), ("calibration_smooth_cv", 1.05)):
+        pd.DataFrame(
+            {
+                "predicted": grid,
+                "observed": grid * bend,
+                "ci_low": grid * 0.7,
+                "ci_high": grid * 1.3,
+            }
+        ).to_csv(directory / f"{name}.csv", index=False)
+    thresholds = np.round(np.arange(0.01, 0.31, 0.01), 2)
+    model = np.maximum(0.045 - 0.2 * thresholds, -0.002)
+    pd.DataFrame(
+        {
+            "threshold": thresholds,
+            "model": model,
+            "treat_all": 0.05 - 0.95 * thresholds / (1 - thresholds),
+            "treat_none": 0.0,
+            "model_ci_low": model - 0.01,
+            "model_ci_high": model + 0.01,
+            "model_cv": model * 1.1,
+        }
+    ).to_csv(directory / "decision_curve.csv", index=False)
     return directory
 
 
@@ -268,7 +320,15 @@ def test_each_figure_is_a_deterministic_png(plot_data):
         "roc": lambda: roc_png(read_plot_data(plot_data / "roc.csv", "roc"), roc_auc=0.8),
         "pr": lambda: pr_png(read_plot_data(plot_data / "pr.csv", "pr"), prevalence=0.05),
         "calibration": lambda: calibration_png(
-            read_plot_data(plot_data / "calibration.csv", "calibration"), ece=0.01
+            read_plot_data(plot_data / "calibration.csv", "calibration"),
+            ece=0.01,
+            smooth=read_plot_data(plot_data / "calibration_smooth.csv", "calibration_smooth"),
+            smooth_cv=read_plot_data(
+                plot_data / "calibration_smooth_cv.csv", "calibration_smooth_cv"
+            ),
+        ),
+        "decision_curve": lambda: decision_curve_png(
+            read_plot_data(plot_data / "decision_curve.csv", "decision_curve")
         ),
         "importance": lambda: importance_png(
             read_plot_data(plot_data / "importance.csv", "importance")
@@ -293,9 +353,9 @@ def test_plot_data_with_wrong_columns_is_rejected(tmp_path):
         read_plot_data(path, "roc")
 
 
-def test_render_report_figures_writes_four_pngs(plot_data, tmp_path):
+def test_render_report_figures_writes_five_pngs(plot_data, tmp_path):
     written = render_report_figures(plot_data, tmp_path / "figures", roc_auc=0.8)
-    assert sorted(written) == ["calibration", "importance", "pr", "roc"]
+    assert sorted(written) == ["calibration", "decision_curve", "importance", "pr", "roc"]
     for path in written.values():
         assert path.read_bytes().startswith(PNG_SIGNATURE)
     assert not list((tmp_path / "figures").glob(".*.tmp"))  # atomic writes leave no temp
@@ -320,6 +380,8 @@ def report_arguments(paths: dict, plots, out) -> list[str]:
         str(out / "figures"),
         "--card",
         str(out / "model_card.md"),
+        "--tripod",
+        str(out / "tripod_ai.md"),
     ]
 
 
@@ -347,14 +409,17 @@ def test_report_stage_output_is_byte_identical_on_rerun(inputs, plot_data, tmp_p
     outputs.append({p.name: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert sorted(outputs[0]) == [
         "calibration.png",
+        "decision_curve.png",
         "importance.png",
         "model_card.md",
         "pr.png",
         "roc.png",
+        "tripod_ai.md",
     ]
     assert outputs[0] == outputs[1]
     card = outputs[0]["model_card.md"].decode()
     assert "![Calibration](figures/calibration.png)" in card
+    assert "![Decision curve](figures/decision_curve.png)" in card
 
 
 def test_report_stage_fails_cleanly_without_evaluation(
@@ -371,3 +436,45 @@ def test_report_stage_fails_cleanly_without_evaluation(
     assert exit_info.value.code == 1
     assert "stage report failed" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_card_reports_calibration_and_decision_curve(inputs):
+    card = card_of(inputs)
+    calibration = card.split("## Calibration")[1].split("## Decision curve")[0]
+    assert "| test split | -0.312 (-0.550 to -0.073) | 1.041 (0.812-1.331) |" in calibration
+    assert "risk over-predicted overall" in calibration
+    assert "predictions too extreme" in calibration  # the CV slope interval lies below 1
+    decision = card.split("## Decision curve (net benefit)")[1].split("## Subgroup")[0]
+    assert "threshold probabilities 1%-17%, 19%-20%" in decision
+    assert "(95% interval of the gain above 0 at 2%-11%)" in decision
+    assert "26.2 per 1,000) at 5%" in decision
+    assert "slope 1.041 (0.812-1.331)" in card.split("## Intended use")[0]
+
+
+def test_subgroup_intervals_shown_and_few_strokes_withheld(inputs):
+    table = card_of(inputs).split("### By `age_band`")[1].split("##")[0]
+    assert "| 40-60 | 281 | 12 | 0.709 (0.533-0.864) | 0.250 (0.000-0.533) |" in table
+    assert "| 18-40 * | 270 | 1 | too few strokes | too few strokes |" in table
+    assert "0.955" not in table  # the one-stroke AUC is not shown as if it meant something
+
+
+def test_tripod_report_covers_every_item_and_the_sample_size(inputs):
+    from stroke_risk.tripod import build_tripod_report, checklist_rows
+
+    rows = checklist_rows(**inputs)
+    items = [row[0] for row in rows]
+    expected = (
+        ["1", "2", "3a", "3b", "3c", "4", "5a", "5b", "6a", "6b", "6c", "7", "8a", "8b", "8c"]
+        + ["9a", "9b", "9c", "10", "11", "12a", "12b", "12c", "12d", "12e", "12f", "12g"]
+        + ["13", "14", "15", "16", "17", "18a", "18b", "18c", "18d", "18e", "18f", "19"]
+        + ["20a", "20b", "20c", "21", "22", "23a", "23b", "24", "25", "26", "27a", "27b", "27c"]
+    )
+    assert items == expected
+    report = build_tripod_report(**inputs)
+    sample_size = next(row for row in rows if row[0] == "10")[3]
+    assert "candidate predictor parameters" in sample_size and "3,984 rows" in sample_size
+    assert "anticipated C 0.842" in sample_size
+    outcome = next(row for row in rows if row[0] == "8a")
+    assert outcome[2] == "cannot be answered" and "cross-sectional" in outcome[3]
+    assert "1.041 (0.812-1.331)" in report
+    assert report == build_tripod_report(**copy.deepcopy(inputs))

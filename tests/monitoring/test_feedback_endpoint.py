@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter
 
-from stroke_risk.live_monitoring import create_feedback_blueprint
+from app.monitoring import MONITOR_KEY, LiveMonitor, feedback_blueprint
 from stroke_risk.prediction_log import PredictionLog, PredictionRecord
 
 
@@ -27,7 +28,8 @@ def feedback_app(tmp_path: Path) -> tuple[Any, CollectorRegistry]:
     for outcome in ("accepted", "rejected"):
         counter.labels(outcome=outcome)
     app = Flask("feedback-test")
-    app.register_blueprint(create_feedback_blueprint(store, counter))
+    app.extensions[MONITOR_KEY] = LiveMonitor(store, None, counter, model_version="v1")  # type: ignore[arg-type]
+    app.register_blueprint(feedback_blueprint)
     return app.test_client(), registry
 
 
@@ -69,7 +71,7 @@ def test_unknown_prediction_is_404(feedback_app: tuple[Any, CollectorRegistry]) 
         ({"prediction_id": "known", "stroke": 2}, {"stroke"}),
         ({"prediction_id": "known", "stroke": True}, {"stroke"}),
         ({"prediction_id": "known", "stroke": "1"}, {"stroke"}),
-        ({"prediction_id": "known", "stroke": 1.0}, {"stroke"}),
+        ({"prediction_id": "known", "stroke": 1.5}, {"stroke"}),
         ({"prediction_id": "known"}, {"stroke"}),
         ({"stroke": 1}, {"prediction_id"}),
         ({"prediction_id": 7, "stroke": 1}, {"prediction_id"}),
@@ -89,6 +91,12 @@ def test_invalid_bodies_list_every_problem(
     assert response.status_code == 400
     assert_error_body(response.get_json(), fields)
     assert outcomes(registry) == {"accepted": 0.0, "rejected": 1.0}
+    if isinstance(body, dict) and "stroke" in body and body["stroke"] not in (0, 1):
+        # The message quotes the offending value.
+        message = next(
+            d["message"] for d in response.get_json()["details"] if d["field"] == "stroke"
+        )
+        assert f"got {json.dumps(body['stroke'])}" in message
     # Nothing was stored: valid feedback for the id still succeeds afterwards.
     assert client.post("/feedback", json={"prediction_id": "known", "stroke": 0}).status_code == 201
 

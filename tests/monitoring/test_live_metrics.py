@@ -14,24 +14,20 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
 from sklearn.metrics import roc_auc_score
 
-from stroke_risk.live_monitoring import (
-    LiveMetricsCollector,
-    MonitoringSettings,
-    check_reference_profile,
-    install_monitoring,
-    live_performance,
-    roc_auc,
-    store_path_from_environ,
-)
-from stroke_risk.prediction_log import (
-    LabelledPrediction,
-    PredictionLog,
-    Retention,
-    Window,
-)
+from app.monitoring import LiveMetricsCollector, install_monitoring
+from app.settings import Settings
+from stroke_risk.drift import compute_drift
+from stroke_risk.live_monitoring import check_reference_profile, live_performance
+from stroke_risk.prediction_log import LabelledPrediction, PredictionLog, Window
 
-SETTINGS = MonitoringSettings(
-    drift_window=Window(500, None), min_drift_records=20, min_labels=10, cache_seconds=0.0
+SETTINGS = Settings(
+    monitor_drift_window_records=500,
+    monitor_drift_window_seconds=None,
+    monitor_min_drift_records=20,
+    monitor_min_labels=10,
+    monitor_min_positive_labels=1,
+    monitor_min_negative_labels=1,
+    monitor_cache_seconds=0.0,
 )
 
 
@@ -50,16 +46,21 @@ def labelled(pairs: list[tuple[float, int]]) -> list[LabelledPrediction]:
 def make_app(tmp_path: Path, profile: dict[str, Any], **kwargs: Any) -> tuple[Flask, Any, Any]:
     app = Flask("test-monitoring")
     registry = CollectorRegistry()
+    settings = kwargs.pop("settings", SETTINGS).replace(monitor_db_path=tmp_path / "log.sqlite")
     monitor = install_monitoring(
         app,
-        store_path=tmp_path / "log.sqlite",
+        settings=settings,
         reference_profile=profile,
         decision_threshold=0.05,
-        settings=kwargs.pop("settings", SETTINGS),
+        model_version=kwargs.pop("model_version", "v1"),
         registry=registry,
         **kwargs,
     )
     return app, monitor, registry
+
+
+def performance(data: list[LabelledPrediction], threshold: float) -> Any:
+    return live_performance([p.probability for p in data], [p.label for p in data], threshold)
 
 
 def score(monitor: Any, records: list[dict[str, Any]], start: int = 0) -> list[str]:
@@ -75,17 +76,19 @@ def score(monitor: Any, records: list[dict[str, Any]], start: int = 0) -> list[s
 # --- live performance ------------------------------------------------------------------
 
 
-def test_roc_auc_matches_sklearn_including_ties() -> None:
+def test_live_roc_auc_matches_sklearn_including_ties() -> None:
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 300).tolist()
     scores = rng.choice([0.1, 0.2, 0.3, 0.5, 0.9], 300).tolist()  # many ties
-    assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    result = live_performance(scores, labels, 0.5)
+    assert result is not None
+    assert result.roc_auc == pytest.approx(roc_auc_score(labels, scores))
 
 
 def test_live_performance_by_hand() -> None:
     # threshold 0.5: predicted positive = 0.9, 0.6, 0.7; true positives 0.9, 0.6.
     data = labelled([(0.9, 1), (0.6, 1), (0.2, 1), (0.7, 0), (0.1, 0)])
-    result = live_performance(data, decision_threshold=0.5)
+    result = performance(data, 0.5)
     assert result is not None
     assert result.recall == pytest.approx(2 / 3)
     assert result.precision == pytest.approx(2 / 3)
@@ -94,8 +97,8 @@ def test_live_performance_by_hand() -> None:
 
 
 def test_live_performance_needs_both_classes_and_handles_no_positive_call() -> None:
-    assert live_performance(labelled([(0.9, 1), (0.8, 1)]), 0.5) is None
-    result = live_performance(labelled([(0.1, 1), (0.2, 0)]), 0.5)
+    assert performance(labelled([(0.9, 1), (0.8, 1)]), 0.5) is None
+    result = performance(labelled([(0.1, 1), (0.2, 0)]), 0.5)
     assert result is not None and result.precision is None and result.recall == 0.0
 
 
@@ -203,9 +206,14 @@ def test_collector_caches_for_cache_seconds(
 ) -> None:
     store = PredictionLog(tmp_path / "log.sqlite")
     clock = FakeClock()
-    settings = MonitoringSettings(min_drift_records=1, cache_seconds=2.0)
+    settings = Settings(monitor_min_drift_records=1, monitor_cache_seconds=2.0)
     collector = LiveMetricsCollector(
-        store, reference_profile, decision_threshold=0.05, settings=settings, clock=clock
+        store,
+        reference_profile,
+        decision_threshold=0.05,
+        model_version="v1",
+        settings=settings,
+        clock=clock,
     )
     registry = CollectorRegistry()
     registry.register(collector)
@@ -280,71 +288,10 @@ def test_install_registers_metrics_and_mounts_feedback(
     assert any(rule.rule == "/feedback" for rule in app.url_map.iter_rules())
 
 
-def test_install_in_multiprocess_mode_leaves_the_counter_to_the_files(
-    tmp_path: Path, reference_profile: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    _, _, registry = make_app(tmp_path, reference_profile)
-    assert registry.get_sample_value("stroke_feedback_total", {"outcome": "accepted"}) is None
-    assert registry.get_sample_value("stroke_drift_window_records") == 0
-
-
-def test_install_accepts_a_profile_path_and_checks_it(
-    tmp_path: Path, reference_profile: dict
-) -> None:
-    import json
-
-    path = tmp_path / "reference_profile.json"
-    path.write_text(json.dumps(reference_profile))
-    _, monitor, _ = make_app(tmp_path, str(path))  # type: ignore[arg-type]
-    assert monitor.collector.reference_profile["n_rows"] == reference_profile["n_rows"]
+def test_profile_check_names_the_missing_feature(reference_profile: dict) -> None:
     broken = {**reference_profile, "features": {"age": reference_profile["features"]["age"]}}
     with pytest.raises(ValueError, match="'gender' is missing"):
         check_reference_profile(broken)
-    with pytest.raises(ValueError, match="decision_threshold"):
-        install_monitoring(
-            Flask("x"),
-            store_path=tmp_path / "other.sqlite",
-            reference_profile=reference_profile,
-            decision_threshold=1.5,
-            registry=CollectorRegistry(),
-        )
-
-
-# --- settings --------------------------------------------------------------------------
-
-
-def test_settings_from_environment() -> None:
-    settings = MonitoringSettings.from_environ(
-        {
-            "STROKE_MONITOR_DRIFT_WINDOW_RECORDS": "200",
-            "STROKE_MONITOR_DRIFT_WINDOW_SECONDS": "none",
-            "STROKE_MONITOR_MIN_LABELS": "30",
-            "STROKE_MONITOR_RETENTION_MAX_ROWS": "5000",
-            "STROKE_MONITOR_CACHE_SECONDS": "0.5",
-        }
-    )
-    assert settings.drift_window == Window(200, None)
-    assert settings.min_labels == 30
-    assert settings.retention == Retention(5000, MonitoringSettings().retention.max_age_seconds)
-    assert settings.cache_seconds == 0.5
-    assert MonitoringSettings.from_environ({}) == MonitoringSettings()
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [("STROKE_MONITOR_MIN_LABELS", "many"), ("STROKE_MONITOR_DRIFT_WINDOW_RECORDS", "-3")],
-)
-def test_settings_name_the_bad_variable(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        MonitoringSettings.from_environ({name: value})
-
-
-def test_store_path_from_environment(tmp_path: Path) -> None:
-    assert store_path_from_environ(tmp_path, {}) == tmp_path / "var/monitoring/predictions.sqlite"
-    assert store_path_from_environ(tmp_path, {"STROKE_MONITOR_DB": "/srv/p.sqlite"}) == Path(
-        "/srv/p.sqlite"
-    )
 
 
 def test_callback_with_the_apps_four_arguments_stores_the_install_version(
@@ -359,12 +306,12 @@ def test_callback_with_the_apps_four_arguments_stores_the_install_version(
     assert versions == {"a": "md5-abc", "b": "md5-abc", "c": "override"}
 
 
-def test_explicit_multiprocess_flag_wins_over_the_environment(
-    tmp_path: Path, reference_profile: dict, monkeypatch: pytest.MonkeyPatch
+def test_multiprocess_mode_leaves_the_counter_to_the_files(
+    tmp_path: Path, reference_profile: dict
 ) -> None:
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     _, _, registry = make_app(tmp_path, reference_profile, multiprocess=True)
     assert registry.get_sample_value("stroke_feedback_total", {"outcome": "accepted"}) is None
+    assert registry.get_sample_value("stroke_drift_window_records") == 0
 
 
 def test_pipeline_reference_profile_fits_the_drift_code(training_records: list[dict]) -> None:
@@ -372,9 +319,120 @@ def test_pipeline_reference_profile_fits_the_drift_code(training_records: list[d
     path = Path(__file__).resolve().parents[2] / "models" / "reference_profile.json"
     if not path.is_file():
         pytest.skip("models/reference_profile.json not built (run dvc repro)")
-    from stroke_risk.drift import compute_drift
-    from stroke_risk.live_monitoring import load_reference_profile
+    import json
 
-    profile = load_reference_profile(path)
+    from stroke_risk.drift import compute_drift
+
+    profile = json.loads(path.read_text())
+    check_reference_profile(profile)
     report = compute_drift(profile, training_records[:1000])
     assert report.drift_score is not None and report.drift_score < 0.1
+
+
+# --- second edition: per-version figures, label minimums, label-free figures -------------
+
+
+def test_live_figures_count_only_the_current_model_version(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    """After a redeploy the old model's rows (and labels) do not enter the new figures."""
+    old_app, old_monitor, _ = make_app(tmp_path, reference_profile, model_version="old")
+    drifted = [dict(r, age=min(r["age"] + 30, 120.0)) for r in training_records[:200]]
+    old_ids = [f"old{i}" for i in range(200)]
+    assert old_monitor(drifted, [0.9] * 200, [True] * 200, old_ids)
+    client = old_app.test_client()
+    for i in range(0, 200, 2):
+        client.post("/feedback", json={"prediction_id": old_ids[i], "stroke": i % 4 == 0})
+    _, new_monitor, registry = make_app(tmp_path, reference_profile, model_version="new")
+    score_ids = [f"new{i}" for i in range(30)]
+    assert new_monitor(training_records[200:230], [0.1] * 30, [False] * 30, score_ids)
+    assert registry.get_sample_value("stroke_drift_window_records") == 30
+    assert registry.get_sample_value("stroke_live_labels") == 0
+    assert registry.get_sample_value("stroke_live_roc_auc") is None
+    # The drift score is that of the new version's 30 records alone.
+    alone = compute_drift(reference_profile, training_records[200:230]).drift_score
+    assert registry.get_sample_value("stroke_drift_score") == pytest.approx(alone)
+
+
+def test_live_performance_needs_enough_labels_of_each_class(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    """50 labels with 2 positives (5 % prevalence) are not enough for recall or ROC-AUC."""
+    settings = SETTINGS.replace(
+        monitor_min_labels=50, monitor_min_positive_labels=10, monitor_min_negative_labels=10
+    )
+    app, monitor, registry = make_app(tmp_path, reference_profile, settings=settings)
+    ids = score(monitor, training_records[:80])
+    client = app.test_client()
+    for i, pid in enumerate(ids[:50]):
+        client.post("/feedback", json={"prediction_id": pid, "stroke": int(i < 2)})
+    value = registry.get_sample_value
+    assert (value("stroke_live_labels"), value("stroke_live_positive_labels")) == (50, 2)
+    assert value("stroke_live_negative_labels") == 48
+    assert value("stroke_live_roc_auc") is None and value("stroke_live_recall") is None
+    for i, pid in enumerate(ids[50:80]):
+        client.post("/feedback", json={"prediction_id": pid, "stroke": int(i < 8)})
+    assert value("stroke_live_positive_labels") == 10
+    assert value("stroke_live_roc_auc") is not None and value("stroke_live_recall") is not None
+
+
+def test_estimated_performance_tracks_the_labelled_figures_when_calibrated() -> None:
+    from stroke_risk.live_monitoring import estimated_performance
+
+    rng = np.random.default_rng(7)
+    probabilities = rng.beta(0.6, 9.0, 20_000)  # ~6 % prevalence, calibrated by construction
+    labels = (rng.random(20_000) < probabilities).astype(int)
+    actual = live_performance(probabilities, labels, 0.1)
+    estimate = estimated_performance(probabilities, 0.1)
+    assert actual is not None and estimate.roc_auc is not None
+    assert estimate.roc_auc == pytest.approx(actual.roc_auc, abs=0.015)
+    assert estimate.recall == pytest.approx(actual.recall, abs=0.02)
+    assert estimate.precision == pytest.approx(actual.precision, abs=0.02)
+    # Exact on a small case by hand: pairs (0.8 over 0.2) -> 0.8*0.8, (0.2 over 0.8) -> 0.
+    tiny = estimated_performance([0.2, 0.8], 0.5)
+    assert tiny.roc_auc == pytest.approx(0.64 / (0.64 + 0.04))
+    assert tiny.recall == pytest.approx(0.8 / 1.0) and tiny.precision == pytest.approx(0.8)
+
+
+def test_estimated_performance_is_exported(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    _, monitor, registry = make_app(tmp_path, reference_profile)
+    score(monitor, training_records[:100])
+    for name in ("stroke_estimated_roc_auc", "stroke_estimated_recall"):
+        assert 0.0 <= registry.get_sample_value(name) <= 1.0
+
+
+def swapped_age_glucose(records: list[dict]) -> list[dict]:
+    """The same ages and the same glucose values, with the glucose order reversed by age."""
+    by_age = sorted(range(len(records)), key=lambda i: records[i]["age"])
+    glucose = sorted(r["avg_glucose_level"] for r in records)
+    out = [dict(r) for r in records]
+    for rank, index in enumerate(by_age):
+        out[index]["avg_glucose_level"] = glucose[-1 - rank]
+    return out
+
+
+def test_multivariate_drift_catches_a_swapped_relationship_psi_misses(
+    reference_profile: dict, training_records: list[dict]
+) -> None:
+    from stroke_risk.live_monitoring import classifier_drift_auc
+
+    # A reference where glucose rises with age, and a live window where it falls: every
+    # field's own distribution is identical, so per-field PSI cannot see the change.
+    rng = np.random.default_rng(3)
+    rows = [dict(r) for r in training_records[:1200]]
+    by_age = sorted(range(len(rows)), key=lambda i: rows[i]["age"])
+    glucose = sorted(r["avg_glucose_level"] for r in rows)
+    for rank, index in enumerate(by_age):
+        rows[index]["avg_glucose_level"] = glucose[rank]
+    order = rng.permutation(len(rows))
+    reference = [rows[i] for i in order[:600]]
+    same = [rows[i] for i in order[600:]]
+    swapped = swapped_age_glucose(same)
+    same_drift = compute_drift(reference_profile, same)
+    swapped_drift = compute_drift(reference_profile, swapped)
+    for name in ("age", "avg_glucose_level"):
+        assert swapped_drift.features[name].psi == pytest.approx(same_drift.features[name].psi)
+    assert classifier_drift_auc(reference, same) < 0.6
+    assert classifier_drift_auc(reference, swapped) > 0.8

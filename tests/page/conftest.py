@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +59,19 @@ def form_values(record: dict[str, Any]) -> dict[str, str]:
     return {name: "" if value is None else str(value) for name, value in record.items()}
 
 
+def submit(client: FlaskClient, data: dict[str, str], **kwargs: Any) -> Any:
+    """POST the form as the page's own browser does: with the CSRF token of its cookie."""
+    client.get("/")
+    cookie = client.get_cookie("stroke_csrf")
+    assert cookie is not None, "GET / sets the CSRF cookie"
+    return client.post("/", data={**data, "csrf_token": cookie.value}, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def page_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     """The default service, serving the repository's model and evaluation report."""
     log = tmp_path_factory.mktemp("page-app") / "predictions.sqlite"
-    app = create_app(replace(Settings(), monitor_db_path=log))
+    app = create_app(Settings().replace(monitor_db_path=log))
     app.testing = True
     return app
 

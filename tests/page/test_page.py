@@ -34,6 +34,7 @@ from tests.page.conftest import (
     LOW_RISK_RECORD,
     bare_project,
     form_values,
+    submit,
 )
 from tests.page.html_tree import Element, parse_html
 
@@ -60,7 +61,9 @@ def test_every_schema_field_has_a_labelled_control_with_the_schema_domain(
 ) -> None:
     document = get_page(page_client)
     form = document.by_id("risk-form")
-    controls = [e for e in form.iter() if e.tag in {"input", "select"}]
+    controls = [
+        e for e in form.iter() if e.tag in {"input", "select"} and e.attrs.get("type") != "hidden"
+    ]
     assert [c.attrs["name"] for c in controls] == [
         f.name for group in form_groups() for f in group.fields
     ]
@@ -196,7 +199,7 @@ def test_partial_evaluation_report_gives_what_it_has() -> None:
 def test_form_post_without_javascript_shows_the_api_answer(page_client: FlaskClient) -> None:
     for record in (HIGH_RISK_RECORD, LOW_RISK_RECORD):
         api = page_client.post("/predict", json=record).get_json()
-        response = page_client.post("/", data=form_values(record))
+        response = submit(page_client, form_values(record))
         assert response.status_code == 200
         document = parse_html(response.get_data(as_text=True))
         assert document.by_id("risk-percent").text() == format_percent(api["stroke_probability"])
@@ -221,7 +224,7 @@ def test_form_post_without_javascript_shows_field_errors_next_to_fields(
     page_client: FlaskClient,
 ) -> None:
     values = {**form_values(HIGH_RISK_RECORD), "age": "150", "gender": ""}
-    response = page_client.post("/", data=values)
+    response = submit(page_client, values)
     assert response.status_code == 400
     document = parse_html(response.get_data(as_text=True))
     for name, expected in (("age", "out of range"), ("gender", "is required")):
@@ -250,13 +253,13 @@ def test_form_post_shows_non_field_errors_in_the_general_area(
             {"error": "too large", "details": [{"field": "(body)", "message": "x"}]},
         ),
     )
-    document = parse_html(page_client.post("/", data=form_values(HIGH_RISK_RECORD)).get_data(True))
+    document = parse_html(submit(page_client, form_values(HIGH_RISK_RECORD)).get_data(True))
     assert document.by_id("form-errors-list").text() == "(body): x"
     assert not [e for e in document.iter() if e.attrs.get("aria-invalid")]
 
 
 def test_form_post_with_no_model_loaded_says_so(unloaded_client: FlaskClient) -> None:
-    response = unloaded_client.post("/", data=form_values(HIGH_RISK_RECORD))
+    response = submit(unloaded_client, form_values(HIGH_RISK_RECORD))
     assert response.status_code == 503
     text = parse_html(response.get_data(as_text=True)).by_id("form-errors").text()
     assert "model not loaded" in text
@@ -287,7 +290,7 @@ def test_risk_factors_are_shown_when_the_api_sends_them(
     monkeypatch.setattr(
         page, "predict_in_process", lambda record: (200, fake_answer(0.08, risk_factors=factors))
     )
-    document = parse_html(unloaded_client.post("/", data={}).get_data(as_text=True))
+    document = parse_html(submit(unloaded_client, {}).get_data(as_text=True))
     assert "hidden" not in document.by_id("factors").attrs
     items = document.by_id("factors-list").find_all("li")
     assert [item.text() for item in items] == [
@@ -308,7 +311,7 @@ def test_figures_are_hidden_for_a_threshold_that_was_not_evaluated(
     monkeypatch: pytest.MonkeyPatch, unloaded_client: FlaskClient
 ) -> None:
     monkeypatch.setattr(page, "predict_in_process", lambda record: (200, fake_answer(0.3)))
-    document = parse_html(unloaded_client.post("/", data={}).get_data(as_text=True))
+    document = parse_html(submit(unloaded_client, {}).get_data(as_text=True))
     assert "hidden" in document.by_id("threshold-info").attrs
     assert "hidden" not in document.by_id("threshold-unavailable").attrs
     assert "hidden" in document.by_id("factors").attrs
@@ -349,3 +352,18 @@ def test_every_schema_field_is_placed_exactly_once() -> None:
     assert sorted(names) == sorted(FEATURE_NAMES)
     categorical = [s for s in FEATURES if isinstance(s, CategoricalField)]
     assert categorical  # the schema has categories for the selects to show
+
+
+def test_form_post_without_the_pages_token_is_refused(page_client: FlaskClient) -> None:
+    """CSRF: another site's form (no token, or a token not matching the cookie) scores nothing."""
+    values = form_values(HIGH_RISK_RECORD)
+    assert page_client.post("/", data=values).status_code == 403
+    page_client.get("/")
+    forged = page_client.post("/", data={**values, "csrf_token": "0" * 64})
+    assert forged.status_code == 403
+    assert "Reload the page" in forged.get_data(as_text=True)
+    cross_site = submit(page_client, values, headers={"Origin": "https://evil.example"})
+    assert cross_site.status_code == 403
+    assert submit(page_client, values).status_code == 200
+    cookie = page_client.get("/").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie

@@ -8,43 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.pipeline.conftest import TINY, make_workspace, run
 
 pytestmark = pytest.mark.e2e
-TINY = [
-    "-S",
-    "tune.n_trials=2",
-    "-S",
-    "cv.n_repeats=1",
-    "-S",
-    "evaluate.bootstrap_resamples=50",
-    "-S",
-    "evaluate.importance_repeats=1",
-]
 # Only these may differ when nothing but the test labels change.
 EVALUATE_OUTPUTS = {"reports/metrics.json", "reports/evaluation.json"}
-
-
-def run(command: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    # The venv's bin first, so `dvc` and `python` are the project's even outside `make`.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
-    )
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def digest(path: Path) -> str:
@@ -67,36 +41,7 @@ def artifact_digests(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """A fresh clone-like copy (tracked files only) with a tiny budget in params.yaml."""
-    root = tmp_path_factory.mktemp("repo")
-    tracked = (
-        subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, tracked):
-        if (REPO_ROOT / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, root / name)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["tune"]["n_trials"] = 2
-    params["cv"]["n_repeats"] = 1
-    params["evaluate"]["bootstrap_resamples"] = 50
-    params["evaluate"]["importance_repeats"] = 1
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
-    ):
-        run(command, root)
-    run(["dvc", "repro"], root, timeout=600)
-    return root
+    return make_workspace(tmp_path_factory.mktemp("repo"), tmp_path_factory.mktemp("remote"))
 
 
 def test_repro_writes_metrics_with_the_documented_keys(workspace):
@@ -169,7 +114,7 @@ def test_experiments_switch_model_family_and_data(workspace):
 
     run(["dvc", "exp", "run", "-n", "hc", "-S", "data=healthcare", *TINY], workspace, timeout=600)
     summary = json.loads((workspace / "reports/data_summary.json").read_text())
-    assert summary["source"] == "healthcare" and summary["n_rows"] == 5110
+    assert summary["known_dataset"] == "healthcare" and summary["n_rows"] == 5110
     assert summary["bmi_missing"] == 201
 
     crlf = workspace.parent / "outside.csv"
@@ -181,6 +126,10 @@ def test_experiments_switch_model_family_and_data(workspace):
     )
     summary = json.loads((workspace / "reports/data_summary.json").read_text())
     assert summary["n_rows"] == 4981
+    # Provenance comes from the file read, not from a config name left at "brain".
+    assert summary["raw_path"] == str(crlf) and summary["known_dataset"] is None
+    assert summary["source"] == "outside.csv"
+    assert "provenance not recorded" in (workspace / "reports/model_card.md").read_text()
 
     table = json.loads(run(["dvc", "exp", "show", "--json"], workspace).stdout)
     names = json.dumps(table)

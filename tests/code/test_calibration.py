@@ -1,0 +1,102 @@
+"""Calibration intercept, slope and smoothed curve against statsmodels' logistic GLM."""
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+from scipy.special import expit
+
+from stroke_risk.calibration import (
+    calibration_intercept_slope,
+    fit_logistic,
+    intercept_and_slope,
+    logit,
+    restricted_cubic_spline,
+    smoothed_calibration_curve,
+    spline_knots,
+)
+from stroke_risk.evaluation import resample_weights
+
+
+def simulated(distortion: float, shift: float, seed: int = 0, n: int = 3000):
+    """Outcomes from true risks; predictions whose log-odds are (true - shift) / distortion."""
+    rng = np.random.default_rng(seed)
+    true_logit = rng.normal(-3.0, 1.2, n)
+    y = (rng.random(n) < expit(true_logit)).astype(int)
+    predicted = expit((true_logit - shift) / distortion)
+    return y, predicted
+
+
+def binomial_glm(y, design, offset=None):
+    return sm.GLM(y, design, family=sm.families.Binomial(), offset=offset).fit().params
+
+
+@pytest.mark.parametrize("distortion, shift", [(1.0, 0.0), (2.0, 0.0), (0.7, 0.5)])
+def test_intercept_and_slope_match_statsmodels(distortion, shift):
+    y, p = simulated(distortion, shift)
+    intercept, slope = intercept_and_slope(y, p, np.ones(len(y)))
+    lp = logit(p)
+    expected_intercept = binomial_glm(y, np.ones((len(y), 1)), offset=lp)[0]
+    expected_slope = binomial_glm(y, sm.add_constant(lp))[1]
+    assert intercept[0] == pytest.approx(expected_intercept, abs=1e-7)
+    assert slope[0] == pytest.approx(expected_slope, abs=1e-7)
+
+
+def test_slope_recovers_a_known_distortion():
+    """Predictions twice as extreme as the truth have slope ~0.5; a shift shows in the intercept."""
+    y, p = simulated(distortion=0.5, shift=0.0, n=20_000)
+    result = calibration_intercept_slope(y, p, n_resamples=50, seed=0)
+    assert result["calibration_slope"]["value"] == pytest.approx(0.5, abs=0.05)
+    assert result["calibration_slope"]["ci_high"] < 1
+    y, p = simulated(distortion=1.0, shift=0.7, n=20_000)
+    result = calibration_intercept_slope(y, p, n_resamples=50, seed=0)
+    assert result["calibration_intercept"]["value"] == pytest.approx(0.7, abs=0.08)
+    assert result["calibration_slope"]["ci_low"] < 1 < result["calibration_slope"]["ci_high"]
+
+
+def test_bootstrap_fits_equal_fits_on_the_resampled_rows():
+    y, p = simulated(1.3, 0.2, n=600)
+    weights = resample_weights(len(y), n_resamples=5, seed=4)
+    draws = np.random.default_rng(4).integers(0, len(y), size=(5, len(y)))
+    intercepts, slopes = intercept_and_slope(y, p, weights)
+    lp = logit(p)
+    for index, drawn in enumerate(draws):
+        expected = binomial_glm(y[drawn], sm.add_constant(lp[drawn]))
+        assert slopes[index] == pytest.approx(expected[1], abs=1e-6)
+        expected = binomial_glm(y[drawn], np.ones((len(drawn), 1)), offset=lp[drawn])
+        assert intercepts[index] == pytest.approx(expected[0], abs=1e-6)
+
+
+def test_intervals_are_seeded_and_bracket_the_estimate():
+    y, p = simulated(1.0, 0.0, n=1000)
+    first = calibration_intercept_slope(y, p, n_resamples=200, seed=1)
+    assert first == calibration_intercept_slope(y, p, n_resamples=200, seed=1)
+    assert first != calibration_intercept_slope(y, p, n_resamples=200, seed=2)
+    for entry in first.values():
+        assert entry["ci_low"] < entry["value"] < entry["ci_high"]
+
+
+def test_a_resample_without_events_is_nan_not_a_crash():
+    y = np.array([0, 0, 0, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    beta = fit_logistic(np.ones((4, 1)), y, np.array([[1.0, 1.0, 2.0, 0.0]]), offset=logit(p))
+    assert np.isnan(beta).all()
+
+
+def test_smoothed_curve_is_the_spline_glm_with_a_band():
+    y, p = simulated(1.5, -0.3, n=2000)
+    curve = smoothed_calibration_curve(y, p, n_resamples=100, seed=0, grid_size=15)
+    lp = logit(p)
+    knots = spline_knots(lp, 3)
+    params = binomial_glm(y, sm.add_constant(restricted_cubic_spline(lp, knots)))
+    grid = sm.add_constant(restricted_cubic_spline(logit(curve["predicted"].to_numpy()), knots))
+    assert curve["observed"].to_numpy() == pytest.approx(expit(grid @ params), abs=1e-7)
+    assert (curve["ci_low"] <= curve["observed"]).all()
+    assert (curve["observed"] <= curve["ci_high"]).all()
+
+
+def test_spline_basis_is_linear_beyond_the_outer_knots():
+    knots = np.array([-2.0, 0.0, 2.0])
+    x = np.array([3.0, 4.0, 5.0, 6.0])
+    basis = restricted_cubic_spline(x, knots)
+    assert np.diff(basis[:, 1], 2) == pytest.approx(np.zeros(2), abs=1e-12)
+    assert restricted_cubic_spline(np.array([-5.0, -3.0]), knots)[:, 1] == pytest.approx([0, 0])

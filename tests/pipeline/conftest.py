@@ -1,0 +1,77 @@
+"""Scratch copies of the repository for the end-to-end pipeline tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+TINY = [
+    "-S",
+    "tune.n_trials=2",
+    "-S",
+    "cv.n_repeats=1",
+    "-S",
+    "evaluate.bootstrap_resamples=50",
+    "-S",
+    "evaluate.importance_repeats=1",
+]
+
+
+def run(
+    command: list[str], cwd: Path, timeout: int = 300, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    # The venv's bin first, so `dvc` and `python` are the project's even outside `make`.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    base = {**os.environ, "PATH": path, "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"}
+    base.pop("MLFLOW_TRACKING_URI", None)
+    env = {**base, **(env or {})}
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+    assert not check or result.returncode == 0, (
+        f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    )
+    return result
+
+
+def make_workspace(root: Path, remote: Path) -> Path:
+    """A fresh clone-like copy (tracked files only) with a tiny budget, its own DVC remote,
+    the pipeline run and everything committed."""
+    tracked = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, tracked):
+        if (REPO_ROOT / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["tune"]["n_trials"] = 2
+    params["cv"]["n_repeats"] = 1
+    params["evaluate"]["bootstrap_resamples"] = 50
+    params["evaluate"]["importance_repeats"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], root)
+    commit_all(root, "copy")
+    run(["dvc", "repro"], root, timeout=600)
+    commit_all(root, "pipeline outputs")
+    return root
+
+
+def commit_all(root: Path, message: str) -> None:
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], root)

@@ -1,0 +1,140 @@
+"""Fast consistency checks of the repository, run by pre-commit and `make test`.
+
+`python -m tools.consistency` runs every check in CHECKS and prints one line per problem;
+it exits 1 when any check fails. Each check is a function `(root) -> list of problems`,
+so a new one is a function appended to CHECKS.
+
+`python -m tools.consistency --write-params` rewrites params.yaml as the composition of conf/
+(what `dvc exp run` does before running the pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = "conf"  # DVC's hydra.config_dir default, as this project uses it
+CONFIG_NAME = "config"
+PARAMS_FILE = "params.yaml"
+# Differences listed in a failure line before "…".
+SHOWN_DIFFERENCES = 4
+
+Check = Callable[[Path], list[str]]
+
+
+def compose_conf(root: Path) -> dict[str, Any]:
+    """Compose conf/ with Hydra the way `dvc exp run` does (defaults list, resolved)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str((root / CONFIG_DIR).resolve()), version_base=None):
+        config = compose(config_name=CONFIG_NAME)
+    OmegaConf.resolve(config)
+    composed = OmegaConf.to_container(config)
+    assert isinstance(composed, dict)
+    return composed
+
+
+def differences(expected: Any, actual: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where `actual` differs from `expected`, with both values; [] when equal."""
+    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+        found: list[str] = []
+        for key in list(expected) + [k for k in actual if k not in expected]:
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in actual:
+                found.append(f"{name} missing (conf/ has {expected[key]!r})")
+            elif key not in expected:
+                found.append(f"{name} not in conf/ (params.yaml has {actual[key]!r})")
+            else:
+                found += differences(expected[key], actual[key], name)
+        return found
+    if expected != actual or type(expected) is not type(actual):
+        return [f"{prefix or '<top>'}: conf/ {expected!r}, {PARAMS_FILE} {actual!r}"]
+    return []
+
+
+def check_params_composition(root: Path) -> list[str]:
+    """params.yaml must equal the Hydra composition of conf/ (so `dvc repro` and
+    `dvc exp run` run the same configuration)."""
+    try:
+        params = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [f"{PARAMS_FILE} not found; run `python -m tools.consistency --write-params`"]
+    except yaml.YAMLError as error:
+        return [f"{PARAMS_FILE} is not valid YAML ({str(error).splitlines()[0]})"]
+    try:
+        composed = compose_conf(root)
+    except Exception as error:  # noqa: BLE001 - any Hydra failure is reported as one line
+        return [f"conf/ does not compose ({str(error).splitlines()[0]}); fix conf/config.yaml"]
+    found = differences(composed, params)
+    if not found:
+        return []
+    shown = "; ".join(found[:SHOWN_DIFFERENCES]) + (" …" if len(found) > SHOWN_DIFFERENCES else "")
+    return [
+        f"{PARAMS_FILE} is not the composition of conf/ ({shown}); edit conf/, then run "
+        "`python -m tools.consistency --write-params`"
+    ]
+
+
+def write_params(root: Path) -> None:
+    """Rewrite params.yaml from conf/ (atomically)."""
+    from stroke_risk.io import write_text
+
+    composed = compose_conf(root)
+    write_text(root / PARAMS_FILE, yaml.safe_dump(composed, sort_keys=False))
+
+
+def check_stage_dependencies(root: Path) -> list[str]:
+    """Every DVC stage lists every project file it runs (derived from the imports)."""
+    from stroke_risk.code_deps import undeclared_code_deps
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    return undeclared_code_deps(stages, root)
+
+
+def check_params_types(root: Path) -> list[str]:
+    """params.yaml fits the stages' typed, strict sections."""
+    from stroke_risk.params import validate_all
+
+    return validate_all(yaml.safe_load((root / PARAMS_FILE).read_text()))
+
+
+CHECKS: list[tuple[str, Check]] = [
+    ("params.yaml is the composition of conf/", check_params_composition),
+    ("dvc.yaml deps match the code", check_stage_dependencies),
+    ("params.yaml fits the typed sections", check_params_types),
+]
+
+
+def run_checks(root: Path, checks: list[tuple[str, Check]] = CHECKS) -> list[str]:
+    """Run every check; return its problems prefixed by the check's name."""
+    return [f"{name}: {problem}" for name, check in checks for problem in check(root)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument(
+        "--write-params", action="store_true", help="rewrite params.yaml from conf/ and exit"
+    )
+    args = parser.parse_args(argv)
+    if args.write_params:
+        write_params(args.root)
+        print(f"wrote {args.root / PARAMS_FILE} from {CONFIG_DIR}/")
+        return 0
+    problems = run_checks(args.root)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"consistency: {len(CHECKS)} check(s) passed")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
