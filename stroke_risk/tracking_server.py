@@ -351,6 +351,31 @@ def server_env(password: str) -> dict[str, str]:
     }
 
 
+def check_tracking_uri(uri: str, timeout: float = 5) -> None:
+    """Ask an http(s) tracking server for /health once; TrackingServerError in one line.
+
+    MLflow's own client retries an unreachable server with back-off for minutes before it
+    fails; a client that checks first fails in seconds. Other URIs (sqlite, files) pass.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        with urllib.request.urlopen(f"{shown}{parts.path.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError as error:
+        reason = f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError) as error:
+        reason = first_line(getattr(error, "reason", error))
+    raise TrackingServerError(
+        f"MLflow tracking server {shown} is not reachable ({reason}): start it "
+        "(make tracking-server) or fix/unset MLFLOW_TRACKING_URI"
+    )
+
+
 def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
     """Poll <url>/health until OK; TrackingServerError if the process exits or time runs out."""
     deadline = time.monotonic() + timeout

@@ -155,3 +155,26 @@ def test_a_password_in_the_url_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert "must not contain a password" in line and "secret" not in line
+
+
+def test_an_unreachable_tracking_server_is_reported_in_seconds() -> None:
+    import time
+
+    from stroke_risk.tracking_server import TrackingServerError, check_tracking_uri
+
+    port = free_port()
+    start = time.monotonic()
+    with pytest.raises(TrackingServerError) as raised:
+        check_tracking_uri(f"http://user:secret@127.0.0.1:{port}")
+    assert time.monotonic() - start < 10
+    message = str(raised.value)
+    assert f"http://127.0.0.1:{port}" in message and "refused" in message.lower()
+    assert "secret" not in message and "\n" not in message
+    check_tracking_uri("sqlite:///mlflow.db")  # not a server: nothing to check
+
+
+@pytest.mark.e2e
+def test_a_running_tracking_server_passes_the_check(tracking_stack: TrackingStack) -> None:
+    from stroke_risk.tracking_server import check_tracking_uri
+
+    check_tracking_uri(tracking_stack.url)
