@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := prometheus chromium wrk
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
 .PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync \
-	notebook pr-report release
+	notebook pr-report release compare
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,13 @@ serve: $(RUNTIME_STAMP)
 BASE ?= main
 pr-report: $(RUNTIME_STAMP)
 	python -m stroke_risk.pr_report --base $(BASE) --out pr-report.md
+
+# One table of the workspace and every experiment of HEAD (family, CV ROC-AUC ± sd, test
+# ROC-AUC with CI, recall/specificity at the threshold), with paired tests against the
+# reference run; EXPS="name1 name2" limits it to those experiments.
+EXPS ?=
+compare: $(RUNTIME_STAMP)
+	python -m stroke_risk.comparison $(EXPS) --output comparison.md
 
 # Release the checked-out model: refuses unless the tree and `dvc status` are clean and the
 # outputs are pushed; tags git, moves MLflow @production, records it in CHANGELOG.md.

@@ -126,7 +126,8 @@ def expected_factor_texts(answer: dict[str, Any]) -> list[str]:
 def test_keyboard_order_follows_the_form(page: Any) -> None:
     """Tab from the heading visits every field in form order, then the two buttons."""
     expected = page.eval_on_selector_all(
-        "#risk-form input, #risk-form select, #risk-form button", "els => els.map(e => e.id)"
+        "#risk-form input:not([type=hidden]), #risk-form select, #risk-form button",
+        "els => els.map(e => e.id)",
     )
     page.focus("#form-heading")
     visited = []

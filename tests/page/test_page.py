@@ -365,5 +365,8 @@ def test_form_post_without_the_pages_token_is_refused(page_client: FlaskClient) 
     cross_site = submit(page_client, values, headers={"Origin": "https://evil.example"})
     assert cross_site.status_code == 403
     assert submit(page_client, values).status_code == 200
+    # The page's own form under `Referrer-Policy: no-referrer`: browsers send Origin: null.
+    assert submit(page_client, values, headers={"Origin": "null"}).status_code == 200
+    assert page_client.post("/", data=values, headers={"Origin": "null"}).status_code == 403
     cookie = page_client.get("/").headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie

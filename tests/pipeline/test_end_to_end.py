@@ -76,7 +76,8 @@ def test_mlflow_run_is_logged_and_registered(workspace):
         " 'cv_roc_auc' in run.data.metrics)\n"
     )
     out = run(["python", "-c", script], workspace).stdout.split()
-    commit = run(["git", "rev-parse", "HEAD"], workspace).stdout.strip()
+    # The pipeline ran on the copy's first commit; the fixture then committed its outputs.
+    commit = run(["git", "rev-parse", "HEAD~1"], workspace).stdout.strip()
     assert out[0].startswith(commit)
     assert out[1:] == ["True", "True"]
 
