@@ -457,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the team")
-    parser.add_argument("--port", type=int, default=5000, help="MLflow server port")
+    parser.add_argument(
+        "--port", type=int, default=5001, help="MLflow server port (5000 is the service)"
+    )
     parser.add_argument("--pg-port", type=int, default=5433, help="local PostgreSQL port")
     parser.add_argument(
         "--backend-store-uri",
