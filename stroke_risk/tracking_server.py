@@ -240,7 +240,22 @@ class PostgresCluster:
         finally:
             pwfile.unlink(missing_ok=True)
 
+    def running(self) -> bool:
+        status = subprocess.run(
+            _as_cluster_owner(
+                [str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "status"]
+            ),
+            capture_output=True,
+            timeout=30,
+        )
+        return status.returncode == 0
+
     def start(self, timeout: float = 30) -> None:
+        if self.running():
+            raise TrackingServerError(
+                f"PostgreSQL in {self.data_dir} is already running (another "
+                "`make tracking-server`?): use that one or stop it first"
+            )
         options = f"-p {self.port} -k {self.data_dir} -c listen_addresses={self.listen}"
         log = self.data_dir / "server.log"
         self._run(
@@ -469,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     state = args.state_dir.resolve()
     cluster: PostgresCluster | None = None
+    started: PostgresCluster | None = None  # only a cluster this process started is stopped
     try:
         pgpass = state / "pgpass"
         if args.backend_store_uri:
@@ -482,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"creating PostgreSQL cluster in {cluster.data_dir}")
                 cluster.init(password)
             cluster.start()
+            started = cluster
             cluster.ensure_databases(password)
             init_optuna_schema(cluster.url("optuna"), password)
             backend = cluster.url("mlflow")
@@ -514,8 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tracking-server: {error}", file=sys.stderr)
         return 1
     finally:
-        if cluster is not None:
-            cluster.stop()
+        if started is not None:
+            started.stop()
     return 0
 
 

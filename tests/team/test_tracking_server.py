@@ -178,3 +178,24 @@ def test_a_running_tracking_server_passes_the_check(tracking_stack: TrackingStac
     from stroke_risk.tracking_server import check_tracking_uri
 
     check_tracking_uri(tracking_stack.url)
+
+
+@pytest.mark.e2e
+def test_a_second_start_on_the_same_state_refuses_and_leaves_the_first_running(
+    tracking_stack: TrackingStack,
+) -> None:
+    from stroke_risk.tracking_server import check_tracking_uri
+
+    result = tracking_server_cli(
+        "--state-dir",
+        str(tracking_stack.state_dir),
+        "--pg-port",
+        str(tracking_stack.pg_port),
+        "--port",
+        str(free_port()),
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "already running" in line
+    check_tracking_uri(tracking_stack.url)
+    assert query(tracking_stack, "mlflow", "SELECT 1") == [(1,)]
