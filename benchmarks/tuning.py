@@ -36,8 +36,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.7
 
 
-def run_workers(url: str, password: str, n_workers: int, n_trials: int) -> float:
-    """Start n_workers workers sharing n_trials; returns wall-clock seconds until all end."""
+def run_workers(url: str, password: str, n_workers: int, n_trials: int) -> tuple[float, float]:
+    """Start n_workers workers sharing n_trials; returns (wall-clock s, CPU s of the workers).
+
+    CPU seconds tell whether the same trials cost more CPU when run side by side (cores
+    that share execution units, as vCPUs of a VM may), which no database can fix.
+    """
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # One core per worker: BLAS threads would otherwise make one worker compete with another.
     threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     env = {**os.environ, **threads, "PGPASSWORD": password, "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -71,7 +78,10 @@ def run_workers(url: str, password: str, n_workers: int, n_trials: int) -> float
         _, stderr = worker.communicate()
         if worker.returncode != 0:
             sys.exit(f"worker failed: {stderr.strip()}")
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, cpu
 
 
 def study_throughput(url: str, password: str) -> tuple[int, float, float]:
@@ -119,13 +129,13 @@ def main() -> None:
         for (repeat, n_workers), database in zip(runs, databases, strict=True):
             url = cluster.url(database)
             init_optuna_schema(url, password)
-            wall = run_workers(url, password, n_workers, args.n_trials)
+            wall, cpu = run_workers(url, password, n_workers, args.n_trials)
             trials, rate, median = study_throughput(url, password)
             print(
                 f"run {repeat + 1}, {n_workers} worker{'s' if n_workers > 1 else ' '}: "
                 f"{trials} trials, {rate:.2f} trials/s in the study, "
                 f"{args.n_trials / wall:.2f} trials/s wall-clock ({wall:.1f} s incl. start-up), "
-                f"median trial {median:.2f} s"
+                f"median trial {median:.2f} s, worker CPU {cpu:.1f} s"
             )
             if n_workers not in best or rate > best[n_workers][0]:
                 best[n_workers] = (rate, args.n_trials / wall, median)
