@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +155,84 @@ def two_commit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-qm", "head: lower target recall")
     return root
+
+
+@dataclass
+class TrackingStack:
+    """`python -m stroke_risk.tracking_server` running: local PostgreSQL + MLflow server."""
+
+    state_dir: Path
+    url: str
+    pg_port: int
+    process: subprocess.Popen
+    output: Path
+
+    @property
+    def pgpass(self) -> Path:
+        return self.state_dir / "pgpass"
+
+    def database_url(self, database: str) -> str:
+        return f"postgresql+psycopg://stroke@127.0.0.1:{self.pg_port}/{database}"
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        """A client's environment: the password only through the libpq password file."""
+        env = command_env(PGPASSFILE=str(self.pgpass), **extra)
+        env.pop("PGPASSWORD", None)
+        return env
+
+
+@pytest.fixture(scope="session")
+def tracking_stack() -> Iterator[TrackingStack]:
+    """What `make tracking-server` runs, in a scratch state folder on free ports."""
+    if not any(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        pytest.skip("PostgreSQL is not installed: run `make system-deps`")
+    from stroke_risk.tracking_server import free_port
+
+    # Not under pytest's 0700 tmp: the cluster belongs to the `postgres` user when run as root.
+    state_dir = Path(tempfile.mkdtemp(prefix="stroke-tracking-"))
+    pg_port, port = free_port(), free_port()
+    output = state_dir / "cli-output.txt"
+    env = command_env()
+    env.pop("PGPASSWORD", None)
+    with open(output, "wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stroke_risk.tracking_server",
+                "--state-dir",
+                str(state_dir),
+                "--pg-port",
+                str(pg_port),
+                "--port",
+                str(port),
+            ],
+            cwd=REPO_ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    stack = TrackingStack(state_dir, f"http://127.0.0.1:{port}", pg_port, process, output)
+    try:
+        deadline = time.monotonic() + 180
+        while "Ctrl-C stops" not in output.read_text():
+            assert process.poll() is None, f"tracking server exited:\n{output.read_text()}"
+            assert time.monotonic() < deadline, f"tracking server not up:\n{output.read_text()}"
+            time.sleep(0.5)
+        yield stack
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def copy_repo(source: Path, target: Path) -> Path:
+    """A full copy of a scratch repo (git history, DVC cache and outputs)."""
+    shutil.copytree(source, target, symlinks=True)
+    return target

@@ -1,0 +1,88 @@
+"""Static checks of deploy/tracking (no Docker engine here): the compose services, the image
+pins and the flags agree with the project and with the `mlflow server` that is installed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from stroke_risk.tracking_server import DATABASES, DEFAULT_DB_USER
+from tests.conftest import REPO_ROOT
+
+DEPLOY = REPO_ROOT / "deploy" / "tracking"
+PASSWORD_FROM_ENV = re.compile(r"^\$\{PGPASSWORD:\?[^}]+\}$")
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+
+
+def option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_passwords_come_only_from_the_environment(services: dict[str, Any]) -> None:
+    secrets = {
+        f"{name}.{key}": value
+        for name, service in services.items()
+        for key, value in service.get("environment", {}).items()
+        if "PASSWORD" in key
+    }
+    assert set(secrets) == {"postgres.POSTGRES_PASSWORD", "mlflow.PGPASSWORD"}
+    for key, value in secrets.items():
+        assert PASSWORD_FROM_ENV.match(value), f"{key} must be ${{PGPASSWORD:?...}}, not {value}"
+    for text in (DEPLOY / "docker-compose.yml").read_text(), (DEPLOY / "Dockerfile").read_text():
+        assert not re.search(r"postgres(ql)?(\+\w+)?://[^@\s/]*:[^@\s/]*@", text)
+
+
+def test_mlflow_uses_the_postgres_service_and_its_databases(services: dict[str, Any]) -> None:
+    command = services["mlflow"]["command"]
+    backend = make_url(option(command, "--backend-store-uri"))
+    assert backend.drivername == "postgresql+psycopg" and backend.password is None
+    assert (backend.host, backend.port) == ("postgres", 5432)
+    postgres = services["postgres"]["environment"]
+    assert backend.username == postgres["POSTGRES_USER"] == DEFAULT_DB_USER
+    created = {postgres["POSTGRES_DB"]} | {
+        name
+        for sql in (DEPLOY / "initdb").glob("*.sql")
+        for name in re.findall(r"CREATE DATABASE (\w+)", sql.read_text())
+    }
+    assert created == set(DATABASES)
+    assert backend.database in created
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert option(command, "--artifacts-destination") in " ".join(services["mlflow"]["volumes"])
+
+
+def test_every_server_flag_exists_in_the_installed_mlflow(services: dict[str, Any]) -> None:
+    command = services["mlflow"]["command"]
+    assert command[:2] == ["mlflow", "server"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "mlflow", "server", "--help"], capture_output=True, text=True
+    ).stdout
+    for flag in (word for word in command if word.startswith("--")):
+        assert re.search(rf"\s{flag}[\s,]", shown), f"mlflow server has no {flag}"
+
+
+def test_image_pins_match_the_lock_and_run_unprivileged() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    lock = dict(
+        line.split("==", 1)
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    for package in ("mlflow", "psycopg"):
+        pinned = re.search(rf'"{package}(\[\w+\])?==([^"]+)"', dockerfile)
+        assert pinned and pinned.group(2) == lock[package].strip(), package
+    project_base = re.search(r"^FROM (\S+)", (REPO_ROOT / "Dockerfile").read_text(), re.M)
+    assert re.search(r"^FROM (\S+)", dockerfile, re.M).group(1) == project_base.group(1)
+    user = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert user and user[-1] not in {"root", "0"}
+    assert "/health" in dockerfile

@@ -1,0 +1,201 @@
+"""A shared MLflow tracking server on a real PostgreSQL, started as `make tracking-server` does.
+
+The pipeline's evaluate stage (which logs the model revision) runs with MLFLOW_TRACKING_URI
+pointing at the server; the registered model is then loaded back through the server. Bad
+credentials and an unreachable database end in one line that names them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stroke_risk.tracking_server import (
+    database_url,
+    free_port,
+    password_from_pgpass,
+    pgpass_line,
+)
+from tests.conftest import REPO_ROOT
+from tests.team.conftest import TrackingStack, command_env, copy_repo, run
+
+LOAD_BACK = """
+import json, sys
+import joblib, mlflow, pandas as pd
+from stroke_risk.registry_model import predict_frame
+from stroke_risk.schema import EXAMPLE_RECORD
+client = mlflow.MlflowClient()
+version = client.get_model_version_by_alias("stroke-risk", "candidate")
+run = client.get_run(version.run_id)
+model = mlflow.pyfunc.load_model("models:/stroke-risk@candidate")
+frame = pd.DataFrame([dict(EXAMPLE_RECORD)])
+served = model.predict(frame)
+metadata = json.load(open("models/model_metadata.json"))
+local = predict_frame(joblib.load("models/model.joblib"), metadata["decision_threshold"], frame)
+print(json.dumps({
+    "version": version.version,
+    "artifact_uri": run.info.artifact_uri,
+    "test_recall": run.data.metrics.get("test_recall", run.data.metrics.get("test.recall")),
+    "served": served.to_dict(orient="records"),
+    "local": local.to_dict(orient="records"),
+}))
+"""
+
+
+def test_pgpass_lines_round_trip_passwords_with_separators() -> None:
+    for password in ("plain", "with:colon", "back\\slash:and:colon"):
+        assert password_from_pgpass(pgpass_line("stroke", password), "stroke") == password
+    assert password_from_pgpass(pgpass_line("other", "x"), "stroke") is None
+    url = database_url(user="stroke", host="db", port=5432, database="mlflow")
+    assert url == "postgresql+psycopg://stroke@db:5432/mlflow"
+
+
+def query(stack: TrackingStack, database: str, sql: str) -> list[tuple]:
+    import psycopg
+
+    from stroke_risk.tracking_server import password_from_pgpass
+
+    password = password_from_pgpass(stack.pgpass.read_text(), "stroke")
+    with psycopg.connect(
+        host="127.0.0.1", port=stack.pg_port, dbname=database, user="stroke", password=password
+    ) as connection:
+        return list(connection.execute(sql))
+
+
+@pytest.mark.e2e
+def test_pipeline_logs_to_the_shared_server_and_the_model_loads_back(
+    tracking_stack: TrackingStack, two_commit_repo: Path, tmp_path: Path
+) -> None:
+    repo = copy_repo(two_commit_repo, tmp_path / "repo")
+    local_store = repo / "mlflow.db"  # the scratch repo's own runs, from its `dvc repro`
+    before = local_store.read_bytes() if local_store.exists() else None
+    env = tracking_stack.client_env(MLFLOW_TRACKING_URI=tracking_stack.url)
+    result = run(["dvc", "repro", "--force", "--single-item", "evaluate"], repo, env=env)
+    assert tracking_stack.url.split("//")[1] in result.stdout + result.stderr
+    after = local_store.read_bytes() if local_store.exists() else None
+    assert after == before, "logged to the local SQLite store instead of the server"
+
+    loaded = json.loads(run([sys.executable, "-c", LOAD_BACK], repo, env=env).stdout)
+    assert loaded["served"] == loaded["local"]
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert loaded["test_recall"] == pytest.approx(metrics["test"]["recall"])
+    # Artifacts go through the server to its artifacts destination, runs into PostgreSQL.
+    assert loaded["artifact_uri"].startswith("mlflow-artifacts:")
+    stored = list((tracking_stack.state_dir / "artifacts").rglob("model.joblib"))
+    assert stored, "no model artifact under the server's --artifacts-destination"
+    aliases = query(
+        tracking_stack, "mlflow", "SELECT name, alias, version FROM registered_model_aliases"
+    )
+    assert ("stroke-risk", "candidate", int(loaded["version"])) in aliases
+    assert query(tracking_stack, "mlflow", "SELECT count(*) FROM runs")[0][0] >= 1
+
+
+@pytest.mark.e2e
+def test_no_password_in_output_logs_or_urls(tracking_stack: TrackingStack) -> None:
+    password = password_from_pgpass(tracking_stack.pgpass.read_text(), "stroke")
+    assert password and len(password) >= 20
+    assert oct(tracking_stack.pgpass.stat().st_mode & 0o777) == "0o600"
+    output = tracking_stack.output.read_text()
+    assert tracking_stack.url in output and "postgresql+psycopg://stroke@" in output
+    for text in (output, (tracking_stack.state_dir / "mlflow-server.log").read_text()):
+        assert password not in text
+
+
+def tracking_server_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = command_env(**env)
+    return subprocess.run(
+        [sys.executable, "-m", "stroke_risk.tracking_server", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
+
+
+@pytest.mark.e2e
+def test_wrong_password_is_one_line_that_names_it(
+    tracking_stack: TrackingStack, tmp_path: Path
+) -> None:
+    result = tracking_server_cli(
+        "--backend-store-uri",
+        tracking_stack.database_url("mlflow"),
+        "--state-dir",
+        str(tmp_path),
+        "--port",
+        str(free_port()),
+        PGPASSWORD="not-the-password",
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "password authentication failed" in line and "PGPASSWORD" in line
+    assert "not-the-password" not in result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_unreachable_database_is_one_line_that_names_it(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"postgresql+psycopg://stroke@127.0.0.1:{port}/mlflow"
+    result = tracking_server_cli(
+        "--backend-store-uri", url, "--state-dir", str(tmp_path), PGPASSWORD="x"
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert f"127.0.0.1:{port}/mlflow" in line and "is the server running" in line
+
+
+def test_a_password_in_the_url_is_refused(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://stroke:secret@127.0.0.1:5432/mlflow"
+    result = tracking_server_cli("--backend-store-uri", url, "--state-dir", str(tmp_path))
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "must not contain a password" in line and "secret" not in line
+
+
+def test_an_unreachable_tracking_server_is_reported_in_seconds() -> None:
+    import time
+
+    from stroke_risk.tracking_server import TrackingServerError, check_tracking_uri
+
+    port = free_port()
+    start = time.monotonic()
+    with pytest.raises(TrackingServerError) as raised:
+        check_tracking_uri(f"http://user:secret@127.0.0.1:{port}")
+    assert time.monotonic() - start < 10
+    message = str(raised.value)
+    assert f"http://127.0.0.1:{port}" in message and "refused" in message.lower()
+    assert "secret" not in message and "\n" not in message
+    check_tracking_uri("sqlite:///mlflow.db")  # not a server: nothing to check
+
+
+@pytest.mark.e2e
+def test_a_running_tracking_server_passes_the_check(tracking_stack: TrackingStack) -> None:
+    from stroke_risk.tracking_server import check_tracking_uri
+
+    check_tracking_uri(tracking_stack.url)
+
+
+@pytest.mark.e2e
+def test_a_second_start_on_the_same_state_refuses_and_leaves_the_first_running(
+    tracking_stack: TrackingStack,
+) -> None:
+    from stroke_risk.tracking_server import check_tracking_uri
+
+    result = tracking_server_cli(
+        "--state-dir",
+        str(tracking_stack.state_dir),
+        "--pg-port",
+        str(tracking_stack.pg_port),
+        "--port",
+        str(free_port()),
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "already running" in line
+    check_tracking_uri(tracking_stack.url)
+    assert query(tracking_stack, "mlflow", "SELECT 1") == [(1,)]
