@@ -9,13 +9,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
-# Debian packages the tests drive for real: Prometheus/promtool, Chromium, wrk.
-SYSTEM_PACKAGES := prometheus chromium wrk
+# Debian packages the tests drive for real: Prometheus/promtool, Chromium, wrk, PostgreSQL
+# (shared MLflow tracking and Optuna studies), shellcheck (the PR workflow's lint).
 # The one command that regenerates the three locks (see README "Environment").
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
 .PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync \
-	notebook pr-report release compare exps
+	notebook pr-report release compare exps tracking-server
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,8 @@ system-deps:
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -113,6 +115,12 @@ notebook: $(DEV_STAMP)
 benchmark: $(DEV_STAMP)
 	python -m benchmarks.pipeline
 	python -m benchmarks.serving
+	dvc repro featurize
+	python -m benchmarks.tuning
+
+# A shared MLflow tracking server on a local PostgreSQL (ARGS="--help" for the options).
+tracking-server: $(RUNTIME_STAMP)
+	python -m stroke_risk.tracking_server $(ARGS)
 
 format: $(DEV_STAMP)
 	ruff format .

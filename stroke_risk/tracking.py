@@ -70,7 +70,14 @@ def tracking_uri(cwd: Path | None = None) -> str:
 
 
 def configure_mlflow() -> Any:
-    """Import mlflow with telemetry off and the tracking URI set."""
+    """Import mlflow with telemetry off and the tracking URI set.
+
+    A tracking server is asked for /health first: MLflow's client would retry an
+    unreachable one for minutes before failing.
+    """
+    from stroke_risk.tracking_server import check_tracking_uri
+
+    check_tracking_uri(tracking_uri())
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     import mlflow
@@ -239,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from stroke_risk.io import load_params
     from stroke_risk.params import MlflowParams, ParamsError, read_section
+    from stroke_risk.tracking_server import TrackingServerError
 
     files = RevisionFiles()
     try:
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         if missing:
             raise FileNotFoundError(f"missing {', '.join(missing)}: run `dvc repro` first")
         logged = log_model_revision(files, **settings.model_dump())
-    except (ParamsError, FileNotFoundError) as error:
+    except (ParamsError, FileNotFoundError, TrackingServerError) as error:
         print(f"tracking sync failed: {error}", file=sys.stderr)
         sys.exit(1)
     state = "logged" if logged.changed else "already logged"
