@@ -26,6 +26,10 @@ REQUIRED_ALERTS = {
     "StrokeLiveRocAucLow",
     "StrokeLiveRecallLow",
     "StrokeNoTraffic",
+    "StrokeReplicaDown",
+    "StrokeMultivariateDrift",
+    "StrokeEstimatedRocAucLow",
+    "StrokeEstimatedRecallLow",
 }
 
 
@@ -58,9 +62,13 @@ def test_promtool_rule_unit_tests_pass(prometheus_binaries: dict[str, str]) -> N
 @pytest.mark.parametrize(
     ("original", "mutated"),
     [
-        ("expr: stroke_feature_psi > 0.2", "expr: stroke_feature_psi > 0.5"),
-        ('expr: up{job="stroke-risk"} == 0', 'expr: up{job="stroke-risk"} == 2'),
+        ("(stroke_feature_psi) > 0.2", "(stroke_feature_psi) > 0.5"),
+        ('max(up{job="stroke-risk"}) == 0', 'max(up{job="stroke-risk"}) == 2'),
         (") > 0.25", ") > 0.6"),
+        ("max(stroke_live_positive_labels) >= 10", "max(stroke_live_positive_labels) >= 3"),
+        ("max(stroke_drift_window_records) >= 200", "max(stroke_drift_window_records) >= 100"),
+        ("max(stroke_estimated_recall) < 0.6", "max(stroke_estimated_recall) < 0.4"),
+        ("max by (feature) (stroke_feature_missing_rate)", "stroke_feature_missing_rate"),
     ],
 )
 def test_rule_unit_tests_catch_a_changed_threshold(

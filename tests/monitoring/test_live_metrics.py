@@ -436,3 +436,43 @@ def test_multivariate_drift_catches_a_swapped_relationship_psi_misses(
         assert swapped_drift.features[name].psi == pytest.approx(same_drift.features[name].psi)
     assert classifier_drift_auc(reference, same) < 0.6
     assert classifier_drift_auc(reference, swapped) > 0.8
+
+
+def test_reference_profile_keeps_a_seeded_joint_sample_of_valid_records(
+    training_frame: pd.DataFrame, reference_profile: dict
+) -> None:
+    from stroke_risk.features import JOINT_SAMPLE_SIZE, build_reference_profile
+    from stroke_risk.schema import FEATURE_NAMES, validate_record
+
+    sample = reference_profile["joint_sample"]
+    assert len(sample) == JOINT_SAMPLE_SIZE <= 500
+    assert all(list(row) == list(FEATURE_NAMES) for row in sample)
+    assert all(validate_record(row).ok for row in sample)
+    assert len({tuple(row.values()) for row in sample}) > 0.95 * len(sample)  # no repeats
+    again = build_reference_profile(training_frame, target="stroke", seed=0)
+    other_seed = build_reference_profile(training_frame, target="stroke", seed=1)
+    assert again["joint_sample"] == sample and other_seed["joint_sample"] != sample
+    assert "joint_sample" not in build_reference_profile(
+        training_frame, target="stroke", seed=0, joint_sample_size=0
+    )
+
+
+def test_multivariate_drift_auc_is_exported_from_the_profiles_joint_sample(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    rng = np.random.default_rng(5)
+    same = [training_records[int(i)] for i in rng.choice(len(training_records), 300)]
+    _, monitor, registry = make_app(tmp_path / "same", reference_profile)
+    score(monitor, same)
+    calm = registry.get_sample_value("stroke_multivariate_drift_auc")
+    older = [{**record, "age": min(record["age"] + 25, 120)} for record in same]
+    _, monitor, registry = make_app(tmp_path / "older", reference_profile)
+    score(monitor, older)
+    shifted = registry.get_sample_value("stroke_multivariate_drift_auc")
+    assert calm is not None and calm < 0.65
+    assert shifted is not None and shifted > 0.8
+    # A profile without the sample (or a binned log) exports no classifier AUC.
+    bare = {key: value for key, value in reference_profile.items() if key != "joint_sample"}
+    _, monitor, registry = make_app(tmp_path / "bare", bare)
+    score(monitor, same)
+    assert registry.get_sample_value("stroke_multivariate_drift_auc") is None
