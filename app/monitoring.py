@@ -231,9 +231,10 @@ class LiveMetricsCollector(Collector):
     """Prometheus collector reading the shared prediction log at scrape time.
 
     Only rows of ``model_version`` count. Results are cached per process for
-    ``settings.monitor_cache_seconds`` (the multivariate classifier for
-    MULTIVARIATE_SECONDS). A store error is logged (without any feature value) and the
-    scrape goes on without these metrics.
+    ``settings.monitor_cache_seconds``; the multivariate classifier is refitted in a
+    background thread at most every MULTIVARIATE_SECONDS and its last value exported.
+    A store error is logged (without any feature value) and the scrape goes on without
+    these metrics.
     """
 
     def __init__(
@@ -257,7 +258,9 @@ class LiveMetricsCollector(Collector):
         self._lock = threading.Lock()
         self._cached: list[GaugeMetricFamily] = []
         self._cached_at: float | None = None
-        self._multivariate: tuple[float, float | None] | None = None
+        self._multivariate_started: float | None = None
+        self._multivariate_thread: threading.Thread | None = None
+        self._multivariate_value: float | None = None
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         # Lets the registry check name clashes without querying the store.
@@ -300,12 +303,34 @@ class LiveMetricsCollector(Collector):
         return families
 
     def _multivariate_auc(self, records: list[dict[str, Any]]) -> float | None:
+        """The last finished classifier AUC; starts a refit in a thread when one is due.
+
+        A fit takes about a second on a full window: off the scrape path, so a scrape
+        never waits for it (a scrape timeout can be as short as the interval). None until
+        the first fit of this process finishes; refits at most every MULTIVARIATE_SECONDS.
+        """
         now = self.clock()
-        if self._multivariate is not None and now - self._multivariate[0] < MULTIVARIATE_SECONDS:
-            return self._multivariate[1]
-        value = classifier_drift_auc(self.joint_sample, records)
-        self._multivariate = (now, value)
-        return value
+        due = (
+            self._multivariate_started is None
+            or now - self._multivariate_started >= MULTIVARIATE_SECONDS
+        )
+        running = self._multivariate_thread is not None and self._multivariate_thread.is_alive()
+        if due and not running:
+            self._multivariate_started = now
+            self._multivariate_thread = threading.Thread(
+                target=self._fit_multivariate,
+                args=(list(records),),
+                name="stroke-drift-classifier",
+                daemon=True,
+            )
+            self._multivariate_thread.start()
+        return self._multivariate_value
+
+    def _fit_multivariate(self, records: list[dict[str, Any]]) -> None:
+        try:
+            self._multivariate_value = classifier_drift_auc(self.joint_sample or [], records)
+        except (ValueError, ArithmeticError) as error:  # the scrape goes on without it
+            logger.warning("live monitoring: drift classifier failed (%s)", type(error).__name__)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         with self._lock:

@@ -462,17 +462,22 @@ def test_multivariate_drift_auc_is_exported_from_the_profiles_joint_sample(
 ) -> None:
     rng = np.random.default_rng(5)
     same = [training_records[int(i)] for i in rng.choice(len(training_records), 300)]
-    _, monitor, registry = make_app(tmp_path / "same", reference_profile)
-    score(monitor, same)
-    calm = registry.get_sample_value("stroke_multivariate_drift_auc")
     older = [{**record, "age": min(record["age"] + 25, 120)} for record in same]
-    _, monitor, registry = make_app(tmp_path / "older", reference_profile)
-    score(monitor, older)
-    shifted = registry.get_sample_value("stroke_multivariate_drift_auc")
+
+    def exported_auc(directory: Path, profile: dict, records: list[dict]) -> float | None:
+        _, monitor, registry = make_app(directory, profile)
+        score(monitor, records)
+        # The first scrape starts the fit in a thread and exports nothing yet.
+        assert registry.get_sample_value("stroke_multivariate_drift_auc") is None
+        thread = monitor.collector._multivariate_thread
+        if thread is not None:
+            thread.join(timeout=60)
+        return registry.get_sample_value("stroke_multivariate_drift_auc")
+
+    calm = exported_auc(tmp_path / "same", reference_profile, same)
+    shifted = exported_auc(tmp_path / "older", reference_profile, older)
     assert calm is not None and calm < 0.65
     assert shifted is not None and shifted > 0.8
-    # A profile without the sample (or a binned log) exports no classifier AUC.
+    # A profile without the sample exports no classifier AUC (and starts no fit).
     bare = {key: value for key, value in reference_profile.items() if key != "joint_sample"}
-    _, monitor, registry = make_app(tmp_path / "bare", bare)
-    score(monitor, same)
-    assert registry.get_sample_value("stroke_multivariate_drift_auc") is None
+    assert exported_auc(tmp_path / "bare", bare, same) is None
