@@ -117,6 +117,10 @@ def test_rendered_config_is_valid_and_points_at_the_target(
     config = render_prometheus_config("127.0.0.1:18000", scrape_interval="2s")
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "stroke-risk")
     assert job["static_configs"] == [{"targets": ["127.0.0.1:18000"]}]
+    assert "dns_sd_configs" not in job  # the committed file's discovery of compose replicas
+    replicas = render_prometheus_config(["127.0.0.1:18000", "127.0.0.1:18001"])
+    job = next(j for j in replicas["scrape_configs"] if j["job_name"] == "stroke-risk")
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:18000", "127.0.0.1:18001"]}]
     assert all(Path(f).is_absolute() and Path(f).is_file() for f in config["rule_files"])
     assert "alerting" not in config
     path = tmp_path / "prometheus.yml"
