@@ -9,8 +9,10 @@ Starts, each on a free loopback port, with its files in one temporary directory:
    models/), its prediction log in the temporary directory;
 2. Prometheus with the repository's alert rules (monitoring/prometheus/), scraping the
    service and evaluating the rules every ``--scrape-interval``;
-3. the traffic simulator (python -m monitoring.simulate) with drift (``--drift``, default
-   ``age+25``) and feedback on a share of the records.
+3. the traffic simulator (python -m monitoring.simulate) with feedback on a share of the
+   records: like the training data for ``--drift-after`` seconds (30), so the label-free
+   estimates can be seen tracking the label-based figures, then with drift (``--drift``,
+   default ``age+25``).
 
 Every ``--report-every`` seconds it prints what the service reports (the features that
 drifted most, the multivariate drift classifier's AUC, label-based and estimated
@@ -86,20 +88,33 @@ class Processes:
         text = path.read_text(errors="replace") if path.is_file() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def first_exited(self) -> str | None:
-        return next((name for name, process in self.started if process.poll() is not None), None)
+    def first_exited(self, names: Sequence[str]) -> str | None:
+        """The first of these processes that has exited, if any."""
+        return next(
+            (n for n, process in self.started if n in names and process.poll() is not None), None
+        )
+
+    def stop(self, name: str) -> None:
+        """Stop the named process (and its group) if it still runs."""
+        for started_name, process in self.started:
+            if started_name == name:
+                terminate(process)
 
     def stop_all(self) -> None:
         for _, process in reversed(self.started):
-            if process.poll() is not None:
-                continue
-            # The child leads its own group: SIGTERM reaches gunicorn's workers too.
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            terminate(process)
+
+
+def terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process's group (it leads one: gunicorn's workers too), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
 
 def check_prerequisites() -> str:
@@ -121,7 +136,7 @@ def wait_until_ready(
     """Poll url until it answers 200; DemoError if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
-        if processes.first_exited() == name:
+        if processes.first_exited([name]) == name:
             raise DemoError(f"{name} exited at start-up:\n{processes.log_tail(name)}")
         try:
             if requests.get(url, timeout=1).ok:
@@ -238,13 +253,15 @@ class DemoConfig:
     scrape_interval_seconds: int
     rate_per_second: float
     drift: tuple[str, ...]
+    drift_after_seconds: float
     feedback_rate: float
     seed: int
 
 
-def simulator_command(config: DemoConfig, app_url: str) -> list[str]:
-    """python -m monitoring.simulate for the demo's duration (or ~a day) at its rate."""
-    seconds = config.duration_seconds or 24 * 3600
+def simulator_command(
+    config: DemoConfig, app_url: str, *, seconds: float, drift: Sequence[str], seed: int
+) -> list[str]:
+    """python -m monitoring.simulate for that many seconds at the demo's rate."""
     command = [
         sys.executable,
         "-m",
@@ -258,10 +275,10 @@ def simulator_command(config: DemoConfig, app_url: str) -> list[str]:
         "--feedback-rate",
         str(config.feedback_rate),
         "--seed",
-        str(config.seed),
+        str(seed),
         "--no-report",
     ]
-    for spec in config.drift:
+    for spec in drift:
         command += ["--drift", spec]
     return command
 
@@ -323,7 +340,22 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
         )
         if stop.is_set():
             return 0
-        processes.start("simulator", simulator_command(config, app_url), cwd=REPO_ROOT)
+        started = time.monotonic()
+        deadline = started + config.duration_seconds if config.duration_seconds else None
+        drift_at = started + config.drift_after_seconds if config.drift else None
+        clean_seconds = config.drift_after_seconds if config.drift else None
+        phase = "clean" if clean_seconds else "drifted"
+        processes.start(
+            "simulator",
+            simulator_command(
+                config,
+                app_url,
+                seconds=clean_seconds or config.duration_seconds or 24 * 3600,
+                drift=() if clean_seconds else config.drift,
+                seed=config.seed,
+            ),
+            cwd=REPO_ROOT,
+        )
         psi_graph = quote("max by (feature) (stroke_feature_psi)")
         drift = ", ".join(config.drift) or "none"
         print(
@@ -334,26 +366,47 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                     f"  metrics      {app_url}/metrics",
                     f"  Prometheus   {prometheus_url}/alerts",
                     f"  PSI graph    {prometheus_url}/graph?g0.expr={psi_graph}&g0.tab=0",
-                    f"  traffic      {config.rate_per_second:g} requests/s, drift {drift},"
-                    f" feedback on {config.feedback_rate:.0%} of records",
+                    f"  traffic      {config.rate_per_second:g} requests/s, feedback on"
+                    f" {config.feedback_rate:.0%} of records; drift {drift}"
+                    + (
+                        f" after {config.drift_after_seconds:g} s"
+                        if config.drift and config.drift_after_seconds
+                        else ""
+                    ),
                     f"  logs         {directory}/*.log (removed at exit)",
                 ]
             ),
             flush=True,
         )
-        started = time.monotonic()
-        deadline = started + config.duration_seconds if config.duration_seconds else None
         next_report = started + min(config.report_every_seconds, 10.0)
         while not stop.is_set():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            exited = processes.first_exited()
-            if exited == "simulator" and deadline is None:
-                break  # it sent its whole bound
-            if exited is not None and exited != "simulator":
-                print(f"{exited} stopped:\n{processes.log_tail(exited)}", flush=True)
+            crashed = processes.first_exited(["service", "prometheus"])
+            if crashed is not None:
+                print(f"{crashed} stopped:\n{processes.log_tail(crashed)}", flush=True)
                 return 1
+            if phase == "clean" and drift_at is not None and now >= drift_at:
+                print_report(app_url, prometheus_url, started)
+                processes.stop("simulator")
+                remaining = (deadline - now) if deadline is not None else 24 * 3600
+                processes.start(
+                    "simulator-drift",
+                    simulator_command(
+                        config,
+                        app_url,
+                        seconds=max(1.0, remaining),
+                        drift=config.drift,
+                        seed=config.seed + 1,
+                    ),
+                    cwd=REPO_ROOT,
+                )
+                phase = "drifted"
+                print(f"\n--- from now on the traffic drifts: {drift} ---", flush=True)
+                next_report = now + config.report_every_seconds
+            if processes.first_exited(["simulator-drift"]) and deadline is None:
+                break  # it sent its whole bound
             if now >= next_report:
                 print_report(app_url, prometheus_url, started)
                 next_report = now + config.report_every_seconds
@@ -396,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="drift spec for the simulator, repeatable (default: age+25; 'none' for none)",
     )
     parser.add_argument(
+        "--drift-after",
+        type=float,
+        default=30.0,
+        help="seconds of training-like traffic before the drift starts (default 30; 0: at once)",
+    )
+    parser.add_argument(
         "--feedback-rate", type=float, default=0.5, help="share of records given a label"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -414,6 +473,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         raise ValueError("--rate must be between 0 and 500 requests per second")
     if not 0 <= args.feedback_rate <= 1:
         raise ValueError("--feedback-rate must be between 0 and 1")
+    if not 0 <= args.drift_after <= 24 * 3600:
+        raise ValueError("--drift-after must be between 0 and 86400 seconds")
     drift = tuple(args.drift) if args.drift is not None else ("age+25",)
     drift = tuple(spec for spec in drift if spec.strip().lower() != "none")
     from monitoring.simulate import parse_drift
@@ -428,6 +489,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         scrape_interval_seconds=args.scrape_interval,
         rate_per_second=args.rate,
         drift=drift,
+        drift_after_seconds=args.drift_after,
         feedback_rate=args.feedback_rate,
         seed=args.seed,
     )

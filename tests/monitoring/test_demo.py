@@ -128,7 +128,11 @@ def test_demo_reports_drift_and_pending_alerts_then_stops_everything_on_ctrl_c(
     }
     demo = subprocess.Popen(
         # --duration bounds the run should Ctrl-C not be handled.
-        [*DEMO, "--duration", "90", "--report-every", "3", "--scrape-interval", "1"],
+        [
+            *DEMO,
+            *("--duration", "90", "--report-every", "3", "--scrape-interval", "1"),
+            *("--drift-after", "0"),
+        ],
         cwd=REPO_ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -170,21 +174,31 @@ def test_demo_reports_drift_and_pending_alerts_then_stops_everything_on_ctrl_c(
 
 
 @pytest.mark.e2e
-def test_demo_stops_by_itself_after_its_duration(prometheus_binaries: dict[str, str]) -> None:
+def test_demo_drifts_after_a_clean_phase_and_stops_after_its_duration(
+    prometheus_binaries: dict[str, str],
+) -> None:
     environment = {
         **os.environ,
         "PATH": f"{Path(prometheus_binaries['prometheus']).parent}:{os.environ['PATH']}",
     }
     started = time.monotonic()
     result = subprocess.run(
-        [*DEMO, "--duration", "4", "--scrape-interval", "1", "--drift", "none"],
+        [*DEMO, "--duration", "20", "--drift-after", "8", "--rate", "30", "--scrape-interval", "1"],
         cwd=REPO_ROOT,
         env=environment,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "drift none" in result.stdout and "--- after 4s ---" in result.stdout
-    assert result.stdout.rstrip().endswith("stopped.")
+    output = result.stdout
+    assert result.returncode == 0, output + result.stderr
+    assert "drift age+25 after 8 s" in output
+    clean, drifted = output.split("--- from now on the traffic drifts: age+25 ---")
+    # The report just before the drift starts: training-like traffic, no significant PSI.
+    assert "--- after 8s ---" in clean
+    assert re.search(r"^  \w+ +PSI +\d+\.\d{3}  (stable|moderate)$", clean, re.M), output
+    assert not re.search(r"PSI +\d+\.\d{3}  significant", clean), output
+    assert "--- after 20s ---" in drifted
+    assert re.search(r"^  age +PSI +\d+\.\d{3}  significant$", drifted, re.M), output
+    assert output.rstrip().endswith("stopped.")
     assert time.monotonic() - started < 60
