@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -227,6 +228,36 @@ COLLECTED_NAMES = (
 )
 
 
+class BackgroundJob:
+    """target(*args) in an OS thread, started at once; also under gevent's monkey-patching,
+    where threading.Thread is a greenlet (a second of CPU-bound fitting would then stall
+    the worker's event loop) and gevent's own thread pool is the safe way out."""
+
+    def __init__(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        self._thread: threading.Thread | None = None
+        self._pooled: Any = None
+        if "gevent" in sys.modules:
+            from gevent import get_hub, monkey
+
+            if monkey.is_module_patched("threading"):
+                self._pooled = get_hub().threadpool.spawn(target, *args)
+                return
+        self._thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._thread.start()
+
+    def running(self) -> bool:
+        if self._pooled is not None:
+            return not self._pooled.ready()
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float) -> None:
+        """Block until the job ends or timeout seconds pass (tests)."""
+        if self._pooled is not None:
+            self._pooled.wait(timeout)
+        elif self._thread is not None:
+            self._thread.join(timeout)
+
+
 class LiveMetricsCollector(Collector):
     """Prometheus collector reading the shared prediction log at scrape time.
 
@@ -259,7 +290,7 @@ class LiveMetricsCollector(Collector):
         self._cached: list[GaugeMetricFamily] = []
         self._cached_at: float | None = None
         self._multivariate_started: float | None = None
-        self._multivariate_thread: threading.Thread | None = None
+        self._multivariate_job: BackgroundJob | None = None
         self._multivariate_value: float | None = None
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
@@ -314,16 +345,12 @@ class LiveMetricsCollector(Collector):
             self._multivariate_started is None
             or now - self._multivariate_started >= MULTIVARIATE_SECONDS
         )
-        running = self._multivariate_thread is not None and self._multivariate_thread.is_alive()
+        running = self._multivariate_job is not None and self._multivariate_job.running()
         if due and not running:
             self._multivariate_started = now
-            self._multivariate_thread = threading.Thread(
-                target=self._fit_multivariate,
-                args=(list(records),),
-                name="stroke-drift-classifier",
-                daemon=True,
+            self._multivariate_job = BackgroundJob(
+                self._fit_multivariate, list(records), name="stroke-drift-classifier"
             )
-            self._multivariate_thread.start()
         return self._multivariate_value
 
     def _fit_multivariate(self, records: list[dict[str, Any]]) -> None:

@@ -469,9 +469,9 @@ def test_multivariate_drift_auc_is_exported_from_the_profiles_joint_sample(
         score(monitor, records)
         # The first scrape starts the fit in a thread and exports nothing yet.
         assert registry.get_sample_value("stroke_multivariate_drift_auc") is None
-        thread = monitor.collector._multivariate_thread
-        if thread is not None:
-            thread.join(timeout=60)
+        job = monitor.collector._multivariate_job
+        if job is not None:
+            job.wait(timeout=60)
         return registry.get_sample_value("stroke_multivariate_drift_auc")
 
     calm = exported_auc(tmp_path / "same", reference_profile, same)
@@ -481,3 +481,64 @@ def test_multivariate_drift_auc_is_exported_from_the_profiles_joint_sample(
     # A profile without the sample exports no classifier AUC (and starts no fit).
     bare = {key: value for key, value in reference_profile.items() if key != "joint_sample"}
     assert exported_auc(tmp_path / "bare", bare, same) is None
+
+
+GEVENT_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, sys, time
+from pathlib import Path
+
+import gevent
+import sklearn.ensemble  # imported by the preloaded app in a real worker
+
+from app.monitoring import LiveMetricsCollector
+from app.settings import Settings
+from stroke_risk.prediction_log import PredictionLog
+
+profile = json.loads(Path(sys.argv[1]).read_text())
+live = [dict(r, age=min(r["age"] + 25, 120)) for r in profile["joint_sample"] * 20]
+collector = LiveMetricsCollector(
+    PredictionLog(Path(sys.argv[2])), profile, decision_threshold=0.1, model_version="v1",
+    settings=Settings(),
+)
+started = time.perf_counter()
+collector._multivariate_auc(live)  # starts the fit (10,000 live rows: ~0.5 s here)
+last = time.perf_counter()
+gaps = [last - started]  # starting it must not wait for it either
+while collector._multivariate_value is None:
+    gevent.sleep(0.01)  # the worker's event loop: it must keep turning during the fit
+    now = time.perf_counter()
+    gaps.append(now - last)
+    last = now
+    assert now - started < 60, "no fit within a minute"
+print(json.dumps({"max_gap": max(gaps), "ticks": len(gaps), "auc": collector._multivariate_value}))
+"""
+
+
+def test_drift_classifier_fit_leaves_a_gevent_workers_loop_running(
+    tmp_path: Path, reference_profile: dict
+) -> None:
+    """Under gevent, threading.Thread is a greenlet: the fit must run in an OS thread
+    (gevent's thread pool), so the worker's event loop keeps serving requests."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("gevent")
+    profile_path = tmp_path / "profile.json"
+    profile_path.write_text(json.dumps(reference_profile))
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT, str(profile_path), str(tmp_path / "log.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # as app/gunicorn_conf.py sets it
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["auc"] > 0.8  # older by 25 years: the classifier tells them apart
+    assert outcome["ticks"] >= 5 and outcome["max_gap"] < 0.25, outcome
