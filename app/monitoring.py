@@ -236,12 +236,11 @@ class BackgroundJob:
     def __init__(self, target: Callable[..., None], *args: Any, name: str) -> None:
         self._thread: threading.Thread | None = None
         self._pooled: Any = None
-        if "gevent" in sys.modules:
-            from gevent import get_hub, monkey
-
-            if monkey.is_module_patched("threading"):
-                self._pooled = get_hub().threadpool.spawn(target, *args)
-                return
+        # Only a process that gevent has already patched uses it (nothing is imported).
+        monkey: Any = sys.modules.get("gevent.monkey")
+        if monkey is not None and monkey.is_module_patched("threading"):
+            self._pooled = sys.modules["gevent"].get_hub().threadpool.spawn(target, *args)
+            return
         self._thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         self._thread.start()
 
