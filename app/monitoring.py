@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -227,13 +228,43 @@ COLLECTED_NAMES = (
 )
 
 
+class BackgroundJob:
+    """target(*args) in an OS thread, started at once; also under gevent's monkey-patching,
+    where threading.Thread is a greenlet (a second of CPU-bound fitting would then stall
+    the worker's event loop) and gevent's own thread pool is the safe way out."""
+
+    def __init__(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        self._thread: threading.Thread | None = None
+        self._pooled: Any = None
+        # Only a process that gevent has already patched uses it (nothing is imported).
+        monkey: Any = sys.modules.get("gevent.monkey")
+        if monkey is not None and monkey.is_module_patched("threading"):
+            self._pooled = sys.modules["gevent"].get_hub().threadpool.spawn(target, *args)
+            return
+        self._thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._thread.start()
+
+    def running(self) -> bool:
+        if self._pooled is not None:
+            return not self._pooled.ready()
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float) -> None:
+        """Block until the job ends or timeout seconds pass (tests)."""
+        if self._pooled is not None:
+            self._pooled.wait(timeout)
+        elif self._thread is not None:
+            self._thread.join(timeout)
+
+
 class LiveMetricsCollector(Collector):
     """Prometheus collector reading the shared prediction log at scrape time.
 
     Only rows of ``model_version`` count. Results are cached per process for
-    ``settings.monitor_cache_seconds`` (the multivariate classifier for
-    MULTIVARIATE_SECONDS). A store error is logged (without any feature value) and the
-    scrape goes on without these metrics.
+    ``settings.monitor_cache_seconds``; the multivariate classifier is refitted in a
+    background thread at most every MULTIVARIATE_SECONDS and its last value exported.
+    A store error is logged (without any feature value) and the scrape goes on without
+    these metrics.
     """
 
     def __init__(
@@ -257,7 +288,9 @@ class LiveMetricsCollector(Collector):
         self._lock = threading.Lock()
         self._cached: list[GaugeMetricFamily] = []
         self._cached_at: float | None = None
-        self._multivariate: tuple[float, float | None] | None = None
+        self._multivariate_started: float | None = None
+        self._multivariate_job: BackgroundJob | None = None
+        self._multivariate_value: float | None = None
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         # Lets the registry check name clashes without querying the store.
@@ -300,12 +333,30 @@ class LiveMetricsCollector(Collector):
         return families
 
     def _multivariate_auc(self, records: list[dict[str, Any]]) -> float | None:
+        """The last finished classifier AUC; starts a refit in a thread when one is due.
+
+        A fit takes about a second on a full window: off the scrape path, so a scrape
+        never waits for it (a scrape timeout can be as short as the interval). None until
+        the first fit of this process finishes; refits at most every MULTIVARIATE_SECONDS.
+        """
         now = self.clock()
-        if self._multivariate is not None and now - self._multivariate[0] < MULTIVARIATE_SECONDS:
-            return self._multivariate[1]
-        value = classifier_drift_auc(self.joint_sample, records)
-        self._multivariate = (now, value)
-        return value
+        due = (
+            self._multivariate_started is None
+            or now - self._multivariate_started >= MULTIVARIATE_SECONDS
+        )
+        running = self._multivariate_job is not None and self._multivariate_job.running()
+        if due and not running:
+            self._multivariate_started = now
+            self._multivariate_job = BackgroundJob(
+                self._fit_multivariate, list(records), name="stroke-drift-classifier"
+            )
+        return self._multivariate_value
+
+    def _fit_multivariate(self, records: list[dict[str, Any]]) -> None:
+        try:
+            self._multivariate_value = classifier_drift_auc(self.joint_sample or [], records)
+        except (ValueError, ArithmeticError) as error:  # the scrape goes on without it
+            logger.warning("live monitoring: drift classifier failed (%s)", type(error).__name__)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         with self._lock:

@@ -25,6 +25,13 @@ DASHBOARD_DIR = Path(__file__).resolve().parent / "grafana" / "dashboards"
 SCHEMA_VERSION = 39
 PANEL_TYPES = ("timeseries", "stat", "gauge", "bargauge", "table", "heatmap")
 FEATURE_FILTER = 'feature=~"$feature"'
+# Every replica reads the one shared prediction log, so every replica exports the same
+# drift and live-performance window: the panels take the max over replicas (the same
+# value), never a sum. Counters are summed over replicas.
+SHARED_WINDOW_NOTE = (
+    " Every replica reads the same shared prediction log and exports the same window;"
+    " the panel shows the max over replicas (they agree up to a few seconds of caching)."
+)
 
 
 def target(
@@ -161,11 +168,17 @@ def service_dashboard() -> dict[str, Any]:
         panel(
             "stat",
             "Targets up",
-            [target('sum(up{job="stroke-risk"})')],
+            [
+                target('sum(up{job="stroke-risk"})', "up"),
+                target('count(up{job="stroke-risk"})', "discovered"),
+            ],
             (0, 0, 4, 4),
             steps=((None, "red"), (1, "green")),
             options=stat_options(),
-            description="Scrape targets of job stroke-risk answering /metrics.",
+            description=(
+                "Replicas of job stroke-risk answering /metrics, of those discovered."
+                " StrokeReplicaDown fires for one down, StrokeServiceDown for all."
+            ),
         ),
         panel(
             "stat",
@@ -276,6 +289,25 @@ def service_dashboard() -> dict[str, Any]:
                 "cellGap": 1,
                 "color": {"mode": "scheme", "scheme": "Oranges"},
             },
+        ),
+        panel(
+            "timeseries",
+            "Requests/s by replica",
+            [
+                target(
+                    "sum by (instance) (rate(stroke_http_requests_total[$__rate_interval]))",
+                    "{{instance}}",
+                ),
+                target(
+                    "sum(rate(stroke_http_requests_total[$__rate_interval]))",
+                    "all replicas",
+                ),
+            ],
+            (0, 28, 12, 8),
+            unit="reqps",
+            description=(
+                "The load balancer's spread over the replicas; every other panel adds them up."
+            ),
         ),
         panel(
             "timeseries",
@@ -431,13 +463,18 @@ def model_dashboard() -> dict[str, Any]:
         ),
         panel(
             "stat",
-            "Labelled predictions",
-            [target("max(stroke_live_labels)")],
+            "Labels (strokes / non-strokes)",
+            [
+                target("max(stroke_live_labels)", "labels"),
+                target("max(stroke_live_positive_labels)", "strokes"),
+                target("max(stroke_live_negative_labels)", "non-strokes"),
+            ],
             (12, 20, 4, 4),
             options=stat_options(),
             description=(
-                "Feedback labels in the performance window;"
-                " live metrics appear from the configured minimum."
+                "Feedback labels in the performance window, by class. Live ROC-AUC, recall"
+                " and precision appear once the minimum of each class is reached; the alerts"
+                " also need 10 strokes and 40 non-strokes." + SHARED_WINDOW_NOTE
             ),
         ),
         panel(
@@ -491,6 +528,62 @@ def model_dashboard() -> dict[str, Any]:
             minimum=0,
             maximum=1,
         ),
+        panel(
+            "gauge",
+            "Estimated ROC-AUC (no labels)",
+            [target("max(stroke_estimated_roc_auc)")],
+            (0, 36, 6, 5),
+            unit="none",
+            minimum=0.5,
+            maximum=1,
+            steps=live_steps,
+            description=(
+                "Expected from the calibrated probabilities of the drift window alone"
+                " (confidence-based estimation). StrokeEstimatedRocAucLow: < 0.70 for 30m"
+                " with 200 records." + SHARED_WINDOW_NOTE
+            ),
+        ),
+        panel(
+            "gauge",
+            "Estimated recall (no labels)",
+            [target("max(stroke_estimated_recall)")],
+            (6, 36, 6, 5),
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+            steps=((None, "red"), (0.6, "orange"), (0.75, "green")),
+            description="StrokeEstimatedRecallLow: < 0.60 for 30m with 200 records.",
+        ),
+        panel(
+            "gauge",
+            "Estimated precision (no labels)",
+            [target("max(stroke_estimated_precision)")],
+            (12, 36, 12, 5),
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+        ),
+        panel(
+            "timeseries",
+            "Label-based vs estimated performance",
+            [
+                target("max(stroke_live_roc_auc)", "ROC-AUC (labels)"),
+                target("max(stroke_estimated_roc_auc)", "ROC-AUC (estimated)"),
+                target("max(stroke_live_recall)", "recall (labels)"),
+                target("max(stroke_estimated_recall)", "recall (estimated)"),
+                target("max(stroke_live_precision)", "precision (labels)"),
+                target("max(stroke_estimated_precision)", "precision (estimated)"),
+            ],
+            (0, 41, 24, 8),
+            unit="none",
+            minimum=0,
+            maximum=1,
+            description=(
+                "Estimates track the label-based figures while the model stays calibrated"
+                " on the live population; a gap means its confidence no longer matches"
+                " outcomes (recalibrate or retrain)."
+            ),
+        ),
     ]
     return dashboard(
         "stroke-model",
@@ -529,6 +622,7 @@ def drift_dashboard() -> dict[str, Any]:
             steps=psi_steps,
             options=stat_options(),
             unit="none",
+            description="The largest per-feature PSI." + SHARED_WINDOW_NOTE,
         ),
         panel(
             "stat",
@@ -536,12 +630,15 @@ def drift_dashboard() -> dict[str, Any]:
             [target("max(stroke_drift_window_records)")],
             (6, 0, 6, 4),
             options=stat_options(),
-            description="Drift gauges appear once the window holds the configured minimum.",
+            description=(
+                "Records of the whole service (all replicas) in the drift window. Drift"
+                " gauges appear once it holds the configured minimum." + SHARED_WINDOW_NOTE
+            ),
         ),
         panel(
             "stat",
             "Features with PSI > 0.2",
-            [target("count(stroke_feature_psi > 0.2) or vector(0)")],
+            [target("count(max by (feature) (stroke_feature_psi) > 0.2) or vector(0)")],
             (12, 0, 6, 4),
             steps=((None, "green"), (1, "red")),
             options=stat_options(),
@@ -549,7 +646,12 @@ def drift_dashboard() -> dict[str, Any]:
         panel(
             "stat",
             "Features with p < 0.01",
-            [target("count(stroke_feature_drift_pvalue < 0.01) or vector(0)")],
+            [
+                target(
+                    "count(max by (feature, test) (stroke_feature_drift_pvalue) < 0.01)"
+                    " or vector(0)"
+                )
+            ],
             (18, 0, 6, 4),
             steps=((None, "green"), (1, "orange")),
             options=stat_options(),
@@ -649,6 +751,32 @@ def drift_dashboard() -> dict[str, Any]:
             unit="percentunit",
             minimum=0,
             maximum=1,
+        ),
+        panel(
+            "stat",
+            "Multivariate drift (classifier AUC)",
+            [target("max(stroke_multivariate_drift_auc)")],
+            (0, 29, 6, 8),
+            steps=((None, "green"), (0.6, "orange"), (0.7, "red")),
+            options=stat_options(),
+            unit="none",
+            description=(
+                "ROC-AUC of a classifier telling the live window from 500 training rows"
+                " (0.5: indistinguishable). Sees changed relationships between fields that"
+                " per-feature PSI misses; refitted at most once a minute per worker."
+                " StrokeMultivariateDrift: > 0.70 for 30m with 200 records." + SHARED_WINDOW_NOTE
+            ),
+        ),
+        panel(
+            "timeseries",
+            "Multivariate drift vs max PSI",
+            [
+                target("max(stroke_multivariate_drift_auc)", "classifier AUC"),
+                target("max(stroke_drift_score)", "max PSI"),
+            ],
+            (6, 29, 18, 8),
+            unit="none",
+            minimum=0,
         ),
     ]
     return dashboard(

@@ -1,7 +1,8 @@
 """Render a runnable copy of monitoring/prometheus/prometheus.yml for a given app address.
 
-The committed prometheus.yml is written for docker compose (target ``app:8000``). To run
-the prometheus binary against an app on this machine, render a copy:
+The committed prometheus.yml is written for docker compose (every replica of the service
+``app``, found by DNS). To run the prometheus binary against apps on this machine, render a
+copy with static targets (repeat ``--target`` for several replicas):
 
     .venv/bin/python -m monitoring.prometheus_config --target 127.0.0.1:8000 \\
         --out /tmp/stroke-prometheus/prometheus.yml
@@ -26,7 +27,7 @@ APP_JOB = "stroke-risk"
 
 
 def render_prometheus_config(
-    target: str,
+    target: str | Sequence[str],
     *,
     source: Path = DEFAULT_CONFIG,
     scrape_interval: str | None = None,
@@ -34,8 +35,9 @@ def render_prometheus_config(
     alertmanager: str | None = None,
     self_address: str | None = None,
 ) -> dict[str, Any]:
-    """The committed config with the app job scraping ``target`` ("host:port").
+    """The committed config with the app job scraping ``target`` ("host:port", or several).
 
+    The app job's service discovery is replaced by a static list of those targets.
     Rule files become absolute paths next to ``source``. Without ``alertmanager`` the
     alerting section is dropped (alerts are still evaluated and visible in Prometheus);
     without ``self_address`` the self-scrape job is dropped.
@@ -57,7 +59,9 @@ def render_prometheus_config(
     jobs = []
     for job in config["scrape_configs"]:
         if job["job_name"] == APP_JOB:
-            job["static_configs"] = [{"targets": [target]}]
+            job.pop("dns_sd_configs", None)
+            targets = [target] if isinstance(target, str) else list(target)
+            job["static_configs"] = [{"targets": targets}]
         elif job["job_name"] == "prometheus":
             if not self_address:
                 continue
@@ -73,7 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m monitoring.prometheus_config", description=__doc__
     )
-    parser.add_argument("--target", required=True, help="host:port of the app's /metrics")
+    parser.add_argument(
+        "--target",
+        action="append",
+        required=True,
+        help="host:port of an app replica's /metrics (repeat for several replicas)",
+    )
     parser.add_argument(
         "--out", type=Path, required=True, help="where to write the rendered config"
     )

@@ -6,7 +6,10 @@
 Samples records from data/raw/brain.csv (or generates plausible ones from the schema with
 ``--synthetic``), applies drift specifications, posts them to ``/predict`` (single records
 and batches), optionally posts ``/feedback`` with a label (the sampled row's true label,
-or drawn from the returned probability) and prints a summary.
+or drawn from the returned probability) and prints a summary. The summary ends with what
+the service itself reports on its ``/metrics`` afterwards: the features that drifted most
+(PSI), the multivariate drift classifier's AUC, and the label-based performance next to
+the label-free estimates.
 
 It sends only to the URL given, and refuses a non-loopback host unless ``--allow-remote``
 is passed, so a stray command cannot load-test someone else's server.
@@ -53,6 +56,11 @@ DRIFT_PATTERN = re.compile(
 )
 # Stop early when the service is unreachable instead of timing out N times.
 MAX_CONSECUTIVE_FAILURES = 5
+# PSI bands (monitoring/README.md): below 0.1 stable, 0.1-0.2 moderate, above significant.
+PSI_MODERATE, PSI_SIGNIFICANT = 0.1, 0.2
+TOP_DRIFTED = 3
+# The service recomputes its figures at most every STROKE_MONITOR_CACHE_SECONDS (2 s).
+DEFAULT_REPORT_DELAY_SECONDS = 2.5
 
 
 # --- drift specifications ------------------------------------------------------------
@@ -369,6 +377,102 @@ def run_simulation(
     return summary
 
 
+# --- what the service reports afterwards -----------------------------------------------
+
+PERFORMANCE_FIGURES = ("roc_auc", "recall", "precision")
+
+
+def service_figures(metrics_text: str) -> dict[str, Any]:
+    """Drift and performance figures from the text of the service's /metrics.
+
+    Returns {"drift": {window_records, top_psi [[feature, psi], ...] largest first,
+    significant [features with PSI > 0.2], multivariate_drift_auc}, "performance":
+    {labels, strokes, non_strokes, label_based {roc_auc, recall, precision},
+    estimated {...}}}; a figure the service does not export (yet) is None.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[str, float] = {}
+    psi: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "stroke_feature_psi":
+                psi[sample.labels["feature"]] = float(sample.value)
+            elif not sample.labels:
+                values[sample.name] = float(sample.value)
+
+    def count(name: str) -> int | None:
+        return int(values[name]) if name in values else None
+
+    ranked = sorted(psi.items(), key=lambda item: (-item[1], item[0]))
+    return {
+        "drift": {
+            "window_records": count("stroke_drift_window_records"),
+            "top_psi": [[name, round(value, 4)] for name, value in ranked[:TOP_DRIFTED]],
+            "significant": [name for name, value in ranked if value > PSI_SIGNIFICANT],
+            "multivariate_drift_auc": values.get("stroke_multivariate_drift_auc"),
+        },
+        "performance": {
+            "labels": count("stroke_live_labels"),
+            "strokes": count("stroke_live_positive_labels"),
+            "non_strokes": count("stroke_live_negative_labels"),
+            "label_based": {f: values.get(f"stroke_live_{f}") for f in PERFORMANCE_FIGURES},
+            "estimated": {f: values.get(f"stroke_estimated_{f}") for f in PERFORMANCE_FIGURES},
+        },
+    }
+
+
+def fetch_service_figures(
+    session: requests.Session, url: str, timeout_seconds: float
+) -> dict[str, Any] | None:
+    """service_figures of GET {url}/metrics, or None when it cannot be read."""
+    try:
+        response = session.get(f"{url.rstrip('/')}/metrics", timeout=timeout_seconds)
+        response.raise_for_status()
+        return service_figures(response.text)
+    except (requests.RequestException, ValueError):
+        return None
+
+
+def psi_band(value: float) -> str:
+    if value > PSI_SIGNIFICANT:
+        return "significant"
+    return "moderate" if value > PSI_MODERATE else "stable"
+
+
+def format_figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def format_service_figures(figures: Mapping[str, Any]) -> str:
+    """What drifted and how the model performs, as the service reports it."""
+    drift, performance = figures["drift"], figures["performance"]
+    lines = [
+        f"what drifted (the service's drift window of {drift['window_records']} records;"
+        " PSI > 0.2 significant, 0.1-0.2 moderate):"
+    ]
+    if not drift["top_psi"]:
+        lines.append("  no drift figures yet (the window is below the minimum)")
+    for name, value in drift["top_psi"]:
+        lines.append(f"  {name:<20} PSI {value:7.3f}  {psi_band(value)}")
+    auc = drift["multivariate_drift_auc"]
+    lines.append(
+        f"  multivariate drift classifier AUC {format_figure(auc)}"
+        " (0.5: like training; > 0.7 alerts)"
+    )
+    lines.append(f"performance ({performance['labels']} labels, {performance['strokes']} strokes):")
+    lines.append(f"  {'':<10}{'label-based':>13}{'estimated without labels':>27}")
+    for figure in PERFORMANCE_FIGURES:
+        based = format_figure(performance["label_based"][figure])
+        estimated = format_figure(performance["estimated"][figure])
+        lines.append(f"  {figure:<10}{based:>13}{estimated:>27}")
+    if performance["label_based"]["roc_auc"] is None:
+        lines.append(
+            "  (label-based figures appear once enough strokes and non-strokes are labelled)"
+        )
+    return "\n".join(lines)
+
+
 # --- command line --------------------------------------------------------------------
 
 
@@ -413,6 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic", action="store_true", help="generate records instead of sampling the CSV"
     )
     parser.add_argument("--allow-remote", action="store_true", help="permit a non-loopback URL")
+    parser.add_argument(
+        "--report-delay",
+        type=float,
+        default=DEFAULT_REPORT_DELAY_SECONDS,
+        help="seconds to wait before reading the service's drift and performance figures",
+    )
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not read the service's /metrics afterwards"
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
 
@@ -427,6 +540,8 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         raise ValueError("--batch-fraction must be between 0 and 1")
     if args.max_batch_size < 1:
         raise ValueError("--max-batch-size must be at least 1")
+    if not 0.0 <= args.report_delay <= 60.0:
+        raise ValueError("--report-delay must be between 0 and 60 seconds")
     scheme = urlsplit(args.url).scheme
     if scheme not in ("http", "https"):
         raise ValueError("--url must be an http(s) URL")
@@ -471,7 +586,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = load_rows(args.data)
     with requests.Session() as session:
         summary = run_simulation(config, rows, session).as_dict()
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+        figures = None
+        if not args.no_report and not summary["aborted"]:
+            time.sleep(args.report_delay)
+            figures = fetch_service_figures(session, config.url, config.timeout_seconds)
+    summary["service"] = figures
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary({k: v for k, v in summary.items() if k != "service"}))
+        if figures is not None:
+            print(format_service_figures(figures))
+        elif not args.no_report:
+            print("service figures: /metrics could not be read")
     return 1 if summary["aborted"] else 0
 
 

@@ -139,6 +139,11 @@ class FeatureEngineer(TransformerMixin, BaseEstimator):
 
 REFERENCE_BIN_COUNT = 10
 REFERENCE_SAMPLE_SIZE = 1000
+# Rows of the ten fields kept for the multivariate drift classifier
+# (stroke_risk.live_monitoring.classifier_drift_auc). Training data kept in the model
+# artifact: enough for a 3-fold classifier to tell a 0.7 AUC shift from noise, few enough
+# to keep the profile small (~110 kB) and the scrape-time fit well under a second.
+JOINT_SAMPLE_SIZE = 500
 
 
 @dataclass
@@ -195,8 +200,41 @@ def categorical_profile(
     )
 
 
-def build_reference_profile(train: pd.DataFrame, *, target: str, seed: int) -> dict[str, Any]:
-    """Per-feature distribution summaries of the training split, for live drift checks."""
+def joint_sample(train: pd.DataFrame, *, size: int, seed: int) -> list[dict[str, Any]]:
+    """A seeded sample of whole training rows (the ten fields only, in file order).
+
+    Values as the API receives them: numbers rounded to 6 decimals, missing as None,
+    binary fields as 0/1, categories as strings. Deterministic for a given train and seed.
+    """
+    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the KS samples
+    chosen = np.sort(rng.choice(len(train), size=min(size, len(train)), replace=False))
+    rows: list[dict[str, Any]] = []
+    for position in chosen:
+        row = train.iloc[int(position)]
+        record: dict[str, Any] = {}
+        for spec in FEATURES:
+            value = row[spec.name]
+            if pd.isna(value):
+                record[spec.name] = None
+            elif isinstance(spec, NumericField):
+                record[spec.name] = float(round(float(value), 6))
+            elif isinstance(spec, BinaryField):
+                record[spec.name] = int(value)
+            else:
+                record[spec.name] = str(value)
+        rows.append(record)
+    return rows
+
+
+def build_reference_profile(
+    train: pd.DataFrame, *, target: str, seed: int, joint_sample_size: int = JOINT_SAMPLE_SIZE
+) -> dict[str, Any]:
+    """Per-feature distribution summaries of the training split, for live drift checks.
+
+    ``joint_sample`` holds ``joint_sample_size`` whole training rows (seeded): the
+    reference side of the multivariate drift classifier. It is patient-level training
+    data inside a model artifact; pass 0 to leave it out (the classifier is then off).
+    """
     profiles: list[FeatureProfile] = []
     for spec in FEATURES:
         column = train[spec.name]
@@ -212,8 +250,11 @@ def build_reference_profile(train: pd.DataFrame, *, target: str, seed: int) -> d
             profiles.append(
                 categorical_profile(spec.name, "categorical", column, list(spec.categories))
             )
-    return {
+    profile: dict[str, Any] = {
         "n_rows": int(len(train)),
         "prevalence": round(float(train[target].mean()), 6),
         "features": {p.name: p.__dict__ for p in profiles},
     }
+    if joint_sample_size > 0:
+        profile["joint_sample"] = joint_sample(train, size=joint_sample_size, seed=seed)
+    return profile

@@ -157,3 +157,32 @@ def get_free_port() -> Callable[[], int]:
 @pytest.fixture
 def poll() -> Callable[..., bool]:
     return wait_until
+
+
+@pytest.fixture(scope="session")
+def nginx_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Path of an nginx binary: the installed one, or Debian's package unpacked (not
+    installed, so no service starts) into a temporary directory."""
+    installed = shutil.which("nginx")
+    if installed:
+        return installed
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        pytest.skip("nginx is missing and apt-get/dpkg are unavailable")
+    directory = tmp_path_factory.mktemp("nginx")
+    download = subprocess.run(
+        ["apt-get", "download", "nginx"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=APT_INSTALL_TIMEOUT_SECONDS,
+    )
+    if download.returncode != 0:
+        subprocess.run(["apt-get", "update"], check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "download", "nginx"], cwd=directory, check=True, capture_output=True
+        )
+    (package,) = directory.glob("nginx_*.deb")
+    subprocess.run(["dpkg", "-x", str(package), str(directory / "root")], check=True)
+    binary = directory / "root" / "usr" / "sbin" / "nginx"
+    assert binary.is_file(), "Debian's nginx package has no usr/sbin/nginx"
+    return str(binary)

@@ -26,6 +26,10 @@ REQUIRED_ALERTS = {
     "StrokeLiveRocAucLow",
     "StrokeLiveRecallLow",
     "StrokeNoTraffic",
+    "StrokeReplicaDown",
+    "StrokeMultivariateDrift",
+    "StrokeEstimatedRocAucLow",
+    "StrokeEstimatedRecallLow",
 }
 
 
@@ -58,9 +62,13 @@ def test_promtool_rule_unit_tests_pass(prometheus_binaries: dict[str, str]) -> N
 @pytest.mark.parametrize(
     ("original", "mutated"),
     [
-        ("expr: stroke_feature_psi > 0.2", "expr: stroke_feature_psi > 0.5"),
-        ('expr: up{job="stroke-risk"} == 0', 'expr: up{job="stroke-risk"} == 2'),
+        ("(stroke_feature_psi) > 0.2", "(stroke_feature_psi) > 0.5"),
+        ('max(up{job="stroke-risk"}) == 0', 'max(up{job="stroke-risk"}) == 2'),
         (") > 0.25", ") > 0.6"),
+        ("max(stroke_live_positive_labels) >= 10", "max(stroke_live_positive_labels) >= 3"),
+        ("max(stroke_drift_window_records) >= 200", "max(stroke_drift_window_records) >= 100"),
+        ("max(stroke_estimated_recall) < 0.6", "max(stroke_estimated_recall) < 0.4"),
+        ("max by (feature) (stroke_feature_missing_rate)", "stroke_feature_missing_rate"),
     ],
 )
 def test_rule_unit_tests_catch_a_changed_threshold(
@@ -109,6 +117,10 @@ def test_rendered_config_is_valid_and_points_at_the_target(
     config = render_prometheus_config("127.0.0.1:18000", scrape_interval="2s")
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "stroke-risk")
     assert job["static_configs"] == [{"targets": ["127.0.0.1:18000"]}]
+    assert "dns_sd_configs" not in job  # the committed file's discovery of compose replicas
+    replicas = render_prometheus_config(["127.0.0.1:18000", "127.0.0.1:18001"])
+    job = next(j for j in replicas["scrape_configs"] if j["job_name"] == "stroke-risk")
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:18000", "127.0.0.1:18001"]}]
     assert all(Path(f).is_absolute() and Path(f).is_file() for f in config["rule_files"])
     assert "alerting" not in config
     path = tmp_path / "prometheus.yml"

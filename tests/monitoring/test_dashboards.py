@@ -123,6 +123,11 @@ def test_alert_rules_use_only_contract_metrics() -> None:
                 "stroke_live_recall",
                 "stroke_live_precision",
                 "stroke_live_brier",
+                "stroke_live_positive_labels",
+                "stroke_live_negative_labels",
+                "stroke_estimated_roc_auc",
+                "stroke_estimated_recall",
+                "stroke_estimated_precision",
             ],
         ),
         (
@@ -133,6 +138,7 @@ def test_alert_rules_use_only_contract_metrics() -> None:
                 "stroke_feature_missing_rate",
                 "stroke_feature_unseen_category_rate",
                 "stroke_drift_score",
+                "stroke_multivariate_drift_auc",
             ],
         ),
     ],
@@ -148,3 +154,15 @@ def test_template_variables_reference_the_datasource_by_uid() -> None:
     for board in dashboards().values():
         for variable in board["templating"]["list"]:
             assert variable["datasource"]["uid"] == uid
+
+
+def test_every_query_aggregates_over_replicas() -> None:
+    """N replicas read like one service: each stroke_* series is inside sum/max/count by."""
+    for name, title, target in all_targets():
+        expr = target["expr"]
+        if not re.search(r"\bstroke_|\bup\{", expr):
+            continue  # recording rules (stroke:...) aggregate already
+        stripped = re.sub(r"\b(sum|max|min|count|avg)( by \([^)]*\))? ?\(", "", expr)
+        assert stripped != expr, f"{name} / {title}: {expr} does not aggregate"
+        # No bare gauge comparison outside an aggregation (a per-replica count would double).
+        assert not re.search(r"count\(stroke_", expr), f"{name} / {title}: {expr}"

@@ -180,7 +180,7 @@ def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
-    assert {"app", "prometheus", "grafana", "alertmanager"} <= set(compose["services"])
+    assert {"app", "lb", "prometheus", "grafana", "alertmanager"} <= set(compose["services"])
     build = compose["services"]["app"]["build"]
     assert (COMPOSE_FILE.parent / build["context"] / build["dockerfile"]).resolve() == (
         REPO_ROOT / "Dockerfile"
@@ -230,9 +230,8 @@ def published_port(service: dict[str, Any]) -> int:
 def test_ports_are_consistent(compose: dict[str, Any]) -> None:
     services = compose["services"]
     prometheus_config = yaml.safe_load((MONITORING / "prometheus" / "prometheus.yml").read_text())
-    app_job = next(j for j in prometheus_config["scrape_configs"] if j["job_name"] == "stroke-risk")
-    assert app_job["static_configs"][0]["targets"] == [f"app:{published_port(services['app'])}"]
-    assert published_port(services["app"]) == APP_PORT
+    # Clients reach the app through the load balancer, on the app's usual port.
+    assert published_port(services["lb"]) == APP_PORT
     (alertmanager,) = prometheus_config["alerting"]["alertmanagers"][0]["static_configs"][0][
         "targets"
     ]
@@ -244,6 +243,77 @@ def test_ports_are_consistent(compose: dict[str, Any]) -> None:
     )["datasources"][0]
     assert datasource["url"] == f"http://prometheus:{published_port(services['prometheus'])}"
     assert published_port(services["grafana"]) == 3000
+
+
+# --- replicas behind a load balancer -------------------------------------------------------
+
+NGINX_CONF = MONITORING / "nginx" / "nginx.conf"
+
+
+def nginx_directives(text: str) -> list[tuple[str, str]]:
+    """(name, arguments) of every simple directive, comments dropped (no nesting kept)."""
+    body = re.sub(r"#[^\n]*", "", text)
+    return [
+        (match[1], " ".join(match[2].split()))
+        for match in re.finditer(r"([a-z_]+)\s+([^;{}]*);", body)
+    ]
+
+
+def test_app_runs_replicas_that_publish_no_port(compose: dict[str, Any]) -> None:
+    app = compose["services"]["app"]
+    assert app["deploy"]["replicas"] >= 2
+    # A published host port or a container name would stop a second replica from starting.
+    assert "ports" not in app and "container_name" not in app
+    assert [str(port) for port in app["expose"]] == [str(APP_PORT)]
+
+
+def test_replicas_share_one_prediction_log(compose: dict[str, Any]) -> None:
+    app = compose["services"]["app"]
+    log_path = Path(app["environment"]["STROKE_MONITOR_DB"])
+    (volume,) = [v for v in app["volumes"] if Path(v.split(":")[1]) == log_path.parent]
+    assert volume.split(":")[0] in compose["volumes"], "a named volume, shared by every replica"
+
+
+def test_load_balancer_is_pinned_nginx_in_front_of_every_replica(compose: dict[str, Any]) -> None:
+    lb = compose["services"]["lb"]
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+", lb["image"])
+    mounts = dict((target, source) for source, target in bind_mounts(lb))
+    assert (COMPOSE_FILE.parent / mounts["/etc/nginx/nginx.conf"]).resolve() == NGINX_CONF
+    assert "app" in lb["depends_on"]
+    directives = nginx_directives(NGINX_CONF.read_text())
+    # Docker's DNS, re-resolved at run time through a variable: every replica, any N.
+    assert ("resolver", "127.0.0.11 valid=10s ipv6=off") in directives
+    assert ("set", f"$stroke_app app:{APP_PORT}") in directives
+    assert ("proxy_pass", "http://$stroke_app") in directives
+    assert ("listen", str(APP_PORT)) in directives
+    assert ("proxy_request_buffering", "on") in directives
+    assert ("proxy_set_header", "Host $http_host") in directives
+    assert NGINX_CONF.read_text().count("{") == NGINX_CONF.read_text().count("}")
+
+
+def test_prometheus_discovers_every_replica_by_dns(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((MONITORING / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "stroke-risk")
+    assert "static_configs" not in job, "no hand-written target list"
+    (discovery,) = job["dns_sd_configs"]
+    assert discovery["names"] == ["app"] and "app" in compose["services"]
+    assert discovery["type"] == "A" and discovery["port"] == APP_PORT
+    assert "app" in compose["services"]["prometheus"]["depends_on"]
+
+
+def test_every_alert_aggregates_over_replicas() -> None:
+    """Alerts read N replicas as one service: no per-instance series, except one alert."""
+    groups = yaml.safe_load((MONITORING / "prometheus" / "alert_rules.yml").read_text())
+    for rule in (r for g in groups["groups"] for r in g["rules"] if "alert" in r):
+        expr = " ".join(rule["expr"].split())
+        if rule["alert"] == "StrokeReplicaDown":
+            continue  # names the replica that is down, on purpose
+        for selector in re.finditer(r"\b(stroke_[a-z_]+|up)\b(\{[^}]*\})?", expr):
+            before = expr[: selector.start()]
+            assert re.search(r"(sum|max|min|count|absent)( by \([^)]*\))? ?\((\w+\()?$", before), (
+                rule["alert"],
+                selector[0],
+            )
 
 
 def test_grafana_provider_path_is_the_mounted_dashboards_dir(compose: dict[str, Any]) -> None:

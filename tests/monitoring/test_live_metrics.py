@@ -436,3 +436,109 @@ def test_multivariate_drift_catches_a_swapped_relationship_psi_misses(
         assert swapped_drift.features[name].psi == pytest.approx(same_drift.features[name].psi)
     assert classifier_drift_auc(reference, same) < 0.6
     assert classifier_drift_auc(reference, swapped) > 0.8
+
+
+def test_reference_profile_keeps_a_seeded_joint_sample_of_valid_records(
+    training_frame: pd.DataFrame, reference_profile: dict
+) -> None:
+    from stroke_risk.features import JOINT_SAMPLE_SIZE, build_reference_profile
+    from stroke_risk.schema import FEATURE_NAMES, validate_record
+
+    sample = reference_profile["joint_sample"]
+    assert len(sample) == JOINT_SAMPLE_SIZE <= 500
+    assert all(list(row) == list(FEATURE_NAMES) for row in sample)
+    assert all(validate_record(row).ok for row in sample)
+    assert len({tuple(row.values()) for row in sample}) > 0.95 * len(sample)  # no repeats
+    again = build_reference_profile(training_frame, target="stroke", seed=0)
+    other_seed = build_reference_profile(training_frame, target="stroke", seed=1)
+    assert again["joint_sample"] == sample and other_seed["joint_sample"] != sample
+    assert "joint_sample" not in build_reference_profile(
+        training_frame, target="stroke", seed=0, joint_sample_size=0
+    )
+
+
+def test_multivariate_drift_auc_is_exported_from_the_profiles_joint_sample(
+    tmp_path: Path, reference_profile: dict, training_records: list[dict]
+) -> None:
+    rng = np.random.default_rng(5)
+    same = [training_records[int(i)] for i in rng.choice(len(training_records), 300)]
+    older = [{**record, "age": min(record["age"] + 25, 120)} for record in same]
+
+    def exported_auc(directory: Path, profile: dict, records: list[dict]) -> float | None:
+        _, monitor, registry = make_app(directory, profile)
+        score(monitor, records)
+        # The first scrape starts the fit in a thread and exports nothing yet.
+        assert registry.get_sample_value("stroke_multivariate_drift_auc") is None
+        job = monitor.collector._multivariate_job
+        if job is not None:
+            job.wait(timeout=60)
+        return registry.get_sample_value("stroke_multivariate_drift_auc")
+
+    calm = exported_auc(tmp_path / "same", reference_profile, same)
+    shifted = exported_auc(tmp_path / "older", reference_profile, older)
+    assert calm is not None and calm < 0.65
+    assert shifted is not None and shifted > 0.8
+    # A profile without the sample exports no classifier AUC (and starts no fit).
+    bare = {key: value for key, value in reference_profile.items() if key != "joint_sample"}
+    assert exported_auc(tmp_path / "bare", bare, same) is None
+
+
+GEVENT_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, sys, time
+from pathlib import Path
+
+import gevent
+import sklearn.ensemble  # imported by the preloaded app in a real worker
+
+from app.monitoring import LiveMetricsCollector
+from app.settings import Settings
+from stroke_risk.prediction_log import PredictionLog
+
+profile = json.loads(Path(sys.argv[1]).read_text())
+live = [dict(r, age=min(r["age"] + 25, 120)) for r in profile["joint_sample"] * 20]
+collector = LiveMetricsCollector(
+    PredictionLog(Path(sys.argv[2])), profile, decision_threshold=0.1, model_version="v1",
+    settings=Settings(),
+)
+started = time.perf_counter()
+collector._multivariate_auc(live)  # starts the fit (10,000 live rows: ~0.5 s here)
+last = time.perf_counter()
+gaps = [last - started]  # starting it must not wait for it either
+while collector._multivariate_value is None:
+    gevent.sleep(0.01)  # the worker's event loop: it must keep turning during the fit
+    now = time.perf_counter()
+    gaps.append(now - last)
+    last = now
+    assert now - started < 60, "no fit within a minute"
+print(json.dumps({"max_gap": max(gaps), "ticks": len(gaps), "auc": collector._multivariate_value}))
+"""
+
+
+def test_drift_classifier_fit_leaves_a_gevent_workers_loop_running(
+    tmp_path: Path, reference_profile: dict
+) -> None:
+    """Under gevent, threading.Thread is a greenlet: the fit must run in an OS thread
+    (gevent's thread pool), so the worker's event loop keeps serving requests."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("gevent")
+    profile_path = tmp_path / "profile.json"
+    profile_path.write_text(json.dumps(reference_profile))
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT, str(profile_path), str(tmp_path / "log.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # as app/gunicorn_conf.py sets it
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["auc"] > 0.8  # older by 25 years: the classifier tells them apart
+    assert outcome["ticks"] >= 5 and outcome["max_gap"] < 0.25, outcome

@@ -6,8 +6,9 @@ in tmp_path. Prometheus 2.x (Debian's binary) runs the repository's config and r
 scraping every second, on a free loopback port. The test sends a few seconds of traffic:
 
 - valid records, then drifted ones (age + 25 years; 30 % gender "Other", a category absent
-  from training; 60 % missing bmi), with feedback on half of the scored records, all
-  through ``python -m monitoring.simulate``;
+  from training; 60 % missing bmi), with feedback on every scored record, all
+  through ``python -m monitoring.simulate``, whose summary must name age and gender as
+  the top drifted features, as the service reports them;
 - a few invalid records and an invalid feedback, so the 4xx and validation-failure
   series exist.
 
@@ -63,7 +64,9 @@ FIRING = {
 }
 # Sub-expressions of the other alerts that must return data (see the module docstring).
 ALERT_PROBES: dict[str, list[str]] = {
-    "StrokeServiceDown": ['up{job="stroke-risk"}'],
+    # The `absent(...)` branch is empty while any replica is discovered.
+    "StrokeServiceDown": ['max(up{job="stroke-risk"})'],
+    "StrokeReplicaDown": ['up{job="stroke-risk"}', 'max(up{job="stroke-risk"}) == 1'],
     "StrokeHighErrorRatio": ["sum(rate(stroke_http_requests_total[5m]))"],
     "StrokeHighLatencyP99": [
         "histogram_quantile(0.99, sum by (le) "
@@ -77,8 +80,28 @@ ALERT_PROBES: dict[str, list[str]] = {
         "stroke:predicted_positive_rate:ratio_rate30m / on() max(stroke_reference_positive_rate)",
         "sum(increase(stroke_predictions_total[30m])) >= 100",
     ],
-    "StrokeLiveRocAucLow": ["stroke_live_roc_auc", "stroke_live_labels >= 50"],
-    "StrokeLiveRecallLow": ["stroke_live_recall", "stroke_live_labels >= 50"],
+    "StrokeMultivariateDrift": [
+        "max(stroke_multivariate_drift_auc)",
+        "max(stroke_drift_window_records) >= 200",
+    ],
+    "StrokeLiveRocAucLow": [
+        "max(stroke_live_roc_auc)",
+        "max(stroke_live_positive_labels) >= 10",
+        "max(stroke_live_negative_labels) >= 40",
+    ],
+    "StrokeLiveRecallLow": [
+        "max(stroke_live_recall)",
+        "max(stroke_live_positive_labels) >= 10",
+        "max(stroke_live_negative_labels) >= 40",
+    ],
+    "StrokeEstimatedRocAucLow": [
+        "max(stroke_estimated_roc_auc)",
+        "max(stroke_drift_window_records) >= 200",
+    ],
+    "StrokeEstimatedRecallLow": [
+        "max(stroke_estimated_recall)",
+        "max(stroke_drift_window_records) >= 200",
+    ],
 }
 # One invalid record per field named, each missing the other fields too.
 INVALID_FIELDS = {"gender": "male", "age": 230, "bmi": 5}
@@ -167,6 +190,8 @@ def simulate(app_url: str, brain_csv: Path, requests_count: int, *extra: str) ->
             "--requests",
             str(requests_count),
             "--feedback-rate",
+            "1",  # every record: enough labelled strokes (>= 10) for the live figures
+            "--report-delay",
             "0.5",
             "--rate",
             "100",  # spread over a few scrapes, so rates are visible
@@ -284,6 +309,14 @@ def test_prometheus_sees_the_real_app_and_every_query_returns_data(
     assert bad_feedback.status_code == 404
     records = valid["records_scored"] + drifted["records_scored"]
     labels = valid["feedback_sent"] + drifted["feedback_sent"]
+    # The simulator's summary says what drifted, from the service's own figures.
+    # Gender "Other" (share 0 in training) and age + 25 are the two shifts PSI sees.
+    top_two = {name for name, _ in drifted["service"]["drift"]["top_psi"][:2]}
+    assert top_two == {"age", "gender"}
+    assert set(drifted["service"]["drift"]["significant"]) >= {"age", "gender"}
+    assert valid["service"]["drift"]["significant"] == []
+    for figures in (valid["service"]["performance"], drifted["service"]["performance"]):
+        assert all(0 <= value <= 1 for value in figures["estimated"].values())
     assert 100 < records < 1000  # the whole traffic fits the default drift window
     assert labels >= 50
 

@@ -164,3 +164,42 @@ def test_choose_label() -> None:
     ]
     assert 400 < sum(draws) < 600  # falls back to the probability without a true label
     assert choose_label({}, ScoredRecord("a", None, None), "probability", rng) is None
+
+
+def test_service_figures_rank_drift_and_pair_label_based_with_estimated() -> None:
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    from monitoring.simulate import format_service_figures, service_figures
+
+    registry = CollectorRegistry()
+    psi = Gauge("stroke_feature_psi", "", ["feature"], registry=registry)
+    for feature, value in {"bmi": 0.15, "age": 1.9, "gender": 0.02, "work_type": 0.3}.items():
+        psi.labels(feature=feature).set(value)
+    plain = {
+        "stroke_drift_window_records": 400,
+        "stroke_multivariate_drift_auc": 0.91,
+        "stroke_live_labels": 200,
+        "stroke_live_positive_labels": 12,
+        "stroke_live_negative_labels": 188,
+        "stroke_live_roc_auc": 0.8,
+        "stroke_estimated_roc_auc": 0.83,
+        "stroke_estimated_recall": 0.7,
+    }
+    for name, value in plain.items():
+        Gauge(name, "", registry=registry).set(value)
+    figures = service_figures(generate_latest(registry).decode())
+    drift, performance = figures["drift"], figures["performance"]
+    assert drift["top_psi"] == [["age", 1.9], ["work_type", 0.3], ["bmi", 0.15]]
+    assert drift["significant"] == ["age", "work_type"]
+    assert drift["window_records"] == 400 and drift["multivariate_drift_auc"] == 0.91
+    assert (performance["labels"], performance["strokes"], performance["non_strokes"]) == (
+        200,
+        12,
+        188,
+    )
+    assert performance["label_based"] == {"roc_auc": 0.8, "recall": None, "precision": None}
+    assert performance["estimated"] == {"roc_auc": 0.83, "recall": 0.7, "precision": None}
+    text = format_service_figures(figures)
+    assert "age" in text.splitlines()[1] and "significant" in text.splitlines()[1]
+    assert "moderate" in text.splitlines()[3]  # bmi, 0.15
+    assert "0.800" in text and "0.830" in text and "0.910" in text
