@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
 .PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync \
-	notebook pr-report release compare exps tracking-server
+	notebook pr-report release compare exps tracking-server demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +117,11 @@ benchmark: $(DEV_STAMP)
 	python -m benchmarks.serving
 	dvc repro featurize
 	python -m benchmarks.tuning
+
+# The monitoring demo: service, real Prometheus with the repo's alert rules and drifted
+# traffic on free ports; prints URLs, drift figures and pending alerts; Ctrl-C stops it.
+demo: $(RUNTIME_STAMP) system-deps
+	python -m monitoring.demo
 
 # A shared MLflow tracking server on a local PostgreSQL (ARGS="--help" for the options).
 tracking-server: $(RUNTIME_STAMP)
