@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import copy_tracked_files
 
 TINY = [
     "-S",
@@ -44,20 +43,7 @@ def run(
 def make_workspace(root: Path, remote: Path) -> Path:
     """A fresh clone-like copy (tracked files only) with a tiny budget, its own DVC remote,
     the pipeline run and everything committed."""
-    tracked = (
-        subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, tracked):
-        if (REPO_ROOT / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, root / name)
+    copy_tracked_files(root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["tune"]["n_trials"] = 2
     params["cv"]["n_repeats"] = 1

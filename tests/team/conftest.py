@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, copy_tracked_files
 
 VENV_BIN = Path(sys.executable).parent
 TINY_BUDGET = {
@@ -78,24 +78,6 @@ def run(
 
 def git(root: Path, *args: str) -> str:
     return run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], root).stdout
-
-
-def copy_tracked_files(root: Path) -> None:
-    """Copy the repository's tracked and unignored files (what a fresh clone has) to root."""
-    names = (
-        subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, names):
-        if (REPO_ROOT / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, root / name)
 
 
 def set_params(root: Path, values: dict[tuple[str, str], Any]) -> None:
