@@ -57,7 +57,7 @@ def explain_columns(
     """
     if isinstance(scorer, CompiledModel):
         probability, matrix = scorer.predict_proba_with_matrix(columns)
-        return probability, explainer.explain_matrix(matrix)
+        return probability, explainer.explain_matrix(matrix, probability)
     return scorer.predict_proba(columns), explainer.explain(columns.to_frame())
 
 
@@ -106,6 +106,21 @@ def risk_factor_lists(
     stroke_risk.explain.top_risk_factors_batch (ties keep schema order), built from whole
     arrays: a 10,000-record batch takes ~10 ms instead of ~50 ms.
     """
+    if len(records) == 1:
+        # One row: Python's stable sort of ten numbers beats numpy's per-call overhead.
+        row = contributions[0].tolist()
+        top = sorted(range(len(row)), key=lambda j: -abs(row[j]))[:count]
+        record = records[0]
+        return [
+            [
+                {
+                    "feature": FEATURE_NAMES[j],
+                    "value": record[FEATURE_NAMES[j]],
+                    "contribution": row[j],
+                }
+                for j in top
+            ]
+        ]
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :count]
     names = _FEATURE_NAME_TABLE[order].tolist()
     values = np.take_along_axis(contributions, order, axis=1).tolist()

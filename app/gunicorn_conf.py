@@ -2,9 +2,10 @@
 
 Run: `gunicorn -c app/gunicorn_conf.py 'app:create_app()'` (what `make serve` does).
 
-Environment: HOST (127.0.0.1), PORT (5000), WEB_CONCURRENCY (2 workers), WEB_THREADS
-(1; more than one uses the gthread worker), STROKE_ACCESS_LOG ("-" = stdout, "" = off),
-LOG_LEVEL (info), PROMETHEUS_MULTIPROC_DIR (default: a fresh temporary directory).
+Environment: HOST (127.0.0.1), PORT (5000), WEB_CONCURRENCY (2 workers), WEB_WORKER_CLASS
+(gevent; or sync, gthread), WEB_THREADS (1; threads per gthread worker), STROKE_ACCESS_LOG
+("-" = stdout, "" = off), LOG_LEVEL (info), PROMETHEUS_MULTIPROC_DIR (default: a fresh
+temporary directory).
 
 The app is preloaded: the master verifies and loads the model once, so a bad artifact
 stops the server before any worker starts (one "Error: ..." line, exit status 1), and
@@ -79,7 +80,14 @@ os.environ["STROKE_FORKING_SERVER"] = "1"
 bind = f"{_service.host}:{_service.port}"
 workers = _service.workers
 threads = _service.threads
-worker_class = "gthread" if threads > 1 else "sync"
+# gevent (default): a worker reads requests cooperatively, so clients that send slowly
+# (or keep idle connections open) wait in the worker without blocking the others; the
+# app's work is CPU-bound and runs one request at a time per worker, as under sync.
+# WEB_THREADS > 1 with the sync class means gthread (as before WEB_WORKER_CLASS existed).
+worker_class = _service.worker_class
+if threads > 1 and worker_class == "sync":
+    worker_class = "gthread"
+worker_connections = 1000
 preload_app = True
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
 # which several servers on one machine (tests, benchmarks) would fight over.
@@ -129,6 +137,13 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Write the worker's buffered prediction-log records before it exits."""
+    monitoring = sys.modules.get("app.monitoring")
+    if monitoring is not None:
+        monitoring.flush_all()
 
 
 def on_exit(server: Any) -> None:

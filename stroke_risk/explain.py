@@ -143,8 +143,11 @@ class _LinearExplainer:
         self.field_weights = model.coef_[0][:, None] * aggregate
         self.base_value = float(model.intercept_[0])
 
-    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probability = self.model.predict_proba(matrix)[:, 1]
+    def explain(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if probability is None:
+            probability = self.model.predict_proba(matrix)[:, 1]
         return probability, matrix @ self.field_weights
 
 
@@ -171,8 +174,11 @@ class _XGBoostExplainer:
         )
         return np.asarray(raw, dtype=np.float64)
 
-    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
+    def explain(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if probability is None:
+            probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
         contributions = self._raw_contributions(matrix)[:, :-1] @ self.aggregate
         # XGBoost sums in float32, so base + contributions misses the float64 logit of its
         # own probability by rounding noise (|residual| ~1e-5). Spread that residual over
@@ -232,8 +238,11 @@ class _ForestExplainer:
             level = np.concatenate(next_level)
         return credit
 
-    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Trees compare float32 features, as sklearn's own predict does.
+    def explain(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # The probability is recomputed from the same leaves whatever is passed: it costs
+        # nothing extra here. Trees compare float32 features, as sklearn's own predict does.
         features = np.ascontiguousarray(matrix, dtype=np.float32)
         leaves = np.stack([tree.apply(features) for tree in self.trees], axis=1)
         # The forest's predict_proba, reproduced from the same leaves in the same order
@@ -294,18 +303,22 @@ class PipelineExplainer:
         """Probability, logit and per-field contributions of every row of frame."""
         return self.explain_matrix(self.transform.transform(frame))
 
-    def explain_matrix(self, matrix: np.ndarray) -> Explanation:
+    def explain_matrix(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> Explanation:
         """Explain rows already transformed by the pipeline's steps before the model.
 
         For a caller that builds the design matrix itself (the API's fast path); the
-        matrix must be exactly what ``pipeline[:-1].transform`` returns.
+        matrix must be exactly what ``pipeline[:-1].transform`` returns. A caller that has
+        already scored the matrix passes its ``probability`` (equal to the model's
+        ``predict_proba``), so logistic regression and XGBoost do not score it again.
         """
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != len(self.sources):
             raise ValueError(
                 f"expected a design matrix with {len(self.sources)} columns, got {matrix.shape}"
             )
-        probability, contributions = self.family.explain(matrix)
+        probability, contributions = self.family.explain(matrix, probability)
         raw = getattr(self.family, "raw_residual", None)
         return Explanation(
             base_value=self.base_value,

@@ -178,9 +178,9 @@ def test_bulk_histogram_observation_equals_repeated_observe() -> None:
         assert math.isclose(actual[key], value, rel_tol=1e-12), key
 
 
-def test_prediction_ids_are_unique_uuid4_hex() -> None:
+def test_prediction_ids_are_unique_uuid7_hex() -> None:
     ids = new_prediction_ids(10_000) + new_prediction_ids(1)
     assert len(set(ids)) == len(ids)
     for value in ids[:200] + ids[-1:]:
         parsed = uuid.UUID(hex=value)
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
