@@ -243,7 +243,7 @@ def find_release(settings: Settings, model_md5: str, metadata_md5: str | None) -
     file means nothing was released yet; a malformed one is logged (one line) and the
     model is served as unreleased: the release name is information, not a reason to stop.
     """
-    from stroke_risk.release import ReleaseError, release_for_model
+    from stroke_risk.release_file import ReleaseError, release_for_model
 
     try:
         version = release_for_model(model_md5, settings.releases_path, metadata_md5)

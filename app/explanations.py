@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from app.columns import FeatureColumns
-from app.compiled import CompiledModel, ProbabilityModel, probe_columns
+from app.compiled import CompiledForest, CompiledModel, ProbabilityModel, probe_columns
 from stroke_risk.explain import FOREST_PROBABILITY_FLOOR, Explanation, PipelineExplainer
 from stroke_risk.schema import FEATURE_NAMES
 
@@ -56,6 +56,11 @@ def explain_columns(
     it is both scored and explained; the reference pipeline transforms a DataFrame.
     """
     if isinstance(scorer, CompiledModel):
+        if isinstance(scorer.scorer, CompiledForest) and explainer.explains_leaves:
+            # One walk of the trees gives both the probability and the explanation.
+            leaves = scorer.scorer.leaves(scorer.design_matrix(columns))
+            probability = scorer.scorer.probability_of_leaves(leaves)
+            return probability, explainer.explain_leaves(leaves, probability)
         probability, matrix = scorer.predict_proba_with_matrix(columns)
         return probability, explainer.explain_matrix(matrix, probability)
     return scorer.predict_proba(columns), explainer.explain(columns.to_frame())

@@ -434,6 +434,11 @@ class LiveMonitor:
         """Return how many records this process holds that are not in the log yet."""
         return len(self._buffer)
 
+    def holds(self, prediction_id: str) -> bool:
+        """Return whether this process's buffer holds the prediction (not logged yet)."""
+        with self._buffer_lock:
+            return any(record.prediction_id == prediction_id for record in self._buffer)
+
     def flush(self) -> bool:
         """Write this process's buffered records in one transaction; True unless it failed."""
         with self._buffer_lock:
@@ -506,7 +511,8 @@ def record_feedback(monitor: LiveMonitor, prediction_id: str, label: int) -> int
     try:
         return store.record_feedback(prediction_id, label)
     except UnknownPredictionError:
-        if monitor.buffered() and monitor.flush():
+        # Only a prediction this worker holds is worth a write now: bogus ids never write.
+        if monitor.holds(prediction_id) and monitor.flush():
             try:
                 return store.record_feedback(prediction_id, label)
             except UnknownPredictionError:
@@ -604,12 +610,15 @@ def install_monitoring(
     registry: CollectorRegistry | None,
     multiprocess: bool = False,
     start_retention_timer: bool = True,
+    flush_seconds: float = 0.0,
 ) -> LiveMonitor:
     """Open the log, register the collector in registry, mount /feedback; return the monitor.
 
     The feedback counter is left unregistered in prometheus_client multiprocess mode (the
-    MultiProcessCollector exports it from the shared files). The retention timer starts
-    in this process when start_retention_timer, and in every forked worker regardless.
+    MultiProcessCollector exports it from the shared files). flush_seconds > 0 buffers
+    small requests' records (LiveMonitor); 0 writes each request in its own transaction.
+    The retention timer starts in this process when start_retention_timer, and in every
+    forked worker regardless.
     """
     check_reference_profile(reference_profile)
     store = PredictionLog(settings.monitor_db_path, retention=retention(settings))
@@ -641,7 +650,7 @@ def install_monitoring(
         model_version=model_version,
         reference_profile=reference_profile,
         binned=settings.monitor_store == "binned",
-        flush_seconds=settings.monitor_flush_seconds,
+        flush_seconds=flush_seconds,
     )
     collector.before_read = monitor.flush
     app.extensions[MONITOR_KEY] = monitor
@@ -678,6 +687,7 @@ def init_monitoring(app: Flask) -> None:
             registry=state.metrics.exposition,  # the registry /metrics serves
             multiprocess=state.metrics.multiprocess,  # feedback counter via the shared files
             start_retention_timer=not forking,
+            flush_seconds=settings.monitor_flush_seconds,
         )
     except (OSError, sqlite3.Error) as error:
         raise SettingsError(

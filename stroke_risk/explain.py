@@ -245,12 +245,20 @@ class _ForestExplainer:
         # nothing extra here. Trees compare float32 features, as sklearn's own predict does.
         features = np.ascontiguousarray(matrix, dtype=np.float32)
         leaves = np.stack([tree.apply(features) for tree in self.trees], axis=1)
-        # The forest's predict_proba, reproduced from the same leaves in the same order
-        # (sum over trees, then divide), at a fraction of sklearn's per-tree overhead.
-        probability = np.zeros(len(features))
-        for tree_index, rate in enumerate(self.rates):
-            probability += rate[leaves[:, tree_index]]
-        probability /= len(self.rates)
+        return self.explain_leaves(leaves)
+
+    def explain_leaves(
+        self, leaves: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Explain rows from the leaf each reaches in each tree (``tree.apply``'s ids);
+        ``probability``, if given, is the forest's predict_proba of those rows."""
+        if probability is None:
+            # The forest's predict_proba, reproduced from the same leaves in the same order
+            # (sum over trees, then divide), at a fraction of sklearn's per-tree overhead.
+            probability = np.zeros(len(leaves))
+            for tree_index, rate in enumerate(self.rates):
+                probability += rate[leaves[:, tree_index]]
+            probability /= len(self.rates)
         probability_credit = self.credit[leaves + self.offsets].mean(axis=1)
         change = probability_credit.sum(axis=1)
         clipped = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
@@ -326,6 +334,27 @@ class PipelineExplainer:
             logit=self.base_value + contributions.sum(axis=1),
             probability=probability,
             raw_residual=raw if raw is not None and len(raw) == len(matrix) else None,
+        )
+
+    @property
+    def explains_leaves(self) -> bool:
+        """Whether explain_leaves works: the model is a random forest."""
+        return isinstance(self.family, _ForestExplainer)
+
+    def explain_leaves(
+        self, leaves: np.ndarray, probability: np.ndarray | None = None
+    ) -> Explanation:
+        """Explain a random forest's rows from the leaves they reach (n_rows x n_trees of
+        ``tree.apply`` ids), for a caller that has walked the trees already; a caller that
+        has also averaged the leaves' rates passes that ``probability``."""
+        if not isinstance(self.family, _ForestExplainer):
+            raise TypeError("explain_leaves needs a random forest")
+        probability, contributions = self.family.explain_leaves(leaves, probability)
+        return Explanation(
+            base_value=self.base_value,
+            contributions=contributions,
+            logit=self.base_value + contributions.sum(axis=1),
+            probability=probability,
         )
 
 
