@@ -140,10 +140,25 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Write the worker's buffered prediction-log records before it exits."""
+    """Write the worker's buffered prediction-log records before it exits.
+
+    A gevent worker then leaves at once with the status gunicorn chose (the SystemExit
+    in flight): the interpreter's own shutdown of a monkey-patched process only prints
+    "Exception ignored" tracebacks from logging's weakref callbacks. (gunicorn also calls
+    this hook in the master for a worker that vanished: nothing is done there.)
+    """
+    if os.getpid() != worker.pid:
+        return
     monitoring = sys.modules.get("app.monitoring")
     if monitoring is not None:
         monitoring.flush_all()
+    leaving = sys.exc_info()[1]
+    if worker_class == "gevent" and isinstance(leaving, SystemExit):
+        code = leaving.code if isinstance(leaving.code, int) else 0 if leaving.code is None else 1
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code & 0xFF)
 
 
 def on_exit(server: Any) -> None:

@@ -232,7 +232,9 @@ def parse_wrk(output: str) -> WrkResult:
             raise RuntimeError(f"unexpected wrk output:\n{output}")
         return found.group(1)
 
-    percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s*(50|90|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    if not {"50", "90", "99"} <= percentiles.keys():
+        raise RuntimeError(f"no latency distribution in wrk's output:\n{output}")
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
@@ -368,6 +370,7 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
         "floor_p50_ms": statistics.median(turns["service"]["p50_ms"]),
         "trees": {},
     }
+    print_floor_report(figures)  # the headline now; the tree families follow
     for family in [f for f in args.families.split(",") if f]:
         root = tree_project(family, workdir)
         pair = {
@@ -392,8 +395,11 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
     return figures
 
 
-def print_floor_report(figures: dict[str, Any]) -> None:
-    """Print the floor comparison next to the issue's targets."""
+def print_floor_report(figures: dict[str, Any], *, trees_only: bool = False) -> None:
+    """Print the floor comparison (or only its tree families) next to the targets."""
+    if trees_only:
+        print("\n".join(tree_lines(figures)), flush=True)
+        return
     turns = figures["turns"]
     lines = [
         f"model: {figures['model']}",
@@ -412,15 +418,23 @@ def print_floor_report(figures: dict[str, Any]) -> None:
             f"p99 {statistics.median(run['p99_ms']):.2f} ms, "
             f"{sum(run['errors']):.0f} errors"
         )
-    ok_ratio = figures["floor_ratio"] >= TARGETS["floor_ratio"]
+    ok_ratio = figures["floor_sync_ratio"] >= TARGETS["floor_ratio"]
     ok_p50 = figures["floor_p50_ms"] <= TARGETS["floor_p50_ms"]
     lines.append(
-        f"service / floor req/s: {figures['floor_ratio']:.2f}x "
-        f"(rounds: {', '.join(f'{r:.2f}' for r in figures['floor_ratio_rounds'])}) "
-        f"[{'ok' if ok_ratio else 'MISS'} >= 0.6x]; "
-        f"/ sync floor: {figures['floor_sync_ratio']:.2f}x; "
+        f"service / floor (2 sync workers, the issue's floor) req/s: "
+        f"{figures['floor_sync_ratio']:.2f}x [{'ok' if ok_ratio else 'MISS'} >= 0.6x]; "
         f"p50 {figures['floor_p50_ms']:.2f} ms [{'ok' if ok_p50 else 'MISS'} <= 0.8 ms]"
     )
+    lines.append(
+        f"service / floor under the service's own settings (gevent, keep-alive): "
+        f"{figures['floor_ratio']:.2f}x "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in figures['floor_ratio_rounds'])})"
+    )
+    print("\n".join(lines + tree_lines(figures)), flush=True)
+
+
+def tree_lines(figures: dict[str, Any]) -> list[str]:
+    lines = []
     for family, tree in figures["trees"].items():
         ok = tree["p50_ms"] <= TARGETS["tree_p50_ms"]
         lines.append(
@@ -429,7 +443,7 @@ def print_floor_report(figures: dict[str, Any]) -> None:
             f"(floor p50 {tree['floor_p50_ms']:.2f} ms), "
             f"{tree['requests_per_second']:.0f} req/s [{'ok' if ok else 'MISS'} p50 <= 2 ms]"
         )
-    print("\n".join(lines))
+    return lines
 
 
 # --- measurements ----------------------------------------------------------------------
@@ -619,7 +633,7 @@ def main() -> int:
     try:
         figures["floor"] = compare_with_floor(args, workdir)
         if args.floor_only:
-            print_floor_report(figures["floor"])
+            print_floor_report(figures["floor"], trees_only=True)
             if args.json:
                 args.json.write_text(json.dumps(figures, indent=2) + "\n")
             return 0
@@ -697,7 +711,7 @@ def main() -> int:
 
 def print_report(figures: dict[str, Any]) -> None:
     """Print the figures next to the issue's targets."""
-    print_floor_report(figures["floor"])
+    print_floor_report(figures["floor"], trees_only=True)
     c2 = figures["single_row_c2"]
     lines = [
         f"model: {figures['model']}",
