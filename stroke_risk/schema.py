@@ -199,9 +199,7 @@ def validate_record(record: Any) -> RecordValidation:
     """
     result = RecordValidation()
     if not isinstance(record, dict):
-        result.errors.append(
-            FieldError("(record)", f"must be a JSON object, got {quoted(record)}")
-        )
+        result.errors.append(FieldError("(record)", f"must be a JSON object, got {quoted(record)}"))
         return result
     normalised: dict[str, Any] = {}
     for key, value in record.items():
