@@ -29,6 +29,8 @@ import sys
 import tempfile
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 # BLAS/OpenMP pools sized for one request per worker: with 2 workers on 2 cores, more
 # threads only contend. Must be set before numpy is imported (the app import, later).
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -101,7 +103,35 @@ errorlog = "-"
 _access = os.environ.get("STROKE_ACCESS_LOG", _service.access_log).strip()
 accesslog = None if _access.lower() in {"", "off", "none"} else _access
 # Path without the query string, status, size and time: never request bodies or data.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+access_log_format = ACCESS_LOG_FORMAT
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, with the access line's fields computed cheaply.
+
+    gunicorn builds ~60 atoms per request (every header and environ variable, a
+    strftime) for any format: ~0.1 ms a request. For this file's format only its six
+    fields are computed; any other format (e.g. --access-logformat) gets gunicorn's own.
+    """
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> Any:
+        if self.cfg.access_log_format != ACCESS_LOG_FORMAT:
+            return super().atoms(resp, req, environ, request_time)
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        return {
+            "h": environ.get("REMOTE_ADDR", "-"),
+            "m": environ.get("REQUEST_METHOD"),
+            "U": environ.get("PATH_INFO"),
+            "s": status,
+            "B": getattr(resp, "sent", None),
+            "M": request_time.seconds * 1000 + request_time.microseconds // 1000,
+        }
+
+
+logger_class = AccessLogger
 # Bound request headers; bodies are bounded by the app (STROKE_MAX_BODY_BYTES).
 limit_request_line = 4094
 limit_request_fields = 100
