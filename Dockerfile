@@ -33,6 +33,9 @@ COPY reports/metrics.json reports/metrics.json
 # The clinician page explains the threshold with the evaluation's sensitivity/specificity.
 COPY reports/evaluation.json reports/evaluation.json
 COPY dvc.lock ./
+# Which release each model is (`make release` writes it; `[]` until the first release):
+# /version and stroke_model_info report it.
+COPY releases.json ./
 
 USER stroke:stroke
 VOLUME ["/var/lib/stroke-risk"]

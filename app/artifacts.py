@@ -39,6 +39,7 @@ class VerifiedArtifacts:
     metadata: dict[str, Any]
     training_metrics: dict[str, Any] | None
     git_commit: str | None
+    metadata_md5: str | None = None
 
 
 def display_path(path: Path, settings: Settings) -> str:
@@ -179,7 +180,7 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
         settings.model_path, locked_md5(settings.model_path, hashes, settings), settings
     )
     metadata_shown = display_path(settings.metadata_path, settings)
-    metadata_bytes, _ = read_verified(
+    metadata_bytes, metadata_md5 = read_verified(
         settings.metadata_path, locked_md5(settings.metadata_path, hashes, settings), settings
     )
     metadata = parse_json_document(metadata_bytes, metadata_shown)
@@ -190,6 +191,7 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
         metadata=metadata,
         training_metrics=read_training_metrics(settings, hashes),
         git_commit=settings.git_commit or find_git_commit(settings.project_dir),
+        metadata_md5=metadata_md5,
     )
 
 
@@ -229,3 +231,23 @@ def unpickle_model(artifacts: VerifiedArtifacts, settings: Settings) -> Any:
     if not callable(getattr(model, "predict_proba", None)):
         raise ArtifactError(f"{shown} holds a {type(model).__name__}, not a classifier; {FIX}")
     return model
+
+
+UNRELEASED = "unreleased"
+
+
+def find_release(settings: Settings, model_md5: str, metadata_md5: str | None) -> str:
+    """Return the release version that shipped this model and metadata, or "unreleased".
+
+    Read from releases.json (``make release`` writes it; STROKE_RELEASES_PATH). A missing
+    file means nothing was released yet; a malformed one is logged (one line) and the
+    model is served as unreleased: the release name is information, not a reason to stop.
+    """
+    from stroke_risk.release_file import ReleaseError, release_for_model
+
+    try:
+        version = release_for_model(model_md5, settings.releases_path, metadata_md5)
+    except (ReleaseError, OSError, UnicodeDecodeError) as error:
+        logger.warning("serving as %s: %s", UNRELEASED, str(error).splitlines()[0][:300])
+        return UNRELEASED
+    return version or UNRELEASED

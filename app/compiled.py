@@ -311,6 +311,11 @@ class CompiledForest:
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         """Return P(class) per row of the design matrix."""
+        return self.probability_of_leaves(self.leaves(X))
+
+    def leaves(self, X: np.ndarray) -> np.ndarray:
+        """Return the leaf each row reaches in each tree: (n_rows, n_trees) node ids of
+        each tree's own arrays, as ``tree.apply`` numbers them (what explanations use)."""
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         n_rows, n_trees = X32.shape[0], len(self.trees)
         if n_rows * n_trees <= FOREST_VECTOR_LIMIT and not np.isnan(X32).any():
@@ -319,14 +324,17 @@ class CompiledForest:
             for _ in range(self.depth):
                 go_left = X32[rows, self.feature[node]] <= self.threshold[node]
                 node = np.where(go_left, self.left[node], self.right[node])
-            per_tree = self.node_probability[node]
-        else:
-            per_tree = np.empty((n_rows, n_trees))
-            for position, (tree, probability) in enumerate(
-                zip(self.trees, self.leaf_probability, strict=True)
-            ):
-                per_tree[:, position] = probability[tree.apply(X32)]
-        return np.cumsum(per_tree, axis=1)[:, -1] / n_trees
+            return node - self.roots
+        leaves = np.empty((n_rows, n_trees), dtype=np.intp)
+        for position, tree in enumerate(self.trees):
+            leaves[:, position] = tree.apply(X32)
+        return leaves
+
+    def probability_of_leaves(self, leaves: np.ndarray) -> np.ndarray:
+        """Return P(class) per row from leaves(X): the trees' leaf rates summed in tree
+        order (the forest's ``+=``), divided by the tree count."""
+        per_tree = self.node_probability[leaves + self.roots]
+        return np.cumsum(per_tree, axis=1)[:, -1] / len(self.trees)
 
 
 def compile_forest(forest: Any, column: int) -> CompiledForest:

@@ -28,7 +28,6 @@ import logging
 import os
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +85,7 @@ def install_model(app: Flask, model: LoadedModel) -> None:
         model.git_commit,
         model.threshold,
         model.reference_positive_rate(),
+        model.release,
     )
     state.model = model
 
@@ -117,19 +117,64 @@ def error_response(
     return Response(body, status=status, mimetype=JSON_TYPE, headers=headers)
 
 
-def new_prediction_ids(count: int) -> list[str]:
-    """Return count random ids of 32 hex digits (one os.urandom call for a whole batch).
+# Prediction ids start with the time they were issued: 12 hex digits of Unix milliseconds.
+ID_TIME_DIGITS = 12
 
-    One record gets a uuid4. The records of a batch share their first 16 hex digits (a
-    random batch token, 64 bits) and differ in 64 random bits: a prediction log that logs
-    the batch after the response can mark the token pending, so feedback for those ids
-    waits while any other unknown id is refused at once (app/monitoring.py).
+
+_RANDOM_POOL_BYTES = 4096
+_random_pool: list[str] = [""]
+
+
+def _reset_random_pool() -> None:
+    _random_pool[0] = ""  # a forked worker must not reuse its parent's bytes
+
+
+os.register_at_fork(after_in_child=_reset_random_pool)
+
+
+def random_hex(digits: int) -> str:
+    """Return digits random hex digits from os.urandom.
+
+    Small requests are served from a per-process pool read 4 KiB at a time (one
+    getrandom call per ~400 ids instead of one per request); the pool is emptied in a
+    forked child, so workers never share random bits.
     """
+    if digits > _RANDOM_POOL_BYTES:
+        return os.urandom((digits + 1) // 2).hex()[:digits]
+    pool = _random_pool[0]
+    if len(pool) < digits:
+        pool = os.urandom(_RANDOM_POOL_BYTES).hex()
+    _random_pool[0] = pool[digits:]
+    return pool[:digits]
+
+
+def new_prediction_ids(count: int) -> list[str]:
+    """Return count UUIDv7s as 32 hex digits: issue time in ms (12 digits), then random bits.
+
+    Because an id tells when it was issued, feedback for an unknown id that is too old to
+    be waiting in a worker's log buffer is refused at once (app/monitoring.py). One record
+    gets 74 random bits. The records of a batch share their first 16 hex digits (time,
+    version and 12 random bits: the batch token that a prediction log logging the batch
+    after the response marks pending) and differ in 62 random bits.
+    """
+    token = f"{time.time_ns() // 1_000_000:012x}"[-ID_TIME_DIGITS:] + "7" + random_hex(3)
     if count == 1:
-        return [uuid.uuid4().hex]
-    token = os.urandom(8).hex()
-    text = os.urandom(8 * count).hex()
-    return [token + text[start : start + 16] for start in range(0, 16 * count, 16)]
+        return [token + _variant_tail(random_hex(16))]
+    text = random_hex(16 * count)
+    return [token + _variant_tail(text[start : start + 16]) for start in range(0, 16 * count, 16)]
+
+
+def _variant_tail(digits: str) -> str:
+    """Return 16 random hex digits with the RFC 4122 variant bits (first digit 8-b)."""
+    return "89ab"[int(digits[0], 16) & 3] + digits[1:]
+
+
+def prediction_id_age_seconds(prediction_id: str) -> float | None:
+    """Return how long ago an id of new_prediction_ids was issued; None if it is not one."""
+    issued = prediction_id[:ID_TIME_DIGITS]
+    if len(prediction_id) != 32 or not all(c in "0123456789abcdef" for c in prediction_id):
+        return None
+    return time.time() - int(issued, 16) / 1000
 
 
 # --- endpoints -------------------------------------------------------------------------
@@ -163,7 +208,7 @@ def predict() -> Response:
     probabilities, decisions = scores.probability.tolist(), scores.decision.tolist()
     callbacks: list[PredictionCallback] = current_app.config[CALLBACKS_KEY]
     explained = scores.contributions is not None
-    records = parsed.columns.to_records() if callbacks or explained else []
+    records = parsed.to_records() if callbacks or explained else []
     threshold, version = model.threshold, model.version
     predictions = [
         {
@@ -200,12 +245,20 @@ def predict() -> Response:
 
 def is_json_request() -> bool:
     """Return whether the request declares a JSON body (UTF-8, the only charset allowed)."""
+    if request.environ.get("CONTENT_TYPE") == JSON_TYPE:
+        return True  # the usual header, without parsing it
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     return request.mimetype == JSON_TYPE and charset in {"utf-8", "utf8"}
 
 
 def read_body(limit: int) -> bytes:
     """Return the request body; raise RequestEntityTooLarge (413) when over limit bytes."""
+    environ = request.environ
+    declared = environ.get("CONTENT_LENGTH", "")
+    if declared.isdigit() and int(declared) <= limit and "HTTP_TRANSFER_ENCODING" not in environ:
+        # The usual request: a declared length within the limit, read from the WSGI input
+        # as get_data would (a body shorter than declared is cut short: invalid JSON, 400).
+        return environ["wsgi.input"].read(int(declared))
     body = request.get_data(cache=False)
     if request.content_length is None and len(body) >= limit:
         # A chunked body is cut at the limit without an error; reading on past the limit

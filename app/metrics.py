@@ -80,12 +80,17 @@ class ServiceMetrics:
         )
         # Export both decisions from the start: rate() and increase() miss a series' first
         # value, so a counter that appears with the first positive would hide it.
-        for decision in ("positive", "negative"):
-            self.predictions.labels(decision)
+        self._decision_counters = {
+            decision: self.predictions.labels(decision) for decision in ("positive", "negative")
+        }
+        # Labelled children by (endpoint, method, status): labels() costs a lock and a
+        # dict lookup per call, and the label sets are few (route templates).
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.model_info = Gauge(
             "stroke_model_info",
-            "The model answering requests (value 1)",
-            ["model_version", "model_family", "git_commit"],
+            "The model answering requests (value 1); release: its version in releases.json "
+            "or unreleased",
+            ["model_version", "model_family", "git_commit", "release"],
             multiprocess_mode="livemax",
             registry=registry,
         )
@@ -113,17 +118,26 @@ class ServiceMetrics:
         commit: str | None,
         threshold: float,
         positive_rate: float | None,
+        release: str = "unreleased",
     ) -> None:
-        """Record which model answers and its threshold."""
-        self.model_info.labels(version, family, commit or "unknown").set(1)
+        """Record which model answers (and which release it is) and its threshold."""
+        self.model_info.labels(version, family, commit or "unknown", release).set(1)
         self.threshold.set(threshold)
         if positive_rate is not None:
             self.reference_positive_rate.set(positive_rate)
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its latency."""
-        self.requests.labels(endpoint, method, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        key = (endpoint, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(endpoint, method, str(status)),
+                self.latency.labels(endpoint),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_predictions(self, probability: np.ndarray, decision: np.ndarray) -> None:
         """Count scored records and their probabilities (one pass for a whole batch)."""
@@ -133,9 +147,9 @@ class ServiceMetrics:
             observe_many(self.probability, probability)
         positives = int(np.count_nonzero(decision))
         if positives:
-            self.predictions.labels("positive").inc(positives)
+            self._decision_counters["positive"].inc(positives)
         if len(decision) - positives:
-            self.predictions.labels("negative").inc(len(decision) - positives)
+            self._decision_counters["negative"].inc(len(decision) - positives)
 
     def observe_validation_failures(self, fields: list[str]) -> None:
         """Count one failure per invalid field (one write per distinct field)."""

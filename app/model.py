@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app.artifacts import VerifiedArtifacts, unpickle_model, verify_artifacts
+from app.artifacts import (
+    UNRELEASED,
+    VerifiedArtifacts,
+    find_release,
+    unpickle_model,
+    verify_artifacts,
+)
 from app.columns import FeatureColumns
 from app.compiled import (
     ProbabilityModel,
@@ -56,6 +62,8 @@ class LoadedModel:
     training_metrics: dict[str, Any] | None
     load_seconds: float
     explainer: PipelineExplainer | None = None
+    # The release (releases.json) that shipped this model and metadata, or "unreleased".
+    release: str = UNRELEASED
 
     def predict(self, columns: FeatureColumns) -> tuple[np.ndarray, np.ndarray]:
         """Return (P(stroke) float64, decision bool) per row; positive when P >= threshold."""
@@ -94,6 +102,7 @@ class LoadedModel:
         """Return the /version document."""
         return {
             "model_version": self.version,
+            "release": self.release,
             "model_family": self.family,
             "git_commit": self.git_commit,
             "threshold": self.threshold,
@@ -147,10 +156,12 @@ def load_model(
         training_metrics=artifacts.training_metrics,
         load_seconds=time.perf_counter() - started,
         explainer=explainer,
+        release=find_release(settings, artifacts.model_md5, artifacts.metadata_md5),
     )
     logger.info(
-        "serving model %s (%s, threshold %.6g, %s) loaded in %.2f s",
+        "serving model %s (%s, %s, threshold %.6g, %s) loaded in %.2f s",
         loaded.version,
+        loaded.release,
         loaded.family,
         loaded.threshold,
         scorer.kind,

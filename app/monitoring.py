@@ -4,9 +4,11 @@ A default extension of create_app (app/factory.py DEFAULT_EXTENSIONS). With a mo
 loaded, ``init_monitoring``:
 
 - records every scored record in the shared SQLite prediction log (Settings
-  monitor_db_path, STROKE_MONITOR_DB), one transaction per request, from a prediction
-  callback; with STROKE_MONITOR_STORE=binned only reference-bin indices and categories
-  are kept, never the raw numbers;
+  monitor_db_path, STROKE_MONITOR_DB) from a prediction callback: small requests' records
+  are buffered per worker and written every STROKE_MONITOR_FLUSH_SECONDS (0.05 s) in one
+  transaction (a transaction per request costs more than scoring the record), large
+  batches in their own transaction after the response; with STROKE_MONITOR_STORE=binned
+  only reference-bin indices and categories are kept, never the raw numbers;
 - registers a scrape-time collector: drift, live performance (label-based, once enough
   labels of each class exist), label-free estimated performance and multivariate drift,
   all computed from the current model version's rows only, by whichever worker answers
@@ -28,6 +30,7 @@ import sqlite3
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -41,9 +44,11 @@ from app.api_models import parse_feedback
 from app.artifacts import FIX, ArtifactError, display_path, verify_reference_profile
 from app.factory import (
     CALLBACKS_KEY,
+    DEFERRED_CALLBACK_MIN_RECORDS,
     error_response,
     is_json_request,
     json_response,
+    prediction_id_age_seconds,
     service_state,
 )
 from app.openapi import openapi_document
@@ -291,6 +296,9 @@ class LiveMetricsCollector(Collector):
         self._multivariate_started: float | None = None
         self._multivariate_job: BackgroundJob | None = None
         self._multivariate_value: float | None = None
+        # Called before the log is read (the monitor's flush), so this worker's own
+        # buffered records are counted.
+        self.before_read: Callable[[], None] | None = None
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         # Lets the registry check name clashes without querying the store.
@@ -299,6 +307,8 @@ class LiveMetricsCollector(Collector):
     def compute(self) -> list[GaugeMetricFamily]:
         """Read both windows of the current model version and build every family."""
         settings, version = self.settings, self.model_version
+        if self.before_read is not None:
+            self.before_read()
         records = self.store.recent_features(drift_window(settings), model_version=version)
         report = compute_drift(
             self.reference_profile, records, epsilon=PSI_EPSILON, binned=self.binned
@@ -386,6 +396,13 @@ class LiveMonitor:
     Callable as ``monitor(records, probabilities, decisions, ids)`` (app/factory.py's
     PREDICTION_CALLBACKS); ``defer(ids)`` is called before a large batch's response is
     sent and its logging deferred, so feedback for those ids waits instead of failing.
+
+    With ``flush_seconds`` > 0, requests of fewer than DEFERRED_CALLBACK_MIN_RECORDS
+    records are buffered in this process and written by a background thread (a greenlet
+    under gevent) every flush_seconds, many requests per transaction; ``flush()`` writes
+    the buffer now (the collector and /feedback call it before reading; gunicorn's
+    worker_exit hook calls flush_all()). A worker killed with SIGKILL loses at most
+    flush_seconds of its log, never a prediction.
     """
 
     def __init__(
@@ -397,6 +414,7 @@ class LiveMonitor:
         model_version: str,
         reference_profile: Mapping[str, Any] | None = None,
         binned: bool = False,
+        flush_seconds: float = 0.0,
     ) -> None:
         self.store = store
         self.collector = collector
@@ -404,6 +422,11 @@ class LiveMonitor:
         self.model_version = model_version
         self.reference_profile = reference_profile
         self.binned = binned
+        self.flush_seconds = flush_seconds
+        self._buffer: list[PredictionRecord] = []
+        self._buffer_lock = threading.Lock()
+        self._flusher_pid: int | None = None
+        _MONITORS.add(self)
 
     def defer(self, prediction_ids: Sequence[str]) -> None:
         """Mark the batch of these ids (sharing their first 16 hex digits) pending."""
@@ -448,7 +471,51 @@ class LiveMonitor:
                 records, probabilities, decisions, prediction_ids, strict=True
             )
         ]
+        if self.flush_seconds > 0 and len(batch) < DEFERRED_CALLBACK_MIN_RECORDS:
+            self._ensure_flusher()
+            with self._buffer_lock:
+                self._buffer.extend(batch)
+            return True
         token = prediction_ids[0][:BATCH_TOKEN_LENGTH] if len(batch) > 1 else None
+        return self._store(batch, token)
+
+    __call__ = on_predictions
+
+    def buffered(self) -> int:
+        """Return how many records this process holds that are not in the log yet."""
+        return len(self._buffer)
+
+    def holds(self, prediction_id: str) -> bool:
+        """Return whether this process's buffer holds the prediction (not logged yet)."""
+        with self._buffer_lock:
+            return any(record.prediction_id == prediction_id for record in self._buffer)
+
+    def flush(self) -> bool:
+        """Write this process's buffered records in one transaction; True unless it failed."""
+        with self._buffer_lock:
+            batch, self._buffer = self._buffer, []
+        return self._store(batch, None) if batch else True
+
+    def _ensure_flusher(self) -> None:
+        """Start this process's flusher (threads do not survive gunicorn's fork)."""
+        if self._flusher_pid == os.getpid():
+            return
+        self._flusher_pid = os.getpid()
+        reference = weakref.ref(self)
+        interval = self.flush_seconds
+
+        def loop() -> None:
+            while True:
+                time.sleep(interval)
+                monitor = reference()
+                if monitor is None:
+                    return
+                monitor.flush()
+                del monitor
+
+        threading.Thread(target=loop, name="prediction-log-flush", daemon=True).start()
+
+    def _store(self, batch: list[PredictionRecord], token: str | None) -> bool:
         try:
             self.store.record_predictions(batch, pending_token=token)
         except (sqlite3.Error, PredictionLogError, ValueError, TypeError) as error:
@@ -461,7 +528,15 @@ class LiveMonitor:
             return False
         return True
 
-    __call__ = on_predictions
+
+# Every monitor of this process, for flush_all (gunicorn's worker_exit hook).
+_MONITORS: weakref.WeakSet[LiveMonitor] = weakref.WeakSet()
+
+
+def flush_all() -> None:
+    """Write the buffered records of every monitor in this process (at worker exit)."""
+    for monitor in list(_MONITORS):
+        monitor.flush()
 
 
 # --- POST /feedback ----------------------------------------------------------------------
@@ -473,16 +548,29 @@ def current_monitor() -> LiveMonitor:
     return current_app.extensions[MONITOR_KEY]
 
 
-def record_feedback(store: PredictionLog, prediction_id: str, label: int) -> int:
-    """store.record_feedback; an id of a batch still being logged is waited for.
+def record_feedback(monitor: LiveMonitor, prediction_id: str, label: int) -> int:
+    """Record the label; an id that may still be on its way to the log is waited for.
 
-    Any other unknown id fails at once (one indexed read, no write lock, no sleep), so
-    bogus feedback costs no more than a normal request.
+    An unknown id is looked for again after this worker's buffer is written. It is
+    waited for (read-only polls, up to FEEDBACK_GRACE_SECONDS) only while it can still
+    be in another worker's buffer (issued less than FEEDBACK_GRACE_SECONDS ago, its
+    time is in the id) or in a large batch being logged; any other unknown id fails at
+    once (one indexed read, no write lock, no sleep), so bogus feedback costs no more
+    than a normal request.
     """
+    store = monitor.store
     try:
         return store.record_feedback(prediction_id, label)
     except UnknownPredictionError:
-        if not store.is_pending(prediction_id):
+        # Only a prediction this worker holds is worth a write now: bogus ids never write.
+        if monitor.holds(prediction_id) and monitor.flush():
+            try:
+                return store.record_feedback(prediction_id, label)
+            except UnknownPredictionError:
+                pass
+        age = prediction_id_age_seconds(prediction_id)
+        recent = age is not None and -1.0 <= age <= FEEDBACK_GRACE_SECONDS
+        if not (recent and monitor.flush_seconds > 0) and not store.is_pending(prediction_id):
             raise
     deadline = time.monotonic() + FEEDBACK_GRACE_SECONDS
     while time.monotonic() < deadline:
@@ -490,7 +578,10 @@ def record_feedback(store: PredictionLog, prediction_id: str, label: int) -> int
         try:
             store.stored_label(prediction_id)
         except UnknownPredictionError:
-            if not store.is_pending(prediction_id):
+            age = prediction_id_age_seconds(prediction_id)
+            if (age is None or age > FEEDBACK_GRACE_SECONDS) and not store.is_pending(
+                prediction_id
+            ):
                 break
             continue
         return store.record_feedback(prediction_id, label)
@@ -529,7 +620,7 @@ def feedback_response(monitor: LiveMonitor) -> Response:
     except ValueError as problems:
         return error_response(400, "invalid feedback", problems.args[0])
     try:
-        label = record_feedback(monitor.store, body.prediction_id, body.stroke)
+        label = record_feedback(monitor, body.prediction_id, body.stroke)
     except UnknownPredictionError:
         return error_response(
             404,
@@ -570,12 +661,15 @@ def install_monitoring(
     registry: CollectorRegistry | None,
     multiprocess: bool = False,
     start_retention_timer: bool = True,
+    flush_seconds: float = 0.0,
 ) -> LiveMonitor:
     """Open the log, register the collector in registry, mount /feedback; return the monitor.
 
     The feedback counter is left unregistered in prometheus_client multiprocess mode (the
-    MultiProcessCollector exports it from the shared files). The retention timer starts
-    in this process when start_retention_timer, and in every forked worker regardless.
+    MultiProcessCollector exports it from the shared files). flush_seconds > 0 buffers
+    small requests' records (LiveMonitor); 0 writes each request in its own transaction.
+    The retention timer starts in this process when start_retention_timer, and in every
+    forked worker regardless.
     """
     check_reference_profile(reference_profile)
     store = PredictionLog(settings.monitor_db_path, retention=retention(settings))
@@ -607,7 +701,9 @@ def install_monitoring(
         model_version=model_version,
         reference_profile=reference_profile,
         binned=settings.monitor_store == "binned",
+        flush_seconds=flush_seconds,
     )
+    collector.before_read = monitor.flush
     app.extensions[MONITOR_KEY] = monitor
     return monitor
 
@@ -642,6 +738,7 @@ def init_monitoring(app: Flask) -> None:
             registry=state.metrics.exposition,  # the registry /metrics serves
             multiprocess=state.metrics.multiprocess,  # feedback counter via the shared files
             start_retention_timer=not forking,
+            flush_seconds=settings.monitor_flush_seconds,
         )
     except (OSError, sqlite3.Error) as error:
         raise SettingsError(

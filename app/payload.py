@@ -47,6 +47,12 @@ class ParsedRequest:
 
     columns: FeatureColumns
     is_batch: bool
+    # The records as dicts of the ten canonical fields, when validation produced them.
+    records: list[dict[str, Any]] | None = None
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Return one dict of the ten canonical fields per record (bmi None if missing)."""
+        return self.records if self.records is not None else self.columns.to_records()
 
 
 def _parse_int(literal: str) -> int | float:
@@ -96,7 +102,8 @@ def parse_predict_request(body: bytes, max_batch_size: int) -> ParsedRequest:
             [_body(f"expected one record or {{{BATCH_KEY!r}: [...]}}, got {kind}")],
         )
     if BATCH_KEY not in document:
-        return ParsedRequest(_checked(validate_records([document]), None), is_batch=False)
+        validation = validate_records([document])
+        return ParsedRequest(_checked(validation, None), False, validation.clean_records)
     extra = sorted(str(key)[:60] for key in document if key != BATCH_KEY)
     if extra:
         message = f"unknown field; a batch body has only {BATCH_KEY!r}"
@@ -128,7 +135,8 @@ def parse_predict_request(body: bytes, max_batch_size: int) -> ParsedRequest:
                 }
             ],
         )
-    return ParsedRequest(_checked(validate_records(instances), BATCH_KEY), is_batch=True)
+    validation = validate_records(instances)
+    return ParsedRequest(_checked(validation, BATCH_KEY), True, validation.clean_records)
 
 
 def parse_explain(value: str | None) -> bool:

@@ -40,6 +40,8 @@ _DEFAULT_RELATIVE_PATHS: dict[str, Path] = {
     "reference_profile_path": Path("models/reference_profile.json"),
     "metrics_path": Path("reports/metrics.json"),
     "dvc_lock_path": Path("dvc.lock"),
+    # What `make release` records (stroke_risk/release.py): which release a model is.
+    "releases_path": Path("releases.json"),
     # The prediction log of live monitoring: runtime state, git-ignored (/var/).
     "monitor_db_path": Path("var/monitoring/predictions.sqlite"),
 }
@@ -52,6 +54,7 @@ _VARIABLE_NAMES: dict[str, str] = {
     "port": "PORT",
     "workers": "WEB_CONCURRENCY",
     "threads": "WEB_THREADS",
+    "worker_class": "WEB_WORKER_CLASS",
     "log_level": "LOG_LEVEL",
 }
 
@@ -99,6 +102,7 @@ class Settings(BaseSettings):
     )
     metrics_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["metrics_path"]
     dvc_lock_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["dvc_lock_path"]
+    releases_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["releases_path"]
     monitor_db_path: Path = DEFAULT_PROJECT_DIR / _DEFAULT_RELATIVE_PATHS["monitor_db_path"]
     max_batch_size: PositiveInt = 1000
     max_body_bytes: PositiveInt = 1 << 20
@@ -127,12 +131,18 @@ class Settings(BaseSettings):
     # raw: the ten fields as sent; binned: reference-profile bins and categories only.
     monitor_store: Literal["raw", "binned"] = "raw"
     monitor_cache_seconds: Annotated[float, Field(ge=0)] = 2.0
+    # Small requests' records are logged by each worker every this many seconds, many per
+    # transaction (0: one transaction per request, on the request path).
+    monitor_flush_seconds: Annotated[float, Field(ge=0, le=5)] = 0.05
 
     # --- the gunicorn process (app/gunicorn_conf.py)
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 5000
     workers: PositiveInt = 2
     threads: PositiveInt = 1
+    # gevent: each worker serves many connections at once, so slow clients cannot hold
+    # it; sync: one request per worker at a time; gthread: WEB_THREADS threads per worker.
+    worker_class: Literal["gevent", "sync", "gthread"] = "gevent"
     access_log: str = "-"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 

@@ -65,6 +65,9 @@ class BatchValidation:
 
     columns: FeatureColumns
     row_errors: dict[int, list[FieldError]] = field(default_factory=dict)
+    # The rows as validate_record cleaned them (canonical names, schema order), when the
+    # validator has them at no cost (small batches): what FeatureColumns.to_records gives.
+    clean_records: list[dict[str, Any]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -208,7 +211,7 @@ def validate_small(records: Sequence[Any]) -> BatchValidation:
     checked = [validate_record(record) for record in records]
     row_errors = {row: result.errors for row, result in enumerate(checked) if not result.ok}
     clean = [result.values if result.ok else PLACEHOLDER for result in checked]
-    return BatchValidation(columns_from_clean(clean), row_errors)
+    return BatchValidation(columns_from_clean(clean), row_errors, clean)
 
 
 def validate_records(records: Sequence[Any]) -> BatchValidation:

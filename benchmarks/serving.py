@@ -1,9 +1,19 @@
 """Benchmark the prediction service on this machine and print the figures.
 
     python -m benchmarks.serving [--duration 10] [--cli-rows 1000000] [--skip-mlflow]
+    python -m benchmarks.serving --floor-only [--rounds 3] [--families random_forest,xgboost]
 
 Serves the working tree's model (models/ from `make run`) with the real command
 (gunicorn, app/gunicorn_conf.py, 2 workers) on a free loopback port and measures:
+
+- the headline, against the floor: a bare Flask app (floor_app: parse the JSON body,
+  return a constant JSON) under the same gunicorn settings, started in the same run.
+  wrk (2 threads, 8 connections, the single-record body) gives req/s, a sequential
+  keep-alive client gives p50; the floor and the service are loaded in turns (rounds),
+  so the machine's noise hits both, and the ratio of each round is reported (median).
+  The floor under 2 sync workers (the issue's reference) is measured in the same turns.
+  With --families, the largest tree models the search space allows are trained into a
+  temporary project and served the same way (p50 with risk factors);
 
 - startup: launch to the first 200 from /ready (median of 3 starts);
 - single-row POST /predict with wrk at 1, 2 (one per worker: the headline p50 and
@@ -47,6 +57,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
 RECORD = dict(EXAMPLE_RECORD)
 TARGETS = {
+    "floor_ratio": 0.6,
+    "floor_p50_ms": 0.8,
+    "tree_p50_ms": 2.0,
     "p50_ms": 2.0,
     "requests_per_second": 500.0,
     "mlflow_speedup": 5.0,
@@ -124,8 +137,11 @@ def start(
     return Running(url, process, time.perf_counter() - started)
 
 
-def start_service(workdir: Path, **extra_env: str) -> Running:
-    """Start the prediction service exactly as `make serve` does, on a free port."""
+def start_service(workdir: Path, app: str = "app:create_app()", **extra_env: str) -> Running:
+    """Start the prediction service exactly as `make serve` does, on a free port.
+
+    app: the WSGI factory gunicorn loads (the floor: "benchmarks.serving:floor_app()").
+    """
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("STROKE_", "PROMETHEUS_"))},
@@ -139,8 +155,36 @@ def start_service(workdir: Path, **extra_env: str) -> Running:
         "STROKE_MONITOR_DB": str(workdir / "predictions.sqlite"),
         **extra_env,
     }
-    command = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app:create_app()"]
+    command = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", app]
     return start(command, env, "/ready", port, workdir / "service.log")
+
+
+# --- the floor: bare Flask under the same gunicorn settings ------------------------------
+
+
+def floor_app() -> Any:
+    """Return the floor: a bare Flask app whose POST /predict parses the JSON body and
+    returns a constant JSON answer (``gunicorn ... 'benchmarks.serving:floor_app()'``).
+
+    No validation, model, logging or metrics: the fastest any endpoint here can be under
+    the same WSGI server, worker class and client, which is what the service is held to.
+    """
+    import orjson
+    from flask import Flask, Response, request
+
+    app = Flask("floor")
+    answer = orjson.dumps({"stroke_probability": 0.5, "stroke_prediction": True})
+
+    @app.post("/predict")
+    def predict() -> Response:
+        orjson.loads(request.get_data())
+        return Response(answer, mimetype="application/json")
+
+    @app.get("/ready")
+    def ready() -> Response:
+        return Response(b'{"status":"ready"}', mimetype="application/json")
+
+    return app
 
 
 # --- wrk -------------------------------------------------------------------------------
@@ -188,7 +232,9 @@ def parse_wrk(output: str) -> WrkResult:
             raise RuntimeError(f"unexpected wrk output:\n{output}")
         return found.group(1)
 
-    percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s*(50|90|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    if not {"50", "90", "99"} <= percentiles.keys():
+        raise RuntimeError(f"no latency distribution in wrk's output:\n{output}")
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
@@ -202,6 +248,202 @@ def parse_wrk(output: str) -> WrkResult:
         requests=int(number(r"(\d+) requests in")),
         errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
     )
+
+
+def sequential_latency_ms(url: str, body: dict[str, Any], requests_count: int) -> list[float]:
+    """Return the round-trip times of requests_count POSTs sent one after another on one
+    keep-alive connection (http.client: little client overhead), sorted."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    times = []
+    try:
+        for index in range(requests_count + 50):
+            started = time.perf_counter()
+            connection.request("POST", parts.path, payload, headers)
+            response = connection.getresponse()
+            response.read()
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status != 200:
+                raise RuntimeError(f"{url}: status {response.status}")
+            if index >= 50:  # the first 50 warm up
+                times.append(elapsed)
+    finally:
+        connection.close()
+    return sorted(times)
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(share * len(sorted_values)))]
+
+
+def load_in_turns(
+    servers: dict[str, Running], rounds: int, duration: int, workdir: Path, sequential: int
+) -> dict[str, dict[str, list[float]]]:
+    """Measure every server once per round, in turns: wrk req/s and sequential p50/p99."""
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"requests_per_second": [], "p50_ms": [], "p99_ms": [], "errors": []}
+        for name in servers
+    }
+    for server in servers.values():
+        run_wrk(server.url + "/predict", RECORD, 8, 2, workdir)  # warm-up
+    for _ in range(rounds):
+        for name, server in servers.items():
+            result = run_wrk(server.url + "/predict", RECORD, 8, duration, workdir)
+            latencies = sequential_latency_ms(server.url + "/predict", RECORD, sequential)
+            figures[name]["requests_per_second"].append(result.requests_per_second)
+            figures[name]["errors"].append(float(result.errors))
+            figures[name]["p50_ms"].append(percentile(latencies, 0.5))
+            figures[name]["p99_ms"].append(percentile(latencies, 0.99))
+    return figures
+
+
+# The largest models the search spaces allow (conf/model/*.yaml): the slowest to explain.
+LARGEST_TREE_PARAMS: dict[str, dict[str, Any]] = {
+    "random_forest": {"n_estimators": 300, "max_depth": 12, "min_samples_leaf": 5, "n_jobs": 1},
+    "xgboost": {
+        "n_estimators": 400,
+        "max_depth": 4,
+        "learning_rate": 0.05,
+        "n_jobs": 1,
+        "tree_method": "hist",
+    },
+}
+
+
+def tree_project(family: str, workdir: Path) -> Path:
+    """Train the largest model of a tree family on brain.csv into a temporary project
+    (models/, reports/metrics.json, dvc.lock with their md5s); return its directory."""
+    from stroke_risk.data import load_dataset
+    from tests.app.conftest import fit_serving_pipeline_with, training_profile, write_artifacts
+
+    frame = load_dataset(REPO_ROOT / "data" / "raw" / "brain.csv")
+    root = workdir / f"project-{family}"
+    pipeline = fit_serving_pipeline_with(family, LARGEST_TREE_PARAMS[family], frame)
+    write_artifacts(root, pipeline, reference_profile=training_profile(frame), family=family)
+    return root
+
+
+def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The headline: the service against the floor (same gunicorn settings), in turns."""
+    servers = {
+        "floor": start_service(workdir, "benchmarks.serving:floor_app()"),
+        "service": start_service(workdir),
+        "floor_sync": start_service(
+            workdir, "benchmarks.serving:floor_app()", WEB_WORKER_CLASS="sync"
+        ),
+    }
+    try:
+        version = requests.get(servers["service"].url + "/version", timeout=5).json()
+        if not version["explanations"]:
+            raise RuntimeError("the service answers without risk factors: see its log")
+        turns = load_in_turns(servers, args.rounds, args.duration, workdir, args.sequential)
+    finally:
+        for server in servers.values():
+            server.stop()
+    ratios = [
+        ours / floor
+        for ours, floor in zip(
+            turns["service"]["requests_per_second"],
+            turns["floor"]["requests_per_second"],
+            strict=True,
+        )
+    ]
+    sync_ratios = [
+        ours / floor
+        for ours, floor in zip(
+            turns["service"]["requests_per_second"],
+            turns["floor_sync"]["requests_per_second"],
+            strict=True,
+        )
+    ]
+    figures: dict[str, Any] = {
+        "model": f"{version['model_version']} ({version['model_family']}, {version['inference']})",
+        "turns": turns,
+        "floor_ratio": statistics.median(ratios),
+        "floor_ratio_rounds": ratios,
+        "floor_sync_ratio": statistics.median(sync_ratios),
+        "floor_p50_ms": statistics.median(turns["service"]["p50_ms"]),
+        "trees": {},
+    }
+    print_floor_report(figures)  # the headline now; the tree families follow
+    for family in [f for f in args.families.split(",") if f]:
+        root = tree_project(family, workdir)
+        pair = {
+            "floor": start_service(workdir, "benchmarks.serving:floor_app()"),
+            family: start_service(workdir, STROKE_PROJECT_DIR=str(root)),
+        }
+        try:
+            explained = requests.get(pair[family].url + "/version", timeout=5).json()
+            if not explained["explanations"]:
+                raise RuntimeError(f"{family}: served without risk factors: see its log")
+            tree_turns = load_in_turns(pair, args.rounds, args.duration, workdir, args.sequential)
+        finally:
+            for server in pair.values():
+                server.stop()
+        figures["trees"][family] = {
+            "inference": explained["inference"],
+            "p50_ms": statistics.median(tree_turns[family]["p50_ms"]),
+            "p99_ms": statistics.median(tree_turns[family]["p99_ms"]),
+            "floor_p50_ms": statistics.median(tree_turns["floor"]["p50_ms"]),
+            "requests_per_second": statistics.median(tree_turns[family]["requests_per_second"]),
+        }
+    return figures
+
+
+def print_floor_report(figures: dict[str, Any], *, trees_only: bool = False) -> None:
+    """Print the floor comparison (or only its tree families) next to the targets."""
+    if trees_only:
+        print("\n".join(tree_lines(figures)), flush=True)
+        return
+    turns = figures["turns"]
+    lines = [
+        f"model: {figures['model']}",
+        "in turns (median of rounds; each round: wrk, then p50):",
+    ]
+    for name, label in (
+        ("floor", "floor (bare Flask, same gunicorn settings)"),
+        ("service", "make serve (risk factors + live monitoring)"),
+        ("floor_sync", "floor under 2 sync workers (the issue's reference)"),
+    ):
+        run = turns[name]
+        lines.append(
+            f"  {label}: {statistics.median(run['requests_per_second']):.0f} req/s "
+            f"(rounds: {', '.join(f'{v:.0f}' for v in run['requests_per_second'])}), "
+            f"p50 {statistics.median(run['p50_ms']):.2f} ms, "
+            f"p99 {statistics.median(run['p99_ms']):.2f} ms, "
+            f"{sum(run['errors']):.0f} errors"
+        )
+    ok_ratio = figures["floor_sync_ratio"] >= TARGETS["floor_ratio"]
+    ok_p50 = figures["floor_p50_ms"] <= TARGETS["floor_p50_ms"]
+    lines.append(
+        f"service / floor (2 sync workers, the issue's floor) req/s: "
+        f"{figures['floor_sync_ratio']:.2f}x [{'ok' if ok_ratio else 'MISS'} >= 0.6x]; "
+        f"p50 {figures['floor_p50_ms']:.2f} ms [{'ok' if ok_p50 else 'MISS'} <= 0.8 ms]"
+    )
+    lines.append(
+        f"service / floor under the service's own settings (gevent, keep-alive): "
+        f"{figures['floor_ratio']:.2f}x "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in figures['floor_ratio_rounds'])})"
+    )
+    print("\n".join(lines + tree_lines(figures)), flush=True)
+
+
+def tree_lines(figures: dict[str, Any]) -> list[str]:
+    lines = []
+    for family, tree in figures["trees"].items():
+        ok = tree["p50_ms"] <= TARGETS["tree_p50_ms"]
+        lines.append(
+            f"{family} (largest allowed, {tree['inference']}) with risk factors: "
+            f"p50 {tree['p50_ms']:.2f} ms, p99 {tree['p99_ms']:.2f} ms "
+            f"(floor p50 {tree['floor_p50_ms']:.2f} ms), "
+            f"{tree['requests_per_second']:.0f} req/s [{'ok' if ok else 'MISS'} p50 <= 2 ms]"
+        )
+    return lines
 
 
 # --- measurements ----------------------------------------------------------------------
@@ -369,6 +611,16 @@ def main() -> int:
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--floor-only", action="store_true", help="only the floor comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the floor comparison")
+    parser.add_argument(
+        "--sequential", type=int, default=2000, help="requests of the sequential p50 client"
+    )
+    parser.add_argument(
+        "--families",
+        default="random_forest,xgboost",
+        help="tree families to train (largest allowed) and time; empty for none",
+    )
     args = parser.parse_args()
     if not (REPO_ROOT / "models" / "model.joblib").exists():
         print("models/model.joblib is missing: run `make run` first", file=sys.stderr)
@@ -379,6 +631,12 @@ def main() -> int:
     figures: dict[str, Any] = {}
     workdir = Path(tempfile.mkdtemp(prefix="stroke-benchmark-"))
     try:
+        figures["floor"] = compare_with_floor(args, workdir)
+        if args.floor_only:
+            print_floor_report(figures["floor"], trees_only=True)
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=2) + "\n")
+            return 0
         startups = []
         for _ in range(3):
             server = start_service(workdir)
@@ -453,6 +711,7 @@ def main() -> int:
 
 def print_report(figures: dict[str, Any]) -> None:
     """Print the figures next to the issue's targets."""
+    print_floor_report(figures["floor"], trees_only=True)
     c2 = figures["single_row_c2"]
     lines = [
         f"model: {figures['model']}",

@@ -149,8 +149,11 @@ class _LinearExplainer:
         self.field_weights = model.coef_[0][:, None] * aggregate
         self.base_value = float(model.intercept_[0])
 
-    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probability = self.model.predict_proba(matrix)[:, 1]
+    def explain(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if probability is None:
+            probability = self.model.predict_proba(matrix)[:, 1]
         return probability, matrix @ self.field_weights
 
 
@@ -177,8 +180,11 @@ class _XGBoostExplainer:
         )
         return np.asarray(raw, dtype=np.float64)
 
-    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
+    def explain(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if probability is None:
+            probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
         contributions = self._raw_contributions(matrix)[:, :-1] @ self.aggregate
         # XGBoost sums in float32, so base + contributions misses the float64 logit of its
         # own probability by rounding noise (|residual| ~1e-5). Spread that residual over
@@ -238,16 +244,27 @@ class _ForestExplainer:
             level = np.concatenate(next_level)
         return credit
 
-    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Trees compare float32 features, as sklearn's own predict does.
+    def explain(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # The probability is recomputed from the same leaves whatever is passed: it costs
+        # nothing extra here. Trees compare float32 features, as sklearn's own predict does.
         features = np.ascontiguousarray(matrix, dtype=np.float32)
         leaves = np.stack([tree.apply(features) for tree in self.trees], axis=1)
-        # The forest's predict_proba, reproduced from the same leaves in the same order
-        # (sum over trees, then divide), at a fraction of sklearn's per-tree overhead.
-        probability = np.zeros(len(features))
-        for tree_index, rate in enumerate(self.rates):
-            probability += rate[leaves[:, tree_index]]
-        probability /= len(self.rates)
+        return self.explain_leaves(leaves)
+
+    def explain_leaves(
+        self, leaves: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Explain rows from the leaf each reaches in each tree (``tree.apply``'s ids);
+        ``probability``, if given, is the forest's predict_proba of those rows."""
+        if probability is None:
+            # The forest's predict_proba, reproduced from the same leaves in the same order
+            # (sum over trees, then divide), at a fraction of sklearn's per-tree overhead.
+            probability = np.zeros(len(leaves))
+            for tree_index, rate in enumerate(self.rates):
+                probability += rate[leaves[:, tree_index]]
+            probability /= len(self.rates)
         probability_credit = self.credit[leaves + self.offsets].mean(axis=1)
         change = probability_credit.sum(axis=1)
         clipped = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
@@ -276,8 +293,11 @@ class _EBMExplainer:
         self.field_weights = term_columns @ aggregate
         self.base_value = float(model.intercept_[0])
 
-    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
+    def explain(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if probability is None:
+            probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
         return probability, self.model.eval_terms(matrix) @ self.field_weights
 
 
@@ -307,8 +327,11 @@ class _AdditiveBoostingExplainer:
                 if columns:
                     self.trees.append((columns.pop(), nodes, centre))
 
-    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
+    def explain(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if probability is None:
+            probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
         by_column = np.zeros((len(matrix), self.aggregate.shape[0]))
         for column, nodes, centre in self.trees:
             by_column[:, column] += _tree_values(nodes, matrix) - centre
@@ -390,18 +413,22 @@ class PipelineExplainer:
         """Probability, logit and per-field contributions of every row of frame."""
         return self.explain_matrix(self.transform.transform(frame))
 
-    def explain_matrix(self, matrix: np.ndarray) -> Explanation:
+    def explain_matrix(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None
+    ) -> Explanation:
         """Explain rows already transformed by the pipeline's steps before the model.
 
         For a caller that builds the design matrix itself (the API's fast path); the
-        matrix must be exactly what ``pipeline[:-1].transform`` returns.
+        matrix must be exactly what ``pipeline[:-1].transform`` returns. A caller that has
+        already scored the matrix passes its ``probability`` (equal to the model's
+        ``predict_proba``), so logistic regression and XGBoost do not score it again.
         """
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != len(self.sources):
             raise ValueError(
                 f"expected a design matrix with {len(self.sources)} columns, got {matrix.shape}"
             )
-        probability, contributions = self.family.explain(matrix)
+        probability, contributions = self.family.explain(matrix, probability)
         raw = getattr(self.family, "raw_residual", None)
         return Explanation(
             base_value=self.base_value,
@@ -409,6 +436,27 @@ class PipelineExplainer:
             logit=self.base_value + contributions.sum(axis=1),
             probability=probability,
             raw_residual=raw if raw is not None and len(raw) == len(matrix) else None,
+        )
+
+    @property
+    def explains_leaves(self) -> bool:
+        """Whether explain_leaves works: the model is a random forest."""
+        return isinstance(self.family, _ForestExplainer)
+
+    def explain_leaves(
+        self, leaves: np.ndarray, probability: np.ndarray | None = None
+    ) -> Explanation:
+        """Explain a random forest's rows from the leaves they reach (n_rows x n_trees of
+        ``tree.apply`` ids), for a caller that has walked the trees already; a caller that
+        has also averaged the leaves' rates passes that ``probability``."""
+        if not isinstance(self.family, _ForestExplainer):
+            raise TypeError("explain_leaves needs a random forest")
+        probability, contributions = self.family.explain_leaves(leaves, probability)
+        return Explanation(
+            base_value=self.base_value,
+            contributions=contributions,
+            logit=self.base_value + contributions.sum(axis=1),
+            probability=probability,
         )
 
 

@@ -15,8 +15,9 @@ It then, as one unit (a failure undoes the steps already taken):
 Every refusal is one line naming the problem and the fix. Nothing is pushed: the command
 prints the `git push` line to publish the tags.
 
-The module imports only the standard library and PyYAML at load time, so the service can use
-`release_for_model` without pulling in MLflow or DVC.
+The module imports only the standard library and PyYAML at load time. The service reads
+releases.json through `stroke_risk.release_file` (re-exported here), which imports no MLflow
+or DVC even inside functions.
 """
 
 from __future__ import annotations
@@ -35,17 +36,26 @@ from typing import Any
 
 import yaml
 
+# The read side of releases.json lives in release_file (standard library only, for the
+# service); re-exported here for the release command and its callers.
+from stroke_risk.release_file import (
+    METADATA_HASH_TAG,
+    MODEL_HASH_TAG,
+    RELEASES_FILE,
+    ReleaseError,
+    read_releases,
+    release_for_model,
+)
+from stroke_risk.release_file import same_revision as _same_revision
+
+__all__ = ["ReleaseError", "read_releases", "release", "release_for_model"]
+
 ARTIFACT = "stroke-risk"
 STAGE = "production"
 MODEL_PATH = "models/model.joblib"
 TRAIN_STAGE = "train"
-RELEASES_FILE = "releases.json"
 CHANGELOG_FILE = "CHANGELOG.md"
 METADATA_PATH = "models/model_metadata.json"
-MODEL_HASH_TAG = "model_md5"
-# The threshold lives in the metadata: the same model file with another threshold makes other
-# decisions, so a release is identified by both hashes (as the MLflow runs are).
-METADATA_HASH_TAG = "metadata_md5"
 UNRELEASED_HEADING = "## [Unreleased]"
 # semver.org's recommended pattern; a leading "v" is accepted and dropped.
 SEMVER = re.compile(
@@ -62,10 +72,6 @@ CHANGELOG_METRICS = (
     ("precision", "Precision at threshold"),
     ("specificity", "Specificity at threshold"),
 )
-
-
-class ReleaseError(RuntimeError):
-    """A release cannot go ahead; str() is one line naming the problem and the fix."""
 
 
 # ---------------------------------------------------------------- pure functions
@@ -113,49 +119,6 @@ def model_md5_from_lock(lock: Mapping[str, Any]) -> str:
         f"dvc.lock records no md5 for {MODEL_PATH} (stage {TRAIN_STAGE}); "
         "run `make run` and commit dvc.lock"
     )
-
-
-def read_releases(text: str, source: str = RELEASES_FILE) -> list[dict[str, Any]]:
-    """Parse releases.json: a JSON list of release records, newest first."""
-    try:
-        releases = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ReleaseError(f"{source} is not valid JSON ({error}); restore it from git") from None
-    if not isinstance(releases, list) or not all(
-        isinstance(item, dict) and "version" in item and MODEL_HASH_TAG in item for item in releases
-    ):
-        raise ReleaseError(
-            f"{source} must be a list of records with `version` and `{MODEL_HASH_TAG}`; "
-            "restore it from git"
-        )
-    return releases
-
-
-def _same_revision(release: Mapping[str, Any], model_md5: str, metadata_md5: str | None) -> bool:
-    """Same model file and, when both sides know it, the same metadata (threshold)."""
-    known = release.get(METADATA_HASH_TAG)
-    return release[MODEL_HASH_TAG] == model_md5 and (
-        metadata_md5 is None or known is None or known == metadata_md5
-    )
-
-
-def release_for_model(
-    model_md5: str, releases_path: Path, metadata_md5: str | None = None
-) -> str | None:
-    """The newest release version of this model file (and metadata, when given), or None
-    (serve as "unreleased").
-
-    A missing releases file means nothing was released yet (None); a malformed one raises
-    ReleaseError with a one-line message, so the caller can log it and report "unreleased".
-    """
-    try:
-        text = Path(releases_path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    for release in read_releases(text, str(releases_path)):
-        if _same_revision(release, model_md5, metadata_md5):
-            return str(release["version"])
-    return None
 
 
 def check_release_is_new(

@@ -14,7 +14,9 @@ patients outside the sample are still scored) but exclude physically impossible 
 
 from __future__ import annotations
 
+import functools
 import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -120,6 +122,7 @@ class RecordValidation:
         return not self.errors
 
 
+@functools.cache
 def describe_allowed(spec: Field) -> str:
     """Human-readable statement of a field's allowed values, used in error messages."""
     if isinstance(spec, NumericField):
@@ -130,38 +133,61 @@ def describe_allowed(spec: Field) -> str:
     return "one of " + ", ".join(repr(c) for c in spec.categories)
 
 
+# Quoting of rejected values: short, one line, whatever was sent (huge strings, deep lists).
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxdict, _QUOTE.maxlist, _QUOTE.maxtuple = 2, 4, 4, 4
+_QUOTE.maxstring, _QUOTE.maxlong, _QUOTE.maxother = 60, 40, 60
+MAX_QUOTED_LENGTH = 80
+
+
+def quoted(value: Any) -> str:
+    """Return the value as an error message quotes it: its repr, cut to 80 characters.
+
+    ``quoted("abc") == "'abc'"``; long strings and containers are abbreviated with '...'.
+    """
+    try:
+        text = _QUOTE.repr(value)
+    except (ValueError, RecursionError):  # e.g. an int past Python's digit limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= MAX_QUOTED_LENGTH else text[: MAX_QUOTED_LENGTH - 3] + "..."
+
+
 def _is_number(value: Any) -> bool:
     # bool is an int subclass in Python; JSON true/false is not a number here.
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def validate_value(spec: Field, value: Any) -> tuple[Any, str | None]:
-    """Check one value against its field; return (clean value, None) or (None, message)."""
-    allowed = describe_allowed(spec)
+    """Check one value against its field; return (clean value, None) or (None, message).
+
+    A message names what is allowed and quotes the value given (``got 'abc'``).
+    """
     if value is None:
         if isinstance(spec, NumericField) and spec.nullable:
             return None, None
-        return None, f"is required and may not be null; expected {allowed}"
+        return None, f"is required and may not be null; expected {describe_allowed(spec)}"
     if isinstance(spec, NumericField):
         if not _is_number(value):
-            return None, f"must be {allowed}, got {type(value).__name__}"
+            return None, f"must be {describe_allowed(spec)}, got {quoted(value)}"
         try:
             number = float(value)
         except OverflowError:  # an int with hundreds of digits
-            return None, f"is out of range; expected {allowed}"
+            return None, f"is out of range; expected {describe_allowed(spec)}, got {quoted(value)}"
         if not math.isfinite(number):
-            return None, f"must be a finite number; expected {allowed}"
+            return None, (
+                f"must be a finite number; expected {describe_allowed(spec)}, got {quoted(value)}"
+            )
         if not spec.minimum <= number <= spec.maximum:
-            return None, f"{number:g} is out of range; expected {allowed}"
+            return None, f"{number:g} is out of range; expected {describe_allowed(spec)}"
         return number, None
     if isinstance(spec, BinaryField):
         if not _is_number(value) or value not in spec.values:
-            return None, f"must be {allowed}, got {value!r}"[:200]
+            return None, f"must be {describe_allowed(spec)}, got {quoted(value)}"
         return int(value), None
     if not isinstance(value, str):
-        return None, f"must be a string, {allowed}; got {type(value).__name__}"
+        return None, f"must be a string, {describe_allowed(spec)}; got {quoted(value)}"
     if value not in spec.categories:
-        return None, f"{value[:60]!r} is not allowed; expected {allowed}"
+        return None, f"{quoted(value)} is not allowed; expected {describe_allowed(spec)}"
     return value, None
 
 
@@ -173,9 +199,7 @@ def validate_record(record: Any) -> RecordValidation:
     """
     result = RecordValidation()
     if not isinstance(record, dict):
-        result.errors.append(
-            FieldError("(record)", f"must be a JSON object, got {type(record).__name__}")
-        )
+        result.errors.append(FieldError("(record)", f"must be a JSON object, got {quoted(record)}"))
         return result
     normalised: dict[str, Any] = {}
     for key, value in record.items():

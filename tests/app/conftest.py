@@ -69,9 +69,16 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def fit_serving_pipeline(family: str, frame: pd.DataFrame, feature_set: str = "full") -> Any:
     """Return a small fitted serving pipeline (engineer + preprocess + model) of a family."""
+    return fit_serving_pipeline_with(family, SMALL_PARAMS[family], frame, feature_set)
+
+
+def fit_serving_pipeline_with(
+    family: str, model_params: dict[str, Any], frame: pd.DataFrame, feature_set: str = "full"
+) -> Any:
+    """Return a fitted serving pipeline of a family with the given model parameters."""
     config = FeatureConfig()
     features = add_engineered_features(frame[list(FEATURE_NAMES)], config)
-    params = {**SMALL_PARAMS[family], "feature_set": feature_set}
+    params = {**model_params, "feature_set": feature_set}
     fitted = build_model_pipeline(family, params, feature_config=config, seed=0)
     fitted.fit(features, frame[TARGET].to_numpy())
     return build_serving_pipeline(fitted, config)

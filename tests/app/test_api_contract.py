@@ -59,7 +59,7 @@ def test_single_prediction_contract(
     assert answer["threshold"] == TEST_THRESHOLD
     assert answer["stroke_prediction"] is (answer["stroke_probability"] >= TEST_THRESHOLD)
     assert answer["model_version"] == md5_of(logreg_settings.model_path)
-    assert uuid.UUID(hex=answer["prediction_id"]).version == 4
+    assert uuid.UUID(hex=answer["prediction_id"]).version == 7  # time-ordered
     assert abs(answer["stroke_probability"] - reference(logreg_model, [RECORD])[0]) <= 1e-9
     assert isinstance(answer["base_value"], float)
     factors = answer["risk_factors"]

@@ -284,3 +284,19 @@ def test_all_records_of_a_batch_are_reported(flask_send: Send) -> None:
     _, _, raw = flask_send(Case("batch", 400, body({"instances": instances})))
     named = [d["field"] for d in json.loads(raw)["details"]]
     assert named == ["instances[0].age", "instances[2].gender", "instances[2].bmi"]
+
+
+def test_every_message_quotes_the_value_given(flask_send: Send) -> None:
+    """As the prepare stage and the batch CLI do: the value itself, not only its type."""
+    bad = record(age="abc", hypertension="yes", work_type=1, avg_glucose_level=True, bmi=[1, 2])
+    bad["smoking_status"] = "x" * 500
+    status, _, raw = flask_send(Case("quoted", 400, body(bad)))
+    details = {d["field"]: d["message"] for d in json.loads(raw)["details"]}
+    assert status == 400
+    assert details["age"] == "must be a number from 0 to 120 years, got 'abc'"
+    assert details["hypertension"] == "must be 0 or 1, got 'yes'"
+    assert details["work_type"].endswith("; got 1")
+    assert details["avg_glucose_level"].endswith("got True")
+    assert details["bmi"].endswith("got [1, 2]")
+    # A long value is cut, so one message stays one readable line.
+    assert "..." in details["smoking_status"] and len(details["smoking_status"]) < 200

@@ -76,11 +76,13 @@ def test_every_row_is_scored_or_rejected(
     reasons = {row[2]: row[1] for row in reject_rows[1:]}
     assert set(reasons) == {str(i) for i in range(1, 9)}
     assert "age: 200 is out of range" in reasons["1"]
-    assert reasons["2"].startswith("age: must be a number")
+    # Every reason names the field and quotes the value as read (issue 13 item 8).
+    assert reasons["2"] == "age: must be a number from 0 to 120 years, got 'abc'"
     assert "gender: 'female' is not allowed" in reasons["3"]
-    assert "hypertension" in reasons["4"] and "avg_glucose_level: is required" in reasons["5"]
+    assert reasons["4"] == "hypertension: must be 0 or 1, got 2.0"
+    assert "avg_glucose_level: is required" in reasons["5"]
     assert "expected 12 fields, got 10" in reasons["6"] and "got 13" in reasons["7"]
-    assert "finite" in reasons["8"]
+    assert "finite" in reasons["8"] and reasons["8"].endswith("got inf")
     lines = {row[2]: int(row[0]) for row in reject_rows[1:]}
     assert lines["1"] == 5112 and lines["5"] == 5117  # file line numbers, blank line counted
 

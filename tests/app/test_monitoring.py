@@ -7,6 +7,7 @@ tests/monitoring/test_prometheus_e2e.py.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,11 @@ def test_every_scored_record_is_logged_and_feedback_is_accepted(
     batch = client.post("/predict", json={"instances": [RECORD, {**RECORD, "bmi": None}]}).json
     page = submit(client, {k: "" if v is None else str(v) for k, v in RECORD.items()})
     assert page.status_code == 200  # the page goes through /predict: logged too
-    rows = stored(settings.monitor_db_path)
+    # Small requests are buffered and written by the worker's flusher within
+    # STROKE_MONITOR_FLUSH_SECONDS (0.05 s), many per transaction.
+    deadline = time.monotonic() + 2.0
+    while len(rows := stored(settings.monitor_db_path)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(rows) == 4
     served = [single, *batch["predictions"]]
     assert [(r[0], r[1], bool(r[2])) for r in rows[:3]] == [
@@ -105,6 +110,7 @@ def test_the_master_holds_no_open_prediction_log(app: Flask) -> None:
     store = app.extensions["stroke_monitoring"].store
     assert getattr(store._local, "connection", None) is None  # noqa: SLF001
     app.test_client().post("/predict", json=RECORD)
+    app.extensions["stroke_monitoring"].flush()
     assert store.count() == 1  # reopened on first use
 
 

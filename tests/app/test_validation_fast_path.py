@@ -178,7 +178,7 @@ def test_bulk_histogram_observation_equals_repeated_observe() -> None:
         assert math.isclose(actual[key], value, rel_tol=1e-12), key
 
 
-def test_prediction_ids_are_unique_32_hex_and_batches_share_a_token() -> None:
+def test_prediction_ids_are_unique_uuid7_hex_and_batches_share_a_token() -> None:
     batch, other_batch, single = (
         new_prediction_ids(10_000),
         new_prediction_ids(2),
@@ -186,7 +186,8 @@ def test_prediction_ids_are_unique_32_hex_and_batches_share_a_token() -> None:
     )
     ids = batch + other_batch + single
     assert len(set(ids)) == len(ids)
-    assert all(len(value) == 32 and uuid.UUID(hex=value).hex == value for value in ids)
+    for value in batch[:200] + other_batch + single:
+        parsed = uuid.UUID(hex=value)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and parsed.hex == value
     assert len({value[:16] for value in batch}) == 1  # the batch token
     assert batch[0][:16] != other_batch[0][:16]
-    assert uuid.UUID(hex=single[0]).version == 4

@@ -96,8 +96,9 @@ def test_copies_exactly_the_serving_inputs() -> None:
         "reports/metrics.json",
         "reports/evaluation.json",
         "dvc.lock",
+        "releases.json",
     }
-    for source in ("requirements/serving.txt", "stroke_risk/"):
+    for source in ("requirements/serving.txt", "stroke_risk/", "releases.json"):
         assert (REPO_ROOT / source).exists(), source
 
 

@@ -1,0 +1,156 @@
+"""The registered MLflow model, served by `mlflow models serve`, answers like /predict.
+
+A scratch copy of the repository runs the pipeline (tiny budget) and the MLflow sync that
+`make run` runs, which registers the model as `stroke-risk@candidate` in the copy's own
+tracking store. Then two real processes on free ports serve that revision:
+`mlflow models serve -m models:/stroke-risk@candidate --env-manager local` and the
+service (gunicorn, app/gunicorn_conf.py, STROKE_PROJECT_DIR = the copy). The same records
+(both shipped CSVs, missing bmi included) must get the same probability, decision and
+threshold from /invocations and from /predict.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import requests
+
+from stroke_risk.data import load_dataset
+from tests.app.conftest import (
+    SHIPPED_CSVS,
+    Server,
+    frame_records,
+    free_port,
+    server_env,
+    start_server,
+)
+from tests.pipeline.conftest import make_workspace, run
+
+REGISTERED = "models:/stroke-risk@candidate"
+RECORDS_PER_FILE = 40
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository with its pipeline run and the model registered."""
+    root = make_workspace(
+        tmp_path_factory.mktemp("registry-workspace"), tmp_path_factory.mktemp("remote")
+    )
+    run([sys.executable, "-m", "stroke_risk.tracking", "sync"], root, env=tracking_env(root))
+    return root
+
+
+def tracking_env(root: Path) -> dict[str, str]:
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # `mlflow models serve` starts uvicorn by name: the virtualenv's bin on PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+@pytest.fixture(scope="module")
+def mlflow_url(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow models serve` of the registered candidate, on a free port."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("mlflow-serve") / "serve.log"
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        REGISTERED,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        "1",
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=workspace,
+            env={**os.environ, **tracking_env(workspace)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            try:
+                if requests.get(url + "/ping", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("mlflow models serve not ready:\n" + log_path.read_text())
+        yield url
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def service(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The service serving the same revision (the copy's models/ and dvc.lock)."""
+    log_dir = tmp_path_factory.mktemp("registry-service")
+    server = start_server(
+        log_dir, server_env(TMPDIR=str(log_dir), STROKE_PROJECT_DIR=str(workspace))
+    )
+    yield server
+    server.stop()
+
+
+def sample_records() -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for path in SHIPPED_CSVS.values():
+        frame = load_dataset(path)
+        # Missing bmi first (healthcare file), then a spread of the rest.
+        ordered = pd.concat([frame[frame["bmi"].isna()].head(5), frame.iloc[::97]])
+        records += frame_records(ordered.head(RECORDS_PER_FILE))
+    return records
+
+
+def test_mlflow_models_serve_answers_like_predict(
+    mlflow_url: str, service: Server, workspace: Path
+) -> None:
+    records = sample_records()
+    assert any(record["bmi"] is None for record in records)
+    served = requests.post(
+        service.url + "/predict", json={"instances": records}, timeout=30
+    ).json()["predictions"]
+    answer = requests.post(
+        mlflow_url + "/invocations", json={"dataframe_records": records}, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    registered = answer.json()["predictions"]
+    assert len(registered) == len(served) == len(records)
+    version = requests.get(service.url + "/version", timeout=5).json()
+    for ours, theirs in zip(served, registered, strict=True):
+        assert math.isclose(
+            theirs["stroke_probability"], ours["stroke_probability"], rel_tol=1e-9, abs_tol=1e-12
+        )
+        assert bool(theirs["stroke_prediction"]) is ours["stroke_prediction"]
+        assert theirs["threshold"] == ours["threshold"] == version["threshold"]
+    # Not all one decision: the comparison covers both sides of the threshold.
+    assert {p["stroke_prediction"] for p in served} == {True, False}
