@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The one command that regenerates the three locks (see README "Environment").
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
-.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync \
+.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync exp \
 	notebook pr-report release compare exps tracking-server demo
 
 $(VENV)/bin/python:
@@ -85,6 +85,12 @@ serve: $(RUNTIME_STAMP)
 BASE ?= main
 pr-report: $(RUNTIME_STAMP)
 	python -m stroke_risk.pr_report --base $(BASE) --out pr-report.md
+
+# `dvc exp run` with its -S overrides checked first (one line per unknown key, group option
+# or bad value): make exp ARGS="-n xgb -S model=xgboost"
+ARGS ?=
+exp: $(RUNTIME_STAMP)
+	python -m stroke_risk.experiment run $(ARGS)
 
 # `dvc exp show --only-changed` with the headline columns only: fits a 160-column terminal
 # (family, changed params, CV and test ROC-AUC, recall/specificity at the threshold).

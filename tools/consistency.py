@@ -19,8 +19,6 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = "conf"  # DVC's hydra.config_dir default, as this project uses it
-CONFIG_NAME = "config"
 PARAMS_FILE = "params.yaml"
 # Differences listed in a failure line before "…".
 SHOWN_DIFFERENCES = 4
@@ -30,15 +28,9 @@ Check = Callable[[Path], list[str]]
 
 def compose_conf(root: Path) -> dict[str, Any]:
     """Compose conf/ with Hydra the way `dvc exp run` does (defaults list, resolved)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    from stroke_risk.experiment import compose_params
 
-    with initialize_config_dir(str((root / CONFIG_DIR).resolve()), version_base=None):
-        config = compose(config_name=CONFIG_NAME)
-    OmegaConf.resolve(config)
-    composed = OmegaConf.to_container(config)
-    assert isinstance(composed, dict)
-    return composed
+    return compose_params(root)
 
 
 def differences(expected: Any, actual: Any, prefix: str = "") -> list[str]:
@@ -126,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.write_params:
         write_params(args.root)
-        print(f"wrote {args.root / PARAMS_FILE} from {CONFIG_DIR}/")
+        print(f"wrote {args.root / PARAMS_FILE} from conf/")
         return 0
     problems = run_checks(args.root)
     for problem in problems:

@@ -3,8 +3,6 @@
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from tests.conftest import REPO_ROOT
 
@@ -18,12 +16,6 @@ def lookup(params: dict, dotted: str):
     for part in dotted.split("."):
         node = node[part]
     return node
-
-
-def test_params_yaml_is_the_hydra_composition_of_conf():
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
-        composed = OmegaConf.to_container(compose(config_name="config"))
-    assert composed == load_yaml("params.yaml")
 
 
 def test_every_listed_param_exists():
