@@ -42,7 +42,7 @@ def compose_params(root: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     OmegaConf.resolve(config)
     composed = OmegaConf.to_container(config)
     assert isinstance(composed, dict)
-    return composed
+    return {str(key): value for key, value in composed.items()}
 
 
 def set_params(arguments: Sequence[str]) -> list[str]:
@@ -70,7 +70,7 @@ def sweep_combinations(overrides: Sequence[str]) -> list[list[str]]:
         else [o.input_line]
         for o in parsed
     ]
-    return [list(combination) for combination in itertools.product(*choices)]
+    return [[str(o) for o in combination] for combination in itertools.product(*choices)]
 
 
 def known_keys(params: Mapping[str, Any], key: str) -> list[str]:
