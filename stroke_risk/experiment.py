@@ -139,11 +139,24 @@ def check_overrides(root: Path, overrides: Sequence[str]) -> list[str]:
     if problems:
         return problems
     for combination in combinations:
-        for problem in validate_all(compose_params(root, combination)):
+        params = compose_params(root, combination)
+        for problem in validate_all(params) + missing_inputs(root, params):
             line = f"-S {' '.join(combination)}: {problem}"
             if line not in problems:
                 problems.append(line)
     return problems
+
+
+def missing_inputs(root: Path, params: Mapping[str, Any]) -> list[str]:
+    """The data file the params name, if it does not exist (DVC would only say Errno 2
+    after rewriting params.yaml)."""
+    raw_path = (params.get("data") or {}).get("raw_path")
+    if not isinstance(raw_path, str) or (root / raw_path).is_file():
+        return []
+    return [
+        f"data.raw_path: no such file '{raw_path}' (give the path of a CSV of the schema, "
+        "relative to the repository or absolute)"
+    ]
 
 
 def _has_key(params: Mapping[str, Any], key: str) -> bool:

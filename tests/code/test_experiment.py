@@ -27,6 +27,10 @@ from tests.conftest import REPO_ROOT
         (["tune.n_trials=0"], "param 'tune.n_trials' = 0: Input should be greater than or equal"),
         (["+train.extra=1"], "unknown param 'train.extra' (known: train.seed)"),
         (["threshold.policy=best"], "Input should be 'min_recall', 'max_f1', 'youden' or"),
+        (
+            ["data.raw_path=/nonexistent/my.csv"],
+            "data.raw_path: no such file '/nonexistent/my.csv'",
+        ),
     ],
 )
 def test_a_bad_override_is_one_line_naming_it(overrides, expected):
@@ -40,6 +44,7 @@ def test_a_bad_override_is_one_line_naming_it(overrides, expected):
         ["model=logreg,random_forest,xgboost"],
         ["data=healthcare", "tune.n_trials=3"],
         ["threshold.target_recall=0.9"],
+        ["data.raw_path=data/raw/healthcare-dataset-stroke-data.csv"],
         ["other.yaml:some.key=1"],  # another params file: not Hydra's, left to DVC
     ],
 )
