@@ -12,9 +12,9 @@ layout: observed differences are ~1e-16). The estimator then scores that matrix:
 - XGBClassifier: the booster's inplace_predict, exactly what predict_proba calls;
 - RandomForestClassifier / ExtraTreesClassifier: flat node arrays (CompiledForest) that
   repeat the trees' float32 split tests and the forest's averaging;
-- HistGradientBoostingClassifier whose trees each split on one column (hgb_monotonic):
-  one merged step function per column (CompiledSteps), the same leaf values summed per
-  column instead of per tree;
+- HistGradientBoostingClassifier whose trees each split on one column (hgb_monotonic) and
+  ExplainableBoostingClassifier without interactions (ebm): one step function per column
+  (CompiledSteps), the same float64 scores summed per column instead of per tree/term;
 - any other classifier: its own predict_proba on the matrix, with n_jobs=1.
 
 Anything this module does not recognise raises UnsupportedPipeline, and the caller
@@ -382,11 +382,11 @@ def compile_forest(forest: Any, column: int) -> CompiledForest:
 
 @dataclass(frozen=True)
 class CompiledSteps:
-    """A one-column-per-tree HistGradientBoostingClassifier as step functions
-    (stroke_risk.tree_tables): P = expit(baseline + sum of one lookup per column).
+    """A one-column-per-tree HistGradientBoostingClassifier or an interaction-free EBM as
+    step functions (stroke_risk.tree_tables): P = expit(baseline + one lookup per column).
 
-    sklearn adds the same float64 leaf values tree by tree; the lookups add them per
-    column, so the two raw scores differ only in summation order (~1e-16).
+    The models add the same float64 leaf/term values tree by tree or term by term; the
+    lookups add them per column, so the raw scores differ only in summation order (~1e-15).
     """
 
     steps: StepFunctions
@@ -446,9 +446,7 @@ def estimator_scorer(estimator: Any) -> tuple[str, Callable[[np.ndarray], np.nda
         estimator
     ).__module__.startswith("sklearn."):
         return "forest_arrays", compile_forest(estimator, column)
-    if kind == "HistGradientBoostingClassifier" and type(estimator).__module__.startswith(
-        "sklearn."
-    ):
+    if kind in {"HistGradientBoostingClassifier", "ExplainableBoostingClassifier"}:
         try:
             steps = step_functions(estimator)
         except ValueError as reason:

@@ -37,8 +37,9 @@ What a contribution is relative to depends on the model family:
   approximation (it keeps each field's sign and share of the probability-scale
   attribution). The base value is the logit of the forest's mean root (bootstrap training)
   rate. Forest probabilities of exactly 0 or 1 are clipped to ``[1e-6, 1 - 1e-6]`` first.
-- ``ExplainableBoostingClassifier`` (no interactions): its own per-term scores, base value
-  = intercept. Exact.
+- ``ExplainableBoostingClassifier`` (no interactions): its own per-term scores (what
+  ``eval_terms`` returns), compiled with the same step functions as gradient boosting
+  below; base value = intercept. Exact.
 - ``HistGradientBoostingClassifier`` with ``interaction_cst="no_interactions"`` (the
   hgb_monotonic family): every tree splits on one column, so the log-odds are a sum of one
   step function per column, compiled once (stroke_risk.tree_tables.StepFunctions). A
@@ -288,34 +289,14 @@ class _ForestExplainer:
         return probability, probability_credit * scale[:, None]
 
 
-class _EBMExplainer:
-    """Explainable Boosting Machine without interactions: its own term scores are exact
-    per-column contributions; the base value is its intercept."""
-
-    def __init__(self, model: Any, aggregate: np.ndarray):
-        if any(len(term) != 1 for term in model.term_features_):
-            raise ValueError("explain supports EBMs without interaction terms only")
-        self.model = model
-        term_columns = np.zeros((len(model.term_features_), aggregate.shape[0]))
-        for index, (column,) in enumerate(model.term_features_):
-            term_columns[index, column] = 1.0
-        self.field_weights = term_columns @ aggregate
-        self.base_value = float(model.intercept_[0])
-
-    def explain(
-        self, matrix: np.ndarray, probability: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if probability is None:
-            probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
-        return probability, self.model.eval_terms(matrix) @ self.field_weights
-
-
 class _AdditiveBoostingExplainer:
-    """HistGradientBoosting with interaction_cst='no_interactions': every tree splits on one
-    column, so the raw score is a sum of one step function per column, compiled once
-    (stroke_risk.tree_tables.StepFunctions). A column's contribution is its step value
-    minus its trees' training-count-weighted leaf means (moved into the base value), so it
-    averages 0 over the training rows. Exact: no residual is spread."""
+    """A sum of one step function per column, compiled once (stroke_risk.tree_tables.
+    StepFunctions): HistGradientBoosting with interaction_cst='no_interactions' (every tree
+    splits on one column) or an Explainable Boosting Machine without interactions. A
+    column's contribution is its step value minus its centre, moved into the base value:
+    for gradient boosting the trees' training-count-weighted leaf means (so it averages 0
+    over the training rows); for an EBM 0 (its term scores, centred by interpret). Exact:
+    no residual is spread."""
 
     def __init__(self, model: Any, aggregate: np.ndarray):
         self.raw_residual: np.ndarray | None = None
@@ -340,13 +321,7 @@ class _AdditiveBoostingExplainer:
         return probability, contributions
 
 
-_Family = (
-    _LinearExplainer
-    | _XGBoostExplainer
-    | _ForestExplainer
-    | _EBMExplainer
-    | _AdditiveBoostingExplainer
-)
+_Family = _LinearExplainer | _XGBoostExplainer | _ForestExplainer | _AdditiveBoostingExplainer
 
 
 def _family_explainer(model: Any, aggregate: np.ndarray) -> _Family:
@@ -356,9 +331,7 @@ def _family_explainer(model: Any, aggregate: np.ndarray) -> _Family:
         return _XGBoostExplainer(model, aggregate)
     if type(model).__name__ == "RandomForestClassifier":
         return _ForestExplainer(model, aggregate)
-    if type(model).__name__ == "ExplainableBoostingClassifier":
-        return _EBMExplainer(model, aggregate)
-    if type(model).__name__ == "HistGradientBoostingClassifier":
+    if type(model).__name__ in {"ExplainableBoostingClassifier", "HistGradientBoostingClassifier"}:
         return _AdditiveBoostingExplainer(model, aggregate)
     raise TypeError(f"no explanation method for model type {type(model).__name__}")
 
@@ -436,7 +409,7 @@ class PipelineExplainer:
 
     @property
     def explains_column_scores(self) -> bool:
-        """Whether explain_column_scores works: one-column-per-tree gradient boosting."""
+        """Whether explain_column_scores works: an EBM or one-column-per-tree boosting."""
         return isinstance(self.family, _AdditiveBoostingExplainer)
 
     def explain_column_scores(
@@ -446,7 +419,7 @@ class PipelineExplainer:
         of the model's design matrix), for a caller that has looked them up already; a
         caller that has also scored them passes that ``probability``."""
         if not isinstance(self.family, _AdditiveBoostingExplainer):
-            raise TypeError("explain_column_scores needs one-column-per-tree gradient boosting")
+            raise TypeError("explain_column_scores needs a sum of one function per column")
         probability, contributions = self.family.explain_scores(scores, probability)
         return Explanation(
             base_value=self.base_value,

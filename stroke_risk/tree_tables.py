@@ -273,8 +273,19 @@ def _hgb_tree_values(nodes: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def step_functions(model: Any) -> StepFunctions:
-    """Return the step functions of a fitted binary HistGradientBoostingClassifier whose
-    trees each split on one column; raise ValueError for anything else."""
+    """Return the step functions of a fitted binary classifier that is a sum of one function
+    per column: a HistGradientBoostingClassifier whose trees each split on one column, or an
+    ExplainableBoostingClassifier without interactions; raise ValueError for anything else.
+    """
+    kind = type(model).__name__
+    if kind == "HistGradientBoostingClassifier":
+        return _hgb_step_functions(model)
+    if kind == "ExplainableBoostingClassifier":
+        return _ebm_step_functions(model)
+    raise ValueError(f"{kind} is not a sum of one step function per column")
+
+
+def _hgb_step_functions(model: Any) -> StepFunctions:
     if model.n_trees_per_iteration_ != 1:
         raise ValueError("multi-class HistGradientBoosting model")
     if getattr(model, "is_categorical_", None) is not None and np.any(model.is_categorical_):
@@ -300,10 +311,8 @@ def step_functions(model: Any) -> StepFunctions:
             centres[column] += float(
                 np.sum(nodes["value"][leaf] * nodes["count"][leaf]) / np.sum(nodes["count"][leaf])
             )
-    columns_with_splits = sorted(by_column)
-    all_thresholds, all_values, missing = [], [], []
-    for column in columns_with_splits:
-        trees = by_column[column]
+    steps: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+    for column, trees in by_column.items():
         thresholds = np.unique(
             np.concatenate([t["num_threshold"][~t["is_leaf"].astype(bool)] for t in trees])
         ).astype(np.float64)
@@ -314,21 +323,63 @@ def step_functions(model: Any) -> StepFunctions:
         summed = np.zeros(len(probe))
         for nodes in trees:  # tree order, as sklearn adds them
             summed += _hgb_tree_values(nodes, probe)
-        all_thresholds.append(thresholds)
-        all_values.append(summed[:-1])
-        missing.append(summed[-1])
+        steps[column] = (thresholds, summed[:-1], float(summed[-1]))
+    return _assemble(constant, n_columns, steps, centres)
+
+
+def _ebm_step_functions(model: Any) -> StepFunctions:
+    """An EBM's term scores as step functions. interpret bins a value x into
+    1 + #(cuts <= x) (missing: bin 0); #(cuts <= x) is #(t < x) for t the float64 just
+    below each cut, so the thresholds are those. Contributions are the term scores
+    themselves (interpret centres them at fit time): no centres."""
+    n_columns = int(model.n_features_in_)
+    if np.ndim(model.intercept_) and np.size(model.intercept_) != 1:
+        raise ValueError("multi-class Explainable Boosting model")
+    if getattr(model, "link_", "logit") != "logit":
+        raise ValueError(f"Explainable Boosting model with link {model.link_!r}")
+    steps: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+    for term, scores in zip(model.term_features_, model.term_scores_, strict=True):
+        if len(term) != 1:
+            raise ValueError("Explainable Boosting model with interaction terms")
+        (column,) = term
+        if model.feature_types_in_[column] != "continuous" or column in steps:
+            raise ValueError("Explainable Boosting term that is not one continuous column")
+        cuts = np.asarray(model.bins_[column][0], dtype=np.float64)
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (len(cuts) + 3,):
+            raise ValueError("Explainable Boosting term scores do not match its bins")
+        if len(cuts):
+            thresholds = np.nextafter(cuts, -np.inf)
+            values = scores[1 : len(cuts) + 2]
+        else:  # one bin: a threshold no finite value exceeds
+            thresholds, values = np.array([np.inf]), np.repeat(scores[1], 2)
+        steps[column] = (thresholds, values, float(scores[0]))
+    constant = float(np.ravel(model.intercept_)[0])
+    return _assemble(constant, n_columns, steps, np.zeros(n_columns))
+
+
+def _assemble(
+    constant: float,
+    n_columns: int,
+    steps: dict[int, tuple[np.ndarray, np.ndarray, float]],
+    centres: np.ndarray,
+) -> StepFunctions:
+    """StepFunctions from column -> (thresholds, values, missing value)."""
+    columns = sorted(steps)
+    all_thresholds = [steps[column][0] for column in columns]
+    all_values = [steps[column][1] for column in columns]
     sizes = np.asarray([len(t) for t in all_thresholds], dtype=np.intp)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
     return StepFunctions(
         constant=constant,
         n_columns=n_columns,
-        columns=np.asarray(columns_with_splits, dtype=np.intp),
+        columns=np.asarray(columns, dtype=np.intp),
         thresholds=tuple(all_thresholds),
         values=tuple(all_values),
-        missing=np.asarray(missing, dtype=np.float64),
+        missing=np.asarray([steps[column][2] for column in columns], dtype=np.float64),
         centres=centres,
         flat_thresholds=np.concatenate(all_thresholds) if all_thresholds else np.empty(0),
-        flat_column=np.repeat(np.asarray(columns_with_splits, dtype=np.intp), sizes),
+        flat_column=np.repeat(np.asarray(columns, dtype=np.intp), sizes),
         starts=starts,
         value_offsets=starts + np.arange(len(sizes), dtype=np.intp),
         flat_values=np.concatenate(all_values) if all_values else np.empty(0),

@@ -1,9 +1,9 @@
-"""Boosted trees on the fast path: XGBoost and one-column-per-tree gradient boosting.
+"""Boosted models on the fast path: XGBoost, one-column-per-tree gradient boosting, EBM.
 
 Real fitted models, every row of both shipped CSVs. The compiled probability is the
 pipeline's predict_proba; the risk factors add up to the served log-odds; they equal the
 reference attribution (XGBoost's approx_contribs; sklearn's own per-tree predictions for
-HistGradientBoosting); missing values take the model's own missing branch.
+HistGradientBoosting; the EBM's eval_terms); missing values take the model's own branch.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ HGB_PARAMS = {
     "early_stopping": False,
 }
 XGB_PARAMS = {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.1, "n_jobs": 1}
+EBM_PARAMS = {"outer_bags": 2, "max_rounds": 300, "max_bins": 64, "n_jobs": 1}
 FAMILY_PARAMS = {
+    "ebm": (EBM_PARAMS, "full"),
     "hgb_monotonic": (HGB_PARAMS, "monotone"),
     "xgboost": (XGB_PARAMS, "full"),
 }
@@ -93,10 +95,39 @@ def test_compiled_probability_and_risk_factors_on_every_row(
         assert frame["bmi"].isna().sum() == 201  # missing bmi rows were among those checked
 
 
-def test_hgb_is_served_by_step_functions(pipelines: dict) -> None:
-    scorer = build_scorer(pipelines["hgb_monotonic"], use_compiled=True)
+@pytest.mark.parametrize("family", ["ebm", "hgb_monotonic"])
+def test_additive_models_are_served_by_step_functions(family: str, pipelines: dict) -> None:
+    scorer = build_scorer(pipelines[family], use_compiled=True)
     assert scorer.kind == "compiled:step_functions"
     assert isinstance(scorer, CompiledModel) and isinstance(scorer.scorer, CompiledSteps)
+
+
+def test_ebm_contributions_are_its_term_scores(pipelines: dict, shipped_frames: dict) -> None:
+    pipeline = pipelines["ebm"]
+    model = pipeline.named_steps["model"]
+    explainer = PipelineExplainer(pipeline)
+    frame = pd.concat(shipped_frames.values(), ignore_index=True)
+    matrix = matrix_of(pipeline, frame)
+    # Values exactly on the bin cuts (interpret puts a cut in the upper bin) and missing.
+    rng = np.random.default_rng(3)
+    edges = np.repeat(matrix[:1], 200, axis=0)
+    for row in range(len(edges)):
+        column = rng.integers(matrix.shape[1])
+        cuts = model.bins_[column][0]
+        if len(cuts):
+            edges[row, column] = cuts[rng.integers(len(cuts))]
+        if row % 40 == 0:
+            edges[row, column] = np.nan
+    matrix = np.vstack([matrix, edges])
+    terms = model.eval_terms(matrix)
+    columns = [term[0] for term in model.term_features_]
+    by_column = np.zeros_like(matrix)
+    by_column[:, columns] = terms
+    explanation = explainer.explain_matrix(matrix)
+    assert explanation.base_value == float(model.intercept_[0])
+    expected = per_field(by_column, explainer.sources).to_numpy()
+    assert np.max(np.abs(explanation.contributions - expected)) <= 1e-12
+    assert np.max(np.abs(explanation.logit - model.decision_function(matrix))) <= 1e-12
 
 
 def reference_hgb_contributions(model: Any, matrix: np.ndarray) -> tuple[float, np.ndarray]:
