@@ -188,8 +188,7 @@ class _XGBoostExplainer:
     ) -> tuple[np.ndarray, np.ndarray]:
         if probability is None:
             probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
-        leaves = self.trees.leaves(matrix)
-        contributions = self.field_credit[leaves].sum(axis=1)
+        contributions = _summed_rows(self.field_credit, self.trees.leaves(matrix))
         # The credits telescope to each tree's leaf value in float64, XGBoost adds its
         # leaves in float32: base + contributions misses the float64 logit of its own
         # probability by rounding noise (|residual| ~1e-6). The raw residual is kept for the
@@ -198,6 +197,21 @@ class _XGBoostExplainer:
         residual = _logit(probability) - self.base_value - contributions.sum(axis=1)
         self.raw_residual = residual
         return probability, contributions + residual[:, None] * _shares(contributions)
+
+
+# Rows gathered at once when summing per-leaf credits: bounds the (rows, trees, fields)
+# intermediate of a large batch to ~16 MB.
+_GATHER_ELEMENTS = 1 << 21
+
+
+def _summed_rows(table: np.ndarray, leaves: np.ndarray) -> np.ndarray:
+    """Return table[leaves].sum(axis=1), gathered a block of rows at a time."""
+    step = max(1, _GATHER_ELEMENTS // max(1, leaves.shape[1] * table.shape[1]))
+    if len(leaves) <= step:
+        return table[leaves].sum(axis=1)
+    return np.concatenate(
+        [table[leaves[start : start + step]].sum(axis=1) for start in range(0, len(leaves), step)]
+    )
 
 
 def _shares(contributions: np.ndarray) -> np.ndarray:
