@@ -289,7 +289,7 @@ class _ForestExplainer:
             for tree_index, rate in enumerate(self.rates):
                 probability += rate[leaves[:, tree_index]]
             probability /= len(self.rates)
-        probability_credit = self.credit[leaves + self.offsets].mean(axis=1)
+        probability_credit = _summed_rows(self.credit, leaves + self.offsets) / leaves.shape[1]
         change = probability_credit.sum(axis=1)
         clipped = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
         logit_change = _logit(clipped) - self.base_value
