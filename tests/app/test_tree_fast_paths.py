@@ -305,3 +305,19 @@ def test_hgb_is_served_with_risk_factors(
         assert abs(total - np.log(probability / (1 - probability))) <= 1e-9
         bmi = [f for f in prediction["risk_factors"] if f["feature"] == "bmi"]
         assert bmi[0]["value"] is None
+
+
+def test_xgboost_tables_use_the_trees_predict_proba_uses(brain_frame: pd.DataFrame) -> None:
+    """With early stopping, predict_proba uses the trees up to the best iteration only."""
+    X, y = noisy_design_matrix(brain_frame)
+    model = xgboost.XGBClassifier(
+        n_estimators=200, max_depth=3, learning_rate=0.3, early_stopping_rounds=5, n_jobs=1
+    ).fit(X[:3000], y[:3000], eval_set=[(X[3000:], y[3000:])], verbose=False)
+    assert model.best_iteration < 199, "early stopping should have cut the trees"
+    trees = boosted_trees(model)
+    assert len(trees.roots) == model.best_iteration + 1
+    leaves = np.vstack([trees.leaves(X[i : i + 100]) for i in range(0, len(X), 100)])
+    margin = model.predict(X, output_margin=True)
+    np.testing.assert_array_equal(trees.margin(leaves), margin)
+    explainer_margin = trees.base_value + trees.credit(leaves).sum(axis=1)
+    assert np.max(np.abs(explainer_margin - margin)) <= FLOAT32_NOISE
