@@ -36,9 +36,10 @@ logger = logging.getLogger(__name__)
 
 # Largest allowed |base_value + sum(contributions) - served log-odds| on the probe batch.
 EXPLANATION_TOLERANCE = 1e-6
-# Largest allowed |logit(p) - base_value - sum(contributions)| before any rounding residual
-# is spread over the fields (XGBoost; gradient boosting spreads none): XGBoost's float32
-# rounding is ~1e-6 log-odds, a wrong base value, tree range or step is far larger.
+# Largest allowed raw residual (Explanation.raw_residual: what the contributions miss
+# before XGBoost's rounding is spread or a forest's credits are rescaled): XGBoost's float32
+# rounding is ~1e-6 log-odds, the others' ~1e-15; a wrong base value, tree range, leaf or
+# step is far larger.
 RAW_RESIDUAL_TOLERANCE = 1e-4
 _FEATURE_NAME_TABLE = np.asarray(FEATURE_NAMES, dtype=object)
 

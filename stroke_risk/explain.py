@@ -146,8 +146,11 @@ class Explanation:
     logit: np.ndarray
     probability: np.ndarray
     feature_names: tuple[str, ...] = FEATURE_NAMES
-    # XGBoost: logit - base - sum(contributions) before the float32 rounding residual was
-    # spread over the fields (so a check of the final sum cannot see a wrong base value).
+    # What the contributions missed before any adjustment, so a check of the final sum
+    # (which spreading or rescaling makes exact) can still see a wrong base value or leaf:
+    # XGBoost, gradient boosting, EBM: logit - base - sum(contributions) (XGBoost's float32
+    # rounding, ~1e-6, is then spread over the fields); random forest, on the probability
+    # scale: p - base rate - sum of the path credits (then rescaled onto the logit).
     raw_residual: np.ndarray | None = None
 
     def contributions_frame(self, index: Any = None) -> pd.DataFrame:
@@ -232,6 +235,7 @@ class _ForestExplainer:
     """
 
     def __init__(self, model: Any, aggregate: np.ndarray):
+        self.raw_residual: np.ndarray | None = None
         if list(model.classes_) != [0, 1] or model.n_outputs_ != 1:
             raise ValueError("explain supports binary random forests with classes [0, 1] only")
         field_of_column = aggregate.argmax(axis=1)
@@ -291,6 +295,9 @@ class _ForestExplainer:
             probability /= len(self.rates)
         probability_credit = _summed_rows(self.credit, leaves + self.offsets) / leaves.shape[1]
         change = probability_credit.sum(axis=1)
+        # Per tree the credits telescope to leaf rate - root rate, so before the rescaling
+        # below (which makes any base value add up) they must sum to p - base rate.
+        self.raw_residual = probability - self.base_probability - change
         clipped = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
         logit_change = _logit(clipped) - self.base_value
         base = self.base_probability
@@ -419,6 +426,7 @@ class PipelineExplainer:
             contributions=contributions,
             logit=self.base_value + contributions.sum(axis=1),
             probability=probability,
+            raw_residual=self.family.raw_residual,
         )
 
     @property

@@ -321,3 +321,23 @@ def test_xgboost_tables_use_the_trees_predict_proba_uses(brain_frame: pd.DataFra
     np.testing.assert_array_equal(trees.margin(leaves), margin)
     explainer_margin = trees.base_value + trees.credit(leaves).sum(axis=1)
     assert np.max(np.abs(explainer_margin - margin)) <= FLOAT32_NOISE
+
+
+def test_a_wrong_forest_base_rate_is_caught_before_the_rescaling(
+    fitted_pipelines: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forest's credits are rescaled onto the logit, which makes the final sum exact
+    whatever the base: the raw residual on the probability scale is what is bounded."""
+    from stroke_risk import explain as explain_module
+
+    pipeline = fitted_pipelines["random_forest"]
+    scorer = build_scorer(pipeline, use_compiled=True)
+    assert build_explainer(pipeline, scorer) is not None
+    original = explain_module._ForestExplainer.__init__
+
+    def off_by_a_bit(self: Any, model: Any, aggregate: np.ndarray) -> None:
+        original(self, model, aggregate)
+        self.base_probability += 0.001
+
+    monkeypatch.setattr(explain_module._ForestExplainer, "__init__", off_by_a_bit)
+    assert build_explainer(pipeline, scorer) is None
