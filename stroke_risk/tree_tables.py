@@ -1,4 +1,4 @@
-"""Boosted tree models as flat numpy tables: one row scored and explained in ~0.05 ms.
+"""Boosted models as flat numpy tables: one row walked or looked up in ~0.02-0.07 ms.
 
 Two shapes, both pure functions of the fitted model (no I/O), shared by the service's
 compiled path (app/compiled.py) and the explainer (stroke_risk/explain.py) so the two
@@ -8,13 +8,15 @@ cannot disagree about which leaf or step a row reaches:
   repeats XGBoost's own walk (features cast to float32, ``x < split`` goes to the left
   child, a missing value to the default child); ``margin`` adds the leaf values to the
   base margin in float32, tree by tree, as XGBoost's CPU predictor does (bit-exact on
-  every row of both shipped CSVs). ``node_credit`` holds each leaf's Saabas path credit
-  per design-matrix column: XGBoost's ``pred_contribs(approx_contribs=True)`` computed
-  once per leaf in float64.
+  every row of both shipped CSVs; the service still takes the probability from XGBoost's
+  ``inplace_predict``, whose float32 sigmoid uses the C library's ``expf``).
+  ``node_credit`` holds each leaf's Saabas path credit per design-matrix column:
+  XGBoost's ``pred_contribs(approx_contribs=True)`` computed once per leaf in float64.
 - ``StepFunctions``: a sum of one step function per design-matrix column, which is what a
   HistGradientBoosting model whose trees each split on one column (``interaction_cst=
-  "no_interactions"``) is. Each column's trees are merged once into sorted thresholds and
-  the summed leaf value of every interval, so scoring a row is one lookup per column.
+  "no_interactions"``) and an Explainable Boosting Machine without interactions are. Each
+  column's trees (or bins) are merged once into sorted thresholds and the summed value of
+  every interval, so scoring a row is one lookup per column.
 """
 
 from __future__ import annotations
