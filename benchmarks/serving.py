@@ -467,7 +467,6 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
             "requests_per_second": statistics.median(tree_turns[family]["requests_per_second"]),
             **cost,
         }
-        print_floor_report({"trees": {family: figures["trees"][family]}}, trees_only=True)
     return figures
 
 
