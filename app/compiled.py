@@ -12,6 +12,9 @@ layout: observed differences are ~1e-16). The estimator then scores that matrix:
 - XGBClassifier: the booster's inplace_predict, exactly what predict_proba calls;
 - RandomForestClassifier / ExtraTreesClassifier: flat node arrays (CompiledForest) that
   repeat the trees' float32 split tests and the forest's averaging;
+- HistGradientBoostingClassifier whose trees each split on one column (hgb_monotonic) and
+  ExplainableBoostingClassifier without interactions (ebm): one step function per column
+  (CompiledSteps), the same float64 scores summed per column instead of per tree/term;
 - any other classifier: its own predict_proba on the matrix, with n_jobs=1.
 
 Anything this module does not recognise raises UnsupportedPipeline, and the caller
@@ -40,6 +43,7 @@ from stroke_risk.schema import (
     CategoricalField,
     NumericField,
 )
+from stroke_risk.tree_tables import StepFunctions, step_functions
 
 # Agreement required between the compiled path and the reference pipeline.
 TOLERANCE = 1e-9
@@ -376,6 +380,30 @@ def compile_forest(forest: Any, column: int) -> CompiledForest:
     )
 
 
+@dataclass(frozen=True)
+class CompiledSteps:
+    """A one-column-per-tree HistGradientBoostingClassifier or an interaction-free EBM as
+    step functions (stroke_risk.tree_tables): P = expit(baseline + one lookup per column).
+
+    The models add the same float64 leaf/term values tree by tree or term by term; the
+    lookups add them per column, so the raw scores differ only in summation order (~1e-15).
+    """
+
+    steps: StepFunctions
+    column: int
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """Return P(class) per row of the design matrix."""
+        return self.probability_of_scores(self.steps.column_scores(X))
+
+    def probability_of_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Return P(class) per row from StepFunctions.column_scores (what explanations use)."""
+        from scipy.special import expit
+
+        probability = expit(self.steps.raw(scores))
+        return probability if self.column == 1 else 1.0 - probability
+
+
 def estimator_scorer(estimator: Any) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """Return (name, function of the design matrix giving P(class 1) as float64)."""
     column = positive_column(estimator)
@@ -418,6 +446,12 @@ def estimator_scorer(estimator: Any) -> tuple[str, Callable[[np.ndarray], np.nda
         estimator
     ).__module__.startswith("sklearn."):
         return "forest_arrays", compile_forest(estimator, column)
+    if kind in {"HistGradientBoostingClassifier", "ExplainableBoostingClassifier"}:
+        try:
+            steps = step_functions(estimator)
+        except ValueError as reason:
+            raise UnsupportedPipeline(str(reason)) from None
+        return "step_functions", CompiledSteps(steps, column)
     if not callable(getattr(estimator, "predict_proba", None)):
         raise UnsupportedPipeline(f"estimator {kind} has no predict_proba")
     if hasattr(estimator, "n_jobs"):

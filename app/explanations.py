@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from app.columns import FeatureColumns
-from app.compiled import CompiledForest, CompiledModel, ProbabilityModel, probe_columns
+from app.compiled import (
+    CompiledForest,
+    CompiledModel,
+    CompiledSteps,
+    ProbabilityModel,
+    probe_columns,
+)
 from stroke_risk.explain import FOREST_PROBABILITY_FLOOR, Explanation, PipelineExplainer
 from stroke_risk.schema import FEATURE_NAMES
 
@@ -30,8 +36,10 @@ logger = logging.getLogger(__name__)
 
 # Largest allowed |base_value + sum(contributions) - served log-odds| on the probe batch.
 EXPLANATION_TOLERANCE = 1e-6
-# Largest allowed XGBoost residual before it is spread over the fields: float32 rounding
-# is ~1e-5 log-odds; a wrong base value or tree range is far larger.
+# Largest allowed raw residual (Explanation.raw_residual: what the contributions miss
+# before XGBoost's rounding is spread or a forest's credits are rescaled): XGBoost's float32
+# rounding is ~1e-6 log-odds, the others' ~1e-15; a wrong base value, tree range, leaf or
+# step is far larger.
 RAW_RESIDUAL_TOLERANCE = 1e-4
 _FEATURE_NAME_TABLE = np.asarray(FEATURE_NAMES, dtype=object)
 
@@ -61,6 +69,11 @@ def explain_columns(
             leaves = scorer.scorer.leaves(scorer.design_matrix(columns))
             probability = scorer.scorer.probability_of_leaves(leaves)
             return probability, explainer.explain_leaves(leaves, probability)
+        if isinstance(scorer.scorer, CompiledSteps) and explainer.explains_column_scores:
+            # One lookup per column gives both the probability and the explanation.
+            scores = scorer.scorer.steps.column_scores(scorer.design_matrix(columns))
+            probability = scorer.scorer.probability_of_scores(scores)
+            return probability, explainer.explain_column_scores(scores, probability)
         probability, matrix = scorer.predict_proba_with_matrix(columns)
         return probability, explainer.explain_matrix(matrix, probability)
     return scorer.predict_proba(columns), explainer.explain(columns.to_frame())

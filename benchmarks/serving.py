@@ -1,7 +1,7 @@
 """Benchmark the prediction service on this machine and print the figures.
 
     python -m benchmarks.serving [--duration 10] [--cli-rows 1000000] [--skip-mlflow]
-    python -m benchmarks.serving --floor-only [--rounds 3] [--families random_forest,xgboost]
+    python -m benchmarks.serving --floor-only [--rounds 3] [--families xgboost,ebm,hgb_monotonic]
 
 Serves the working tree's model (models/ from `make run`) with the real command
 (gunicorn, app/gunicorn_conf.py, 2 workers) on a free loopback port and measures:
@@ -12,8 +12,10 @@ Serves the working tree's model (models/ from `make run`) with the real command
   keep-alive client gives p50; the floor and the service are loaded in turns (rounds),
   so the machine's noise hits both, and the ratio of each round is reported (median).
   The floor under 2 sync workers (the issue's reference) is measured in the same turns.
-  With --families, the largest tree models the search space allows are trained into a
-  temporary project and served the same way (p50 with risk factors);
+  With --families (default: random_forest, xgboost, ebm, hgb_monotonic), the largest
+  models their search spaces allow are trained into a temporary project and served the
+  same way next to a fresh floor (p50 with risk factors), with their in-process cost of
+  one record (score, score + risk factors);
 
 - startup: launch to the first 200 from /ready (median of 3 starts);
 - single-row POST /predict with wrk at 1, 2 (one per worker: the headline p50 and
@@ -302,30 +304,100 @@ def load_in_turns(
     return figures
 
 
-# The largest models the search spaces allow (conf/model/*.yaml): the slowest to explain.
-LARGEST_TREE_PARAMS: dict[str, dict[str, Any]] = {
-    "random_forest": {"n_estimators": 300, "max_depth": 12, "min_samples_leaf": 5, "n_jobs": 1},
-    "xgboost": {
-        "n_estimators": 400,
-        "max_depth": 4,
-        "learning_rate": 0.05,
-        "n_jobs": 1,
-        "tree_method": "hist",
-    },
+# The largest models the search spaces allow (conf/search_space/*.yaml): the slowest to
+# explain. Each entry: (feature set, model parameters).
+LARGEST_TREE_PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "random_forest": (
+        "full",
+        {"n_estimators": 300, "max_depth": 12, "min_samples_leaf": 5, "n_jobs": 1},
+    ),
+    "xgboost": (
+        "full",
+        {
+            "n_estimators": 400,
+            "max_depth": 4,
+            "learning_rate": 0.05,
+            "n_jobs": 1,
+            "tree_method": "hist",
+        },
+    ),
+    # Most bins, smallest leaves, every column; outer_bags and max_rounds are fixed there.
+    "ebm": (
+        "full",
+        {
+            "n_jobs": 1,
+            "outer_bags": 4,
+            "max_rounds": 2000,
+            "max_bins": 256,
+            "min_samples_leaf": 2,
+            "learning_rate": 0.1,
+            "smoothing_rounds": 0,
+        },
+    ),
+    # Most rounds and leaves, smallest leaves, the wider of its two feature sets.
+    "hgb_monotonic": (
+        "monotone",
+        {
+            "early_stopping": False,
+            "max_iter": 400,
+            "max_leaf_nodes": 16,
+            "min_samples_leaf": 10,
+            "learning_rate": 0.3,
+            "l2_regularization": 0.001,
+        },
+    ),
 }
 
 
-def tree_project(family: str, workdir: Path) -> Path:
-    """Train the largest model of a tree family on brain.csv into a temporary project
-    (models/, reports/metrics.json, dvc.lock with their md5s); return its directory."""
+def largest_pipeline(family: str) -> Any:
+    """Return the largest serving pipeline of a tree family, fitted on brain.csv."""
     from stroke_risk.data import load_dataset
-    from tests.app.conftest import fit_serving_pipeline_with, training_profile, write_artifacts
+    from tests.app.conftest import fit_serving_pipeline_with
+
+    frame = load_dataset(REPO_ROOT / "data" / "raw" / "brain.csv")
+    feature_set, params = LARGEST_TREE_PARAMS[family]
+    return fit_serving_pipeline_with(family, params, frame, feature_set=feature_set)
+
+
+def tree_project(family: str, pipeline: Any, workdir: Path) -> Path:
+    """Write a fitted pipeline into a temporary project (models/, reports/metrics.json,
+    dvc.lock with their md5s); return its directory."""
+    from stroke_risk.data import load_dataset
+    from tests.app.conftest import training_profile, write_artifacts
 
     frame = load_dataset(REPO_ROOT / "data" / "raw" / "brain.csv")
     root = workdir / f"project-{family}"
-    pipeline = fit_serving_pipeline_with(family, LARGEST_TREE_PARAMS[family], frame)
     write_artifacts(root, pipeline, reference_profile=training_profile(frame), family=family)
     return root
+
+
+def in_process_ms(pipeline: Any, repeats: int = 2000) -> dict[str, float]:
+    """Median in-process cost of one validated record: score alone, score + risk factors
+    (the service's compiled path and explainer, without HTTP, validation or logging)."""
+    from app.explanations import build_explainer, explain_columns
+    from app.model import build_scorer
+    from app.validation import validate_records
+
+    scorer = build_scorer(pipeline, True)
+    explainer = build_explainer(pipeline, scorer)
+    if explainer is None:
+        raise RuntimeError("the model has no risk factors: see the warning above")
+    columns = validate_records([dict(RECORD)]).columns
+
+    def median_ms(call: Any) -> float:
+        for _ in range(100):
+            call()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000
+
+    return {
+        "score_ms": median_ms(lambda: scorer.predict_proba(columns)),
+        "explain_ms": median_ms(lambda: explain_columns(explainer, scorer, columns)),
+    }
 
 
 def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -372,7 +444,9 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
     }
     print_floor_report(figures)  # the headline now; the tree families follow
     for family in [f for f in args.families.split(",") if f]:
-        root = tree_project(family, workdir)
+        pipeline = largest_pipeline(family)
+        cost = in_process_ms(pipeline)
+        root = tree_project(family, pipeline, workdir)
         pair = {
             "floor": start_service(workdir, "benchmarks.serving:floor_app()"),
             family: start_service(workdir, STROKE_PROJECT_DIR=str(root)),
@@ -391,6 +465,7 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
             "p99_ms": statistics.median(tree_turns[family]["p99_ms"]),
             "floor_p50_ms": statistics.median(tree_turns["floor"]["p50_ms"]),
             "requests_per_second": statistics.median(tree_turns[family]["requests_per_second"]),
+            **cost,
         }
     return figures
 
@@ -441,7 +516,9 @@ def tree_lines(figures: dict[str, Any]) -> list[str]:
             f"{family} (largest allowed, {tree['inference']}) with risk factors: "
             f"p50 {tree['p50_ms']:.2f} ms, p99 {tree['p99_ms']:.2f} ms "
             f"(floor p50 {tree['floor_p50_ms']:.2f} ms), "
-            f"{tree['requests_per_second']:.0f} req/s [{'ok' if ok else 'MISS'} p50 <= 2 ms]"
+            f"{tree['requests_per_second']:.0f} req/s [{'ok' if ok else 'MISS'} p50 <= 2 ms]; "
+            f"in-process score {tree['score_ms']:.3f} ms, "
+            f"score + risk factors {tree['explain_ms']:.3f} ms"
         )
     return lines
 
@@ -618,7 +695,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--families",
-        default="random_forest,xgboost",
+        default="random_forest,xgboost,ebm,hgb_monotonic",
         help="tree families to train (largest allowed) and time; empty for none",
     )
     args = parser.parse_args()

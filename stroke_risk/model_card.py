@@ -79,8 +79,9 @@ EXPLANATION_TEXT = {
         "intercept."
     ),
     "xgboost": (
-        "XGBoost's exact TreeSHAP values, summed per input field; the base value is the "
-        "model's expected log-odds on its training data."
+        "decision-path (Saabas) contributions on the log-odds, XGBoost's own "
+        "`approx_contribs`, summed per input field: they add up exactly to the log-odds; the "
+        "base value is the base margin plus each tree's cover-weighted mean leaf value."
     ),
     "random_forest": (
         "decision-path (Saabas) contributions on the probability scale, rescaled per "

@@ -137,7 +137,7 @@ def test_xgboost_residual_spread_is_only_float32_rounding(featurized, explain_ro
     raw = (
         pipeline.named_steps["model"]
         .get_booster()
-        .predict(xgboost.DMatrix(matrix), pred_contribs=True)
+        .predict(xgboost.DMatrix(matrix), pred_contribs=True, approx_contribs=True)
     )
     residual = raw.astype(np.float64).sum(axis=1) - reference_logit(pipeline, explain_rows)
     assert np.abs(residual).max() < 1e-4
