@@ -116,8 +116,7 @@ release: $(RUNTIME_STAMP)
 # the result, with every output, is notebook/demo.executed.ipynb (git-ignored).
 API_URL ?= http://127.0.0.1:5000
 notebook: $(DEV_STAMP)
-	STROKE_API_URL=$(API_URL) jupyter execute notebook/demo.ipynb --output=demo.executed
-	@echo "wrote notebook/demo.executed.ipynb (open it in JupyterLab, VS Code or GitHub)"
+	STROKE_API_URL=$(API_URL) python -m tools.run_notebook notebook/demo.ipynb notebook/demo.executed.ipynb
 
 benchmark: $(DEV_STAMP)
 	python -m benchmarks.pipeline
