@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -23,9 +23,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from stroke_risk.evaluation import probability_metrics
 from stroke_risk.features import FeatureConfig, FeatureEngineer, band_labels
+from stroke_risk.params import ModelFamily
 from stroke_risk.schema import CATEGORICAL_FEATURES, FEATURES_BY_NAME, CategoricalField
 
-FAMILIES = ("logreg", "random_forest", "xgboost", "ebm", "hgb_monotonic")
+FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 
 # Engineered or raw columns along which predicted risk must never fall (hgb_monotonic):
 # older age, higher glucose, hypertension, heart disease. age_squared rises with age

@@ -95,3 +95,7 @@ def test_every_family_has_a_search_space():
     families = {p.stem for p in (REPO_ROOT / "conf" / "model").glob("*.yaml")}
     spaces = {p.stem for p in (REPO_ROOT / "conf" / "search_space").glob("*.yaml")}
     assert families == spaces
+    # The typed params accept exactly the families conf/ offers (and modeling builds).
+    from stroke_risk.modeling import FAMILIES
+
+    assert families == set(FAMILIES)
