@@ -399,12 +399,19 @@ class PipelineExplainer:
             )
         probability, contributions = self.family.explain(matrix, probability)
         raw = getattr(self.family, "raw_residual", None)
+        return self._explanation(
+            probability, contributions, raw if raw is not None and len(raw) == len(matrix) else None
+        )
+
+    def _explanation(
+        self, probability: np.ndarray, contributions: np.ndarray, raw: np.ndarray | None
+    ) -> Explanation:
         return Explanation(
             base_value=self.base_value,
             contributions=contributions,
             logit=self.base_value + contributions.sum(axis=1),
             probability=probability,
-            raw_residual=raw if raw is not None and len(raw) == len(matrix) else None,
+            raw_residual=raw,
         )
 
     @property
@@ -421,13 +428,7 @@ class PipelineExplainer:
         if not isinstance(self.family, _ForestExplainer):
             raise TypeError("explain_leaves needs a random forest")
         probability, contributions = self.family.explain_leaves(leaves, probability)
-        return Explanation(
-            base_value=self.base_value,
-            contributions=contributions,
-            logit=self.base_value + contributions.sum(axis=1),
-            probability=probability,
-            raw_residual=self.family.raw_residual,
-        )
+        return self._explanation(probability, contributions, self.family.raw_residual)
 
     @property
     def explains_column_scores(self) -> bool:
@@ -443,13 +444,7 @@ class PipelineExplainer:
         if not isinstance(self.family, _AdditiveBoostingExplainer):
             raise TypeError("explain_column_scores needs a sum of one function per column")
         probability, contributions = self.family.explain_scores(scores, probability)
-        return Explanation(
-            base_value=self.base_value,
-            contributions=contributions,
-            logit=self.base_value + contributions.sum(axis=1),
-            probability=probability,
-            raw_residual=self.family.raw_residual,
-        )
+        return self._explanation(probability, contributions, self.family.raw_residual)
 
 
 _EXPLAINERS: weakref.WeakKeyDictionary[Pipeline, tuple[tuple[int, ...], PipelineExplainer]] = (
