@@ -183,7 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
     os.execv(dvc, [dvc, "exp", "run", *arguments[1:]])
-    return 0  # not reached
 
 
 if __name__ == "__main__":
