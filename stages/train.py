@@ -27,6 +27,7 @@ from stroke_risk.params import (
     TrainParams,
     read_section,
 )
+from stroke_risk.reproducible_fit import fit_reproducibly
 from stroke_risk.schema import FEATURES, TARGET
 from stroke_risk.settings import feature_config_from_params, read_prepared
 
@@ -53,9 +54,13 @@ def main() -> None:
 
     train = read_prepared(args.train)
     y = train.pop(TARGET).to_numpy()
-    fitted = build_model_pipeline(
-        family, tuning["best_params"], feature_config=feature_config, seed=seed
-    ).fit(train, y)
+    fitted = fit_reproducibly(
+        build_model_pipeline(
+            family, tuning["best_params"], feature_config=feature_config, seed=seed
+        ),
+        train,
+        y,
+    )
     serving_pipeline = build_serving_pipeline(fitted, feature_config)
 
     oof = pd.read_csv(args.oof)

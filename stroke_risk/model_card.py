@@ -190,6 +190,31 @@ def baseline_comparison(evaluation: Mapping[str, Any], metric: str = "roc_auc") 
     return f"The model's {comparison}: {verdict} than the age-only baseline."
 
 
+def no_skill_warning(metrics: Mapping[str, Any], evaluation: Mapping[str, Any]) -> str | None:
+    """A plain warning when the model cannot be told apart from chance (ROC AUC 0.5), else None.
+
+    Chance is inside the evidence when the test ROC AUC's 95% interval reaches 0.5, or the
+    cross-validated ROC AUC is within two fold standard deviations of 0.5.
+    """
+    test = lookup(evaluation, "test", "roc_auc")
+    test_low = metric_value(lookup(test, "ci_low"))
+    cv_mean = metric_value(lookup(metrics, "cv", "roc_auc"))
+    cv_sd = metric_value(lookup(metrics, "cv", "roc_auc_std")) or 0.0
+    reasons = []
+    if test_low is not None and test_low <= 0.5:
+        reasons.append(f"its test ROC AUC {fmt_interval(test)} includes 0.5")
+    if cv_mean is not None and cv_mean - 2 * cv_sd <= 0.5:
+        reasons.append(f"its cross-validated ROC AUC {fmt(cv_mean)} ± {fmt(cv_sd)} reaches 0.5")
+    if not reasons:
+        return None
+    return (
+        "**This model has no demonstrated skill:** "
+        + " and ".join(reasons)
+        + ", the score of a coin toss. Its risk estimates carry no information beyond the "
+        "overall prevalence; do not release or serve it."
+    )
+
+
 def summary_section(
     metadata: Mapping[str, Any], metrics: Mapping[str, Any], evaluation: Mapping[str, Any]
 ) -> list[str]:
@@ -198,9 +223,11 @@ def summary_section(
     ece = lookup(evaluation, "calibration", "ece", default=lookup(metrics, "test", "ece"))
     slope = lookup(evaluation, "calibration", "test", "calibration_slope")
     intercept = lookup(evaluation, "calibration", "test", "calibration_intercept")
+    warning = no_skill_warning(metrics, evaluation)
     lines = [
         "## Summary",
         "",
+        *([f"- {warning}"] if warning else []),
         f"- {baseline_comparison(evaluation)}",
         f"- At the decision threshold {fmt(value, 4)} the test recall is "
         f"{fmt_interval(lookup(evaluation, 'test', 'recall'))} and the specificity "

@@ -24,6 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from stroke_risk.evaluation import probability_metrics
 from stroke_risk.features import FeatureConfig, FeatureEngineer, band_labels
 from stroke_risk.params import ModelFamily
+from stroke_risk.reproducible_fit import fit_reproducibly
 from stroke_risk.schema import CATEGORICAL_FEATURES, FEATURES_BY_NAME, CategoricalField
 
 FAMILIES: tuple[str, ...] = get_args(ModelFamily)
@@ -280,5 +281,5 @@ def cross_validate_pipeline(
 def _fit_and_score_fold(
     pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, fit_index: np.ndarray, held_out: np.ndarray
 ) -> np.ndarray:
-    fitted = pipeline.fit(X.iloc[fit_index], y[fit_index])
+    fitted = fit_reproducibly(pipeline, X.iloc[fit_index], y[fit_index])
     return fitted.predict_proba(X.iloc[held_out])[:, 1]

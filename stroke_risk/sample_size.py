@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.special import log_expit
 from scipy.stats import norm
 
@@ -115,9 +116,23 @@ def riley_sample_size(
 
 
 def expected_shrinkage(*, parameters: int, n: int, cox_snell_r2: float) -> float:
-    """Van Houwelingen's heuristic shrinkage factor a sample of n would give:
-    S = 1 + P / (n ln(1 - R2_CS / S)), solved by fixed-point iteration."""
-    s = 0.9
-    for _ in range(200):
-        s = 1 + parameters / (n * math.log(1 - cox_snell_r2 / s))
-    return s
+    """Van Houwelingen's heuristic shrinkage factor a sample of n would give: the S in (R2_CS, 1)
+    with n = P / ((S - 1) ln(1 - R2_CS / S)) (criterion 1 read the other way round).
+
+    (S - 1) ln(1 - R2_CS / S) falls from +inf at S = R2_CS to 0 at S = 1, so the root is unique
+    and bracketed. A model with no explained variation (R2_CS <= 0, e.g. C = 0.5) has every
+    effect pure noise: its expected shrinkage is 0.
+    """
+    if cox_snell_r2 <= 0:
+        return 0.0
+
+    def gap(s: float) -> float:
+        return n * (s - 1) * math.log1p(-cox_snell_r2 / s) - parameters
+
+    low = cox_snell_r2 * (1 + 1e-12)
+    high = 1.0 - 1e-15
+    if gap(high) >= 0:  # so much data that no shrinkage is expected
+        return high
+    if gap(low) <= 0:  # cannot happen for finite n; guard against rounding
+        return low
+    return float(brentq(gap, low, high, xtol=1e-14, rtol=1e-12))

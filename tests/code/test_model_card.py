@@ -478,3 +478,17 @@ def test_tripod_report_covers_every_item_and_the_sample_size(inputs):
     assert outcome[2] == "cannot be answered" and "cross-sectional" in outcome[3]
     assert "1.041 (0.812-1.331)" in report
     assert report == build_tripod_report(**copy.deepcopy(inputs))
+
+
+def test_no_skill_warning_names_the_evidence_and_stays_silent_for_a_skilled_model():
+    from stroke_risk.model_card import no_skill_warning
+
+    chance = {"test": {"roc_auc": {"value": 0.52, "ci_low": 0.44, "ci_high": 0.60}}}
+    warning = no_skill_warning({"cv": {"roc_auc": 0.54, "roc_auc_std": 0.036}}, chance)
+    assert warning is not None
+    assert "0.520 (0.440-0.600) includes 0.5" in warning
+    assert "0.540 ± 0.036 reaches 0.5" in warning
+    skilled = {"test": {"roc_auc": {"value": 0.85, "ci_low": 0.80, "ci_high": 0.89}}}
+    assert no_skill_warning({"cv": {"roc_auc": 0.84, "roc_auc_std": 0.02}}, skilled) is None
+    # Either piece of evidence alone is enough.
+    assert no_skill_warning({"cv": {"roc_auc": 0.84, "roc_auc_std": 0.02}}, chance) is not None

@@ -1,5 +1,7 @@
 """Riley et al. sample-size criteria against their published worked examples (pmsampsize)."""
 
+import math
+
 import pytest
 
 from stroke_risk.sample_size import (
@@ -47,3 +49,20 @@ def test_expected_shrinkage_inverts_criterion_one():
     result = riley_sample_size(parameters=24, prevalence=0.174, cox_snell_r2=0.288)
     shrinkage = expected_shrinkage(parameters=24, n=result.n_shrinkage, cox_snell_r2=0.288)
     assert shrinkage == pytest.approx(0.9, abs=0.001)
+
+
+@pytest.mark.parametrize("cox_snell_r2", [0.0, -1e-6])
+def test_a_model_without_explained_variation_has_zero_expected_shrinkage(cox_snell_r2):
+    assert expected_shrinkage(parameters=24, n=4000, cox_snell_r2=cox_snell_r2) == 0.0
+
+
+@pytest.mark.parametrize("c_statistic", [0.5001, 0.52, 0.5427])
+def test_expected_shrinkage_of_a_nearly_skill_free_model_is_small_and_solves_criterion_one(
+    c_statistic,
+):
+    # The fixed-point iteration this replaces diverged here (ZeroDivisionError in the report).
+    r2 = cox_snell_r2_from_c(c_statistic, 0.05)
+    shrinkage = expected_shrinkage(parameters=30, n=3984, cox_snell_r2=r2)
+    assert r2 < shrinkage < 0.5
+    implied_n = 30 / ((shrinkage - 1) * math.log(1 - r2 / shrinkage))
+    assert implied_n == pytest.approx(3984, rel=1e-6)

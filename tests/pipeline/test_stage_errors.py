@@ -3,9 +3,13 @@
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from stroke_risk.schema import TARGET
+from tests.conftest import REPO_ROOT, copy_tracked_files
+from tests.pipeline.conftest import run
 
 
 def run_prepare(tmp_path, raw_text: str):
@@ -58,3 +62,28 @@ def test_empty_file_is_a_clear_error(tmp_path):
     result = run_prepare(tmp_path, "")
     assert result.returncode == 1
     assert "file is empty" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.e2e
+def test_a_model_without_skill_still_gets_its_report_saying_so(tmp_path, brain_frame):
+    """Labels shuffled: no field carries any signal, C ~ 0.5 and Cox-Snell R2 ~ 0. Every stage
+    must still run (the report once died in the sample-size section) and say so plainly."""
+    copy_tracked_files(tmp_path)
+    shuffled = brain_frame.copy()
+    shuffled[TARGET] = np.random.default_rng(0).permutation(shuffled[TARGET].to_numpy())
+    shuffled.to_csv(tmp_path / "data/raw/brain.csv", index=False)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["tune"]["n_trials"] = 2
+    params["cv"]["n_repeats"] = 1
+    params["evaluate"]["bootstrap_resamples"] = 50
+    params["evaluate"]["importance_repeats"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], tmp_path)
+    result = run(["dvc", "repro"], tmp_path, timeout=600, check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    card = (tmp_path / "reports/model_card.md").read_text()
+    summary = card.split("## Intended use")[0]
+    assert "This model has no demonstrated skill" in summary
+    assert "expected shrinkage" in (tmp_path / "reports/tripod_ai.md").read_text()
