@@ -184,6 +184,25 @@ def _give_to_cluster_owner(path: Path) -> None:
         shutil.chown(path, POSTGRES_OS_USER, POSTGRES_OS_USER)
 
 
+def let_cluster_owner_traverse(data_dir: Path) -> list[Path]:
+    """As root, let the cluster's OS user pass through every folder above `data_dir`.
+
+    The service creates `var/` 0700 for the prediction log (patient data), and the cluster
+    (run as Debian's postgres user) must walk through it to reach its own folder. Only the
+    search bit is added (--x for others): a folder's listing stays private, and the files in
+    it keep their own modes (the prediction log is 0600). Returns the folders changed.
+    """
+    if os.geteuid() != 0:
+        return []
+    changed = []
+    for folder in reversed(data_dir.resolve().parents):
+        mode = folder.stat().st_mode
+        if not mode & 0o001:
+            folder.chmod(mode | 0o001)
+            changed.append(folder)
+    return changed
+
+
 @dataclass
 class PostgresCluster:
     """A PostgreSQL cluster in `data_dir` on 127.0.0.1:`port` (password authentication)."""
@@ -209,10 +228,8 @@ class PostgresCluster:
         """initdb with `user` as superuser and scram-sha-256 for every connection."""
         bin_dir = postgres_bin_dir()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            # The cluster's owner must reach its folder (the folder itself stays 0700).
-            parent = self.data_dir.parent
-            parent.chmod(parent.stat().st_mode | 0o711)
+        # The cluster's owner must reach its folder (the folder itself stays 0700).
+        let_cluster_owner_traverse(self.data_dir)
         self.data_dir.chmod(0o700)
         _give_to_cluster_owner(self.data_dir)
         pwfile = self.data_dir.parent / f".{self.data_dir.name}.pw"
@@ -251,6 +268,7 @@ class PostgresCluster:
         return status.returncode == 0
 
     def start(self, timeout: float = 30) -> None:
+        let_cluster_owner_traverse(self.data_dir)
         if self.running():
             raise TrackingServerError(
                 f"PostgreSQL in {self.data_dir} is already running (another "

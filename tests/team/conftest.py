@@ -170,8 +170,14 @@ def tracking_stack() -> Iterator[TrackingStack]:
         pytest.skip("PostgreSQL is not installed: run `make system-deps`")
     from stroke_risk.tracking_server import free_port
 
-    # Not under pytest's 0700 tmp: the cluster belongs to the `postgres` user when run as root.
-    state_dir = Path(tempfile.mkdtemp(prefix="stroke-tracking-"))
+    # As `make tracking-server` after `make serve` finds it: its state under a `var/` that the
+    # prediction log created 0700, inside a 0700 scratch folder (the cluster belongs to the
+    # `postgres` user when run as root, and must still reach its folder).
+    scratch = Path(tempfile.mkdtemp(prefix="stroke-tracking-"))
+    (scratch / "var").mkdir(mode=0o700)
+    os.chmod(scratch / "var", 0o700)
+    state_dir = scratch / "var" / "tracking"
+    state_dir.mkdir()
     pg_port, port = free_port(), free_port()
     output = state_dir / "cli-output.txt"
     env = command_env()
@@ -211,7 +217,7 @@ def tracking_stack() -> Iterator[TrackingStack]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def copy_repo(source: Path, target: Path) -> Path:
