@@ -582,33 +582,30 @@ def choose_references(
     """Run name -> the run it is tested against, and the runs that cannot be paired.
 
     The reference is `reference` when given; else an experiment's baseline commit; else
-    (runs without a baseline, e.g. folders) the best CV ROC AUC of their data and folds.
-    A run is tested only against a reference on the same data and folds.
+    (no baseline, or one on other data or folds, e.g. `-S data=healthcare`) the best CV
+    ROC AUC among such runs of its data and folds. A run is tested only against a
+    reference on the same data and folds.
     """
     by_name = {run.name: run for run in runs}
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(run.group, []).append(run)
     chosen: dict[str, Run] = {}
-    unpaired: list[str] = []
-    for run in runs:
-        candidates = [reference] if reference else [run.baseline]
-        ref = next((by_name[c] for c in candidates if c in by_name), None)
-        if ref is None and not reference and run.baseline is None:
-            members = [m for m in groups[run.group] if m.baseline is None]
-            ref = max(members, key=lambda m: m.extra.get("cv", {}).get("roc_auc", -1))
-        if ref is None or ref is run:
-            continue
-        if ref.group != run.group:
-            unpaired.append(run.name)
-            continue
-        chosen[run.name] = ref
-    references = set(ref.name for ref in chosen.values())
-    unpaired += [
-        run.name
-        for run in runs
-        if run.name not in chosen and run.name not in references and run.name not in unpaired
-    ]
+    if reference:
+        ref = by_name.get(reference)
+        if ref is None:
+            raise ComparisonError(f"--reference {reference!r} is not one of the compared runs")
+        chosen = {run.name: ref for run in runs if run is not ref and run.group == ref.group}
+    else:
+        orphans: dict[str, list[Run]] = {}
+        for run in runs:
+            baseline = by_name.get(run.baseline or "")
+            if baseline is not None and baseline.group == run.group:
+                chosen[run.name] = baseline
+            elif run.baseline is not None or not any(m.baseline == run.name for m in runs):
+                orphans.setdefault(run.group, []).append(run)
+        for members in orphans.values():
+            best = max(members, key=lambda m: m.extra.get("cv", {}).get("roc_auc", -1))
+            chosen.update({m.name: best for m in members if m is not best})
+    references = {ref.name for ref in chosen.values()}
+    unpaired = [run.name for run in runs if run.name not in chosen and run.name not in references]
     return chosen, unpaired
 
 
@@ -621,7 +618,8 @@ def compare(
     notes: Sequence[str] = (),
 ) -> str:
     """The comparison report as Markdown: the summary table, then every run against its
-    reference (given, else its baseline commit, else the best CV ROC AUC on its data)."""
+    reference (given, else its baseline commit, else the best CV ROC AUC on its data).
+    An unknown reference raises ComparisonError."""
     lines = ["# Experiment comparison", "", *markdown_table(SUMMARY_HEADER, summary_rows(runs)), ""]
     chosen, unpaired = choose_references(runs, reference)
     by_reference: dict[str, list[Run]] = {}
@@ -712,9 +710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         '(names and baselines), then `make compare EXPS="name ..."` or '
         "`make compare COMMITS=50`."
     )
-    report = compare(
-        runs, reference=args.reference, n_resamples=args.resamples, seed=args.seed, notes=notes
-    )
+    try:
+        report = compare(
+            runs, reference=args.reference, n_resamples=args.resamples, seed=args.seed, notes=notes
+        )
+    except ComparisonError as error:
+        print(f"compare: {error}", file=sys.stderr)
+        return 2
     print(report)
     if args.output:
         from stroke_risk.io import write_text

@@ -347,3 +347,28 @@ def test_experiments_of_an_older_commit_are_compared_with_that_commit(tmp_path):
     assert main(["--repo", str(repo), "rf", "--resamples", "50", "--output", str(output)]) == 0
     named = output.read_text()
     assert f"## Paired tests against `{baseline[:7]} (baseline)`" in named
+
+
+def test_experiments_on_other_data_than_their_baseline_are_tested_among_themselves(tmp_path):
+    """A `-S data=healthcare` sweep on a brain.csv commit: its runs share no folds with the
+    baseline, so they are tested against the best CV ROC AUC of the sweep."""
+    y, good, weak = scored()
+    auc = np.random.default_rng(2).normal(0.85, 0.02, 15)
+
+    def run(name, data, fold_auc, baseline=None):
+        path = write_run(
+            tmp_path / name, family="logreg", data=data, fold_auc=fold_auc, predictions=(y, good)
+        )
+        return load_run(name, directory_reader(path), baseline=baseline)
+
+    runs = [
+        run("base", "brain", auc),
+        run("h-1", "healthcare", auc + 0.01, baseline="base"),
+        run("h-2", "healthcare", auc, baseline="base"),
+    ]
+    report = compare(runs, n_resamples=50)
+    assert "## Paired tests against `h-1` (logreg, best CV ROC AUC on this data)" in report
+    assert "| h-2 (logreg) | CV ROC AUC | -0.0100" in report
+    assert "Not tested (no reference on the same data and folds): `base`." in report
+    with pytest.raises(ComparisonError, match="--reference 'nope'"):
+        compare(runs, reference="nope")
