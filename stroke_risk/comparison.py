@@ -204,7 +204,9 @@ def experiment_revisions(repo: Path, baseline: str = "HEAD") -> dict[str, str]:
 def recent_baselines(repo: Path, commits: int = DEFAULT_COMMITS) -> list[Baseline]:
     """HEAD and each of the `commits` most recent commits of its history that has
     experiments, newest first. Older experiments: `dvc exp list -A`, or a larger `commits`."""
-    history = _git(repo, "log", f"-n{max(commits, 1)}", "--format=%H %s", "HEAD").splitlines()
+    history = _git(
+        repo, "log", "--first-parent", f"-n{max(commits, 1)}", "--format=%H %s", "HEAD"
+    ).splitlines()
     baselines = []
     for index, line in enumerate(history):
         commit, _, subject = line.partition(" ")
@@ -220,19 +222,23 @@ def default_runs(repo: Path, commits: int = DEFAULT_COMMITS) -> tuple[list[Run],
     holds something else; plus notes on what was left out and why."""
     runs: list[Run] = []
     notes: list[str] = []
-    for baseline in recent_baselines(repo, commits):
+    loaded: set[str] = set()
+    baselines = recent_baselines(repo, commits)
+    for baseline in baselines:
         try:
             runs.append(load_run(baseline.name, git_reader(repo, baseline.commit)))
+            loaded.add(baseline.name)
         except ComparisonError:
             notes.append(
                 f"Baseline `{baseline.name}` has no committed reports (tuning.json): its "
-                "experiments are listed without paired tests against it."
+                "experiments are not tested against it."
             )
         for name, commit in baseline.experiments.items():
             runs.append(load_run(name, git_reader(repo, commit), baseline=baseline.name))
+    head = baselines[0].name if baselines and baselines[0].name in loaded else None
     try:
-        workspace = load_run("workspace", directory_reader(repo), baseline=runs[0].name)
-    except (ComparisonError, IndexError):
+        workspace = load_run("workspace", directory_reader(repo), baseline=head)
+    except ComparisonError:
         return runs, notes
     same = [run.name for run in runs if run.fingerprint == workspace.fingerprint]
     if same:

@@ -347,6 +347,25 @@ def test_experiments_of_an_older_commit_are_compared_with_that_commit(tmp_path):
     assert main(["--repo", str(repo), "rf", "--resamples", "50", "--output", str(output)]) == 0
     named = output.read_text()
     assert f"## Paired tests against `{baseline[:7]} (baseline)`" in named
+    # An experiment applied to the workspace is that experiment, not a second row.
+    put_run(repo, runs["rf"])
+    assert main(["--repo", str(repo), "--resamples", "50", "--output", str(output)]) == 0
+    assert "The workspace holds the same outputs as `rf`." in output.read_text()
+    # Other uncommitted outputs in the workspace: a row, tested against HEAD (its baseline).
+    other = write_run(
+        tmp_path / "other",
+        family="random_forest",
+        fold_auc=base_auc + 0.002,
+        predictions=(y, weak),
+    )
+    put_run(repo, other)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=7", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    assert main(["--repo", str(repo), "--resamples", "50", "--output", str(output)]) == 0
+    with_workspace = output.read_text()
+    assert f"| workspace | `{head} (HEAD)` | random_forest |" in with_workspace
+    assert f"## Paired tests against `{head} (HEAD)` (logreg, baseline commit)" in with_workspace
 
 
 def test_experiments_on_other_data_than_their_baseline_are_tested_among_themselves(tmp_path):

@@ -185,6 +185,7 @@ def test_report_shows_what_the_threshold_change_did(two_commit_repo: Path) -> No
     result = pr_report(root, "HEAD~1")
     assert result.returncode == 0, result.stderr
     markdown = (root / "pr-report.md").read_text()
+    print(markdown)  # shown by pytest -rP
     base, head = committed_metrics(root, "HEAD~1"), committed_metrics(root, "HEAD")
     assert base["test.recall"] != head["test.recall"]
     metrics = report_rows(markdown, "Metrics that changed")
