@@ -91,6 +91,7 @@ class Run:
     params: dict[str, Any] = field(default_factory=dict)  # params.yaml, flattened
     baseline: str | None = None  # commit an experiment was run on
     fingerprint: str = ""  # hash of its reports: equal runs are the same run
+    is_baseline: bool = False  # a commit listed as experiments' baseline (a reference only)
 
     @property
     def group(self) -> str:
@@ -227,6 +228,7 @@ def default_runs(repo: Path, commits: int = DEFAULT_COMMITS) -> tuple[list[Run],
     for baseline in baselines:
         try:
             runs.append(load_run(baseline.name, git_reader(repo, baseline.commit)))
+            runs[-1].is_baseline = True
             loaded.add(baseline.name)
         except ComparisonError:
             notes.append(
@@ -302,6 +304,7 @@ def named_runs(repo: Path, sources: Sequence[str]) -> list[Run]:
             name = f"{run.baseline[:7]} (baseline)"
             try:
                 runs.append(load_run(name, git_reader(repo, run.baseline)))
+                runs[-1].is_baseline = True
                 by_commit[run.baseline] = name
             except ComparisonError:
                 by_commit[run.baseline] = ""
@@ -605,13 +608,17 @@ def choose_references(
             baseline = by_name.get(run.baseline or "")
             if baseline is not None and baseline.group == run.group:
                 chosen[run.name] = baseline
-            elif run.baseline is not None or not any(m.baseline == run.name for m in runs):
+            elif not run.is_baseline:
                 orphans.setdefault(run.group, []).append(run)
         for members in orphans.values():
             best = max(members, key=lambda m: m.extra.get("cv", {}).get("roc_auc", -1))
             chosen.update({m.name: best for m in members if m is not best})
     references = {ref.name for ref in chosen.values()}
-    unpaired = [run.name for run in runs if run.name not in chosen and run.name not in references]
+    unpaired = [
+        run.name
+        for run in runs
+        if run.name not in chosen and run.name not in references and not run.is_baseline
+    ]
     return chosen, unpaired
 
 

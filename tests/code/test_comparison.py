@@ -340,6 +340,9 @@ def test_experiments_of_an_older_commit_are_compared_with_that_commit(tmp_path):
     assert "-0.0100" in rows[0] and rows[0].rstrip(" |").endswith("worse")
     # The workspace holds HEAD's outputs (= the baseline's): not a second row.
     assert "| workspace |" not in report
+    # HEAD, a commit without experiments, is a row (a reference), not an untested run.
+    assert f"| {baseline[:7]} (HEAD~1) |" in report and "(HEAD) | – |" in report
+    assert "Not tested" not in report
     # A bounded history: one commit back finds no experiments, and says how to go further.
     assert main(["--repo", str(repo), "--commits", "1", "--output", str(output)]) == 0
     assert "| rf |" not in output.read_text() and "dvc exp list -A" in output.read_text()
