@@ -81,8 +81,9 @@ test: $(DEV_STAMP) system-deps lint
 serve: $(RUNTIME_STAMP)
 	gunicorn -c app/gunicorn_conf.py 'app:create_app()'
 
-# What a change did, for a pull request: metrics, params, model, threshold and overlaid plots
-# of BASE and the workspace, rendered offline (pr-report.md + pr-report/).
+# What a change did, for a pull request: a verdict (which headline metrics changed beyond noise,
+# paired tests with CIs), then model, tuned hyper-parameters, raw metrics, params and overlaid
+# plots of BASE and the workspace, rendered offline (pr-report.md + pr-report/).
 BASE ?= main
 pr-report: $(RUNTIME_STAMP)
 	python -m stroke_risk.pr_report --base $(BASE) --out pr-report.md
@@ -93,18 +94,20 @@ ARGS ?=
 exp: $(RUNTIME_STAMP)
 	python -m stroke_risk.experiment run $(ARGS)
 
-# `dvc exp show --only-changed` with the headline columns only: fits a 160-column terminal
-# (family, changed params, CV and test ROC-AUC, recall/specificity at the threshold).
-EXPS_DROP := Created|.*\.(py|yaml|csv|json|joblib)$$|test\.(n|positives|log_loss|f1|ece|positive_rate|calibration_.*|average_precision|brier|precision)$$|cv\.(brier|average_precision|calibration_.*)$$
+# The experiments of the last COMMITS commits, each block under its baseline commit: the params
+# each changed first (never hidden), then family, CV and test ROC-AUC, recall/specificity at the
+# threshold; fits 100 columns. Older experiments: dvc exp list -A, or COMMITS=50.
+COMMITS ?= 5
 exps: $(RUNTIME_STAMP)
-	dvc exp show --only-changed --no-pager --drop '$(EXPS_DROP)'
+	python -m stroke_risk.experiment_table --commits $(COMMITS)
 
-# One table of the workspace and every experiment of HEAD (family, CV ROC-AUC ± sd, test
-# ROC-AUC with CI, recall/specificity at the threshold), with paired tests against the
-# reference run; EXPS="name1 name2" limits it to those experiments.
+# One table of the baselines and experiments of the last COMMITS commits (family, CV ROC-AUC
+# ± sd, nested CV when present, test ROC-AUC with CI, recall/specificity at the threshold), and
+# paired tests of each experiment against its baseline commit, threshold metrics included;
+# EXPS="name1 name2" limits it to those experiments (and their baselines).
 EXPS ?=
 compare: $(RUNTIME_STAMP)
-	python -m stroke_risk.comparison $(EXPS) --output comparison.md
+	python -m stroke_risk.comparison $(EXPS) --commits $(COMMITS) --output comparison.md
 
 # Release the checked-out model: refuses unless the tree and `dvc status` are clean and the
 # outputs are pushed; tags git, moves MLflow @production, records it in CHANGELOG.md.

@@ -3,10 +3,14 @@
     python -m stroke_risk.pr_report --base origin/main --out pr-report.md
 
 compares the base revision's committed outputs (read with `git show`) with the workspace's
-(after `dvc repro`): the metrics that changed (CV and test), the params that changed, the
-model family and decision threshold, and ROC / precision-recall / calibration curves of
-both overlaid, rendered to PNG next to the report (`pr-report/`) with vl-convert — no
-browser, no network. The report and its images are written only when everything rendered.
+(after `dvc repro`). It leads with a verdict: which headline metrics changed beyond noise and
+in which direction, from the paired tests of `stroke_risk.comparison` (corrected resampled
+t-test on the shared CV folds, paired patient bootstrap on the shared test split, recall /
+specificity / precision at each revision's own threshold). Below it: the model family,
+threshold and tuned hyper-parameters that changed, the raw metrics and params that changed,
+and ROC / precision-recall / calibration curves of both overlaid, rendered to PNG next to
+the report (`pr-report/`) with vl-convert — no browser, no network. The report and its
+images are written only when everything rendered.
 """
 
 from __future__ import annotations
@@ -27,6 +31,21 @@ from typing import Any
 
 import yaml
 
+from stroke_risk.comparison import (
+    CV_METHOD,
+    NESTED_KEY,
+    TEST_METHOD,
+    ComparisonError,
+    PairedTest,
+    directory_reader,
+    flatten,
+    format_difference,
+    format_p,
+    load_run,
+    nested_estimate,
+    paired_tests,
+)
+from stroke_risk.comparison import git_reader as comparison_git_reader
 from stroke_risk.io import write_text
 
 METRICS_PATH = "reports/metrics.json"
@@ -125,18 +144,6 @@ class Change:
 
 
 # --- pure functions -------------------------------------------------------------------------
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"a.b.c": value}; lists stay values (as `dvc params diff` shows them)."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
@@ -274,13 +281,9 @@ def model_rows(base: Snapshot, head: Snapshot) -> list[list[str]]:
             "—" if policy_name is None else f"{policy_name} (target recall {format_value(target)})"
         )
 
-    def best_params(s: Snapshot) -> Any:
-        return s.tuning.get("best_params")
-
     rows = []
     for name, get in (
         ("model family", family),
-        ("tuned params", best_params),
         ("threshold policy", policy),
         ("decision threshold", threshold),
     ):
@@ -290,17 +293,127 @@ def model_rows(base: Snapshot, head: Snapshot) -> list[list[str]]:
     return rows
 
 
-def render_markdown(base: Snapshot, head: Snapshot, images: Mapping[str, str]) -> str:
-    """The report: header, model, changed metrics, changed params, plots, all metrics."""
+HEADLINE_ORDER = (
+    "cv.roc_auc",
+    "cv.average_precision",
+    "cv.brier",
+    "test.roc_auc",
+    "test.average_precision",
+    "test.brier",
+    "test.recall",
+    "test.specificity",
+    "test.precision",
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The paired tests of head against base, or why there are none."""
+
+    tests: tuple[PairedTest, ...] = ()
+    untested_reason: str = ""
+    n_resamples: int = 0
+
+
+def verdict_lines(base: Snapshot, head: Snapshot, verdict: Verdict) -> list[str]:
+    """The report's lead: a sentence naming each metric that changed beyond noise (p < 0.05)
+    with its direction, difference, CI and p; then the table of every headline metric."""
+    lines = ["### Verdict", ""]
+    if not verdict.tests:
+        lines += [
+            f"No paired tests: {verdict.untested_reason or 'no shared folds or test split'}. "
+            "The raw values below carry no uncertainty.",
+            "",
+        ]
+    else:
+        order = {key: index for index, key in enumerate(HEADLINE_ORDER)}
+        tests = sorted(verdict.tests, key=lambda t: order.get(t.key, len(order)))
+        changed = [t for t in tests if t.verdict != "no significant change"]
+        noise = [t.label for t in tests if t.verdict == "no significant change"]
+        if changed:
+            lines.append(
+                "**Changed beyond noise (p < 0.05):** "
+                + "; ".join(
+                    f"**{t.label} {t.verdict}** {format_difference(t)}, p {format_p(t.p)}"
+                    for t in changed
+                )
+                + "."
+            )
+        else:
+            lines.append("**No headline metric changed beyond noise** (every p ≥ 0.05).")
+        if noise:
+            lines += ["", "Within noise: " + ", ".join(noise) + "."]
+        rows = [
+            [
+                f"`{t.key}`",
+                format_value(base.metrics.get(t.key)),
+                format_value(head.metrics.get(t.key)),
+                format_difference(t),
+                format_p(t.p),
+                f"**{t.verdict}**" if t.verdict != "no significant change" else t.verdict,
+            ]
+            for t in tests
+        ]
+        rows.append(
+            [
+                f"`{NESTED_KEY}` ± sd",
+                nested_estimate(base.metrics),
+                nested_estimate(head.metrics),
+                "not paired",
+                "",
+                "–",
+            ]
+        )
+        lines += [
+            "",
+            table(["metric", "base", "head", "difference (95% CI)", "p", "verdict"], rows),
+            "",
+            f"Difference = head − base; lower is better for Brier. CV: {CV_METHOD}. Test: "
+            f"{TEST_METHOD} ({verdict.n_resamples} resamples; recall, specificity and "
+            "precision at each revision's own decision threshold).",
+            "",
+        ]
+    return lines
+
+
+def tuned_param_lines(base: Snapshot, head: Snapshot) -> list[str]:
+    """The tuned hyper-parameters (reports/tuning.json best_params) that changed."""
+    old = flatten(base.tuning.get("best_params") or {})
+    new = flatten(head.tuning.get("best_params") or {})
+    changed = changes(old, new)
+    lines = ["### Tuned hyper-parameters that changed", ""]
+    if changed:
+        lines.append(
+            table(
+                ["hyper-parameter", "base", "head"],
+                ([f"`{c.key}`", format_value(c.old), format_value(c.new)] for c in changed),
+            )
+        )
+    else:
+        listed = ", ".join(f"{key}={format_value(value)}" for key, value in sorted(new.items()))
+        lines.append(f"None ({listed or 'no tuned hyper-parameters'}).")
+    return lines + [""]
+
+
+def render_markdown(
+    base: Snapshot,
+    head: Snapshot,
+    images: Mapping[str, str],
+    verdict: Verdict | None = None,
+) -> str:
+    """The report: header, verdict, model, tuned hyper-parameters, raw changed metrics,
+    changed params, plots, all metrics."""
     metric_changes = changes(base.metrics, head.metrics)
     param_changes = changes(base.params, head.params)
     lines = [
         MARKER,
         f"## Model report: `{base.label}` → `{head.label}`",
         "",
+        *verdict_lines(base, head, verdict or Verdict(untested_reason="not computed")),
         table(["", "base", "head"], model_rows(base, head)),
         "",
-        "### Metrics that changed",
+        *tuned_param_lines(base, head),
+        "### Metrics that changed (raw values; the verdict above says which are beyond noise)",
         "",
     ]
     if metric_changes:
@@ -349,6 +462,21 @@ def render_markdown(base: Snapshot, head: Snapshot, images: Mapping[str, str]) -
         "",
     ]
     return "\n".join(lines)
+
+
+def paired_verdict(root: Path, commit: str, *, n_resamples: int, seed: int = 0) -> Verdict:
+    """Head (the workspace) against base on the folds and test rows they share."""
+    try:
+        base = load_run("base", comparison_git_reader(root, commit))
+        head = load_run("head", directory_reader(root))
+    except ComparisonError as error:
+        return Verdict(untested_reason=str(error))
+    if base.group != head.group:
+        return Verdict(
+            untested_reason="base and head differ in data, split or CV folds, so nothing is paired"
+        )
+    tests = paired_tests(head, base, n_resamples=n_resamples, seed=seed)
+    return Verdict(tuple(tests), "no shared folds or test predictions", n_resamples)
 
 
 # --- reading revisions ----------------------------------------------------------------------
@@ -430,6 +558,7 @@ def render_png(spec: Mapping[str, Any]) -> bytes:
 def write_report(out: Path, markdown: str, images: Mapping[str, bytes]) -> None:
     """Write the images folder, then the report, each replaced in one rename."""
     image_dir = out.parent / out.stem
+    out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.stem}."))
     staging.chmod(0o755)
     try:
@@ -446,7 +575,7 @@ def write_report(out: Path, markdown: str, images: Mapping[str, bytes]) -> None:
     write_text(out, markdown)
 
 
-def build_report(root: Path, base_revision: str, out: Path) -> str:
+def build_report(root: Path, base_revision: str, out: Path, *, n_resamples: int = 2000) -> str:
     """Compare base with the workspace and write the report; returns its Markdown."""
     commit = resolve_revision(root, base_revision)
     base = git_snapshot(root, commit, f"base {commit[:7]}")
@@ -460,7 +589,8 @@ def build_report(root: Path, base_revision: str, out: Path) -> str:
         if curve.name in base.curves or curve.name in head.curves:
             images[f"{curve.name}.png"] = render_png(curve_spec(curve, base, head))
             links[curve.title] = f"{image_dir}/{curve.name}.png"
-    markdown = render_markdown(base, head, links)
+    verdict = paired_verdict(root, commit, n_resamples=n_resamples)
+    markdown = render_markdown(base, head, links, verdict)
     write_report(out, markdown, images)
     return markdown
 
@@ -469,10 +599,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="git revision to compare against")
     parser.add_argument("--out", type=Path, default=Path("pr-report.md"))
+    parser.add_argument(
+        "--resamples", type=int, default=2000, help="paired bootstrap resamples of the test split"
+    )
     args = parser.parse_args(argv)
     root = Path(git(Path.cwd(), "rev-parse", "--show-toplevel").stdout.strip() or Path.cwd())
     try:
-        build_report(root, args.base, args.out.resolve())
+        build_report(root, args.base, args.out.resolve(), n_resamples=args.resamples)
     except ReportError as error:
         print(f"pr-report: {error}", file=sys.stderr)
         return 2

@@ -40,7 +40,7 @@ def summary_lines(
         f"{test['average_precision']['value']:.3f} (prevalence "
         f"{data_summary['prevalence']:.1%} is the no-skill level).",
         "Full story: reports/model_card.md; every metric key: README 'Metric glossary'; "
-        "compare experiments: dvc exp show --only-changed.",
+        "compare experiments: make exps (what each changed), make compare (paired tests).",
     ]
 
 

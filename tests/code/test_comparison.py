@@ -1,4 +1,8 @@
-"""Paired comparisons: the corrected t-test, the paired bootstrap, and the command."""
+"""Paired comparisons: the corrected t-test, the paired bootstrap, and the command.
+
+Experiments are stored as DVC stores them (git refs refs/exps/<baseline>/<name>); the real
+`dvc exp run` path is tested in tests/team/test_experiment_listing.py.
+"""
 
 import json
 import subprocess
@@ -14,11 +18,14 @@ from stroke_risk.comparison import (
     ComparisonError,
     compare,
     corrected_resampled_ttest,
+    direction,
     directory_reader,
     experiment_revisions,
     load_run,
     main,
     paired_bootstrap,
+    paired_tests,
+    recent_baselines,
 )
 
 
@@ -62,7 +69,9 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
     assert result == paired_bootstrap(y, good, weak, n_resamples=300, seed=0)
 
 
-def write_run(root, *, family, data="brain", fold_auc, predictions, cv_seed=42):
+def write_run(
+    root, *, family, data="brain", fold_auc, predictions, cv_seed=42, threshold=0.1, metrics=None
+):
     root.mkdir(parents=True)
     params = {
         "data": {"name": data, "raw_path": f"data/raw/{data}.csv"},
@@ -86,7 +95,9 @@ def write_run(root, *, family, data="brain", fold_auc, predictions, cv_seed=42):
     evaluation = {
         "test": {"roc_auc": {"value": roc_auc_score(y, p), "ci_low": 0.8, "ci_high": 0.9}},
         "provenance": {"train_sha256": "abc"},
+        "threshold": {"value": threshold},
     }
+    (root / "reports" / "metrics.json").write_text(json.dumps(metrics or {"cv": {}}))
     (root / "reports" / "evaluation.json").write_text(json.dumps(evaluation))
     pd.DataFrame({"stroke": y, "probability": p}).to_csv(
         root / "reports" / "test_predictions.csv", index=False
@@ -115,13 +126,13 @@ def three_runs(tmp_path):
 def test_compare_pairs_runs_on_the_same_data_only(three_runs):
     runs = [load_run(path.name, directory_reader(path)) for path in three_runs]
     report = compare(runs, n_resamples=200)
-    assert "| lr | logreg | brain |" in report and "| hc | logreg | healthcare |" in report
-    assert "## Paired tests on `brain` against `lr` (logreg)" in report
+    assert "| lr | – | logreg | brain |" in report and "| hc | – | logreg | healthcare |" in report
+    assert "## Paired tests against `lr` (logreg, best CV ROC AUC on this data)" in report
     row = next(
-        line for line in report.splitlines() if line.startswith("| rf (random_forest) | ROC AUC")
+        line for line in report.splitlines() if line.startswith("| rf (random_forest) | CV ROC AUC")
     )
     assert "-0.0100" in row  # the CV folds differ by exactly 0.01
-    assert "Not tested (no other run on the same data and folds): `hc`." in report
+    assert "Not tested (no reference on the same data and folds): `hc`." in report
 
 
 def test_command_reads_folders_and_reports_bad_sources(three_runs, tmp_path, capsys):
@@ -173,3 +184,213 @@ def test_experiments_are_found_by_their_git_refs(three_runs, tmp_path):
     assert list(experiment_revisions(repo)) == ["lr", "rf"]
     code = main(["--repo", str(repo), "lr", "rf", "--resamples", "100"])
     assert code == 0
+
+
+def test_direction_knows_lower_is_better_for_brier():
+    assert direction("brier", -0.002, 0.01) == "better"
+    assert direction("roc_auc", -0.002, 0.01) == "worse"
+    assert direction("recall", 0.1, 0.2) == "no significant change"
+
+
+def test_a_threshold_change_is_tested_at_each_runs_own_threshold(tmp_path):
+    """Same probabilities, lower threshold: ranking metrics are identical (p = 1), recall
+    rises and specificity falls, significantly, by exactly the counts' difference."""
+    y, good, _ = scored()
+    low = load_run(
+        "low",
+        directory_reader(
+            write_run(
+                tmp_path / "low",
+                family="logreg",
+                fold_auc=[0.8] * 5,
+                predictions=(y, good),
+                threshold=0.06,
+            )
+        ),
+    )
+    high = load_run(
+        "high",
+        directory_reader(
+            write_run(
+                tmp_path / "high",
+                family="logreg",
+                fold_auc=[0.8] * 5,
+                predictions=(y, good),
+                threshold=0.15,
+            )
+        ),
+    )
+    tests = {t.key: t for t in paired_tests(low, high, n_resamples=300, seed=0)}
+    assert tests["test.roc_auc"].difference == 0 and tests["test.roc_auc"].p == 1.0
+    positives = y == 1
+    expected_recall = np.mean(good[positives] >= 0.06) - np.mean(good[positives] >= 0.15)
+    assert expected_recall > 0
+    assert tests["test.recall"].difference == pytest.approx(expected_recall)
+    assert tests["test.recall"].verdict == "better"
+    assert tests["test.specificity"].verdict == "worse"
+    assert tests["test.recall"].ci_low > 0 and tests["test.specificity"].ci_high < 0
+    assert "test.precision" in tests
+    assert tests["cv.roc_auc"].verdict == "no significant change"
+
+
+def test_the_nested_cv_estimate_is_a_column_when_a_run_has_it(tmp_path):
+    y, good, weak = scored()
+    nested = {"cv": {"roc_auc_nested": 0.8312, "roc_auc_nested_std": 0.021}}
+    with_key = write_run(
+        tmp_path / "new",
+        family="logreg",
+        fold_auc=[0.8] * 5,
+        predictions=(y, good),
+        metrics=nested,
+    )
+    without = write_run(
+        tmp_path / "old", family="logreg", fold_auc=[0.8] * 5, predictions=(y, weak)
+    )
+    report = compare(
+        [load_run(p.name, directory_reader(p)) for p in (with_key, without)], n_resamples=50
+    )
+    header = next(line for line in report.splitlines() if line.startswith("| run |"))
+    column = [cell.strip() for cell in header.split("|")].index("nested CV ROC AUC ± sd")
+    cells = {
+        line.split("|")[1].strip(): line.split("|")[column].strip()
+        for line in report.splitlines()
+        if line.startswith("| new |") or line.startswith("| old |")
+    }
+    assert cells == {"new": "0.8312 ± 0.0210", "old": "–"}
+
+
+def git_repo(repo):
+    repo.mkdir()
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    return git
+
+
+REPORT_FILES = (
+    "params.yaml",
+    "reports/tuning.json",
+    "reports/evaluation.json",
+    "reports/test_predictions.csv",
+    "reports/metrics.json",
+)
+
+
+def put_run(repo, source):
+    for file in REPORT_FILES:
+        (repo / file).parent.mkdir(exist_ok=True)
+        (repo / file).write_bytes((source / file).read_bytes())
+
+
+def test_experiments_of_an_older_commit_are_compared_with_that_commit(tmp_path):
+    """DVC's layout: refs/exps/<baseline[:2]>/<baseline[2:]>/<name>. After a later commit
+    the experiments are still listed, each tested against its own baseline (a row)."""
+    y, good, weak = scored()
+    base_auc = np.random.default_rng(1).normal(0.84, 0.02, 15)
+    runs = {
+        "base": write_run(
+            tmp_path / "base", family="logreg", fold_auc=base_auc, predictions=(y, good)
+        ),
+        "rf": write_run(
+            tmp_path / "rf", family="random_forest", fold_auc=base_auc - 0.01, predictions=(y, weak)
+        ),
+    }
+    repo = tmp_path / "repo"
+    git = git_repo(repo)
+    put_run(repo, runs["base"])
+    git("add", "-A")
+    git("commit", "-qm", "baseline with outputs")
+    baseline = git("rev-parse", "HEAD")
+    put_run(repo, runs["rf"])
+    git("add", "-A")
+    git("commit", "-qm", "rf")
+    git("update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/rf", "HEAD")
+    git("reset", "-q", "--hard", baseline)
+    git("commit", "-q", "--allow-empty", "-m", "later work")
+
+    assert [b.position for b in recent_baselines(repo)] == ["HEAD", "HEAD~1"]
+    assert recent_baselines(repo, commits=1)[0].experiments == {}
+    output = tmp_path / "comparison.md"
+    assert main(["--repo", str(repo), "--resamples", "100", "--output", str(output)]) == 0
+    report = output.read_text()
+    reference = f"{baseline[:7]} (HEAD~1)"
+    assert f"| {reference} | – | logreg |" in report
+    assert f"| rf | `{reference}` | random_forest |" in report
+    assert f"## Paired tests against `{reference}` (logreg, baseline commit)" in report
+    rows = [line for line in report.splitlines() if line.startswith("| rf (random_forest) |")]
+    assert [row.split("|")[2].strip() for row in rows] == [
+        "CV ROC AUC",
+        "CV AP",
+        "CV Brier",
+        "test ROC AUC",
+        "test AP",
+        "test Brier",
+        "test recall",
+        "test specificity",
+        "test precision",
+    ]
+    assert "-0.0100" in rows[0] and rows[0].rstrip(" |").endswith("worse")
+    # The workspace holds HEAD's outputs (= the baseline's): not a second row.
+    assert "| workspace |" not in report
+    # HEAD, a commit without experiments, is a row (a reference), not an untested run.
+    assert f"| {baseline[:7]} (HEAD~1) |" in report and "(HEAD) | – |" in report
+    assert "Not tested" not in report
+    # A bounded history: one commit back finds no experiments, and says how to go further.
+    assert main(["--repo", str(repo), "--commits", "1", "--output", str(output)]) == 0
+    assert "| rf |" not in output.read_text() and "dvc exp list -A" in output.read_text()
+    # Named: the experiment brings its baseline commit along as the reference.
+    assert main(["--repo", str(repo), "rf", "--resamples", "50", "--output", str(output)]) == 0
+    named = output.read_text()
+    assert f"## Paired tests against `{baseline[:7]} (baseline)`" in named
+    # An experiment applied to the workspace is that experiment, not a second row.
+    put_run(repo, runs["rf"])
+    assert main(["--repo", str(repo), "--resamples", "50", "--output", str(output)]) == 0
+    assert "The workspace holds the same outputs as `rf`." in output.read_text()
+    # Other uncommitted outputs in the workspace: a row, tested against HEAD (its baseline).
+    other = write_run(
+        tmp_path / "other",
+        family="random_forest",
+        fold_auc=base_auc + 0.002,
+        predictions=(y, weak),
+    )
+    put_run(repo, other)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=7", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    assert main(["--repo", str(repo), "--resamples", "50", "--output", str(output)]) == 0
+    with_workspace = output.read_text()
+    assert f"| workspace | `{head} (HEAD)` | random_forest |" in with_workspace
+    assert f"## Paired tests against `{head} (HEAD)` (logreg, baseline commit)" in with_workspace
+
+
+def test_experiments_on_other_data_than_their_baseline_are_tested_among_themselves(tmp_path):
+    """A `-S data=healthcare` sweep on a brain.csv commit: its runs share no folds with the
+    baseline, so they are tested against the best CV ROC AUC of the sweep."""
+    y, good, weak = scored()
+    auc = np.random.default_rng(2).normal(0.85, 0.02, 15)
+
+    def run(name, data, fold_auc, baseline=None):
+        path = write_run(
+            tmp_path / name, family="logreg", data=data, fold_auc=fold_auc, predictions=(y, good)
+        )
+        return load_run(name, directory_reader(path), baseline=baseline)
+
+    runs = [
+        run("base", "brain", auc),
+        run("h-1", "healthcare", auc + 0.01, baseline="base"),
+        run("h-2", "healthcare", auc, baseline="base"),
+    ]
+    report = compare(runs, n_resamples=50)
+    assert "## Paired tests against `h-1` (logreg, best CV ROC AUC on this data)" in report
+    assert "| h-2 (logreg) | CV ROC AUC | -0.0100" in report
+    assert "Not tested (no reference on the same data and folds): `base`." in report
+    with pytest.raises(ComparisonError, match="--reference 'nope'"):
+        compare(runs, reference="nope")

@@ -1,6 +1,8 @@
 """The summary `make run` prints answers "is this model any good?" from the reports."""
 
 import copy
+import re
+from pathlib import Path
 
 from stroke_risk.summary import summary_lines
 
@@ -35,3 +37,14 @@ def test_summary_says_better_when_the_baseline_is_below_the_interval():
     assert "better than the age-only baseline" in "\n".join(
         summary_lines(evaluation, METRICS, DATA)
     )
+
+
+def test_the_pointer_to_comparing_experiments_names_make_targets_that_exist():
+    """It used to point at `dvc exp show --only-changed`, unreadable at 100 columns."""
+    pointer = summary_lines(EVALUATION, METRICS, DATA)[-1]
+    targets = re.findall(r"make ([a-z-]+)", pointer.split("compare experiments:", 1)[1])
+    assert targets == ["exps", "compare"]
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    for target in targets:
+        assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
+    assert "dvc exp show" not in pointer

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from stroke_risk.comparison import CV_METHOD, TEST_METHOD, PairedTest
 from stroke_risk.pr_report import (
     CURVES,
     MARKER,
     Change,
     Snapshot,
+    Verdict,
     changes,
     curve_spec,
     flatten,
@@ -68,13 +70,24 @@ def test_format_value_keeps_small_values_readable() -> None:
     assert format_value([18, 40]) == "`[18, 40]`"
 
 
-def snapshot(label: str, recall: float, target: float) -> Snapshot:
+def snapshot(
+    label: str,
+    recall: float,
+    target: float,
+    best_params: dict | None = None,
+    extra_metrics: dict | None = None,
+) -> Snapshot:
     return Snapshot(
         label=label,
-        metrics={"test.recall": recall, "test.specificity": 0.7, "test.roc_auc": 0.84},
+        metrics={
+            "test.recall": recall,
+            "test.specificity": 0.7,
+            "test.roc_auc": 0.84,
+            **(extra_metrics or {}),
+        },
         params={"threshold.target_recall": target, "model.family": "logreg"},
         evaluation={},
-        tuning={"family": "logreg"},
+        tuning={"family": "logreg", "best_params": best_params or {"C": 0.1, "max_iter": 5000}},
         curves={"roc": [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 1.0, "tpr": 1.0}]},
     )
 
@@ -90,6 +103,53 @@ def test_render_markdown_shows_both_values_and_the_delta() -> None:
         "0.8",
         "0.6",
     ]
+
+
+def test_the_verdict_leads_with_what_changed_beyond_noise_and_its_direction() -> None:
+    tests = (
+        PairedTest("cv.brier", "brier", "CV", 0.0004, 0.0001, 0.0007, 0.019, CV_METHOD),
+        PairedTest("cv.roc_auc", "roc_auc", "CV", -0.0054, -0.013, 0.0021, 0.15, CV_METHOD),
+        PairedTest("test.recall", "recall", "test", -0.2, -0.3, -0.1, 0.0004, TEST_METHOD),
+    )
+    base = snapshot("base a", 0.8, 0.8, extra_metrics={"cv.brier": 0.0429})
+    head = snapshot(
+        "head b",
+        0.6,
+        0.6,
+        best_params={"C": 0.5, "max_iter": 5000},
+        extra_metrics={
+            "cv.brier": 0.0433,
+            "cv.roc_auc_nested": 0.8312,
+            "cv.roc_auc_nested_std": 0.021,
+        },
+    )
+    markdown = render_markdown(base, head, {}, Verdict(tests, n_resamples=2000))
+    lead = markdown.split("### Verdict", 1)[1].split("|", 1)[0]
+    assert markdown.index("### Verdict") < markdown.index("### Metrics that changed")
+    # Worse Brier (higher) and worse recall, named with difference, CI and p; AUC is noise.
+    assert "**CV Brier worse** +0.0004 (+0.0001 to +0.0007), p 0.019" in lead
+    assert "**test recall worse** -0.2000 (-0.3000 to -0.1000), p <0.001" in lead
+    assert "Within noise: CV ROC AUC." in lead
+    verdict = report_rows(markdown, "Verdict")
+    assert verdict["cv.roc_auc"][-1] == "no significant change"
+    assert verdict["cv.brier"][:2] == ["0.0429", "0.0433"]
+    # The nested-CV estimate: a row when present, "–" where a revision lacks it.
+    assert verdict["cv.roc_auc_nested` ± sd"][:2] == ["–", "0.8312 ± 0.0210"]
+    assert report_rows(markdown, "Tuned hyper-parameters that changed") == {
+        "hyper-parameter": ["base", "head"],
+        "C": ["0.1", "0.5"],
+    }
+
+
+def test_without_paired_tests_the_verdict_says_why() -> None:
+    markdown = render_markdown(
+        snapshot("base a", 0.8, 0.8),
+        snapshot("head b", 0.8, 0.8),
+        {},
+        Verdict(untested_reason="base: reports/tuning.json not found"),
+    )
+    assert "No paired tests: base: reports/tuning.json not found." in markdown
+    assert "None (C=0.1, max_iter=5000)." in markdown
 
 
 def test_curve_spec_overlays_both_revisions_with_operating_points() -> None:
@@ -125,6 +185,7 @@ def test_report_shows_what_the_threshold_change_did(two_commit_repo: Path) -> No
     result = pr_report(root, "HEAD~1")
     assert result.returncode == 0, result.stderr
     markdown = (root / "pr-report.md").read_text()
+    print(markdown)  # shown by pytest -rP
     base, head = committed_metrics(root, "HEAD~1"), committed_metrics(root, "HEAD")
     assert base["test.recall"] != head["test.recall"]
     metrics = report_rows(markdown, "Metrics that changed")
@@ -143,6 +204,20 @@ def test_report_shows_what_the_threshold_change_did(two_commit_repo: Path) -> No
         "param": ["base", "head"],
         "threshold.target_recall": [str(BASE_TARGET_RECALL), str(HEAD_TARGET_RECALL)],
     }
+    # The verdict: the threshold moved recall and specificity beyond noise, in opposite
+    # directions; nothing that does not depend on the threshold moved at all.
+    verdict = report_rows(markdown, "Verdict")
+    lead = markdown.split("### Verdict", 1)[1].split("|", 1)[0]
+    assert "**test recall worse**" in lead and "**test specificity better**" in lead
+    for key in ("test.recall", "test.specificity"):
+        old, new, difference, p, _ = verdict[key]
+        # The paired test re-scores the committed predictions at each revision's threshold:
+        # it must land on the metrics evaluate committed.
+        assert float(difference.split()[0]) == pytest.approx(head[key] - base[key], abs=1e-4)
+        assert p == "<0.001"
+    for key in ("cv.roc_auc", "cv.brier", "test.roc_auc", "test.brier"):
+        assert verdict[key][2].startswith("+0.0000") and verdict[key][-1] == "no significant change"
+    assert verdict["cv.roc_auc_nested` ± sd"][:2] == ["–", "–"]
     header = markdown.splitlines()[1]
     assert re.search(r"`base [0-9a-f]{7}` → `head [0-9a-f]{7}`", header), header
     assert "decision threshold" in markdown and "**changed**" in markdown
