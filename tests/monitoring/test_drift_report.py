@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from stroke_risk.drift_report import (
     read_log_window,
     records_from_csv,
     render_html,
+    summary_text,
 )
 from stroke_risk.live_monitoring import bin_record
 from stroke_risk.prediction_log import PredictionLog, PredictionRecord
@@ -181,8 +183,6 @@ def test_times_are_relative_to_now_or_iso_8601() -> None:
 
 @pytest.fixture
 def reference_profile_file(tmp_path: Path, reference_profile: dict[str, Any]) -> Path:
-    import json
-
     path = tmp_path / "reference_profile.json"
     path.write_text(json.dumps(reference_profile))
     return path
@@ -283,3 +283,24 @@ def test_the_log_is_opened_read_only(
     assert log_path.read_bytes() == before
     with sqlite3.connect(log_path) as connection:
         assert connection.execute("SELECT COUNT(*) FROM predictions").fetchone() == (5,)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_MARKER = "<!-- drift-report example: make drift-report DATA=data/prepared/test.csv -->"
+
+
+def test_the_readme_example_is_the_commands_output_on_the_test_split() -> None:
+    repo = README.parent
+    test_split = repo / "data" / "prepared" / "test.csv"
+    profile = repo / "models" / "reference_profile.json"
+    assert test_split.is_file() and profile.is_file(), "run dvc repro first"
+    text = README.read_text()
+    assert README_MARKER in text
+    block = text.split(README_MARKER, 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    shown = [line.removeprefix("  ") for line in block.rstrip().splitlines()]
+    report = build_drift_report(
+        json.loads(profile.read_text()),
+        records_from_csv(test_split),
+        source="data/prepared/test.csv",
+    )
+    assert shown == [*summary_text(report).splitlines(), "wrote drift-report.html"]
