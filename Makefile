@@ -126,8 +126,11 @@ benchmark: $(DEV_STAMP)
 
 # The monitoring demo: service, real Prometheus with the repo's alert rules and drifted
 # traffic on free ports; prints URLs, drift figures and pending alerts; Ctrl-C stops it.
+# ALERT_DEMO=1: every rule's for: shortened to 10 s, a real Alertmanager and a webhook
+# receiver, so drift alerts go pending, fire and are delivered (printed).
+ALERT_DEMO ?=
 demo: $(RUNTIME_STAMP) system-deps
-	python -m monitoring.demo
+	python -m monitoring.demo $(if $(ALERT_DEMO),--fire)
 
 # An offline HTML drift report against the training reference, of a CSV file
 # (make drift-report DATA=new.csv) or of a window of the service's prediction log
