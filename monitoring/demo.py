@@ -71,6 +71,7 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOOPBACK = "127.0.0.1"
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")  # Debian's name first
+ALERT_POLL_SECONDS = 0.4
 HOLD_TIME = re.compile(r"^[1-9][0-9]*[sm]$")
 
 
@@ -367,7 +368,7 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
         interval = f"{config.scrape_interval_seconds}s"
         alertmanager_address = None
         if alertmanager_binary is not None and config.fire_for is not None:
-            webhook = WebhookReceiver(LOOPBACK, echo=lambda line: print(line, flush=True))
+            webhook = WebhookReceiver(LOOPBACK, echo=print_stamped)
             webhook.start()
             alertmanager_address = start_alertmanager(
                 alertmanager_binary, processes, webhook.url, stop
@@ -464,7 +465,9 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                 alert_states = print_alert_transitions(
                     prometheus_url, alert_states, hold_for=config.fire_for
                 )
-                next_alert_poll = now + config.scrape_interval_seconds
+                # Often enough that FIRING is printed before Alertmanager's delivery (its
+                # group_wait is 1 s), which the receiver prints as it arrives.
+                next_alert_poll = now + ALERT_POLL_SECONDS
             if deadline is not None and now >= deadline:
                 break
             crashed = processes.first_exited(["service", "prometheus", "alertmanager"])
@@ -500,7 +503,8 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
             print(f"webhook notifications received: {len(webhook.received())}", flush=True)
         return 0
     finally:
-        print("stopping the simulator, Prometheus and the service ...", flush=True)
+        extra = ", Alertmanager" if config.fire_for is not None else ""
+        print(f"stopping the simulator, Prometheus{extra} and the service ...", flush=True)
         processes.stop_all()
         if webhook is not None:
             webhook.stop()
@@ -539,6 +543,11 @@ def start_alertmanager(
     return f"{LOOPBACK}:{port}"
 
 
+def print_stamped(line: str) -> None:
+    """Print a line of the alerts' story with the UTC time it happened."""
+    print(f"{datetime.now(UTC):%H:%M:%S} {line}", flush=True)
+
+
 def print_alert_transitions(
     prometheus_url: str, previous: dict[str, str], *, hold_for: str
 ) -> dict[str, str]:
@@ -549,9 +558,8 @@ def print_alert_transitions(
         return previous
     current = [AlertState(a.display_name, a.state) for a in active_alerts(rules)]
     lines, states = alert_transitions(previous, current, hold_for=hold_for)
-    stamp = datetime.now(UTC).strftime("%H:%M:%S")
     for line in lines:
-        print(f"{stamp} {line}", flush=True)
+        print_stamped(line)
     return states
 
 

@@ -381,7 +381,9 @@ def test_fire_mode_shows_a_drift_alert_pending_firing_and_delivered(
         start_new_session=True,
     )
     name = re.escape("StrokeFeatureDrift{feature=age}")
-    delivered = re.compile(rf"^DELIVERED  webhook 'stroke-risk-team' got FIRING {name} ")
+    delivered = re.compile(
+        rf"^\d\d:\d\d:\d\d DELIVERED  webhook 'stroke-risk-team' got FIRING {name} "
+    )
     lines: list[str] = []
     try:
         assert demo.stdout is not None
@@ -403,6 +405,7 @@ def test_fire_mode_shows_a_drift_alert_pending_firing_and_delivered(
 
     pending = first(rf"^\d\d:\d\d:\d\d PENDING    {name}: .* holds for 5s$")
     firing = first(rf"^\d\d:\d\d:\d\d FIRING     {name}: held for 5s; sent to Alertmanager$")
+    # Delivery follows firing by Alertmanager's group_wait (1 s); the demo polls more often.
     assert pending < firing < first(delivered.pattern), output
     assert re.search(r"^webhook notifications received: [1-9]", rest, re.M), output
     urls = dict(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from stroke_risk.data import DataValidationError
 from stroke_risk.drift import compute_drift
 from stroke_risk.drift_report import (
     DriftReportError,
@@ -304,3 +305,15 @@ def test_the_readme_example_is_the_commands_output_on_the_test_split() -> None:
         source="data/prepared/test.csv",
     )
     assert shown == [*summary_text(report).splitlines(), "wrote drift-report.html"]
+
+
+def test_a_stroke_column_may_hold_one_class_but_not_other_values(
+    tmp_path: Path, training_records: list[dict[str, Any]]
+) -> None:
+    rows = [{**record, TARGET: 0} for record in training_records[:5]]
+    path = write_csv(tmp_path / "scored.csv", rows, columns=[*FEATURE_NAMES, TARGET])
+    assert len(records_from_csv(path)) == 5  # training would refuse a single class
+    rows[2][TARGET] = 7
+    path = write_csv(tmp_path / "bad.csv", rows, columns=[*FEATURE_NAMES, TARGET])
+    with pytest.raises(DataValidationError, match=r"column 'stroke': 1 row\(s\) not 0 or 1: '7'"):
+        records_from_csv(path)
