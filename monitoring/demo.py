@@ -365,47 +365,10 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
             cwd=REPO_ROOT,
             env=service_environment(directory, app_port),
         )
-        interval = f"{config.scrape_interval_seconds}s"
-        alertmanager_address = None
-        if alertmanager_binary is not None and config.fire_for is not None:
-            webhook = WebhookReceiver(LOOPBACK, echo=print_stamped)
-            webhook.start()
-            alertmanager_address = start_alertmanager(
-                alertmanager_binary, processes, webhook.url, stop
-            )
-        prometheus_config = render_prometheus_config(
-            f"{LOOPBACK}:{app_port}",
-            scrape_interval=interval,
-            evaluation_interval=interval,
-            alertmanager=alertmanager_address,
-        )
-        if config.fire_for is not None:
-            rules = shorten_hold_times(yaml.safe_load(ALERT_RULES.read_text()), config.fire_for)
-            prometheus_config["rule_files"] = [
-                str(
-                    write_yaml(
-                        directory / "alert_rules.yml",
-                        rules,
-                        header=f"generated from {ALERT_RULES.relative_to(REPO_ROOT)} with"
-                        f" every for: set to {config.fire_for} (monitoring.demo --fire)",
-                    )
-                )
-            ]
-        (directory / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
-        processes.start(
-            "prometheus",
-            [
-                prometheus_binary,
-                f"--config.file={directory / 'prometheus.yml'}",
-                f"--storage.tsdb.path={directory / 'tsdb'}",
-                f"--web.listen-address={LOOPBACK}:{prometheus_port}",
-                "--log.level=warn",
-            ],
-        )
+        # Prometheus starts once the service answers and traffic flows, so no alert holds
+        # at start-up only because the service was still loading (with --fire's short
+        # for:, StrokeServiceDown or StrokeNoTraffic would otherwise fire at once).
         wait_until_ready(f"{app_url}/ready", processes, "service", stop, START_TIMEOUT_SECONDS)
-        wait_until_ready(
-            f"{prometheus_url}/-/ready", processes, "prometheus", stop, START_TIMEOUT_SECONDS
-        )
         if stop.is_set():
             return 0
         started = time.monotonic()
@@ -424,6 +387,51 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
             ),
             cwd=REPO_ROOT,
         )
+        interval = f"{config.scrape_interval_seconds}s"
+        alertmanager_address = None
+        if alertmanager_binary is not None and config.fire_for is not None:
+            webhook = WebhookReceiver(LOOPBACK, echo=print_stamped)
+            webhook.start()
+            alertmanager_address = start_alertmanager(
+                alertmanager_binary, processes, webhook.url, stop
+            )
+        prometheus_config = render_prometheus_config(
+            f"{LOOPBACK}:{app_port}",
+            scrape_interval=interval,
+            evaluation_interval=interval,
+            alertmanager=alertmanager_address,
+        )
+        config_path = directory / "prometheus.yml"
+        short_rules: Path | None = None
+        if config.fire_for is not None:
+            short_rules = write_yaml(
+                directory / "alert_rules.yml",
+                shorten_hold_times(yaml.safe_load(ALERT_RULES.read_text()), config.fire_for),
+                header=f"generated from {ALERT_RULES.relative_to(REPO_ROOT)} with"
+                f" every for: set to {config.fire_for} (monitoring.demo --fire)",
+            )
+            # Loaded once Prometheus has seen the service up with traffic (arm_rules).
+            prometheus_config["rule_files"] = []
+        config_path.write_text(yaml.safe_dump(prometheus_config))
+        prometheus = processes.start(
+            "prometheus",
+            [
+                prometheus_binary,
+                f"--config.file={directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={directory / 'tsdb'}",
+                f"--web.listen-address={LOOPBACK}:{prometheus_port}",
+                "--log.level=warn",
+            ],
+        )
+        wait_until_ready(
+            f"{prometheus_url}/-/ready", processes, "prometheus", stop, START_TIMEOUT_SECONDS
+        )
+        if short_rules is not None:
+            prometheus_config["rule_files"] = [str(short_rules)]
+            config_path.write_text(yaml.safe_dump(prometheus_config))
+            arm_rules(prometheus, prometheus_url, processes, stop)
+        if stop.is_set():
+            return 0
         psi_graph = quote("max by (feature) (stroke_feature_psi)")
         drift = ", ".join(config.drift) or "none"
         print(
@@ -541,6 +549,53 @@ def start_alertmanager(
         f"http://{LOOPBACK}:{port}/-/ready", processes, "alertmanager", stop, START_TIMEOUT_SECONDS
     )
     return f"{LOOPBACK}:{port}"
+
+
+def prometheus_has_result(prometheus_url: str, query: str) -> bool:
+    """Whether an instant query returns at least one sample right now."""
+    try:
+        answer = requests.get(
+            f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5
+        ).json()
+        return bool(answer["data"]["result"])
+    except (requests.RequestException, ValueError, KeyError):
+        return False
+
+
+def arm_rules(
+    prometheus: subprocess.Popen[bytes],
+    prometheus_url: str,
+    processes: Processes,
+    stop: threading.Event,
+) -> None:
+    """Make Prometheus load its (rewritten) rule files once it sees the service up with
+    /predict traffic, then wait until the rules are loaded.
+
+    With a 10 s for:, rules evaluated from Prometheus' first second would fire
+    StrokeServiceDown (no scrape yet: `up` absent) or StrokeNoTraffic (one sample: no
+    rate yet) on a slow start; the demo is about drift, not its own start-up.
+    """
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    traffic = 'sum(rate(stroke_http_requests_total{endpoint="/predict"}[1m])) > 0'
+    while not prometheus_has_result(prometheus_url, traffic):
+        if stop.is_set():
+            return
+        if time.monotonic() > deadline or processes.first_exited(["prometheus", "simulator"]):
+            raise DemoError(
+                "Prometheus saw no /predict traffic from the service:\n"
+                + processes.log_tail("prometheus")
+            )
+        stop.wait(0.5)
+    prometheus.send_signal(signal.SIGHUP)  # Prometheus' "reload the configuration"
+    while not stop.is_set() and time.monotonic() < deadline:
+        with requests.Session() as session:
+            rules = fetch_rules(session, prometheus_url)
+        if rules and rules.get("groups"):
+            print_stamped("alert rules loaded: Prometheus sees the service up with traffic")
+            return
+        stop.wait(0.5)
+    if not stop.is_set():
+        raise DemoError("Prometheus did not load the demo's alert rules after SIGHUP")
 
 
 def print_stamped(line: str) -> None:

@@ -407,6 +407,9 @@ def test_fire_mode_shows_a_drift_alert_pending_firing_and_delivered(
     firing = first(rf"^\d\d:\d\d:\d\d FIRING     {name}: held for 5s; sent to Alertmanager$")
     # Delivery follows firing by Alertmanager's group_wait (1 s); the demo polls more often.
     assert pending < firing < first(delivered.pattern), output
+    # The short rules are loaded only once Prometheus sees traffic: no start-up alert fires.
+    assert first(r"alert rules loaded: Prometheus sees the service up with traffic") < pending
+    assert not re.search(r"FIRING +Stroke(ServiceDown|NoTraffic)", output), output
     assert re.search(r"^webhook notifications received: [1-9]", rest, re.M), output
     urls = dict(
         re.findall(r"^  (service|Prometheus|Alertmanager) +http://127\.0\.0\.1:(\d+)", output, re.M)
