@@ -74,16 +74,16 @@ def test_distribution_shares_are_the_reference_bins_and_the_windows_counts(
 def test_drifted_ages_are_significant_and_the_drift_classifier_sees_them(
     reference_profile: dict[str, Any], training_records: list[dict[str, Any]]
 ) -> None:
-    clean = build_drift_report(reference_profile, training_records[:1500], source="clean")
+    clean = build_drift_report(reference_profile, training_records[:600], source="clean")
     drifted = build_drift_report(
-        reference_profile, aged(training_records[:1500], 25), source="drifted"
+        reference_profile, aged(training_records[:600], 25), source="drifted"
     )
     assert clean.significant_fields() == []
     assert clean.multivariate_auc is not None and clean.multivariate_auc < 0.6
     assert drifted.significant_fields() == ["age"]
     assert drifted.multivariate_auc is not None and drifted.multivariate_auc > 0.8
     # The figures are compute_drift's, not a second implementation.
-    expected = compute_drift(reference_profile, aged(training_records[:1500], 25))
+    expected = compute_drift(reference_profile, aged(training_records[:600], 25))
     assert {f.drift.feature: f.drift for f in drifted.fields} == expected.features
     assert drifted.drift_score == expected.drift_score
 
@@ -91,7 +91,7 @@ def test_drifted_ages_are_significant_and_the_drift_classifier_sees_them(
 def test_a_binned_window_gives_the_same_psi_and_distributions_and_no_classifier(
     reference_profile: dict[str, Any], training_records: list[dict[str, Any]]
 ) -> None:
-    records = aged(training_records[:800], 10)
+    records = aged(training_records[:400], 10)
     raw = build_drift_report(reference_profile, records, source="raw")
     binned = build_drift_report(
         reference_profile,
