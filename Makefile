@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
 .PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync exp \
-	notebook pr-report release compare exps tracking-server demo
+	notebook pr-report release compare exps tracking-server demo drift-report
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -129,8 +129,24 @@ benchmark: $(DEV_STAMP)
 
 # The monitoring demo: service, real Prometheus with the repo's alert rules and drifted
 # traffic on free ports; prints URLs, drift figures and pending alerts; Ctrl-C stops it.
+# ALERT_DEMO=1: every rule's for: shortened to 10 s, a real Alertmanager and a webhook
+# receiver, so drift alerts go pending, fire and are delivered (printed).
+ALERT_DEMO ?=
 demo: $(RUNTIME_STAMP) system-deps
-	python -m monitoring.demo
+	python -m monitoring.demo $(if $(ALERT_DEMO),--fire)
+
+# An offline HTML drift report against the training reference, of a CSV file
+# (make drift-report DATA=new.csv) or of a window of the service's prediction log
+# (make drift-report SINCE=24h [UNTIL=...] [LOG=...]); written to OUT.
+DATA ?=
+LOG ?=
+SINCE ?=
+UNTIL ?=
+OUT ?= drift-report.html
+drift-report: $(RUNTIME_STAMP)
+	python -m stroke_risk.drift_report --out '$(OUT)' $(if $(DATA),--data '$(DATA)',--log \
+	  '$(or $(LOG),$(STROKE_MONITOR_DB),var/monitoring/predictions.sqlite)' \
+	  $(if $(SINCE),--since '$(SINCE)') $(if $(UNTIL),--until '$(UNTIL)'))
 
 # A shared MLflow tracking server on a local PostgreSQL (ARGS="--help" for the options).
 tracking-server: $(RUNTIME_STAMP)

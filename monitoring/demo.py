@@ -20,12 +20,19 @@ performance) and which alerts are pending or firing: an alert becomes active whe
 expression holds and fires once it has held for its rule's ``for:`` (30 minutes for the
 drift alerts), so the demo prints when each pending alert will fire. Ctrl-C (or the end
 of ``--duration``) stops every process it started and removes the directory.
+
+With ``--fire`` (``make demo ALERT_DEMO=1``) an alert goes all the way: the rules are
+generated from the repository's alert_rules.yml with every ``for:`` set to ``--fire-for``
+(10 s), a real Alertmanager runs with the repository's alertmanager.yml whose webhook points
+at a small HTTP receiver inside the demo, and the demo prints each alert as it goes
+PENDING, then FIRING, then each notification the receiver gets (DELIVERED).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +51,17 @@ from urllib.parse import quote
 import requests
 import yaml
 
+from monitoring.alert_demo import (
+    ALERT_RULES,
+    ALERTMANAGER_CONFIG,
+    AlertState,
+    WebhookReceiver,
+    alert_transitions,
+    display_name,
+    render_alertmanager_config,
+    shorten_hold_times,
+    write_yaml,
+)
 from monitoring.prometheus_config import render_prometheus_config
 from monitoring.simulate import fetch_service_figures, format_service_figures
 
@@ -52,6 +70,9 @@ SERVICE_ARTIFACTS = ("models/model.joblib", "models/reference_profile.json", "dv
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOOPBACK = "127.0.0.1"
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")  # Debian's name first
+ALERT_POLL_SECONDS = 0.4
+HOLD_TIME = re.compile(r"^[1-9][0-9]*[sm]$")
 
 
 class DemoError(Exception):
@@ -130,6 +151,17 @@ def check_prerequisites() -> str:
     return binary
 
 
+def find_alertmanager() -> str:
+    """Return the Alertmanager binary; DemoError names the package to install."""
+    for name in ALERTMANAGER_BINARIES:
+        binary = shutil.which(name)
+        if binary is not None:
+            return binary
+    raise DemoError(
+        "prometheus-alertmanager is not installed: run `make system-deps` (Debian package)"
+    )
+
+
 def wait_until_ready(
     url: str, processes: Processes, name: str, stop: threading.Event, timeout: float
 ) -> None:
@@ -183,6 +215,10 @@ class ActiveAlert:
     def fires_at(self) -> datetime:
         return self.active_at + self.hold_for
 
+    @property
+    def display_name(self) -> str:
+        return display_name({"alertname": self.name, **self.labels})
+
 
 def parse_timestamp(text: str) -> datetime:
     """Prometheus' RFC 3339 timestamps (nanoseconds, 'Z') as an aware datetime."""
@@ -230,8 +266,7 @@ def format_alerts(alerts: Sequence[ActiveAlert], now: datetime) -> str:
         return "alerts: none active yet (rules are evaluated every scrape interval)"
     lines = ["alerts:"]
     for alert in alerts:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
-        name = f"{alert.name}{{{labels}}}" if labels else alert.name
+        name = alert.display_name
         if alert.state == "firing":
             lines.append(f"  FIRING   {name} since {alert.fires_at:%H:%M:%S} UTC")
             continue
@@ -256,6 +291,7 @@ class DemoConfig:
     drift_after_seconds: float
     feedback_rate: float
     seed: int
+    fire_for: str | None = None  # --fire: every rule's `for:`, an Alertmanager, a webhook
 
 
 def simulator_command(
@@ -283,14 +319,22 @@ def simulator_command(
     return command
 
 
+def fetch_rules(session: requests.Session, prometheus_url: str) -> dict[str, Any] | None:
+    """Prometheus' /api/v1/rules data, or None if it cannot be read right now."""
+    try:
+        rules: dict[str, Any] = session.get(f"{prometheus_url}/api/v1/rules", timeout=5).json()[
+            "data"
+        ]
+    except (requests.RequestException, ValueError, KeyError):
+        return None
+    return rules
+
+
 def print_report(app_url: str, prometheus_url: str, started: float) -> None:
     """What the service and Prometheus say now."""
     with requests.Session() as session:
         figures = fetch_service_figures(session, app_url, timeout_seconds=5)
-        try:
-            rules = session.get(f"{prometheus_url}/api/v1/rules", timeout=5).json()["data"]
-        except (requests.RequestException, ValueError, KeyError):
-            rules = None
+        rules = fetch_rules(session, prometheus_url)
     elapsed = describe_duration(timedelta(seconds=time.monotonic() - started))
     print(f"\n--- after {elapsed} ---", flush=True)
     if figures is None:
@@ -306,8 +350,10 @@ def print_report(app_url: str, prometheus_url: str, started: float) -> None:
 def run_demo(config: DemoConfig, stop: threading.Event) -> int:
     """Start everything, report until stop is set or the duration ends, stop everything."""
     prometheus_binary = check_prerequisites()
+    alertmanager_binary = find_alertmanager() if config.fire_for else None
     directory = Path(tempfile.mkdtemp(prefix="stroke-demo-"))
     processes = Processes(directory)
+    webhook: WebhookReceiver | None = None
     try:
         app_port, prometheus_port = free_port(), free_port()
         app_url = f"http://{LOOPBACK}:{app_port}"
@@ -319,25 +365,10 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
             cwd=REPO_ROOT,
             env=service_environment(directory, app_port),
         )
-        interval = f"{config.scrape_interval_seconds}s"
-        prometheus_config = render_prometheus_config(
-            f"{LOOPBACK}:{app_port}", scrape_interval=interval, evaluation_interval=interval
-        )
-        (directory / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
-        processes.start(
-            "prometheus",
-            [
-                prometheus_binary,
-                f"--config.file={directory / 'prometheus.yml'}",
-                f"--storage.tsdb.path={directory / 'tsdb'}",
-                f"--web.listen-address={LOOPBACK}:{prometheus_port}",
-                "--log.level=warn",
-            ],
-        )
+        # Prometheus starts once the service answers and traffic flows, so no alert holds
+        # at start-up only because the service was still loading (with --fire's short
+        # for:, StrokeServiceDown or StrokeNoTraffic would otherwise fire at once).
         wait_until_ready(f"{app_url}/ready", processes, "service", stop, START_TIMEOUT_SECONDS)
-        wait_until_ready(
-            f"{prometheus_url}/-/ready", processes, "prometheus", stop, START_TIMEOUT_SECONDS
-        )
         if stop.is_set():
             return 0
         started = time.monotonic()
@@ -356,6 +387,51 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
             ),
             cwd=REPO_ROOT,
         )
+        interval = f"{config.scrape_interval_seconds}s"
+        alertmanager_address = None
+        if alertmanager_binary is not None and config.fire_for is not None:
+            webhook = WebhookReceiver(LOOPBACK, echo=print_stamped)
+            webhook.start()
+            alertmanager_address = start_alertmanager(
+                alertmanager_binary, processes, webhook.url, stop
+            )
+        prometheus_config = render_prometheus_config(
+            f"{LOOPBACK}:{app_port}",
+            scrape_interval=interval,
+            evaluation_interval=interval,
+            alertmanager=alertmanager_address,
+        )
+        config_path = directory / "prometheus.yml"
+        short_rules: Path | None = None
+        if config.fire_for is not None:
+            short_rules = write_yaml(
+                directory / "alert_rules.yml",
+                shorten_hold_times(yaml.safe_load(ALERT_RULES.read_text()), config.fire_for),
+                header=f"generated from {ALERT_RULES.relative_to(REPO_ROOT)} with"
+                f" every for: set to {config.fire_for} (monitoring.demo --fire)",
+            )
+            # Loaded once Prometheus has seen the service up with traffic (arm_rules).
+            prometheus_config["rule_files"] = []
+        config_path.write_text(yaml.safe_dump(prometheus_config))
+        prometheus = processes.start(
+            "prometheus",
+            [
+                prometheus_binary,
+                f"--config.file={directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={directory / 'tsdb'}",
+                f"--web.listen-address={LOOPBACK}:{prometheus_port}",
+                "--log.level=warn",
+            ],
+        )
+        wait_until_ready(
+            f"{prometheus_url}/-/ready", processes, "prometheus", stop, START_TIMEOUT_SECONDS
+        )
+        if short_rules is not None:
+            prometheus_config["rule_files"] = [str(short_rules)]
+            config_path.write_text(yaml.safe_dump(prometheus_config))
+            arm_rules(prometheus, prometheus_url, processes, stop)
+        if stop.is_set():
+            return 0
         psi_graph = quote("max by (feature) (stroke_feature_psi)")
         drift = ", ".join(config.drift) or "none"
         print(
@@ -375,15 +451,34 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                     ),
                     f"  logs         {directory}/*.log (removed at exit)",
                 ]
+                + (
+                    [
+                        f"  Alertmanager http://{alertmanager_address}/#/alerts",
+                        f"  webhook      {webhook.url} (prints each notification)",
+                        f"  alert rules  every `for:` set to {config.fire_for}: alerts fire"
+                        " soon after their expression holds",
+                    ]
+                    if webhook is not None and alertmanager_address is not None
+                    else []
+                )
             ),
             flush=True,
         )
         next_report = started + min(config.report_every_seconds, 10.0)
+        alert_states: dict[str, str] = {}
+        next_alert_poll = started
         while not stop.is_set():
             now = time.monotonic()
+            if config.fire_for is not None and now >= next_alert_poll:
+                alert_states = print_alert_transitions(
+                    prometheus_url, alert_states, hold_for=config.fire_for
+                )
+                # Often enough that FIRING is printed before Alertmanager's delivery (its
+                # group_wait is 1 s), which the receiver prints as it arrives.
+                next_alert_poll = now + ALERT_POLL_SECONDS
             if deadline is not None and now >= deadline:
                 break
-            crashed = processes.first_exited(["service", "prometheus"])
+            crashed = processes.first_exited(["service", "prometheus", "alertmanager"])
             if crashed is not None:
                 print(f"{crashed} stopped:\n{processes.log_tail(crashed)}", flush=True)
                 return 1
@@ -412,12 +507,115 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                 next_report = now + config.report_every_seconds
             stop.wait(0.2)
         print_report(app_url, prometheus_url, started)
+        if webhook is not None:
+            print(f"webhook notifications received: {len(webhook.received())}", flush=True)
         return 0
     finally:
-        print("stopping the simulator, Prometheus and the service ...", flush=True)
+        extra = ", Alertmanager" if config.fire_for is not None else ""
+        print(f"stopping the simulator, Prometheus{extra} and the service ...", flush=True)
         processes.stop_all()
+        if webhook is not None:
+            webhook.stop()
         shutil.rmtree(directory, ignore_errors=True)
         print("stopped.", flush=True)
+
+
+def start_alertmanager(
+    binary: str, processes: Processes, webhook_url: str, stop: threading.Event
+) -> str:
+    """Start Alertmanager with the repository's config sending to webhook_url; its address."""
+    port = free_port()
+    config = render_alertmanager_config(
+        yaml.safe_load(ALERTMANAGER_CONFIG.read_text()), webhook_url
+    )
+    path = write_yaml(
+        processes.directory / "alertmanager.yml",
+        config,
+        header=f"generated from {ALERTMANAGER_CONFIG.relative_to(REPO_ROOT)}: webhooks to the"
+        " demo's receiver (monitoring.demo --fire)",
+    )
+    processes.start(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={path}",
+            f"--storage.path={processes.directory / 'alertmanager'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+            "--cluster.listen-address=",  # one instance: no gossip port
+            "--log.level=warn",
+        ],
+    )
+    wait_until_ready(
+        f"http://{LOOPBACK}:{port}/-/ready", processes, "alertmanager", stop, START_TIMEOUT_SECONDS
+    )
+    return f"{LOOPBACK}:{port}"
+
+
+def prometheus_has_result(prometheus_url: str, query: str) -> bool:
+    """Whether an instant query returns at least one sample right now."""
+    try:
+        answer = requests.get(
+            f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5
+        ).json()
+        return bool(answer["data"]["result"])
+    except (requests.RequestException, ValueError, KeyError):
+        return False
+
+
+def arm_rules(
+    prometheus: subprocess.Popen[bytes],
+    prometheus_url: str,
+    processes: Processes,
+    stop: threading.Event,
+) -> None:
+    """Make Prometheus load its (rewritten) rule files once it sees the service up with
+    /predict traffic, then wait until the rules are loaded.
+
+    With a 10 s for:, rules evaluated from Prometheus' first second would fire
+    StrokeServiceDown (no scrape yet: `up` absent) or StrokeNoTraffic (one sample: no
+    rate yet) on a slow start; the demo is about drift, not its own start-up.
+    """
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    traffic = 'sum(rate(stroke_http_requests_total{endpoint="/predict"}[1m])) > 0'
+    while not prometheus_has_result(prometheus_url, traffic):
+        if stop.is_set():
+            return
+        if time.monotonic() > deadline or processes.first_exited(["prometheus", "simulator"]):
+            raise DemoError(
+                "Prometheus saw no /predict traffic from the service:\n"
+                + processes.log_tail("prometheus")
+            )
+        stop.wait(0.5)
+    prometheus.send_signal(signal.SIGHUP)  # Prometheus' "reload the configuration"
+    while not stop.is_set() and time.monotonic() < deadline:
+        with requests.Session() as session:
+            rules = fetch_rules(session, prometheus_url)
+        if rules and rules.get("groups"):
+            print_stamped("alert rules loaded: Prometheus sees the service up with traffic")
+            return
+        stop.wait(0.5)
+    if not stop.is_set():
+        raise DemoError("Prometheus did not load the demo's alert rules after SIGHUP")
+
+
+def print_stamped(line: str) -> None:
+    """Print a line of the alerts' story with the UTC time it happened."""
+    print(f"{datetime.now(UTC):%H:%M:%S} {line}", flush=True)
+
+
+def print_alert_transitions(
+    prometheus_url: str, previous: dict[str, str], *, hold_for: str
+) -> dict[str, str]:
+    """Print alerts that went pending, firing or away since previous; the new states."""
+    with requests.Session() as session:
+        rules = fetch_rules(session, prometheus_url)
+    if rules is None:
+        return previous
+    current = [AlertState(a.display_name, a.state) for a in active_alerts(rules)]
+    lines, states = alert_transitions(previous, current, hold_for=hold_for)
+    for line in lines:
+        print_stamped(line)
+    return states
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -458,6 +656,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--feedback-rate", type=float, default=0.5, help="share of records given a label"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fire",
+        action="store_true",
+        help="make alerts fire and deliver them: rules with a short for:, a real"
+        " Alertmanager and a webhook receiver that prints each notification",
+    )
+    parser.add_argument(
+        "--fire-for",
+        default="10s",
+        help="with --fire: every alert rule's for: (default 10s; e.g. 5s, 1m)",
+    )
     return parser
 
 
@@ -475,6 +684,8 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         raise ValueError("--feedback-rate must be between 0 and 1")
     if not 0 <= args.drift_after <= 24 * 3600:
         raise ValueError("--drift-after must be between 0 and 86400 seconds")
+    if not HOLD_TIME.match(args.fire_for):
+        raise ValueError("--fire-for must be a whole number of seconds or minutes, e.g. 10s")
     drift = tuple(args.drift) if args.drift is not None else ("age+25",)
     drift = tuple(spec for spec in drift if spec.strip().lower() != "none")
     from monitoring.simulate import parse_drift
@@ -492,6 +703,7 @@ def config_from_args(args: argparse.Namespace) -> DemoConfig:
         drift_after_seconds=args.drift_after,
         feedback_rate=args.feedback_rate,
         seed=args.seed,
+        fire_for=args.fire_for if args.fire else None,
     )
 
 

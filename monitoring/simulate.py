@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
+from stroke_risk.drift import PSI_SIGNIFICANT, psi_band
 from stroke_risk.schema import (
     FEATURE_NAMES,
     FEATURES_BY_NAME,
@@ -56,8 +57,6 @@ DRIFT_PATTERN = re.compile(
 )
 # Stop early when the service is unreachable instead of timing out N times.
 MAX_CONSECUTIVE_FAILURES = 5
-# PSI bands (monitoring/README.md): below 0.1 stable, 0.1-0.2 moderate, above significant.
-PSI_MODERATE, PSI_SIGNIFICANT = 0.1, 0.2
 TOP_DRIFTED = 3
 # The service recomputes its figures at most every STROKE_MONITOR_CACHE_SECONDS (2 s).
 DEFAULT_REPORT_DELAY_SECONDS = 2.5
@@ -432,12 +431,6 @@ def fetch_service_figures(
         return service_figures(response.text)
     except (requests.RequestException, ValueError):
         return None
-
-
-def psi_band(value: float) -> str:
-    if value > PSI_SIGNIFICANT:
-        return "significant"
-    return "moderate" if value > PSI_MODERATE else "stable"
 
 
 def format_figure(value: float | None) -> str:

@@ -64,16 +64,19 @@ def _problem(column: str, mask: pd.Series, what: str) -> str:
     return f"column '{column}': {count} row(s) {what} (file lines {_line_numbers(mask)})"
 
 
-def validate_raw_frame(raw: pd.DataFrame) -> pd.DataFrame:
+def validate_raw_frame(raw: pd.DataFrame, *, target_required: bool = True) -> pd.DataFrame:
     """Check a raw string frame against the schema and return it typed.
 
     Returns the ten features plus the target with proper dtypes (an ``id`` column is
     dropped). Raises DataValidationError naming each bad column with its offending row
     count and the first file line numbers, so the whole file can be fixed in one pass.
+    target_required=False (inputs that are scored, not trained on): the target column may
+    be absent, and when present may hold a single class.
     """
     problems: list[str] = []
     frame = raw.drop(columns=[ID_COLUMN], errors="ignore")
-    missing = [c for c in EXPECTED_COLUMNS if c not in frame.columns]
+    required = EXPECTED_COLUMNS if target_required else FEATURE_NAMES
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         problems.append("missing column(s): " + ", ".join(missing))
     unknown = [c for c in frame.columns if c not in EXPECTED_COLUMNS]
@@ -124,14 +127,19 @@ def validate_raw_frame(raw: pd.DataFrame) -> pd.DataFrame:
         if absent.any() and not nullable:
             problems.append(_problem(spec.name, absent, "missing"))
 
+    if TARGET not in frame.columns:
+        if problems:
+            raise DataValidationError(problems)
+        typed[list(BINARY_FEATURES)] = typed[list(BINARY_FEATURES)].astype(int)
+        return typed.reset_index(drop=True)
     target = pd.to_numeric(frame[TARGET], errors="coerce")
     bad_target = ~target.isin([0, 1])
     if bad_target.any():
         examples = ", ".join(repr(v) for v in frame[TARGET][bad_target].unique()[:3])
         problems.append(_problem(TARGET, bad_target, f"not 0 or 1: {examples}"))
-    elif int(target.sum()) == 0:
+    elif target_required and int(target.sum()) == 0:
         problems.append(f"column '{TARGET}': no positive rows; cannot train a classifier")
-    elif int(target.sum()) == len(target):
+    elif target_required and int(target.sum()) == len(target):
         problems.append(f"column '{TARGET}': no negative rows; cannot train a classifier")
     if problems:
         raise DataValidationError(problems)

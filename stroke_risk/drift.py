@@ -36,7 +36,19 @@ from stroke_risk.schema import FEATURE_NAMES
 # which is still far above the 0.2 alert level, so a genuinely empty bin is visible.
 PSI_EPSILON = 1e-4
 
+# PSI bands (monitoring/README.md): up to 0.1 stable, 0.1-0.2 moderate, above 0.2
+# significant (the StrokeFeatureDrift alert's threshold).
+PSI_MODERATE, PSI_SIGNIFICANT = 0.1, 0.2
+
 DriftTest = Literal["ks", "chi2"]
+PsiBand = Literal["stable", "moderate", "significant"]
+
+
+def psi_band(psi: float) -> PsiBand:
+    """The PSI band a value falls in (PSI_MODERATE and PSI_SIGNIFICANT are exclusive bounds)."""
+    if psi > PSI_SIGNIFICANT:
+        return "significant"
+    return "moderate" if psi > PSI_MODERATE else "stable"
 
 
 @dataclass(frozen=True)

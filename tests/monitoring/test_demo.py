@@ -1,9 +1,12 @@
-"""monitoring.demo: alert timing from Prometheus' rules API, and the real demo, bounded."""
+"""monitoring.demo: alert timing from Prometheus' rules API, and the real demo, bounded;
+with --fire, rules and Alertmanager config generated from the committed ones and an alert
+delivered to the demo's webhook receiver through a real Alertmanager."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,9 +14,22 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+import yaml
 
+from monitoring.alert_demo import (
+    ALERT_RULES,
+    ALERTMANAGER_CONFIG,
+    AlertState,
+    WebhookReceiver,
+    alert_transitions,
+    render_alertmanager_config,
+    shorten_hold_times,
+    write_yaml,
+)
 from monitoring.demo import active_alerts, format_alerts, parse_timestamp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -202,3 +218,202 @@ def test_demo_drifts_after_a_clean_phase_and_stops_after_its_duration(
     assert re.search(r"^  age +PSI +\d+\.\d{3}  significant$", drifted, re.M), output
     assert output.rstrip().endswith("stopped.")
     assert time.monotonic() - started < 60
+
+
+# --- --fire: an alert delivered -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def alertmanager_binaries() -> dict[str, str]:
+    """Paths of Debian's prometheus-alertmanager and amtool, installing the package if missing."""
+    if shutil.which("prometheus-alertmanager") is None or shutil.which("amtool") is None:
+        if shutil.which("apt-get") is None:
+            pytest.skip("prometheus-alertmanager is missing and apt-get is unavailable")
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "--no-install-recommends", "prometheus-alertmanager"],
+        ):
+            subprocess.run(command, check=True, env=environment, capture_output=True, timeout=600)
+    alertmanager, amtool = shutil.which("prometheus-alertmanager"), shutil.which("amtool")
+    assert alertmanager and amtool, "the Debian package did not provide the binaries"
+    return {"alertmanager": alertmanager, "amtool": amtool}
+
+
+def test_demo_rules_are_the_committed_rules_with_a_short_for(
+    tmp_path: Path, prometheus_binaries: dict[str, str]
+) -> None:
+    committed = yaml.safe_load(ALERT_RULES.read_text())
+    shortened = shorten_hold_times(committed, "5s")
+    committed_rules = [r for g in committed["groups"] for r in g["rules"]]
+    shortened_rules = [r for g in shortened["groups"] for r in g["rules"]]
+    assert len(shortened_rules) == len(committed_rules)
+    for before, after in zip(committed_rules, shortened_rules, strict=True):
+        if "alert" in before and "for" in before:
+            assert after == {**before, "for": "5s"}
+        else:
+            assert after == before
+    assert sum(1 for r in shortened_rules if r.get("for") == "5s") >= 10
+    assert committed == yaml.safe_load(ALERT_RULES.read_text())  # the input is not changed
+    path = write_yaml(tmp_path / "rules.yml", shortened, header="generated")
+    check = subprocess.run(
+        [prometheus_binaries["promtool"], "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_demo_alertmanager_config_is_the_committed_one_sending_to_the_webhook(
+    tmp_path: Path, alertmanager_binaries: dict[str, str]
+) -> None:
+    committed = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    url = "http://127.0.0.1:9/alerts"
+    rendered = render_alertmanager_config(committed, url)
+    webhooks = [w for r in rendered["receivers"] for w in r.get("webhook_configs", [])]
+    assert webhooks and {w["url"] for w in webhooks} == {url}
+    assert rendered["route"]["group_wait"] == "1s"
+    assert {k: v for k, v in rendered["route"].items() if k != "group_wait"} == {
+        k: v for k, v in committed["route"].items() if k != "group_wait"
+    }
+    assert rendered["inhibit_rules"] == committed["inhibit_rules"]
+    path = write_yaml(tmp_path / "alertmanager.yml", rendered, header="generated")
+    check = subprocess.run(
+        [alertmanager_binaries["amtool"], "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    with pytest.raises(ValueError, match="no webhook_configs"):
+        render_alertmanager_config({**committed, "receivers": [{"name": "x"}]}, url)
+
+
+def test_the_webhook_receiver_prints_each_alert_of_a_notification() -> None:
+    printed: list[str] = []
+    receiver = WebhookReceiver("127.0.0.1", echo=printed.append).start()
+    payload: dict[str, Any] = {
+        "version": "4",
+        "receiver": "stroke-risk-team",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": "StrokeFeatureDrift",
+                    "feature": "age",
+                    "severity": "warning",
+                    "service": "stroke-risk",
+                },
+                "annotations": {"summary": "Input drift on age (PSI > 0.2)"},
+            },
+            {"status": "resolved", "labels": {"alertname": "StrokeNoTraffic"}},
+        ],
+    }
+    try:
+        assert requests.post(receiver.url, json=payload, timeout=5).status_code == 200
+        assert requests.post(receiver.url, data=b"{", timeout=5).status_code == 400
+    finally:
+        receiver.stop()
+    assert receiver.received() == [payload]
+    assert printed == [
+        "DELIVERED  webhook 'stroke-risk-team' got FIRING StrokeFeatureDrift{feature=age}"
+        " (severity warning): Input drift on age (PSI > 0.2)",
+        "DELIVERED  webhook 'stroke-risk-team' got RESOLVED StrokeNoTraffic (severity -)",
+    ]
+
+
+def test_alert_transitions_print_changes_only() -> None:
+    lines, states = alert_transitions({}, [AlertState("A{f=x}", "pending")], hold_for="5s")
+    assert lines == ["PENDING    A{f=x}: its expression holds; fires if it holds for 5s"]
+    same, states = alert_transitions(states, [AlertState("A{f=x}", "pending")], hold_for="5s")
+    assert same == []
+    lines, states = alert_transitions(states, [AlertState("A{f=x}", "firing")], hold_for="5s")
+    assert lines == ["FIRING     A{f=x}: held for 5s; sent to Alertmanager"]
+    lines, states = alert_transitions(states, [], hold_for="5s")
+    assert lines == ["RESOLVED   A{f=x}"] and states == {}
+
+
+def test_fire_without_alertmanager_is_one_line(
+    tmp_path: Path, prometheus_binaries: dict[str, str]
+) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "prometheus").symlink_to(prometheus_binaries["prometheus"])
+    result = subprocess.run(
+        [*DEMO, "--fire", "--duration", "5"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": str(tmp_path / "bin")},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "demo: prometheus-alertmanager is not installed: run `make system-deps` (Debian package)"
+    ]
+    result = subprocess.run(
+        [*DEMO, "--fire", "--fire-for", "soon"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "--fire-for must be a whole number" in result.stderr
+
+
+@pytest.mark.e2e
+def test_fire_mode_shows_a_drift_alert_pending_firing_and_delivered(
+    prometheus_binaries: dict[str, str], alertmanager_binaries: dict[str, str]
+) -> None:
+    binaries = {
+        Path(p).parent for p in (*prometheus_binaries.values(), *alertmanager_binaries.values())
+    }
+    environment = {
+        **os.environ,
+        "PATH": ":".join([*map(str, binaries), os.environ["PATH"]]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    demo = subprocess.Popen(
+        [*DEMO, "--fire", "--fire-for", "5s", "--duration", "120", "--drift-after", "0"]
+        + ["--rate", "30", "--scrape-interval", "1", "--report-every", "60"],
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    name = re.escape("StrokeFeatureDrift{feature=age}")
+    delivered = re.compile(
+        rf"^\d\d:\d\d:\d\d DELIVERED  webhook 'stroke-risk-team' got FIRING {name} "
+    )
+    lines: list[str] = []
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line.rstrip("\n"))
+            if delivered.search(line):
+                break
+        os.killpg(demo.pid, signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    output = "\n".join(lines) + "\n" + rest
+    assert demo.returncode == 0, output
+
+    def first(pattern: str) -> int:
+        return next(i for i, line in enumerate(lines) if re.search(pattern, line))
+
+    pending = first(rf"^\d\d:\d\d:\d\d PENDING    {name}: .* holds for 5s$")
+    firing = first(rf"^\d\d:\d\d:\d\d FIRING     {name}: held for 5s; sent to Alertmanager$")
+    # Delivery follows firing by Alertmanager's group_wait (1 s); the demo polls more often.
+    assert pending < firing < first(delivered.pattern), output
+    # The short rules are loaded only once Prometheus sees traffic: no start-up alert fires.
+    assert first(r"alert rules loaded: Prometheus sees the service up with traffic") < pending
+    assert not re.search(r"FIRING +Stroke(ServiceDown|NoTraffic)", output), output
+    assert re.search(r"^webhook notifications received: [1-9]", rest, re.M), output
+    urls = dict(
+        re.findall(r"^  (service|Prometheus|Alertmanager) +http://127\.0\.0\.1:(\d+)", output, re.M)
+    )
+    assert set(urls) == {"service", "Prometheus", "Alertmanager"}, output
+    assert output.rstrip().endswith("stopped.")
+    assert not any(port_open(int(port)) for port in urls.values())
