@@ -10,9 +10,10 @@ loaded, ``init_monitoring``:
   batches in their own transaction after the response; with STROKE_MONITOR_STORE=binned
   only reference-bin indices and categories are kept, never the raw numbers;
 - registers a scrape-time collector: drift, live performance (label-based, once enough
-  labels of each class exist), label-free estimated performance and multivariate drift,
-  all computed from the current model version's rows only, by whichever worker answers
-  the scrape (every worker reads the same log, so all report the same window);
+  labels of each class exist), calibration, label-free estimated performance and
+  multivariate drift, all computed from the current model version's rows only, once for
+  the whole service (SharedFigures: a file next to the log, recomputed under a lock by
+  one process at a time), so every worker and replica exports the same figures;
 - mounts ``POST /feedback``, validated by app.api_models.Feedback, answering with the
   app's own error format.
 
