@@ -10,9 +10,10 @@ loaded, ``init_monitoring``:
   batches in their own transaction after the response; with STROKE_MONITOR_STORE=binned
   only reference-bin indices and categories are kept, never the raw numbers;
 - registers a scrape-time collector: drift, live performance (label-based, once enough
-  labels of each class exist), label-free estimated performance and multivariate drift,
-  all computed from the current model version's rows only, by whichever worker answers
-  the scrape (every worker reads the same log, so all report the same window);
+  labels of each class exist), calibration, label-free estimated performance and
+  multivariate drift, all computed from the current model version's rows only, once for
+  the whole service (SharedFigures: a file next to the log, recomputed under a lock by
+  one process at a time), so every worker and replica exports the same figures;
 - mounts ``POST /feedback``, validated by app.api_models.Feedback, answering with the
   app's own error format.
 
@@ -24,6 +25,8 @@ does a prediction log that cannot be opened.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -31,7 +34,8 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -53,14 +57,14 @@ from app.factory import (
 )
 from app.openapi import openapi_document
 from app.settings import Settings, SettingsError
-from stroke_risk.drift import PSI_EPSILON, DriftReport, compute_drift
 from stroke_risk.live_monitoring import (
+    Figure,
+    FigureSettings,
+    LiveWindows,
     bin_record,
     check_reference_profile,
     classifier_drift_auc,
-    estimated_performance,
-    label_counts,
-    live_performance,
+    live_figures,
 )
 from stroke_risk.prediction_log import (
     BATCH_TOKEN_LENGTH,
@@ -105,132 +109,142 @@ def retention(settings: Settings) -> Retention:
 
 # --- Prometheus families -----------------------------------------------------------------
 
-
-def gauge(name: str, documentation: str, value: float, labels: Sequence[str] = ()) -> Any:
-    family = GaugeMetricFamily(name, documentation, labels=list(labels) or None)
-    if not labels:
-        family.add_metric([], value)
-    return family
-
-
-def drift_metric_families(report: DriftReport, *, min_records: int) -> list[GaugeMetricFamily]:
-    """Gauges of one drift report; only the window size below ``min_records`` records."""
-    window = gauge(
-        "stroke_drift_window_records", "Records in the live drift window", report.window_records
-    )
-    if report.window_records < min_records:
-        return [window]
-    psi = GaugeMetricFamily(
-        "stroke_feature_psi", "PSI of the live window vs the reference profile", labels=["feature"]
-    )
-    pvalue = GaugeMetricFamily(
-        "stroke_feature_drift_pvalue",
+# Every figure the collector exports: name -> (documentation, label names).
+FIGURE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "stroke_drift_window_records": ("Records in the live drift window", ()),
+    "stroke_feature_psi": ("PSI of the live window vs the reference profile", ("feature",)),
+    "stroke_feature_drift_pvalue": (
         "p-value of the live window vs the reference (KS numeric, chi-square categorical)",
-        labels=["feature", "test"],
-    )
-    missing = GaugeMetricFamily(
-        "stroke_feature_missing_rate",
-        "Share of missing values in the live window",
-        labels=["feature"],
-    )
-    unseen = GaugeMetricFamily(
-        "stroke_feature_unseen_category_rate",
+        ("feature", "test"),
+    ),
+    "stroke_feature_missing_rate": ("Share of missing values in the live window", ("feature",)),
+    "stroke_feature_unseen_category_rate": (
         "Share of categorical values absent from the reference profile",
-        labels=["feature"],
-    )
-    for name, drift in report.features.items():
-        missing.add_metric([name], drift.missing_rate)
-        if drift.psi is not None:
-            psi.add_metric([name], drift.psi)
-        if drift.pvalue is not None:
-            pvalue.add_metric([name, drift.test], drift.pvalue)
-        if drift.unseen_category_rate is not None:
-            unseen.add_metric([name], drift.unseen_category_rate)
-    families = [window, psi, pvalue, missing, unseen]
-    if report.drift_score is not None:
-        families.append(
-            gauge("stroke_drift_score", "Overall drift score (max PSI)", report.drift_score)
-        )
-    return families
+        ("feature",),
+    ),
+    "stroke_drift_score": ("Overall drift score (max PSI)", ()),
+    "stroke_feature_correlation": (
+        "Spearman correlation of a numeric pair in the live window",
+        ("pair",),
+    ),
+    "stroke_feature_correlation_pvalue": (
+        "p-value of 'same rank correlation as the reference' for a numeric pair",
+        ("pair",),
+    ),
+    "stroke_live_labels": ("Labelled predictions in the performance window", ()),
+    "stroke_live_positive_labels": ("Labelled strokes in the performance window", ()),
+    "stroke_live_negative_labels": ("Labelled non-strokes in the performance window", ()),
+    "stroke_live_roc_auc": ("Rolling ROC-AUC from feedback", ()),
+    "stroke_live_recall": ("Rolling recall at the decision threshold", ()),
+    "stroke_live_precision": ("Rolling precision at the threshold", ()),
+    "stroke_live_brier": ("Rolling Brier score from feedback", ()),
+    "stroke_live_observed_expected_ratio": (
+        "Labelled strokes / strokes expected by the probabilities (drift window)",
+        (),
+    ),
+    "stroke_live_calibration_pvalue": (
+        "p-value of 'observed strokes match the probabilities' (drift window's labels)",
+        (),
+    ),
+    "stroke_estimated_roc_auc": ("ROC-AUC expected from the probabilities", ()),
+    "stroke_estimated_recall": ("Recall expected from the probabilities", ()),
+    "stroke_estimated_precision": ("Precision expected from the probabilities", ()),
+    "stroke_multivariate_drift_auc": (
+        "ROC-AUC of a classifier telling the live window from the reference (0.5: no drift)",
+        (),
+    ),
+    "stroke_figures_age_seconds": (
+        "Seconds since the exported drift and performance figures were computed",
+        (),
+    ),
+}
+COLLECTED_NAMES = tuple(FIGURE_METRICS)
 
 
-def performance_metric_families(
-    probabilities: Sequence[float],
-    labels: Sequence[int],
-    *,
-    decision_threshold: float,
-    settings: Settings,
-) -> list[GaugeMetricFamily]:
-    """Label counts, plus ROC-AUC/recall/precision/Brier once enough of each class exist."""
-    counts = label_counts(labels)
-    families = [
-        gauge("stroke_live_labels", "Labelled predictions in the performance window", counts.total),
-        gauge(
-            "stroke_live_positive_labels",
-            "Labelled strokes in the performance window",
-            counts.positives,
-        ),
-        gauge(
-            "stroke_live_negative_labels",
-            "Labelled non-strokes in the performance window",
-            counts.negatives,
-        ),
-    ]
-    enough = counts.enough(
+def metric_families(figures: Iterable[Figure]) -> list[GaugeMetricFamily]:
+    """Gauge families of the figures, in FIGURE_METRICS order (unknown names refused)."""
+    families: dict[str, GaugeMetricFamily] = {}
+    for figure in figures:
+        documentation, label_names = FIGURE_METRICS[figure.name]
+        if figure.name not in families:
+            families[figure.name] = GaugeMetricFamily(
+                figure.name, documentation, labels=list(label_names) or None
+            )
+        labels = dict(figure.labels)
+        families[figure.name].add_metric([labels[n] for n in label_names], figure.value)
+    return [families[name] for name in FIGURE_METRICS if name in families]
+
+
+def figure_settings(settings: Settings, decision_threshold: float) -> FigureSettings:
+    return FigureSettings(
+        decision_threshold=decision_threshold,
+        min_drift_records=settings.monitor_min_drift_records,
         min_labels=settings.monitor_min_labels,
-        min_positives=settings.monitor_min_positive_labels,
-        min_negatives=settings.monitor_min_negative_labels,
+        min_positive_labels=settings.monitor_min_positive_labels,
+        min_negative_labels=settings.monitor_min_negative_labels,
+        binned=settings.monitor_store == "binned",
     )
-    performance = live_performance(probabilities, labels, decision_threshold) if enough else None
-    if performance is None:
-        return families
-    values = {
-        "stroke_live_roc_auc": ("Rolling ROC-AUC from feedback", performance.roc_auc),
-        "stroke_live_recall": ("Rolling recall at the decision threshold", performance.recall),
-        "stroke_live_precision": ("Rolling precision at the threshold", performance.precision),
-        "stroke_live_brier": ("Rolling Brier score from feedback", performance.brier),
-    }
-    families += [gauge(n, d, v) for n, (d, v) in values.items() if v is not None]
-    return families
 
 
-def estimated_metric_families(
-    probabilities: Sequence[float], *, decision_threshold: float, min_records: int
-) -> list[GaugeMetricFamily]:
-    """Label-free estimates of ROC-AUC, recall and precision (min_records or more)."""
-    if len(probabilities) < min_records:
-        return []
-    estimate = estimated_performance(probabilities, decision_threshold)
-    values = {
-        "stroke_estimated_roc_auc": ("ROC-AUC expected from the probabilities", estimate.roc_auc),
-        "stroke_estimated_recall": ("Recall expected from the probabilities", estimate.recall),
-        "stroke_estimated_precision": (
-            "Precision expected from the probabilities",
-            estimate.precision,
-        ),
-    }
-    return [gauge(n, d, v) for n, (d, v) in values.items() if v is not None]
+# --- figures shared by every worker and replica ------------------------------------------
 
 
-COLLECTED_NAMES = (
-    "stroke_drift_window_records",
-    "stroke_feature_psi",
-    "stroke_feature_drift_pvalue",
-    "stroke_feature_missing_rate",
-    "stroke_feature_unseen_category_rate",
-    "stroke_drift_score",
-    "stroke_live_labels",
-    "stroke_live_positive_labels",
-    "stroke_live_negative_labels",
-    "stroke_live_roc_auc",
-    "stroke_live_recall",
-    "stroke_live_precision",
-    "stroke_live_brier",
-    "stroke_estimated_roc_auc",
-    "stroke_estimated_recall",
-    "stroke_estimated_precision",
-    "stroke_multivariate_drift_auc",
-)
+class SharedFigures:
+    """The service's latest figures in a file next to the prediction log, one per version.
+
+    Whoever scrapes finds the file; when it is older than ``max_age`` seconds, the first
+    process to take the file's lock (non-blocking flock) recomputes it and replaces it
+    atomically, while the others export the previous figures. So every worker and every
+    replica sharing the log export the same numbers, computed once per ``max_age``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+
+    def read(self) -> dict[str, Any] | None:
+        """Return the stored document ({"computed_at", "figures"}), None if absent or torn."""
+        try:
+            document = orjson.loads(self.path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return document if isinstance(document, dict) else None
+
+    def write(self, computed_at: float, figures: Sequence[Figure]) -> None:
+        document = {
+            "computed_at": computed_at,
+            "figures": [[f.name, [list(pair) for pair in f.labels], f.value] for f in figures],
+        }
+        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(orjson.dumps(document))
+        os.replace(temporary, self.path)
+
+    @contextlib.contextmanager
+    def lease(self, *, wait: bool) -> Iterator[bool]:
+        """Hold the file's lock while inside; yields False when another process holds it
+        and not wait. The lock is released if the holder dies, so no lease is ever stuck."""
+        with open(self.lock_path, "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def stored_figures(document: Mapping[str, Any]) -> list[Figure]:
+    return [
+        Figure(str(name), float(value), tuple((str(k), str(v)) for k, v in labels))
+        for name, labels, value in document.get("figures", [])
+    ]
+
+
+def shared_figures_path(database: Path, model_version: str, kind: str) -> Path:
+    """The shared file of one model version's figures, next to the prediction log."""
+    return database.with_name(f"{database.name}.{kind}-{model_version}.json")
 
 
 class BackgroundJob:
@@ -263,13 +277,15 @@ class BackgroundJob:
 
 
 class LiveMetricsCollector(Collector):
-    """Prometheus collector reading the shared prediction log at scrape time.
+    """Prometheus collector exporting the whole service's figures, the same in every worker.
 
-    Only rows of ``model_version`` count. Results are cached per process for
-    ``settings.monitor_cache_seconds``; the multivariate classifier is refitted in a
-    background thread at most every MULTIVARIATE_SECONDS and its last value exported.
-    A store error is logged (without any feature value) and the scrape goes on without
-    these metrics.
+    Only rows of ``model_version`` count. The figures (stroke_risk.live_monitoring
+    .live_figures of the shared log's windows) live in a SharedFigures file next to the
+    log: recomputed by one process at most every ``settings.monitor_cache_seconds`` and
+    exported by all, so the answer does not depend on which worker or replica is
+    scraped. The drift classifier's AUC has its own shared file, refitted by one process
+    in a background thread at most every MULTIVARIATE_SECONDS. A store error is logged
+    (without any feature value) and the scrape exports the last stored figures.
     """
 
     def __init__(
@@ -280,7 +296,7 @@ class LiveMetricsCollector(Collector):
         decision_threshold: float,
         model_version: str,
         settings: Settings,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.reference_profile = reference_profile
@@ -289,11 +305,12 @@ class LiveMetricsCollector(Collector):
         self.settings = settings
         self.binned = settings.monitor_store == "binned"
         self.joint_sample = None if self.binned else reference_profile.get("joint_sample")
-        self.clock = clock
+        self.clock = clock  # wall time: compared across processes
+        self.figures = SharedFigures(shared_figures_path(store.path, model_version, "figures"))
+        self.multivariate = SharedFigures(
+            shared_figures_path(store.path, model_version, "multivariate")
+        )
         self._lock = threading.Lock()
-        self._cached: list[GaugeMetricFamily] = []
-        self._cached_at: float | None = None
-        self._multivariate_started: float | None = None
         self._multivariate_job: BackgroundJob | None = None
         self._multivariate_value: float | None = None
         # Called before the log is read (the monitor's flush), so this worker's own
@@ -304,87 +321,111 @@ class LiveMetricsCollector(Collector):
         # Lets the registry check name clashes without querying the store.
         return [GaugeMetricFamily(name, name) for name in COLLECTED_NAMES]
 
-    def compute(self) -> list[GaugeMetricFamily]:
-        """Read both windows of the current model version and build every family."""
+    def windows(self) -> LiveWindows:
+        """Read the current model version's windows from the shared log."""
         settings, version = self.settings, self.model_version
         if self.before_read is not None:
             self.before_read()
-        records = self.store.recent_features(drift_window(settings), model_version=version)
-        report = compute_drift(
-            self.reference_profile, records, epsilon=PSI_EPSILON, binned=self.binned
-        )
-        families = drift_metric_families(report, min_records=settings.monitor_min_drift_records)
+        drift = drift_window(settings)
+        records = self.store.recent_features(drift, model_version=version)
         labelled = self.store.labelled_window(performance_window(settings), model_version=version)
-        families += performance_metric_families(
-            [p.probability for p in labelled],
-            [p.label for p in labelled],
-            decision_threshold=self.decision_threshold,
-            settings=settings,
+        recent = self.store.labelled_window(drift, model_version=version)
+        return LiveWindows(
+            records=records,
+            probabilities=self.store.recent_probabilities(drift, model_version=version),
+            labelled_probabilities=[p.probability for p in labelled],
+            labels=[p.label for p in labelled],
+            recent_labelled_probabilities=[p.probability for p in recent],
+            recent_labels=[p.label for p in recent],
         )
-        probabilities = self.store.recent_probabilities(
-            drift_window(settings), model_version=version
-        )
-        families += estimated_metric_families(
-            probabilities,
-            decision_threshold=self.decision_threshold,
-            min_records=settings.monitor_min_drift_records,
-        )
-        if self.joint_sample and len(records) >= settings.monitor_min_drift_records:
-            value = self._multivariate_auc(records)
-            if value is not None:
-                families.append(
-                    gauge(
-                        "stroke_multivariate_drift_auc",
-                        "ROC-AUC of a classifier telling the live window from the reference "
-                        "(0.5: no drift)",
-                        value,
-                    )
-                )
-        return families
 
-    def _multivariate_auc(self, records: list[dict[str, Any]]) -> float | None:
-        """The last finished classifier AUC; starts a refit in a thread when one is due.
+    def compute(self) -> list[Figure]:
+        """Every figure of the shared windows except the classifier's (no caching)."""
+        return live_figures(
+            self.reference_profile,
+            self.windows(),
+            figure_settings(self.settings, self.decision_threshold),
+        )
 
-        A fit takes about a second on a full window: off the scrape path, so a scrape
-        never waits for it (a scrape timeout can be as short as the interval). None until
-        the first fit of this process finishes; refits at most every MULTIVARIATE_SECONDS.
+    def _is_fresh(self, document: Mapping[str, Any] | None, max_age: float) -> bool:
+        return document is not None and self.clock() - float(document["computed_at"]) < max_age
+
+    def current_figures(self) -> tuple[float, list[Figure]] | None:
+        """The shared figures, recomputed first when stale and no other process is at it.
+
+        Before the first figures exist a scrape waits for whoever computes them, so a
+        warmed-up service never exports a scrape without them.
         """
-        now = self.clock()
-        due = (
-            self._multivariate_started is None
-            or now - self._multivariate_started >= MULTIVARIATE_SECONDS
+        max_age = self.settings.monitor_cache_seconds
+        document = self.figures.read()
+        if not self._is_fresh(document, max_age):
+            with self.figures.lease(wait=document is None) as held:
+                document = self.figures.read()  # someone may have just written it
+                if held and not self._is_fresh(document, max_age):
+                    try:
+                        figures = self.compute()
+                    except sqlite3.Error as error:
+                        logger.warning(
+                            "live monitoring: cannot read the prediction log (%s)",
+                            type(error).__name__,
+                        )
+                    else:
+                        self.figures.write(self.clock(), figures)
+                        self._refresh_multivariate(figures)
+                        document = self.figures.read()
+        if document is None:
+            return None
+        return float(document["computed_at"]), stored_figures(document)
+
+    def _refresh_multivariate(self, figures: Sequence[Figure]) -> None:
+        """Start a refit of the drift classifier when its shared value is due."""
+        window = next((f.value for f in figures if f.name == "stroke_drift_window_records"), 0)
+        if not self.joint_sample or window < self.settings.monitor_min_drift_records:
+            return
+        if self._is_fresh(self.multivariate.read(), MULTIVARIATE_SECONDS):
+            return
+        if self._multivariate_job is not None and self._multivariate_job.running():
+            return
+        records = self.store.recent_features(
+            drift_window(self.settings), model_version=self.model_version
         )
-        running = self._multivariate_job is not None and self._multivariate_job.running()
-        if due and not running:
-            self._multivariate_started = now
-            self._multivariate_job = BackgroundJob(
-                self._fit_multivariate, list(records), name="stroke-drift-classifier"
-            )
-        return self._multivariate_value
+        self._multivariate_auc(records)
+
+    def _multivariate_auc(self, records: list[dict[str, Any]]) -> None:
+        """Fit the drift classifier in a background job (a fit takes seconds: never on the
+        scrape path, a scrape timeout can be as short as the interval)."""
+        self._multivariate_job = BackgroundJob(
+            self._fit_multivariate, list(records), name="stroke-drift-classifier"
+        )
 
     def _fit_multivariate(self, records: list[dict[str, Any]]) -> None:
-        try:
-            self._multivariate_value = classifier_drift_auc(self.joint_sample or [], records)
-        except (ValueError, ArithmeticError) as error:  # the scrape goes on without it
-            logger.warning("live monitoring: drift classifier failed (%s)", type(error).__name__)
+        with self.multivariate.lease(wait=False) as held:
+            if not held or self._is_fresh(self.multivariate.read(), MULTIVARIATE_SECONDS):
+                return
+            try:
+                value = classifier_drift_auc(self.joint_sample or [], records)
+            except (ValueError, ArithmeticError) as error:  # the scrape goes on without it
+                logger.warning(
+                    "live monitoring: drift classifier failed (%s)", type(error).__name__
+                )
+                return
+            figures = [] if value is None else [Figure("stroke_multivariate_drift_auc", value)]
+            self.multivariate.write(self.clock(), figures)
+            self._multivariate_value = value
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         with self._lock:
-            now = self.clock()
-            fresh = (
-                self._cached_at is not None
-                and now - self._cached_at < self.settings.monitor_cache_seconds
+            current = self.current_figures()
+            if current is None:
+                return []
+            computed_at, figures = current
+            multivariate = self.multivariate.read()
+            if multivariate is not None and self.joint_sample:
+                figures += stored_figures(multivariate)
+            figures.append(
+                Figure("stroke_figures_age_seconds", max(self.clock() - computed_at, 0.0))
             )
-            if not fresh:
-                try:
-                    self._cached = self.compute()
-                except sqlite3.Error as error:
-                    logger.warning(
-                        "live monitoring: cannot read the prediction log (%s)", type(error).__name__
-                    )
-                    self._cached = []
-                self._cached_at = now
-            return list(self._cached)
+            return metric_families(figures)
 
 
 # --- the scoring callback ----------------------------------------------------------------

@@ -253,3 +253,266 @@ def bin_record(profile: Mapping[str, Any], record: Mapping[str, Any]) -> dict[st
         else:
             binned[spec.name] = value
     return binned
+
+
+# --- relationships between numeric fields ------------------------------------------------
+
+# The numeric pairs whose rank correlation is compared with the reference's joint sample.
+CORRELATION_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (first.name, second.name)
+    for index, first in enumerate(FEATURES)
+    if isinstance(first, NumericField)
+    for second in FEATURES[index + 1 :]
+    if isinstance(second, NumericField)
+)
+# Spearman's atanh(rho) has variance about 1.06 / (n - 3) (Fieller, Hartley & Pearson 1957).
+SPEARMAN_VARIANCE_FACTOR = 1.06
+
+
+@dataclass(frozen=True)
+class CorrelationDrift:
+    """Rank correlation of a pair of numeric fields, live vs reference, and the p-value
+    of 'the same correlation' (two-sided Fisher z test of two independent samples)."""
+
+    pair: str
+    live: float
+    reference: float
+    pvalue: float
+
+
+def spearman(first: np.ndarray, second: np.ndarray) -> float | None:
+    """Spearman's rho of the rows where both are present; None below 4 rows or no spread."""
+    from scipy import stats
+
+    present = ~(np.isnan(first) | np.isnan(second))
+    if present.sum() < 4 or np.ptp(first[present]) == 0 or np.ptp(second[present]) == 0:
+        return None
+    return float(stats.spearmanr(first[present], second[present]).statistic)
+
+
+def correlation_drift(
+    reference: Sequence[Mapping[str, Any]], live: Sequence[Mapping[str, Any]]
+) -> list[CorrelationDrift]:
+    """Compare each numeric pair's rank correlation in the live window with the reference.
+
+    Sees a broken relationship (e.g. age and glucose no longer rising together) that no
+    per-field statistic can. Pairs with fewer than 4 complete rows on either side, or no
+    spread, are left out.
+    """
+    from scipy import stats
+
+    names = [spec.name for spec in FEATURES]
+    reference_rows, live_rows = design_rows(reference), design_rows(live)
+    results = []
+    for first, second in CORRELATION_PAIRS:
+        i, j = names.index(first), names.index(second)
+        reference_rho = spearman(reference_rows[:, i], reference_rows[:, j])
+        live_rho = spearman(live_rows[:, i], live_rows[:, j])
+        if reference_rho is None or live_rho is None:
+            continue
+        n_reference = int((~np.isnan(reference_rows[:, [i, j]]).any(axis=1)).sum())
+        n_live = int((~np.isnan(live_rows[:, [i, j]]).any(axis=1)).sum())
+        clip = 1 - 1e-9
+        difference = math.atanh(max(-clip, min(clip, live_rho))) - math.atanh(
+            max(-clip, min(clip, reference_rho))
+        )
+        standard_error = math.sqrt(
+            SPEARMAN_VARIANCE_FACTOR * (1 / (n_live - 3) + 1 / (n_reference - 3))
+        )
+        pvalue = float(2 * stats.norm.sf(abs(difference) / standard_error))
+        results.append(CorrelationDrift(f"{first}:{second}", live_rho, reference_rho, pvalue))
+    return results
+
+
+# --- calibration on labelled predictions ---------------------------------------------------
+
+# Below this many expected strokes the normal approximation of the observed count is poor.
+MIN_EXPECTED_POSITIVES = 5.0
+
+
+@dataclass(frozen=True)
+class CalibrationCheck:
+    """Observed strokes vs the number the probabilities expect (calibration-in-the-large).
+
+    ``pvalue``: two-sided, observed count ~ normal(sum p, sum p (1 - p)) with a
+    continuity correction, i.e. 'the model is calibrated on these patients'. A doubled
+    prevalence or a shifted risk (labels only; the inputs unchanged) moves it while
+    ROC-AUC and recall, which only see the ranking, stay put.
+    """
+
+    labels: int
+    observed: int
+    expected: float
+    observed_expected_ratio: float
+    pvalue: float
+
+
+def calibration_check(
+    probabilities: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray
+) -> CalibrationCheck | None:
+    """Return the check, or None while fewer than MIN_EXPECTED_POSITIVES strokes are expected."""
+    from scipy import stats
+
+    p = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
+    y = np.asarray(labels, dtype=int)
+    expected = float(p.sum())
+    variance = float(np.sum(p * (1 - p)))
+    if expected < MIN_EXPECTED_POSITIVES or variance <= 0:
+        return None
+    observed = int(y.sum())
+    excess = max(abs(observed - expected) - 0.5, 0.0)
+    pvalue = float(2 * stats.norm.sf(excess / math.sqrt(variance)))
+    return CalibrationCheck(len(y), observed, expected, observed / expected, min(pvalue, 1.0))
+
+
+# --- every figure of the service's windows -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One exported value: a gauge name, its label pairs and the value."""
+
+    name: str
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class LiveWindows:
+    """What the figures are computed from: the current model version's rows only.
+
+    ``records``/``probabilities``: the drift window (newest first); ``labelled_*``: the
+    performance window's labelled predictions; ``recent_labelled_*``: the labelled
+    predictions of the drift window (calibration follows recent labels, not a window of
+    many days).
+    """
+
+    records: Sequence[Mapping[str, Any]]
+    probabilities: Sequence[float]
+    labelled_probabilities: Sequence[float]
+    labels: Sequence[int]
+    recent_labelled_probabilities: Sequence[float]
+    recent_labels: Sequence[int]
+
+
+@dataclass(frozen=True)
+class FigureSettings:
+    """The service settings the figures depend on (app/settings.py's monitor_* values)."""
+
+    decision_threshold: float
+    min_drift_records: int
+    min_labels: int
+    min_positive_labels: int
+    min_negative_labels: int
+    binned: bool = False
+
+
+def drift_figures(report: Any, *, min_records: int) -> list[Figure]:
+    """Figures of a stroke_risk.drift.DriftReport; only the window size below min_records."""
+    figures = [Figure("stroke_drift_window_records", float(report.window_records))]
+    if report.window_records < min_records:
+        return figures
+    for name, drift in report.features.items():
+        feature = (("feature", name),)
+        figures.append(Figure("stroke_feature_missing_rate", drift.missing_rate, feature))
+        if drift.psi is not None:
+            figures.append(Figure("stroke_feature_psi", drift.psi, feature))
+        if drift.pvalue is not None:
+            labels = (("feature", name), ("test", drift.test))
+            figures.append(Figure("stroke_feature_drift_pvalue", drift.pvalue, labels))
+        if drift.unseen_category_rate is not None:
+            figures.append(
+                Figure("stroke_feature_unseen_category_rate", drift.unseen_category_rate, feature)
+            )
+    if report.drift_score is not None:
+        figures.append(Figure("stroke_drift_score", report.drift_score))
+    return figures
+
+
+def performance_figures(
+    probabilities: Sequence[float], labels: Sequence[int], settings: FigureSettings
+) -> list[Figure]:
+    """Label counts, plus ROC-AUC/recall/precision/Brier once enough of each class exist."""
+    counts = label_counts(labels)
+    figures = [
+        Figure("stroke_live_labels", float(counts.total)),
+        Figure("stroke_live_positive_labels", float(counts.positives)),
+        Figure("stroke_live_negative_labels", float(counts.negatives)),
+    ]
+    enough = counts.enough(
+        min_labels=settings.min_labels,
+        min_positives=settings.min_positive_labels,
+        min_negatives=settings.min_negative_labels,
+    )
+    performance = (
+        live_performance(probabilities, labels, settings.decision_threshold) if enough else None
+    )
+    if performance is not None:
+        values = {
+            "stroke_live_roc_auc": performance.roc_auc,
+            "stroke_live_recall": performance.recall,
+            "stroke_live_precision": performance.precision,
+            "stroke_live_brier": performance.brier,
+        }
+        figures += [Figure(name, value) for name, value in values.items() if value is not None]
+    return figures
+
+
+def calibration_figures(probabilities: Sequence[float], labels: Sequence[int]) -> list[Figure]:
+    """Observed/expected strokes among recent labelled predictions and its p-value."""
+    check = calibration_check(probabilities, labels)
+    if check is None:
+        return []
+    return [
+        Figure("stroke_live_observed_expected_ratio", check.observed_expected_ratio),
+        Figure("stroke_live_calibration_pvalue", check.pvalue),
+    ]
+
+
+def estimated_figures(probabilities: Sequence[float], settings: FigureSettings) -> list[Figure]:
+    """Label-free ROC-AUC, recall and precision (min_drift_records records or more)."""
+    if len(probabilities) < settings.min_drift_records:
+        return []
+    estimate = estimated_performance(probabilities, settings.decision_threshold)
+    values = {
+        "stroke_estimated_roc_auc": estimate.roc_auc,
+        "stroke_estimated_recall": estimate.recall,
+        "stroke_estimated_precision": estimate.precision,
+    }
+    return [Figure(name, value) for name, value in values.items() if value is not None]
+
+
+def correlation_figures(
+    joint_sample: Sequence[Mapping[str, Any]] | None,
+    records: Sequence[Mapping[str, Any]],
+    settings: FigureSettings,
+) -> list[Figure]:
+    """Live rank correlation and its p-value per numeric pair (raw values only)."""
+    if settings.binned or not joint_sample or len(records) < settings.min_drift_records:
+        return []
+    figures = []
+    for drift in correlation_drift(joint_sample, records):
+        pair = (("pair", drift.pair),)
+        figures.append(Figure("stroke_feature_correlation", drift.live, pair))
+        figures.append(Figure("stroke_feature_correlation_pvalue", drift.pvalue, pair))
+    return figures
+
+
+def live_figures(
+    reference_profile: Mapping[str, Any], windows: LiveWindows, settings: FigureSettings
+) -> list[Figure]:
+    """Every drift and performance figure of the service except the drift classifier's.
+
+    The one computation behind the exported gauges (app/monitoring.py) and the
+    alert-quality benchmark (benchmarks/alerts.py).
+    """
+    from stroke_risk.drift import compute_drift
+
+    report = compute_drift(reference_profile, windows.records, binned=settings.binned)
+    return (
+        drift_figures(report, min_records=settings.min_drift_records)
+        + correlation_figures(reference_profile.get("joint_sample"), windows.records, settings)
+        + performance_figures(windows.labelled_probabilities, windows.labels, settings)
+        + calibration_figures(windows.recent_labelled_probabilities, windows.recent_labels)
+        + estimated_figures(windows.probabilities, settings)
+    )

@@ -30,6 +30,8 @@ REQUIRED_ALERTS = {
     "StrokeMultivariateDrift",
     "StrokeEstimatedRocAucLow",
     "StrokeEstimatedRecallLow",
+    "StrokeFeatureCorrelationDrift",
+    "StrokeLiveCalibrationShift",
 }
 
 
@@ -62,7 +64,15 @@ def test_promtool_rule_unit_tests_pass(prometheus_binaries: dict[str, str]) -> N
 @pytest.mark.parametrize(
     ("original", "mutated"),
     [
-        ("(stroke_feature_psi) > 0.2", "(stroke_feature_psi) > 0.5"),
+        ("(stroke_feature_drift_pvalue) < 0.0001", "(stroke_feature_drift_pvalue) < 0.01"),
+        (
+            "(stroke_feature_correlation_pvalue) < 0.0003",
+            "(stroke_feature_correlation_pvalue) < 1e-9",
+        ),
+        (
+            "min(stroke_live_calibration_pvalue) < 0.001",
+            "min(stroke_live_calibration_pvalue) < 1e-6",
+        ),
         ('max(up{job="stroke-risk"}) == 0', 'max(up{job="stroke-risk"}) == 2'),
         (") > 0.25", ") > 0.6"),
         ("max(stroke_live_positive_labels) >= 10", "max(stroke_live_positive_labels) >= 3"),

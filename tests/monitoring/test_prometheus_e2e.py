@@ -102,6 +102,8 @@ ALERT_PROBES: dict[str, list[str]] = {
         "max(stroke_estimated_recall)",
         "max(stroke_drift_window_records) >= 200",
     ],
+    "StrokeFeatureCorrelationDrift": ["min by (pair) (stroke_feature_correlation_pvalue)"],
+    "StrokeLiveCalibrationShift": ["min(stroke_live_calibration_pvalue)"],
 }
 # One invalid record per field named, each missing the other fields too.
 INVALID_FIELDS = {"gender": "male", "age": 230, "bmi": 5}
