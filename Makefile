@@ -95,6 +95,13 @@ BASE ?= main
 pr-report: $(RUNTIME_STAMP)
 	python -m stroke_risk.pr_report --base $(BASE) --out pr-report.md
 
+# `dvc plots diff` of BASE and the workspace (ROC, PR, calibration, confusion, decision
+# curve, importance overlaid), drawn offline: dvc_plots/diff/index.html (git-ignored).
+plots-diff: $(RUNTIME_STAMP)
+	@git rev-parse --verify --quiet '$(BASE)^{commit}' >/dev/null || \
+	  { echo "make plots-diff: BASE=$(BASE) is not a branch, tag or commit here" >&2; exit 2; }
+	dvc plots diff '$(BASE)' --out dvc_plots/diff
+
 # `dvc exp run` with its -S overrides checked first (one line per unknown key, group option
 # or bad value): make exp ARGS="-n xgb -S model=xgboost"
 ARGS ?=
