@@ -191,7 +191,11 @@ def main() -> None:
     if command not in ("push", *COMMANDS):
         sys.exit("usage: python -m stroke_risk.remote push|pull|restore")
     if command in COMMANDS:
-        sys.exit(COMMANDS[command]())
+        try:
+            sys.exit(COMMANDS[command]())
+        except (RuntimeError, subprocess.CalledProcessError) as error:
+            print(f"{command} failed: {error}", file=sys.stderr)
+            sys.exit(1)
     problem = remote_problem(command)
     if problem:
         print(f"dvc {command} failed: {problem}", file=sys.stderr)

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -32,6 +33,8 @@ DVC_TEMP_WORKSPACE = (".dvc", "tmp", "exps")
 # `dvc exp run` (plain, --temp or queued) sets it to the experiment's name (-n or DVC's).
 DVC_EXP_NAME_VARIABLE = "DVC_EXP_NAME"
 WORKSPACE_RUN = "workspace"
+# An experiment's Git ref: refs/exps/<baseline sha split 2/38>/<name>.
+EXPERIMENT_REF = re.compile(r"refs/exps/[0-9a-f]{2}/[0-9a-f]{38}/(?P<name>[^/]+)")
 # Set on a run `copy` wrote: the run it copies, so a second copy skips it.
 SOURCE_RUN_TAG = "copied_from_run_id"
 
@@ -108,6 +111,29 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def experiment_with_outputs(model_md5: str, metadata_md5: str) -> str | None:
+    """The DVC experiment whose dvc.lock records this model and metadata, else None.
+
+    After `dvc exp apply NAME` the workspace holds NAME's outputs but DVC_EXP_NAME is unset;
+    this keeps `make sync` from logging them as `workspace`. Experiments are Git refs under
+    refs/exps/<baseline>/<name>; the first match in ref order wins.
+    """
+    listed = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps"],
+        capture_output=True,
+        text=True,
+    )
+    if listed.returncode != 0:
+        return None
+    for ref in listed.stdout.split():
+        if not EXPERIMENT_REF.fullmatch(ref):  # DVC's queue and executor refs live there too
+            continue
+        lock = subprocess.run(["git", "show", f"{ref}:dvc.lock"], capture_output=True, text=True)
+        if lock.returncode == 0 and model_md5 in lock.stdout and metadata_md5 in lock.stdout:
+            return ref.rsplit("/", 1)[-1]
+    return None
+
+
 def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """{"test": {"roc_auc": x}} -> {"test_roc_auc": x}; numbers only (bools excluded)."""
     flat: dict[str, float] = {}
@@ -135,11 +161,14 @@ def revision_record(files: RevisionFiles) -> dict[str, Any]:
         "tune_metric": tuning["metric"],
         "data_source": summary.get("source", "unknown"),
     }
+    model_md5, metadata_md5 = file_md5(files.model), file_md5(files.metadata)
     tags = {
-        MODEL_HASH_TAG: file_md5(files.model),
-        METADATA_HASH_TAG: file_md5(files.metadata),
+        MODEL_HASH_TAG: model_md5,
+        METADATA_HASH_TAG: metadata_md5,
         "git_commit": git_commit(),
-        "dvc_experiment": os.environ.get(DVC_EXP_NAME_VARIABLE, WORKSPACE_RUN),
+        "dvc_experiment": os.environ.get(DVC_EXP_NAME_VARIABLE)
+        or experiment_with_outputs(model_md5, metadata_md5)
+        or WORKSPACE_RUN,
         "model_family": metadata["model_family"],
         "data_source": str(summary.get("source", "unknown")),
         "data_sha256": str(summary.get("raw_sha256", "unknown")),

@@ -160,3 +160,34 @@ def test_copy_to_the_same_store_is_refused(source_store: str, tmp_path: Path) ->
     result = run([*command, "--to", source_store], tmp_path, check=False, env=ENV)
     assert result.returncode != 0
     assert "source and destination are the same store" in result.stderr
+
+
+def test_an_applied_experiment_is_synced_under_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dvc exp apply NAME && make sync` (no DVC_EXP_NAME): the run still says NAME."""
+    from stroke_risk.data import file_md5
+    from stroke_risk.tracking import revision_record, run_name
+
+    files = revision_copy(tmp_path / "outputs")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    # An experiment ref as `dvc exp run -n r90` leaves it: a commit whose dvc.lock has the outputs.
+    (repo / "dvc.lock").write_text(
+        f"models/model.joblib: {file_md5(files.model)}\n"
+        f"models/model_metadata.json: {file_md5(files.metadata)}\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run([*git, "init", "-q"], repo)
+    run([*git, "add", "dvc.lock"], repo)
+    run([*git, "commit", "-qm", "exp"], repo)
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    run(["git", "update-ref", f"refs/exps/{commit[:2]}/{commit[2:]}/r90", commit], repo)
+    run(["git", "update-ref", "refs/exps/celery/stash", commit], repo)
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    tags = revision_record(files)["tags"]
+    assert tags["dvc_experiment"] == "r90" and run_name(tags) == "r90"
+    # Another revision (another threshold) is no experiment's: the workspace.
+    other = revision_copy(tmp_path / "other", decision_threshold=0.3)
+    assert revision_record(other)["tags"]["dvc_experiment"] == "workspace"
