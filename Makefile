@@ -14,8 +14,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The one command that regenerates the three locks (see README "Environment").
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
-.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync exp \
-	notebook pr-report release compare exps tracking-server demo drift-report
+.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync copy-runs \
+	plots-diff exp notebook pr-report release compare exps tracking-server demo drift-report
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,14 +44,22 @@ push: $(RUNTIME_STAMP)
 pull: $(RUNTIME_STAMP)
 	python -m stroke_risk.remote pull
 
-# Back to the last committed params and outputs after a failed or unwanted run.
+# Back to the last committed params and outputs after a failed or unwanted run, or after
+# `git checkout REV`: outputs missing from the cache come from the remote, else `dvc repro`.
 restore: $(RUNTIME_STAMP)
-	git checkout -- params.yaml dvc.lock reports
-	dvc checkout
+	python -m stroke_risk.remote restore
 
 # Make sure the workspace's model revision is in MLflow (a no-op when it is).
 sync: $(RUNTIME_STAMP)
 	python -m stroke_risk.tracking sync
+
+# Copy this clone's MLflow runs (mlflow.db) to another store, e.g. the shared server, with
+# their names, tags, params, metrics, artifacts and registered versions; runs (model
+# revisions) already there are skipped, so it can be rerun: make copy-runs TO=http://host:5001
+TO ?=
+copy-runs: $(RUNTIME_STAMP)
+	@test -n "$(TO)" || { echo "usage: make copy-runs TO=http://host:5001" >&2; exit 2; }
+	python -m stroke_risk.tracking copy --to '$(TO)'
 
 system-deps:
 	@missing=""; \
@@ -87,6 +95,13 @@ serve: $(RUNTIME_STAMP)
 BASE ?= main
 pr-report: $(RUNTIME_STAMP)
 	python -m stroke_risk.pr_report --base $(BASE) --out pr-report.md
+
+# `dvc plots diff` of BASE and the workspace (ROC, PR, calibration, confusion, decision
+# curve, importance overlaid), drawn offline: dvc_plots/diff/index.html (git-ignored).
+plots-diff: $(RUNTIME_STAMP)
+	@git rev-parse --verify --quiet '$(BASE)^{commit}' >/dev/null || \
+	  { echo "make plots-diff: BASE=$(BASE) is not a branch, tag or commit here" >&2; exit 2; }
+	dvc plots diff '$(BASE)' --out dvc_plots/diff
 
 # `dvc exp run` with its -S overrides checked first (one line per unknown key, group option
 # or bad value): make exp ARGS="-n xgb -S model=xgboost"

@@ -310,8 +310,8 @@ def threshold_sentences(summary: ThresholdSummary) -> tuple[str, ...]:
     ]
     if summary.policy == "min_recall" and summary.target_recall is not None:
         sentences.append(
-            "This threshold was chosen on the training data to catch at least "
-            f"{share(summary.target_recall)} of patients who go on to have a stroke, "
+            "This threshold was chosen on the training data to flag at least "
+            f"{share(summary.target_recall)} of patients with a recorded stroke, "
             "accepting more false alarms in exchange."
         )
     if summary.cv_recall is not None and summary.cv_specificity is not None:
@@ -328,7 +328,7 @@ def threshold_sentences(summary: ThresholdSummary) -> tuple[str, ...]:
     if summary.test_precision is not None:
         sentences.append(
             f"Of the test patients it flagged, {share(summary.test_precision.value)} had a "
-            "stroke: a flag means a closer look, not that a stroke will happen."
+            "stroke: a flag means a closer look, not a diagnosis."
         )
     return tuple(sentences)
 

@@ -181,6 +181,13 @@ def main() -> None:
     tables["decision_curve"] = test_curve.assign(
         model_cv=cv_curve["model"], treat_all_cv=cv_curve["treat_all"]
     )
+    # Reference lines `dvc plots` draws next to the curves (dvc.yaml `plots:`).
+    tables["roc"] = tables["roc"].assign(chance=tables["roc"]["fpr"])
+    tables["calibration"] = tables["calibration"].assign(
+        perfect=tables["calibration"]["mean_predicted"]
+    )
+    for name in ("calibration_smooth", "calibration_smooth_cv"):
+        tables[name] = tables[name].assign(perfect=tables[name]["predicted"])
     for name, table in tables.items():
         write_csv(f"{args.plots}/{name}.csv", table.round(6))
     write_csv(

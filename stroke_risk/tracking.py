@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -29,6 +30,13 @@ METADATA_HASH_TAG = "metadata_md5"
 VERSION_TAG = "registered_version"
 # DVC runs queued and temporary experiments in <repo>/.dvc/tmp/exps/<workspace>.
 DVC_TEMP_WORKSPACE = (".dvc", "tmp", "exps")
+# `dvc exp run` (plain, --temp or queued) sets it to the experiment's name (-n or DVC's).
+DVC_EXP_NAME_VARIABLE = "DVC_EXP_NAME"
+WORKSPACE_RUN = "workspace"
+# An experiment's Git ref: refs/exps/<baseline sha split 2/38>/<name>.
+EXPERIMENT_REF = re.compile(r"refs/exps/[0-9a-f]{2}/[0-9a-f]{38}/(?P<name>[^/]+)")
+# Set on a run `copy` wrote: the run it copies, so a second copy skips it.
+SOURCE_RUN_TAG = "copied_from_run_id"
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,29 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def experiment_with_outputs(model_md5: str, metadata_md5: str) -> str | None:
+    """The DVC experiment whose dvc.lock records this model and metadata, else None.
+
+    After `dvc exp apply NAME` the workspace holds NAME's outputs but DVC_EXP_NAME is unset;
+    this keeps `make sync` from logging them as `workspace`. Experiments are Git refs under
+    refs/exps/<baseline>/<name>; the first match in ref order wins.
+    """
+    listed = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps"],
+        capture_output=True,
+        text=True,
+    )
+    if listed.returncode != 0:
+        return None
+    for ref in listed.stdout.split():
+        if not EXPERIMENT_REF.fullmatch(ref):  # DVC's queue and executor refs live there too
+            continue
+        lock = subprocess.run(["git", "show", f"{ref}:dvc.lock"], capture_output=True, text=True)
+        if lock.returncode == 0 and model_md5 in lock.stdout and metadata_md5 in lock.stdout:
+            return ref.rsplit("/", 1)[-1]
+    return None
+
+
 def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """{"test": {"roc_auc": x}} -> {"test_roc_auc": x}; numbers only (bools excluded)."""
     flat: dict[str, float] = {}
@@ -130,17 +161,29 @@ def revision_record(files: RevisionFiles) -> dict[str, Any]:
         "tune_metric": tuning["metric"],
         "data_source": summary.get("source", "unknown"),
     }
+    model_md5, metadata_md5 = file_md5(files.model), file_md5(files.metadata)
     tags = {
-        MODEL_HASH_TAG: file_md5(files.model),
-        METADATA_HASH_TAG: file_md5(files.metadata),
+        MODEL_HASH_TAG: model_md5,
+        METADATA_HASH_TAG: metadata_md5,
         "git_commit": git_commit(),
-        "dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+        "dvc_experiment": os.environ.get(DVC_EXP_NAME_VARIABLE)
+        or experiment_with_outputs(model_md5, metadata_md5)
+        or WORKSPACE_RUN,
         "model_family": metadata["model_family"],
         "data_source": str(summary.get("source", "unknown")),
         "data_sha256": str(summary.get("raw_sha256", "unknown")),
         "python_version": platform.python_version(),
     }
     return {"params": params, "metrics": flat_metrics(metrics), "tags": tags}
+
+
+def run_name(tags: Mapping[str, str]) -> str:
+    """The MLflow run name of a revision: the DVC experiment's name, so the MLflow UI and
+    `dvc exp show` agree; `workspace@<commit>` for a plain `dvc repro` or `make sync`."""
+    experiment = tags["dvc_experiment"]
+    if experiment != WORKSPACE_RUN:
+        return experiment
+    return f"{WORKSPACE_RUN}@{tags['git_commit'][:7]}"
 
 
 def _experiment_id(client: Any, name: str) -> str:
@@ -189,7 +232,9 @@ def log_model_revision(
         client.set_registered_model_alias(registered_model, alias, version)
         return LoggedRevision(run.info.run_id, version, changed=bool(stale))
 
-    with mlflow.start_run(experiment_id=experiment_id, tags=record["tags"]) as active:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name(record["tags"]), tags=record["tags"]
+    ) as active:
         mlflow.log_params({k: str(v)[:500] for k, v in record["params"].items()})
         mlflow.log_metrics(record["metrics"])
         for path in (files.metadata, files.tuning, files.metrics, files.evaluation):
@@ -238,19 +283,220 @@ def _load_pipeline(path: Path) -> Any:
     return joblib.load(path)
 
 
+@dataclass(frozen=True)
+class CopyReport:
+    """What `copy_runs` did: run names copied, and those the destination already had."""
+
+    copied: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def _revision_key(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    if MODEL_HASH_TAG in tags and METADATA_HASH_TAG in tags:
+        return tags[MODEL_HASH_TAG], tags[METADATA_HASH_TAG]
+    return None
+
+
+def _artifact_location(destination_uri: str, experiment: str) -> str | None:
+    """Next to a SQLite store's file (MLflow would use ./mlruns of the current directory);
+    a tracking server chooses its own (proxied) artifact store."""
+    prefix = "sqlite:///"
+    if not destination_uri.startswith(prefix):
+        return None
+    return (Path(destination_uri[len(prefix) :]).parent / "mlruns" / experiment).as_uri()
+
+
+def copy_runs(source_uri: str, destination_uri: str) -> CopyReport:
+    """Copy every active run of `source_uri` into `destination_uri`, idempotently.
+
+    A run keeps its experiment, name, start and end time, status, tags, params, full metric
+    history, artifacts, logged model and registered version (a new version number at the
+    destination, tagged `registered_version`; aliases are not copied: the destination's
+    releases own them). A run is skipped when the destination already holds the same model
+    revision (same `model_md5` and `metadata_md5`, however it got there) or a copy of it.
+    """
+    from stroke_risk.tracking_server import check_tracking_uri
+
+    check_tracking_uri(destination_uri)
+    import mlflow
+
+    # The registry resolves a version's `models:/m-...` source in the *current* tracking
+    # store, whatever the client's: make it the destination while copying.
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(destination_uri)
+    try:
+        return _copy_all_runs(source_uri, destination_uri)
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+
+
+def _copy_all_runs(source_uri: str, destination_uri: str) -> CopyReport:
+    import tempfile
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Param, ViewType
+
+    source = MlflowClient(tracking_uri=source_uri, registry_uri=source_uri)
+    destination = MlflowClient(tracking_uri=destination_uri, registry_uri=destination_uri)
+    copied: list[str] = []
+    skipped: list[str] = []
+    for experiment in source.search_experiments(view_type=ViewType.ACTIVE_ONLY):
+        runs = _all_runs(source, experiment.experiment_id)
+        if not runs:
+            continue
+        found = destination.get_experiment_by_name(experiment.name)
+        experiment_id = (
+            found.experiment_id
+            if found is not None
+            else destination.create_experiment(
+                experiment.name,
+                artifact_location=_artifact_location(destination_uri, experiment.name),
+            )
+        )
+        present = _all_runs(destination, experiment_id)
+        present_keys = {_revision_key(run.data.tags) for run in present} - {None}
+        present_sources = {run.data.tags.get(SOURCE_RUN_TAG) for run in present} - {None}
+        for run in runs:
+            key = _revision_key(run.data.tags)
+            if run.info.run_id in present_sources or (key is not None and key in present_keys):
+                skipped.append(run.info.run_name)
+                continue
+            tags = {k: v for k, v in run.data.tags.items() if k != VERSION_TAG}
+            tags[SOURCE_RUN_TAG] = run.info.run_id
+            new = destination.create_run(
+                experiment_id,
+                start_time=run.info.start_time,
+                tags=tags,
+                run_name=run.info.run_name,
+            )
+            new_id = new.info.run_id
+            params = [Param(k, v) for k, v in run.data.params.items()]
+            for start in range(0, len(params), 100):  # MLflow's batch limit for params
+                destination.log_batch(new_id, params=params[start : start + 100])
+            history = [
+                point
+                for key_name in run.data.metrics
+                for point in source.get_metric_history(run.info.run_id, key_name)
+            ]
+            for start in range(0, len(history), 1000):
+                destination.log_batch(new_id, metrics=history[start : start + 1000])
+            with tempfile.TemporaryDirectory() as scratch:
+                if source.list_artifacts(run.info.run_id):
+                    local = source.download_artifacts(run.info.run_id, "", scratch)
+                    destination.log_artifacts(new_id, local)
+                _copy_models(source, destination, run, new_id, experiment_id, source_uri)
+            destination.set_terminated(new_id, run.info.status, run.info.end_time)
+            copied.append(run.info.run_name)
+    return CopyReport(tuple(copied), tuple(skipped))
+
+
+def _all_runs(client: Any, experiment_id: str) -> list[Any]:
+    from mlflow.entities import ViewType
+
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            run_view_type=ViewType.ACTIVE_ONLY,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _copy_models(
+    source: Any, destination: Any, run: Any, new_run_id: str, experiment_id: str, source_uri: str
+) -> None:
+    """The run's logged models (MLflow 3 keeps them outside the run's artifacts) and the
+    registered versions made from them."""
+    import tempfile
+
+    import mlflow
+
+    versions = source.search_model_versions(f"run_id = '{run.info.run_id}'")
+    logged = source.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    for model in logged:
+        copy = destination.create_logged_model(
+            experiment_id,
+            name=model.name,
+            source_run_id=new_run_id,
+            tags=model.tags,
+            params=model.params,
+            model_type=model.model_type,
+        )
+        with tempfile.TemporaryDirectory() as scratch:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=model.artifact_location, dst_path=scratch, tracking_uri=source_uri
+            )
+            destination.log_model_artifacts(copy.model_id, local)
+        destination.finalize_logged_model(copy.model_id, "READY")
+        for version in versions:
+            # A SQLite store leaves model_id unset on versions; the source names the model.
+            if model.model_id not in (version.model_id, version.source.removeprefix("models:/")):
+                continue
+            if destination.search_registered_models(f"name = '{version.name}'") == []:
+                destination.create_registered_model(version.name)
+            new_version = destination.create_model_version(
+                version.name,
+                source=f"models:/{copy.model_id}",
+                run_id=new_run_id,
+                tags=version.tags,
+                model_id=copy.model_id,
+            )
+            destination.set_tag(new_run_id, VERSION_TAG, str(new_version.version))
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m stroke_risk.tracking sync`: make sure the workspace's model is logged."""
+    """`python -m stroke_risk.tracking sync`: make sure the workspace's model is logged;
+    `... copy --to URI`: copy this repository's runs to another store (a shared server)."""
     parser = argparse.ArgumentParser(prog="python -m stroke_risk.tracking")
-    parser.add_argument("command", choices=["sync"])
+    parser.add_argument("command", choices=["sync", "copy"])
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--to", dest="destination", help="copy: the destination tracking URI")
+    parser.add_argument(
+        "--from", dest="source", help="copy: the source (default: this repository's store)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "copy":
+        _copy_command(args.source or tracking_uri(), args.destination)
+    else:
+        _sync_command(args.params)
+
+
+def _copy_command(source: str, destination: str | None) -> None:
+    from stroke_risk.tracking_server import TrackingServerError
+
+    if not destination:
+        sys.exit("usage: python -m stroke_risk.tracking copy --to URI [--from URI]")
+    if source == destination:
+        sys.exit(f"tracking copy: source and destination are the same store ({source})")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        report = copy_runs(source, destination)
+    except TrackingServerError as error:
+        print(f"tracking copy failed: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(
+        f"MLflow {source} -> {destination}: copied {len(report.copied)} run(s)"
+        + (f" ({', '.join(report.copied)})" if report.copied else "")
+        + f", {len(report.skipped)} already there"
+    )
+
+
+def _sync_command(params_file: str) -> None:
     from stroke_risk.io import load_params
     from stroke_risk.params import MlflowParams, ParamsError, read_section
     from stroke_risk.tracking_server import TrackingServerError
 
     files = RevisionFiles()
     try:
-        settings = read_section(load_params(args.params), "mlflow", MlflowParams)
+        settings = read_section(load_params(params_file), "mlflow", MlflowParams)
         missing = [str(p) for p in vars(files).values() if not Path(p).is_file()]
         if missing:
             raise FileNotFoundError(f"missing {', '.join(missing)}: run `dvc repro` first")

@@ -155,7 +155,11 @@ def test_threshold_figures_come_from_the_evaluation_report(unloaded_client: Flas
     document = get_page(unloaded_client)
     info = document.by_id("threshold-info").text()
     assert "at least 8.0%" in info
-    assert "at least 80% of patients" in info
+    assert "flag at least 80% of patients with a recorded stroke" in info
+    # The data is cross-sectional (model card): nothing on the page may read as a forecast.
+    assert "go on to" not in info and "will happen" not in info
+    (disclaimer,) = document.find_all("aside")
+    assert "not when" in disclaimer.text() and "does not forecast" in disclaimer.text()
     assert "flagged 81% of patients who had a stroke (sensitivity)" in info
     assert "did not flag 70% of those who did not (specificity)" in info
     assert "sensitivity 78% (95% CI 66–89%)" in info

@@ -210,6 +210,9 @@ def test_every_experiment_is_tracked_once(workspace):
     for name in ("q-xgb", "q-thr", "t-thr", "workspace"):
         assert len(by_experiment.get(name, [])) == 1, (name, sorted(by_experiment))
         logged = by_experiment[name][0]
+        # The MLflow run carries the experiment's name (DVC_EXP_NAME), not a random one.
+        expected_run_name = name if name != "workspace" else "workspace@"
+        assert logged["tags"]["mlflow.runName"].startswith(expected_run_name), logged["tags"]
         assert {"test_roc_auc", "cv_roc_auc", "test_recall"} <= set(logged["metrics"])
         assert logged["version_md5"] == logged["tags"]["model_md5"]
         artifact = Path(logged["artifact_dir"]) / "artifacts" / "model.joblib"

@@ -20,12 +20,14 @@ from tests.page.conftest import artifact_dir
 from tests.team.conftest import run, scratch_repo
 
 pytestmark = pytest.mark.e2e
+# The top-level `plots:` of dvc.yaml.
 PLOT_IDS = [
-    "reports_plots_roc_csv",
-    "reports_plots_pr_csv",
-    "reports_plots_calibration_csv",
-    "reports_plots_confusion_csv",
-    "reports_plots_importance_csv",
+    "roc",
+    "precision_recall",
+    "calibration",
+    "confusion",
+    "importance",
+    "decision_curve",
 ]
 # Data marks are coloured; axes, grid and text are grey: a plot drew its data when its
 # rendered marks (svg or canvas alike) hold enough saturated pixels.
@@ -58,6 +60,39 @@ def test_template_inlines_the_pinned_packages_with_their_licences() -> None:
     # No {scripts} placeholder: DVC would otherwise add its CDN <script src=...> tags.
     assert "{scripts}" not in template
     assert not re.search(r"<script[^>]+src=", template)
+
+
+def test_confusion_template_is_dvcs_with_the_counts_shown() -> None:
+    from plots_offline.templates import CONFUSION_COUNTS_PATH, confusion_counts_template, render
+
+    assert CONFUSION_COUNTS_PATH.read_text() == render(confusion_counts_template()), (
+        "plots_offline/confusion_counts.json is stale: run python -m plots_offline.templates"
+    )
+
+
+def plot_spec(page: Path, plot_id: str) -> dict[str, Any]:
+    """The vega-lite spec DVC wrote into the page for one plot."""
+    text = page.read_text()
+    end = text.index(f"vegaEmbed('#{plot_id}', spec)")
+    start = text.rindex("var spec = ", 0, end) + len("var spec = ")
+    return json.loads(text[start:end].strip().rstrip(";"))
+
+
+def test_plots_carry_their_reference_lines_and_counts(plot_pages: dict[str, Path]) -> None:
+    def fields(plot_id: str) -> set[str]:
+        values = plot_spec(plot_pages["show"], plot_id)["data"]["values"]
+        return {row.get("field") for row in values if isinstance(row, dict)}
+
+    assert {"tpr", "chance"} <= fields("roc")
+    assert {"observed_rate", "perfect"} <= fields("calibration")
+    assert {"model", "treat_all", "treat_none"} <= fields("decision_curve")
+    confusion = plot_spec(plot_pages["show"], "confusion")
+    (show_values,) = [p for p in confusion["params"] if p["name"] == "showValues"]
+    assert show_values["value"] is True
+    # The diagonal is the diagonal: chance equals the false-positive rate on every row.
+    roc = [row for row in plot_spec(plot_pages["show"], "roc")["data"]["values"]]
+    chance = [row for row in roc if row["field"] == "chance"]
+    assert chance and all(row["chance"] == row["fpr"] for row in chance)
 
 
 def test_dvc_config_uses_the_offline_template() -> None:
