@@ -70,8 +70,9 @@ np.save(sys.argv[1], np.concatenate(arrays) if arrays else np.zeros(0))
 """
 
 
-def copy_working_tree(destination: Path) -> None:
-    """Tracked and unignored files as they are in the working tree, into a new git repo."""
+def snapshot_working_tree(destination: Path) -> None:
+    """Tracked and unignored files as they are in the working tree now (edits made while the
+    benchmark runs do not reach the later variants)."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO_ROOT,
@@ -82,7 +83,6 @@ def copy_working_tree(destination: Path) -> None:
         if (REPO_ROOT / name).is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, destination / name)
-    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
 
 
 def variant_environment(changes: dict[str, str | None]) -> dict[str, str]:
@@ -115,10 +115,12 @@ def output_hashes(lock_text: str) -> dict[str, str]:
     }
 
 
-def run_variant(name: str, changes: dict[str, str | None], scratch: Path) -> dict[str, object]:
+def run_variant(
+    name: str, changes: dict[str, str | None], snapshot: Path, scratch: Path
+) -> dict[str, object]:
     root = scratch / name.replace(" ", "_").replace("=", "_")
-    root.mkdir()
-    copy_working_tree(root)
+    shutil.copytree(snapshot, root)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     environment = variant_environment(changes)
     start = time.perf_counter()
     run(["dvc", "repro", "--force", "-q"], root, environment)
@@ -133,14 +135,16 @@ def run_variant(name: str, changes: dict[str, str | None], scratch: Path) -> dic
 
 
 def main() -> None:
-    committed_lock = (REPO_ROOT / "dvc.lock").read_text()
-    committed = output_hashes(committed_lock)
     shown = {name: os.environ.get(name, "(unset)") for name in BLAS_VARIABLES}
     print(f"environment as found: {shown}")
     results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="stroke-blas-") as scratch:
+        snapshot = Path(scratch) / "snapshot"
+        snapshot_working_tree(snapshot)
+        committed_lock = (snapshot / "dvc.lock").read_text()
+        committed = output_hashes(committed_lock)
         for name, changes in VARIANTS.items():
-            results[name] = run_variant(name, changes, Path(scratch))
+            results[name] = run_variant(name, changes, snapshot, Path(scratch))
             print(f"  ran {name} in {results[name]['seconds']:.1f} s", flush=True)
 
     reference = results["as found"]["raw"]

@@ -14,7 +14,9 @@ class StageError(RuntimeError):
 
 # DVC deletes a stage's outputs before running it (prepare's are `persist`, so a bad CSV
 # costs nothing); this one command brings back the committed params and every output.
-RESTORE_COMMAND = "git checkout -- params.yaml dvc.lock reports && dvc checkout"
+# What `make restore` runs: the committed params, lock and reports, then every output from the
+# cache, the remote, or a rebuild, saying which (stroke_risk/remote.py).
+RESTORE_COMMAND = "python -m stroke_risk.remote restore"
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
@@ -39,6 +41,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
 
 def _print_restore_hint() -> None:
     print(
-        f"  the workspace's last committed state comes back with: {RESTORE_COMMAND}",
+        f"  the workspace's last committed state comes back with: make restore "
+        f"(or {RESTORE_COMMAND})",
         file=sys.stderr,
     )
