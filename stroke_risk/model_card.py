@@ -374,9 +374,9 @@ def internal_validation_section(
         lines += [
             f"- **Optimism-corrected ROC AUC: {fmt(nested_auc)} ± {fmt(nested_std)}** (nested "
             f"cross-validation), against {fmt(cv_auc)} ± {fmt(cv_std)} for the chosen "
-            f"hyper-parameters in the tuning CV. The latter is the best of "
-            f"{fmt(lookup(nested, 'n_trials'))} trials scored on the folds that chose it, so it "
-            f"carries selection optimism (here {optimism}). Method: "
+            "hyper-parameters in the tuning CV. The latter is the best trial's score on the "
+            f"folds that chose it, so it carries selection optimism (the difference here: "
+            f"{optimism}). Method: "
             f"{lookup(nested, 'method', default='n/a')}.",
         ]
     mape = lookup(metrics, "instability", "mape")
