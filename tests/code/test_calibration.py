@@ -155,3 +155,16 @@ def test_spline_basis_is_linear_beyond_the_outer_knots():
     basis = restricted_cubic_spline(x, knots)
     assert np.diff(basis[:, 1], 2) == pytest.approx(np.zeros(2), abs=1e-12)
     assert restricted_cubic_spline(np.array([-5.0, -3.0]), knots)[:, 1] == pytest.approx([0, 0])
+
+
+def test_profile_intervals_are_open_or_absent_when_the_likelihood_never_falls_enough():
+    """No events: nothing to estimate. Perfect separation: the slope's likelihood keeps
+    rising, so its interval has no upper bound (None), instead of a made-up number."""
+    p = np.linspace(0.01, 0.5, 50)
+    empty = calibration_intercept_slope(np.zeros(50), p)
+    assert all(value is None for entry in empty.values() for value in entry.values())
+    y = np.r_[np.zeros(45), np.ones(5)]
+    p = np.r_[np.linspace(0.01, 0.2, 45), np.linspace(0.6, 0.9, 5)]
+    slope = calibration_intercept_slope(y, p)["calibration_slope"]
+    assert slope["ci_low"] is not None and slope["ci_low"] > 1
+    assert slope["ci_high"] is None
