@@ -2,7 +2,9 @@
 
 Reads params: evaluate.*, mlflow.*.
 Reads: the prepared splits, the model and its metadata, reports/tuning.json and the
-out-of-fold predictions (for calibration and decision curves out of fold).
+out-of-fold predictions (for calibration and decision curves out of fold),
+reports/nested_cv.json and reports/instability.json (internal validation, copied into the
+metrics and the evaluation).
 Writes: reports/metrics.json (flat, stable keys for `dvc metrics`), reports/evaluation.json
 (CIs, baselines, calibration, decision curves, subgroups), reports/plots/*.csv (for
 `dvc plots`), reports/test_predictions.csv (for paired comparisons between experiments);
@@ -19,7 +21,11 @@ import joblib
 import pandas as pd
 from sklearn.inspection import permutation_importance
 
-from stroke_risk.calibration import calibration_intercept_slope, smoothed_calibration_curve
+from stroke_risk.calibration import (
+    CALIBRATION_CI_METHOD,
+    calibration_intercept_slope,
+    smoothed_calibration_curve,
+)
 from stroke_risk.cli import StageError, run_stage
 from stroke_risk.data import file_sha256
 from stroke_risk.decision_curve import decision_curve, useful_ranges
@@ -53,6 +59,8 @@ def main() -> None:
     parser.add_argument("--evaluation", default="reports/evaluation.json")
     parser.add_argument("--plots", default="reports/plots")
     parser.add_argument("--data-summary", default="reports/data_summary.json")
+    parser.add_argument("--nested-cv", default="reports/nested_cv.json")
+    parser.add_argument("--instability", default="reports/instability.json")
     args = parser.parse_args()
     params = load_params(args.params)
     settings = read_section(params, "evaluate", EvaluateParams).model_dump()
@@ -61,6 +69,10 @@ def main() -> None:
         metadata = json.load(handle)
     with open(args.tuning) as handle:
         tuning = json.load(handle)
+    with open(args.nested_cv) as handle:
+        nested_cv = json.load(handle)
+    with open(args.instability) as handle:
+        instability = json.load(handle)
     threshold = float(metadata["decision_threshold"])
 
     model = joblib.load(args.model)
@@ -75,8 +87,8 @@ def main() -> None:
 
     test_metrics = metrics_with_intervals(y_test, probability, threshold, **bootstrap)
     calibration = calibration_table(y_test, probability, n_bins=settings["calibration_bins"])
-    test_calibration = calibration_intercept_slope(y_test, probability, **bootstrap)
-    cv_calibration = calibration_intercept_slope(y_oof, oof_probability, **bootstrap)
+    test_calibration = calibration_intercept_slope(y_test, probability)
+    cv_calibration = calibration_intercept_slope(y_oof, oof_probability)
     test_curve = decision_curve(y_test, probability, **bootstrap)
     cv_curve = decision_curve(y_oof, oof_probability, **bootstrap)
     age_bands = cut_bands(test["age"], tuple(metadata["feature_config"]["age_band_edges"]))
@@ -116,7 +128,12 @@ def main() -> None:
                         for k in ("roc_auc", "roc_auc_std", "average_precision", "brier")
                     },
                     **{name: entry["value"] for name, entry in cv_calibration.items()},
+                    # Nested CV around the whole search: the estimate without the selection
+                    # optimism of roc_auc (the best trial scored on the folds that chose it).
+                    "roc_auc_nested": nested_cv["nested"]["roc_auc"],
+                    "roc_auc_nested_std": nested_cv["nested"]["roc_auc_std"],
                 },
+                "instability": {"mape": instability["mape"]},
             }
         ),
     )
@@ -131,6 +148,7 @@ def main() -> None:
                     "ece": expected_calibration_error(calibration),
                     "test": test_calibration,
                     "cv": cv_calibration,
+                    "intercept_slope_ci_method": CALIBRATION_CI_METHOD,
                 },
                 "decision_curve": {
                     "thresholds": [
@@ -155,6 +173,10 @@ def main() -> None:
                 "provenance": {
                     "train_sha256": file_sha256(args.train),
                     "test_sha256": file_sha256(args.test),
+                },
+                "internal_validation": {
+                    "nested_cv": {key: nested_cv[key] for key in ("method", "n_trials", "nested")},
+                    "instability": instability,
                 },
                 "subgroups": subgroups,
                 "threshold": {

@@ -2,9 +2,10 @@
 
 Reads params: none (every number comes from the input files).
 Reads: models/model_metadata.json, reports/metrics.json, reports/evaluation.json,
-reports/data_summary.json, reports/plots/*.csv.
+reports/data_summary.json, reports/plots/*.csv, reports/instability.csv.
 Writes: reports/model_card.md, reports/tripod_ai.md and
-reports/figures/{roc,pr,calibration,decision_curve,importance}.png (byte-identical on rerun).
+reports/figures/{roc,pr,calibration,decision_curve,importance,instability}.png
+(byte-identical on rerun).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 import pandas as pd
 
 from stroke_risk.cli import run_stage
+from stroke_risk.instability_plot import instability_png, read_instability_table
 from stroke_risk.io import write_text
 from stroke_risk.model_card import build_model_card, lookup, metric_value
-from stroke_risk.plots import render_report_figures
+from stroke_risk.plots import render_report_figures, write_png
 from stroke_risk.tripod import build_tripod_report
 
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--evaluation", default="reports/evaluation.json")
     parser.add_argument("--data-summary", default="reports/data_summary.json")
     parser.add_argument("--plots", default="reports/plots")
+    parser.add_argument("--instability", default="reports/instability.csv")
     parser.add_argument("--figures", default="reports/figures")
     parser.add_argument("--card", default="reports/model_card.md")
     parser.add_argument("--tripod", default="reports/tripod_ai.md")
@@ -49,6 +52,14 @@ def main() -> None:
         roc_auc=metric_value(lookup(evaluation, "test", "roc_auc")),
         prevalence=metric_value(lookup(data_summary, "prevalence")),
         ece=metric_value(lookup(evaluation, "calibration", "ece")),
+    )
+    written["instability"] = Path(args.figures) / "instability.png"
+    write_png(
+        written["instability"],
+        instability_png(
+            read_instability_table(args.instability),
+            mape=metric_value(lookup(metrics, "instability", "mape")),
+        ),
     )
     card_dir = Path(args.card).parent
     # Links relative to the card, with forward slashes, so they render wherever it is viewed.

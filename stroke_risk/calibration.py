@@ -7,15 +7,20 @@
 - Smoothed calibration curve: a logistic regression of the outcome on a restricted cubic
   spline of lp (Harrell's knots), so no binning choice shapes the picture.
 
-Every fit takes bootstrap weights (stroke_risk.evaluation.resample_weights) and solves all
-resamples together by batched Newton steps, so 1,000 resamples cost milliseconds.
+Intercept and slope get profile-likelihood intervals. The smoothed curve's band is a
+bootstrap: every fit takes bootstrap weights (stroke_risk.evaluation.resample_weights) and
+solves all resamples together by batched Newton steps, so 1,000 resamples cost milliseconds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 from scipy.special import expit
+from scipy.stats import chi2
 
 from stroke_risk.evaluation import percentile_interval, resample_weights
 
@@ -124,46 +129,91 @@ def intercept_and_slope(
     return intercept, slope
 
 
-def calibration_intercept_slope(
-    y_true: np.ndarray,
-    probability: np.ndarray,
+def logistic_log_likelihood(y_true: np.ndarray, eta: np.ndarray) -> float:
+    """Bernoulli log-likelihood of outcomes y_true at linear predictors (log-odds) eta."""
+    return float(np.sum(y_true * eta - np.logaddexp(0.0, eta)))
+
+
+def profile_interval(
+    profile_log_likelihood: Callable[[float], float],
+    estimate: float,
     *,
-    n_resamples: int,
-    seed: int,
-    chunk: int = 250,
+    level: float = 0.95,
+    initial_step: float = 0.1,
+    max_steps: int = 60,
+) -> tuple[float | None, float | None]:
+    """Profile-likelihood interval of one parameter: every value whose likelihood-ratio
+    statistic 2 (l(estimate) - l_p(value)) stays below the chi-squared(1) quantile.
+
+    profile_log_likelihood(value) is the log-likelihood maximised over the other
+    parameters with this one held at value; estimate is the maximum-likelihood value.
+    Each bound is bracketed by doubling steps away from the estimate, then found by Brent's
+    method; a side the statistic never crosses (e.g. under separation) is None.
+    """
+    critical = float(chi2.ppf(level, df=1))
+    top = profile_log_likelihood(estimate)
+
+    def excess(value: float) -> float:
+        return 2.0 * (top - profile_log_likelihood(value)) - critical
+
+    bounds: list[float | None] = []
+    for direction in (-1.0, 1.0):
+        inner, step = estimate, initial_step
+        bound: float | None = None
+        for _ in range(max_steps):
+            outer = estimate + direction * step
+            value = excess(outer)
+            if not np.isfinite(value):
+                break
+            if value > 0:
+                bound = float(brentq(excess, min(inner, outer), max(inner, outer), xtol=1e-10))
+                break
+            inner, step = outer, 2 * step
+        bounds.append(bound)
+    return bounds[0], bounds[1]
+
+
+def calibration_intercept_slope(
+    y_true: np.ndarray, probability: np.ndarray, *, level: float = 0.95
 ) -> dict[str, dict[str, float | None]]:
     """{"calibration_intercept": {value, ci_low, ci_high}, "calibration_slope": {...}}.
 
-    Intervals are percentile intervals of a plain patient bootstrap (same resamples as
-    stroke_risk.evaluation.bootstrap_intervals for the same seed).
+    Intervals are profile-likelihood intervals of the two logistic recalibration models:
+    the intercept with the log-odds as offset (one parameter, so its profile is the
+    likelihood itself), the slope profiled over a free intercept. A percentile bootstrap
+    gives intervals that are too narrow for a slope estimated from few events; the profile
+    likelihood keeps the likelihood's asymmetry that a Wald interval throws away.
     """
+    y = np.asarray(y_true, dtype=float)
     lp = logit(probability)
     ones = np.ones((len(lp), 1))
     full = np.ones(len(lp))
-    intercept_fit = fit_logistic(ones, y_true, full, offset=lp)[0]
-    slope_fit = fit_logistic(np.c_[ones, lp], y_true, full, start=np.array([0.0, 1.0]))[0]
-    point_intercept, point_slope = intercept_fit[:1], slope_fit[1:]
-    weights = resample_weights(len(y_true), n_resamples=n_resamples, seed=seed)
-    parts = [
-        intercept_and_slope(
-            y_true,
-            probability,
-            weights[start : start + chunk],
-            start_intercept=intercept_fit,
-            start_slope=slope_fit,
-        )
-        for start in range(0, n_resamples, chunk)
-    ]
-    intercepts = np.concatenate([part[0] for part in parts])
-    slopes = np.concatenate([part[1] for part in parts])
-    result = {}
-    for name, point, samples in (
-        ("calibration_intercept", point_intercept[0], intercepts),
-        ("calibration_slope", point_slope[0], slopes),
+    intercept = float(fit_logistic(ones, y, full, offset=lp)[0, 0])
+    slope_fit = fit_logistic(np.c_[ones, lp], y, full, start=np.array([0.0, 1.0]))[0]
+    slope = float(slope_fit[1])
+
+    def intercept_profile(value: float) -> float:
+        return logistic_log_likelihood(y, value + lp)
+
+    def slope_profile(value: float) -> float:
+        # The best intercept given this slope: a one-parameter fit with offset value * lp.
+        free = fit_logistic(ones, y, full, offset=value * lp, start=slope_fit[:1])[0, 0]
+        return logistic_log_likelihood(y, free + value * lp)
+
+    result: dict[str, dict[str, float | None]] = {}
+    for name, estimate, profile in (
+        ("calibration_intercept", intercept, intercept_profile),
+        ("calibration_slope", slope, slope_profile),
     ):
-        low, high = percentile_interval(samples)
-        result[name] = {"value": float(point), "ci_low": low, "ci_high": high}
+        if not np.isfinite(estimate):
+            result[name] = {"value": None, "ci_low": None, "ci_high": None}
+            continue
+        low, high = profile_interval(profile, estimate, level=level)
+        result[name] = {"value": estimate, "ci_low": low, "ci_high": high}
     return result
+
+
+CALIBRATION_CI_METHOD = "profile likelihood, 95% (likelihood-ratio chi-squared(1) cut-off)"
 
 
 def spline_knots(values: np.ndarray, n_knots: int = 3) -> np.ndarray:

@@ -383,6 +383,57 @@ def performance_section(metrics: Mapping[str, Any], evaluation: Mapping[str, Any
     ]
 
 
+def internal_validation_section(
+    metrics: Mapping[str, Any], evaluation: Mapping[str, Any], figures: Mapping[str, str]
+) -> list[str]:
+    """Selection optimism of the CV estimate (nested CV) and prediction instability."""
+    nested = lookup(evaluation, "internal_validation", "nested_cv", default={}) or {}
+    instability = lookup(evaluation, "internal_validation", "instability", default={}) or {}
+    cv_auc, cv_std = lookup(metrics, "cv", "roc_auc"), lookup(metrics, "cv", "roc_auc_std")
+    nested_auc = lookup(metrics, "cv", "roc_auc_nested")
+    nested_std = lookup(metrics, "cv", "roc_auc_nested_std")
+    lines = ["## Internal validation (training split)", ""]
+    if metric_value(nested_auc) is None:
+        lines += ["- No nested cross-validation is available.", ""]
+    else:
+        best, corrected = metric_value(cv_auc), metric_value(nested_auc)
+        optimism = "n/a" if best is None or corrected is None else fmt(best - corrected, 4)
+        lines += [
+            f"- **Optimism-corrected ROC AUC: {fmt(nested_auc)} ± {fmt(nested_std)}** (nested "
+            f"cross-validation), against {fmt(cv_auc)} ± {fmt(cv_std)} for the chosen "
+            "hyper-parameters in the tuning CV. The latter is the best trial's score on the "
+            f"folds that chose it, so it carries selection optimism (the difference here: "
+            f"{optimism}). Method: "
+            f"{lookup(nested, 'method', default='n/a')}.",
+        ]
+    mape = lookup(metrics, "instability", "mape")
+    if metric_value(mape) is None:
+        lines += ["- No prediction-instability analysis is available.", ""]
+        return lines
+    lines += [
+        f"- **Prediction instability: mean absolute prediction error (MAPE) "
+        f"{fmt(mape, 4)}** over {fmt(lookup(instability, 'n_bootstrap'))} bootstrap refits: "
+        "on average a training patient's predicted risk moves by this much (absolute "
+        "probability) when the model is redeveloped on another sample of the same size. "
+        f"Half the patients' 95% ranges are narrower than "
+        f"{fmt(lookup(instability, 'range95_width_median'), 4)}, one in ten wider than "
+        f"{fmt(lookup(instability, 'range95_width_p90'), 4)}; the largest per-patient MAPE is "
+        f"{fmt(lookup(instability, 'mape_max'), 4)}. Method: "
+        f"{lookup(instability, 'method', default='n/a')}.",
+        "",
+    ]
+    if "instability" in figures:
+        lines += [
+            "The instability plot shows, for each training patient, the 95% range of the "
+            "bootstrap models' predictions against the developed model's prediction; points "
+            "far from the diagonal are predictions the data cannot pin down.",
+            "",
+            f"![Prediction instability]({figures['instability']})",
+            "",
+        ]
+    return lines
+
+
 def threshold_section(metadata: Mapping[str, Any], evaluation: Mapping[str, Any]) -> list[str]:
     threshold = lookup(evaluation, "threshold", default={}) or {}
     policy = threshold.get("policy", lookup(metadata, "threshold_policy", "policy"))
@@ -458,12 +509,15 @@ def calibration_section(evaluation: Mapping[str, Any], figures: Mapping[str, str
             ]
         )
     if rows:
+        method = lookup(evaluation, "calibration", "intercept_slope_ci_method")
         lines += [
             *table(["predictions", "intercept (95% CI)", "slope (95% CI)", "reading"], rows),
             "",
             CALIBRATION_READING,
             "",
         ]
+        if method is not None:
+            lines += [f"Intervals of the intercept and slope: {method}.", ""]
     lines += [
         f"Expected calibration error (count-weighted mean |observed - predicted| over "
         f"{len(bins)} equal-count bins of the test split): **{fmt(ece, 4)}**.",
@@ -679,6 +733,7 @@ def build_model_card(
         *data_section(data_summary, metadata),
         *model_section(metadata),
         *performance_section(metrics, evaluation),
+        *internal_validation_section(metrics, evaluation, figures),
         *threshold_section(metadata, evaluation),
         *calibration_section(evaluation, figures),
         *decision_curve_section(evaluation, figures),

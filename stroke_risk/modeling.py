@@ -237,7 +237,8 @@ class CVResult:
         return float(np.mean([f[metric] for f in self.fold_scores]))
 
     def std(self, metric: str) -> float:
-        return float(np.std([f[metric] for f in self.fold_scores]))
+        """Sample standard deviation across folds (ddof=1), as reported with "± sd"."""
+        return float(np.std([f[metric] for f in self.fold_scores], ddof=1))
 
 
 def fold_metrics(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:

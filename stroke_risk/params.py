@@ -60,6 +60,27 @@ class TuneParams(Section):
     storage: str | None = None
 
 
+class ValidateTuningParams(Section):
+    """Nested CV around the tune stage's search (stages/validate_tuning.py)."""
+
+    outer_splits: int = Field(ge=2)
+    # Each outer fold reruns the whole search; a cheaper inner CV than `cv` keeps the
+    # nested estimate within the pipeline's time budget.
+    inner_splits: int = Field(ge=2)
+    inner_repeats: int = Field(ge=1)
+    # None: the tune stage's tune.n_trials, so the nested search is the same search.
+    n_trials: int | None = Field(default=None, ge=1)
+    seed: int
+
+
+class InstabilityParams(Section):
+    """Bootstrap refits for prediction instability (stages/instability.py)."""
+
+    n_bootstrap: int = Field(ge=10)
+    seed: int
+    n_jobs: int = Field(ge=1)
+
+
 class ThresholdParams(Section):
     policy: Literal["min_recall", "max_f1", "youden", "net_benefit"]
     target_recall: float = Field(gt=0, le=1)
@@ -92,8 +113,10 @@ SECTIONS: dict[str, type[Section]] = {
     "model": ModelParams,
     "cv": CVParams,
     "tune": TuneParams,
+    "validate_tuning": ValidateTuningParams,
     "threshold": ThresholdParams,
     "train": TrainParams,
+    "instability": InstabilityParams,
     "mlflow": MlflowParams,
     "evaluate": EvaluateParams,
 }

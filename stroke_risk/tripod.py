@@ -301,7 +301,9 @@ def checklist_rows(
             ANSWERED,
             (
                 "Optuna search over each family's space scored by repeated stratified CV (every "
-                "preprocessing step fitted in-fold); families compared by `python -m "
+                "preprocessing step fitted in-fold); selection optimism estimated by nested CV "
+                "around the whole search, prediction instability by bootstrap refits (Riley & "
+                "Collins 2023); families compared by `python -m "
                 "stroke_risk.comparison` with the corrected resampled t-test (Nadeau & Bengio)."
             ),
         ),
@@ -318,7 +320,8 @@ def checklist_rows(
             (
                 "ROC AUC, average precision, Brier, log loss, calibration intercept and slope, "
                 "smoothed calibration curve, ECE, net benefit (decision curve), threshold metrics; "
-                f"each with a 95% patient-bootstrap CI. {CARD}."
+                "each with a 95% patient-bootstrap CI (calibration intercept and slope: "
+                f"profile likelihood). {CARD}."
             ),
         ),
         (

@@ -13,14 +13,17 @@ import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
+from joblib import Parallel, delayed
+from sklearn.model_selection import StratifiedKFold
 
 from stroke_risk.code_deps import files_digest, import_closure
 from stroke_risk.features import FeatureConfig
@@ -28,6 +31,7 @@ from stroke_risk.modeling import (
     CVResult,
     build_model_pipeline,
     cross_validate_pipeline,
+    fold_metrics,
     suggest_params,
 )
 
@@ -278,6 +282,179 @@ def _complete_trials(study: Any) -> list[Any]:
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     return sorted(complete, key=lambda trial: trial.number)
+
+
+@dataclass(frozen=True)
+class NestedCVSettings:
+    """Outer folds around the whole search, and the (cheaper) inner CV each search uses."""
+
+    outer_splits: int
+    inner_splits: int
+    inner_repeats: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class OuterFold:
+    fold: int
+    held_out_rows: list[int]  # positions in the data: never seen by this fold's search
+    selected_params: dict[str, Any]
+    inner_score: float  # the search's best inner-CV score (optimistic by selection)
+    scores: dict[str, float]  # the selected params refitted, scored on the held-out rows
+
+
+@dataclass(frozen=True)
+class NestedCVResult:
+    folds: list[OuterFold]
+
+    def mean(self, metric: str) -> float:
+        return float(np.mean([fold.scores[metric] for fold in self.folds]))
+
+    def std(self, metric: str) -> float:
+        """Sample standard deviation across outer folds (ddof=1)."""
+        return float(np.std([fold.scores[metric] for fold in self.folds], ddof=1))
+
+
+ParamSearch = Callable[[pd.DataFrame, np.ndarray], tuple[dict[str, Any], float]]
+PipelineFactory = Callable[[Mapping[str, Any]], Any]
+
+
+def nested_cross_validate(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    search: ParamSearch,
+    make_pipeline: PipelineFactory,
+    outer_splits: int,
+    seed: int,
+    n_jobs: int = 1,
+) -> NestedCVResult:
+    """Nested CV of a whole tuning procedure: an honest estimate of the tuned model.
+
+    For each stratified outer fold, search(X_fit, y_fit) -> (params, inner score) sees only
+    the outer-training rows; make_pipeline(params) is fitted on those rows and scored on
+    the held-out rows. The mean held-out score carries no selection optimism, unlike the
+    best trial's CV score. Outer folds run in n_jobs processes; each is a pure function of
+    its rows and seeds, so results do not depend on n_jobs.
+    """
+    splitter = StratifiedKFold(n_splits=outer_splits, shuffle=True, random_state=seed)
+    folds = list(splitter.split(X, y))
+    outcomes = Parallel(n_jobs=n_jobs)(
+        delayed(_outer_fold)(search, make_pipeline, X, y, fit_index, held_out)
+        for fit_index, held_out in folds
+    )
+    return NestedCVResult(
+        [
+            OuterFold(
+                fold=index,
+                held_out_rows=[int(row) for row in held_out],
+                selected_params=params,
+                inner_score=inner_score,
+                scores=scores,
+            )
+            for index, ((_, held_out), (params, inner_score, scores)) in enumerate(
+                zip(folds, outcomes, strict=True)
+            )
+        ]
+    )
+
+
+def _outer_fold(
+    search: ParamSearch,
+    make_pipeline: PipelineFactory,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    fit_index: np.ndarray,
+    held_out: np.ndarray,
+) -> tuple[dict[str, Any], float, dict[str, float]]:
+    X_fit, y_fit = X.iloc[fit_index], y[fit_index]
+    params, inner_score = search(X_fit, y_fit)
+    fitted = make_pipeline(params).fit(X_fit, y_fit)
+    probability = fitted.predict_proba(X.iloc[held_out])[:, 1]
+    return params, float(inner_score), fold_metrics(y[held_out], probability)
+
+
+def nested_tuning_cv(
+    spec: StudySpec,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    settings: NestedCVSettings,
+    n_trials: int,
+    n_jobs: int,
+) -> NestedCVResult:
+    """Nested CV around the tune stage's own search: in each outer fold, the same Optuna
+    study (family, search space, sampler seed, metric, n_trials) in memory, with the inner
+    CV of settings, on the outer-training rows only."""
+    inner = replace(
+        spec, cv=CVSettings(settings.inner_splits, settings.inner_repeats, spec.cv.seed)
+    )
+    return nested_cross_validate(
+        X,
+        y,
+        search=partial(_search_best, inner, n_trials),
+        make_pipeline=partial(_tuned_pipeline, spec.family, spec.feature_config, spec.model_seed),
+        outer_splits=settings.outer_splits,
+        seed=settings.seed,
+        n_jobs=n_jobs,
+    )
+
+
+def nested_cv_method(settings: NestedCVSettings, n_trials: int) -> str:
+    """One sentence naming the method, for the report files and the model card."""
+    repeats = "" if settings.inner_repeats == 1 else f" x {settings.inner_repeats}-repeat"
+    return (
+        f"nested CV: {settings.outer_splits} stratified outer folds; in each, the tune "
+        f"stage's Optuna search ({n_trials} trials, {settings.inner_splits}-fold{repeats} "
+        "stratified inner CV) on the outer-training part only, the chosen params refitted "
+        "there and scored on the held-out part; mean ± sd (ddof=1) over outer folds"
+    )
+
+
+def nested_cv_report(
+    result: NestedCVResult,
+    *,
+    family: str,
+    metric: str,
+    settings: NestedCVSettings,
+    n_trials: int,
+) -> dict[str, Any]:
+    """reports/nested_cv.json: the method, mean ± sd per metric and each outer fold."""
+    summary: dict[str, Any] = {}
+    for name in ("roc_auc", "average_precision", "brier"):
+        summary[name] = round(result.mean(name), 6)
+        summary[f"{name}_std"] = round(result.std(name), 6)
+    return {
+        "method": nested_cv_method(settings, n_trials),
+        "family": family,
+        "metric": metric,
+        "n_trials": n_trials,
+        "settings": asdict(settings),
+        "nested": summary,
+        "outer_folds": [
+            {
+                "fold": fold.fold,
+                "held_out_rows": len(fold.held_out_rows),
+                "inner_best": round(fold.inner_score, 6),
+                "selected_params": fold.selected_params,
+                **{name: round(value, 6) for name, value in fold.scores.items()},
+            }
+            for fold in result.folds
+        ],
+    }
+
+
+def _search_best(
+    spec: StudySpec, n_trials: int, X: pd.DataFrame, y: np.ndarray
+) -> tuple[dict[str, Any], float]:
+    result = run_study(spec, X, y, n_trials=n_trials, n_jobs=1, show_progress_bar=False)
+    return result.best_params, result.best_value
+
+
+def _tuned_pipeline(
+    family: str, feature_config: FeatureConfig, seed: int, params: Mapping[str, Any]
+) -> Any:
+    return build_model_pipeline(family, params, feature_config=feature_config, seed=seed)
 
 
 def study_spec_from_params(params: Mapping[str, Any], train_path: str) -> StudySpec:

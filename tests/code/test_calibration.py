@@ -44,11 +44,11 @@ def test_intercept_and_slope_match_statsmodels(distortion, shift):
 def test_slope_recovers_a_known_distortion():
     """Predictions twice as extreme as the truth have slope ~0.5; a shift shows in the intercept."""
     y, p = simulated(distortion=0.5, shift=0.0, n=20_000)
-    result = calibration_intercept_slope(y, p, n_resamples=50, seed=0)
+    result = calibration_intercept_slope(y, p)
     assert result["calibration_slope"]["value"] == pytest.approx(0.5, abs=0.05)
     assert result["calibration_slope"]["ci_high"] < 1
     y, p = simulated(distortion=1.0, shift=0.7, n=20_000)
-    result = calibration_intercept_slope(y, p, n_resamples=50, seed=0)
+    result = calibration_intercept_slope(y, p)
     assert result["calibration_intercept"]["value"] == pytest.approx(0.7, abs=0.08)
     assert result["calibration_slope"]["ci_low"] < 1 < result["calibration_slope"]["ci_high"]
 
@@ -66,13 +66,68 @@ def test_bootstrap_fits_equal_fits_on_the_resampled_rows():
         assert intercepts[index] == pytest.approx(expected[0], abs=1e-6)
 
 
-def test_intervals_are_seeded_and_bracket_the_estimate():
-    y, p = simulated(1.0, 0.0, n=1000)
-    first = calibration_intercept_slope(y, p, n_resamples=200, seed=1)
-    assert first == calibration_intercept_slope(y, p, n_resamples=200, seed=1)
-    assert first != calibration_intercept_slope(y, p, n_resamples=200, seed=2)
-    for entry in first.values():
+def statsmodels_profile(y, lp, parameter: str, value: float) -> float:
+    """Reference profile log-likelihood from statsmodels: the parameter is held fixed by
+    moving it into the offset, the remaining intercept (if any) is refitted by the GLM."""
+    if parameter == "calibration_intercept":
+        eta = value + lp
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+    fit = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=value * lp).fit()
+    return float(fit.llf)
+
+
+def brute_force_bounds(y, lp, parameter: str, estimate: float, top: float):
+    """Where 2 (l_max - l_p) crosses chi2(1, 0.95) on a fine grid (bisection per side)."""
+    critical = 3.841458820694124
+
+    def over(value: float) -> bool:
+        return 2 * (top - statsmodels_profile(y, lp, parameter, value)) > critical
+
+    bounds = []
+    for direction in (-1.0, 1.0):
+        inside, outside = estimate, estimate + direction
+        while not over(outside):
+            outside += direction
+        for _ in range(40):
+            middle = (inside + outside) / 2
+            inside, outside = (inside, middle) if over(middle) else (middle, outside)
+        bounds.append((inside + outside) / 2)
+    return bounds
+
+
+@pytest.mark.parametrize("distortion, shift, n", [(1.0, 0.0, 1000), (0.8, 0.4, 600)])
+def test_profile_likelihood_intervals_match_a_statsmodels_profile(distortion, shift, n):
+    y, p = simulated(distortion, shift, n=n)
+    lp = logit(p)
+    result = calibration_intercept_slope(y, p)
+    top = {
+        "calibration_intercept": binomial_glm_llf(y, np.ones((n, 1)), offset=lp),
+        "calibration_slope": binomial_glm_llf(y, sm.add_constant(lp)),
+    }
+    for name, entry in result.items():
+        low, high = brute_force_bounds(y, lp, name, entry["value"], top[name])
+        assert entry["ci_low"] == pytest.approx(low, abs=1e-5)
+        assert entry["ci_high"] == pytest.approx(high, abs=1e-5)
+        # Asymmetric, unlike a Wald interval: the likelihood is not a parabola.
         assert entry["ci_low"] < entry["value"] < entry["ci_high"]
+
+
+def binomial_glm_llf(y, design, offset=None) -> float:
+    return float(sm.GLM(y, design, family=sm.families.Binomial(), offset=offset).fit().llf)
+
+
+def test_profile_interval_is_wider_than_wald_for_a_small_sample_slope():
+    """Few events: the slope's likelihood is skewed, so the profile interval differs from
+    the symmetric Wald interval (statsmodels' bse) and is not centred on the estimate."""
+    y, p = simulated(1.0, 0.0, n=400, seed=3)
+    result = calibration_intercept_slope(y, p)["calibration_slope"]
+    fit = sm.GLM(y, sm.add_constant(logit(p)), family=sm.families.Binomial()).fit()
+    wald_low, wald_high = fit.conf_int()[1]
+    assert result["value"] == pytest.approx(fit.params[1], abs=1e-6)
+    assert (result["ci_high"] - result["value"]) != pytest.approx(
+        result["value"] - result["ci_low"], rel=0.02
+    )
+    assert abs(result["ci_low"] - wald_low) > 1e-3 or abs(result["ci_high"] - wald_high) > 1e-3
 
 
 def test_a_resample_without_events_is_nan_not_a_crash():
@@ -100,3 +155,16 @@ def test_spline_basis_is_linear_beyond_the_outer_knots():
     basis = restricted_cubic_spline(x, knots)
     assert np.diff(basis[:, 1], 2) == pytest.approx(np.zeros(2), abs=1e-12)
     assert restricted_cubic_spline(np.array([-5.0, -3.0]), knots)[:, 1] == pytest.approx([0, 0])
+
+
+def test_profile_intervals_are_open_or_absent_when_the_likelihood_never_falls_enough():
+    """No events: nothing to estimate. Perfect separation: the slope's likelihood keeps
+    rising, so its interval has no upper bound (None), instead of a made-up number."""
+    p = np.linspace(0.01, 0.5, 50)
+    empty = calibration_intercept_slope(np.zeros(50), p)
+    assert all(value is None for entry in empty.values() for value in entry.values())
+    y = np.r_[np.zeros(45), np.ones(5)]
+    p = np.r_[np.linspace(0.01, 0.2, 45), np.linspace(0.6, 0.9, 5)]
+    slope = calibration_intercept_slope(y, p)["calibration_slope"]
+    assert slope["ci_low"] is not None and slope["ci_low"] > 1
+    assert slope["ci_high"] is None

@@ -54,7 +54,14 @@ def inputs() -> dict:
     }
     metrics = {
         "test": {"n": 997, "positives": 50, "roc_auc": 0.8611, "precision": 0.1361},
-        "cv": {"roc_auc": 0.8424, "roc_auc_std": 0.0236, "average_precision": 0.2174},
+        "cv": {
+            "roc_auc": 0.8424,
+            "roc_auc_std": 0.0236,
+            "average_precision": 0.2174,
+            "roc_auc_nested": 0.8317,
+            "roc_auc_nested_std": 0.0281,
+        },
+        "instability": {"mape": 0.00613},
     }
     evaluation = {
         "test": {
@@ -114,6 +121,16 @@ def inputs() -> dict:
                     "recall": metric(0.25, 0.0, 0.5333),
                 },
             }
+        },
+        "internal_validation": {
+            "nested_cv": {"method": "nested CV: 5 outer folds (test method)", "n_trials": 25},
+            "instability": {
+                "method": "Riley & Collins (test method)",
+                "n_bootstrap": 200,
+                "mape_max": 0.0512,
+                "range95_width_median": 0.0133,
+                "range95_width_p90": 0.0721,
+            },
         },
         "threshold": {
             "value": 0.061234,
@@ -312,6 +329,16 @@ def plot_data(tmp_path):
             "model_cv": model * 1.1,
         }
     ).to_csv(directory / "decision_curve.csv", index=False)
+    original = np.sort(rng.uniform(0, 0.4, 200))
+    pd.DataFrame(
+        {
+            "original": original,
+            "bootstrap_low": original * 0.8,
+            "bootstrap_median": original,
+            "bootstrap_high": original * 1.2,
+            "mean_absolute_error": original * 0.05,
+        }
+    ).to_csv(directory / "instability.csv", index=False)
     return directory
 
 
@@ -376,6 +403,8 @@ def report_arguments(paths: dict, plots, out) -> list[str]:
         str(paths["data_summary"]),
         "--plots",
         str(plots),
+        "--instability",
+        str(plots / "instability.csv"),
         "--figures",
         str(out / "figures"),
         "--card",
@@ -411,6 +440,7 @@ def test_report_stage_output_is_byte_identical_on_rerun(inputs, plot_data, tmp_p
         "calibration.png",
         "decision_curve.png",
         "importance.png",
+        "instability.png",
         "model_card.md",
         "pr.png",
         "roc.png",
@@ -492,3 +522,23 @@ def test_no_skill_warning_names_the_evidence_and_stays_silent_for_a_skilled_mode
     assert no_skill_warning({"cv": {"roc_auc": 0.84, "roc_auc_std": 0.02}}, skilled) is None
     # Either piece of evidence alone is enough.
     assert no_skill_warning({"cv": {"roc_auc": 0.84, "roc_auc_std": 0.02}}, chance) is not None
+
+
+def test_card_reports_nested_cv_and_prediction_instability(inputs):
+    card = card_of(inputs, figures={"instability": "figures/instability.png"})
+    section = card.split("## Internal validation")[1].split("\n## ")[0]
+    assert "0.832 ± 0.028" in section and "0.842 ± 0.024" in section
+    assert "0.0107" in section  # the optimism: 0.8424 - 0.8317
+    assert "nested CV: 5 outer folds (test method)" in section
+    assert "MAPE) 0.0061" in section and "200 bootstrap refits" in section
+    assert "0.0133" in section and "0.0721" in section and "0.0512" in section
+    assert "![Prediction instability](figures/instability.png)" in section
+    del inputs["metrics"]["cv"]["roc_auc_nested"], inputs["metrics"]["instability"]
+    bare = card_of(inputs)
+    assert "No nested cross-validation is available." in bare
+    assert "No prediction-instability analysis is available." in bare
+
+
+def test_card_names_the_calibration_interval_method(inputs):
+    inputs["evaluation"]["calibration"]["intercept_slope_ci_method"] = "profile likelihood, 95%"
+    assert "Intervals of the intercept and slope: profile likelihood, 95%." in card_of(inputs)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from stroke_risk.features import FeatureConfig
 from stroke_risk.tuning import (
     CVSettings,
+    NestedCVSettings,
     StudySpec,
     TuningError,
+    nested_cross_validate,
+    nested_cv_report,
+    nested_tuning_cv,
     open_study,
     redact_storage,
     run_study,
@@ -89,3 +95,100 @@ def test_unreachable_storage_is_one_line_without_the_password():
     message = str(caught.value)
     assert "s3cret" not in message and "127.0.0.1:1" in message and "\n" not in message
     assert "s3cret" not in redact_storage(url)
+
+
+def recording_search(X, y):
+    """A search that 'selects' the rows it was shown, so the test can see them."""
+    return {"seen": sorted(int(label) for label in X.index)}, 0.5
+
+
+def prior_pipeline(params):
+    from sklearn.dummy import DummyClassifier
+
+    return DummyClassifier(strategy="prior")
+
+
+def test_nested_cv_never_shows_the_outer_held_out_rows_to_the_search():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"x": rng.normal(size=200)}, index=np.arange(1000, 1200))
+    y = (rng.random(200) < 0.2).astype(int)
+    result = nested_cross_validate(
+        X, y, search=recording_search, make_pipeline=prior_pipeline, outer_splits=4, seed=1
+    )
+    assert len(result.folds) == 4
+    held_out_union: set[int] = set()
+    for fold in result.folds:
+        held_out = {int(X.index[row]) for row in fold.held_out_rows}
+        seen = set(fold.selected_params["seen"])
+        assert seen.isdisjoint(held_out)
+        assert seen | held_out == set(X.index)
+        held_out_union |= held_out
+    assert held_out_union == set(X.index)  # every row is held out exactly once overall
+    assert sum(len(fold.held_out_rows) for fold in result.folds) == len(X)
+
+
+def test_nested_tuning_cv_reruns_the_search_per_outer_fold_and_ignores_n_jobs(small):
+    X, y = small
+    settings = NestedCVSettings(outer_splits=3, inner_splits=2, inner_repeats=1, seed=0)
+    one = nested_tuning_cv(spec(), X, y, settings=settings, n_trials=2, n_jobs=1)
+    two = nested_tuning_cv(spec(), X, y, settings=settings, n_trials=2, n_jobs=2)
+    assert one == two
+    # The same seeded search on each outer-training part: same candidates, its own scores.
+    assert len({fold.inner_score for fold in one.folds}) == 3
+    assert all(0.01 <= fold.selected_params["C"] <= 1.0 for fold in one.folds)
+    report = nested_cv_report(one, family="logreg", metric="roc_auc", settings=settings, n_trials=2)
+    aucs = [fold["roc_auc"] for fold in report["outer_folds"]]
+    assert report["nested"]["roc_auc"] == pytest.approx(np.mean(aucs), abs=1e-6)
+    assert report["nested"]["roc_auc_std"] == pytest.approx(np.std(aucs, ddof=1), abs=1e-6)
+    assert "3 stratified outer folds" in report["method"]
+
+
+def test_nested_cv_removes_selection_optimism_on_noise():
+    """Labels independent of the features: the best of many searched feature subsets looks
+    better than chance on the folds that chose it, but not on the held-out outer folds."""
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(300, 12)), columns=[f"f{i}" for i in range(12)])
+    y = (rng.random(300) < 0.3).astype(int)
+    subsets = [list(rng.choice(12, size=2, replace=False)) for _ in range(30)]
+
+    def subset_pipeline(params):
+        from sklearn.compose import ColumnTransformer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        columns = [f"f{i}" for i in params["subset"]]
+        return make_pipeline(
+            ColumnTransformer([("x", "passthrough", columns)]), LogisticRegression()
+        )
+
+    def best_subset(X_fit, y_fit):
+        from sklearn.model_selection import cross_val_score
+
+        scored = [
+            (
+                cross_val_score(
+                    subset_pipeline({"subset": s}), X_fit, y_fit, cv=3, scoring="roc_auc"
+                ).mean(),
+                s,
+            )
+            for s in subsets
+        ]
+        score, chosen = max(scored, key=lambda pair: pair[0])
+        return {"subset": [int(i) for i in chosen]}, float(score)
+
+    result = nested_cross_validate(
+        X, y, search=best_subset, make_pipeline=subset_pipeline, outer_splits=5, seed=0
+    )
+    selected = np.mean([fold.inner_score for fold in result.folds])
+    assert selected > 0.55  # the best of 30 on its own folds: optimistic
+    assert abs(result.mean("roc_auc") - 0.5) < 0.06  # held out: chance, as it should be
+    assert selected - result.mean("roc_auc") > 0.05
+
+
+def test_cv_result_std_is_the_sample_standard_deviation():
+    from stroke_risk.modeling import CVResult
+
+    scores = [{"roc_auc": value} for value in (0.80, 0.82, 0.87)]
+    result = CVResult(scores, np.zeros(3))
+    assert result.std("roc_auc") == pytest.approx(np.std([0.80, 0.82, 0.87], ddof=1))
+    assert result.std("roc_auc") > np.std([0.80, 0.82, 0.87])

@@ -20,6 +20,8 @@ TINY = [
     "evaluate.bootstrap_resamples=50",
     "-S",
     "evaluate.importance_repeats=1",
+    "-S",
+    "instability.n_bootstrap=20",
 ]
 
 
@@ -49,6 +51,7 @@ def make_workspace(root: Path, remote: Path) -> Path:
     params["cv"]["n_repeats"] = 1
     params["evaluate"]["bootstrap_resamples"] = 50
     params["evaluate"]["importance_repeats"] = 1
+    params["instability"]["n_bootstrap"] = 20
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], root)

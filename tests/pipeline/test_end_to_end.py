@@ -33,6 +33,8 @@ def artifact_digests(root: Path) -> dict[str, str]:
         "models/reference_profile.json",
         "data/oof/oof_predictions.csv",
         "reports/tuning.json",
+        "reports/nested_cv.json",
+        "reports/instability.json",
         "models/model.joblib",
         "models/model_metadata.json",
         *EVALUATE_OUTPUTS,

@@ -43,6 +43,8 @@ def test_every_stage_script_reads_only_listed_sections():
             "featurize",
             "cv",
             "tune",
+            "validate_tuning",
+            "instability",
             "threshold",
             "train",
             "model",

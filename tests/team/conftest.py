@@ -25,6 +25,7 @@ TINY_BUDGET = {
     ("cv", "n_repeats"): 1,
     ("evaluate", "bootstrap_resamples"): 50,
     ("evaluate", "importance_repeats"): 1,
+    ("instability", "n_bootstrap"): 20,
 }
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
