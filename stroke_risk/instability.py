@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
+from stroke_risk.reproducible_fit import fit_reproducibly
+
 METHOD = (
     "Riley & Collins (2023): the development (training) split resampled with replacement "
     "B times, the tuned pipeline refitted on each resample with the chosen hyper-parameters "
@@ -64,7 +66,7 @@ def bootstrap_predictions(
 
 
 def _fit_predict(pipeline: Any, X: pd.DataFrame, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    fitted = pipeline.fit(X.iloc[rows], y[rows])
+    fitted = fit_reproducibly(pipeline, X.iloc[rows], y[rows])
     return np.asarray(fitted.predict_proba(X)[:, 1], dtype=float)
 
 

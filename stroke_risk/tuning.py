@@ -34,6 +34,7 @@ from stroke_risk.modeling import (
     fold_metrics,
     suggest_params,
 )
+from stroke_risk.reproducible_fit import fit_reproducibly
 
 # Metrics where lower is better; everything else is maximised.
 MINIMISED_METRICS = {"brier"}
@@ -369,7 +370,7 @@ def _outer_fold(
 ) -> tuple[dict[str, Any], float, dict[str, float]]:
     X_fit, y_fit = X.iloc[fit_index], y[fit_index]
     params, inner_score = search(X_fit, y_fit)
-    fitted = make_pipeline(params).fit(X_fit, y_fit)
+    fitted = fit_reproducibly(make_pipeline(params), X_fit, y_fit)
     probability = fitted.predict_proba(X.iloc[held_out])[:, 1]
     return params, float(inner_score), fold_metrics(y[held_out], probability)
 
