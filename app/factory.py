@@ -468,9 +468,9 @@ def create_app(
     # No app-level static route: the page blueprint owns /static (app/static).
     app = Flask(__name__, static_folder=None)
     # No redirects: werkzeug would build their Location from the request's Host header
-    # (GET /static//x -> http://<any host>/static/x). Unmatched paths are a JSON 404.
+    # (GET /static//x -> http://<any host>/static/x); unmatched paths are a JSON 404.
+    # (strict_slashes only redirects to rules ending in "/", and only "/" does.)
     app.url_map.merge_slashes = False
-    app.url_map.strict_slashes = False
     app.wsgi_app = with_body_deadline(app.wsgi_app, settings.body_timeout_seconds)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config[CALLBACKS_KEY] = []

@@ -293,8 +293,8 @@ def start_server(log_dir: Path, env: dict[str, str], timeout: float = 60.0) -> S
             if requests.get(f"{server.url}/ready", timeout=1).status_code == 200:
                 server.startup_seconds = time.perf_counter() - started
                 return server
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its workers still booting on a busy machine
         time.sleep(0.05)
     server.stop()
     raise AssertionError(f"server not ready after {timeout} s:\n{server.log()}")
