@@ -53,7 +53,7 @@ from app.factory import (
     service_state,
 )
 from app.openapi import openapi_document
-from app.payload import parse_json
+from app.payload import RequestError, parse_json
 from app.settings import Settings, SettingsError
 from stroke_risk.drift import PSI_EPSILON, DriftReport, compute_drift
 from stroke_risk.live_monitoring import (
@@ -613,7 +613,10 @@ def feedback_response(monitor: LiveMonitor) -> Response:
             "unsupported content type",
             [{"field": "Content-Type", "message": f"must be application/json, got {given!r}"}],
         )
-    document = parse_json(request.get_data(cache=False))  # RequestError: a JSON 400
+    try:
+        document = parse_json(request.get_data(cache=False))
+    except RequestError as problem:  # malformed JSON or a key given twice
+        return error_response(problem.status, problem.error, problem.details)
     try:
         body = parse_feedback(document)
     except ValueError as problems:
