@@ -44,8 +44,14 @@ from urllib.parse import quote
 import requests
 import yaml
 
+from app.credentials import add_credential, parse_scopes
 from monitoring.prometheus_config import render_prometheus_config
-from monitoring.simulate import fetch_service_figures, format_service_figures
+from monitoring.simulate import (
+    TOKEN_VARIABLE,
+    auth_headers,
+    fetch_service_figures,
+    format_service_figures,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_ARTIFACTS = ("models/model.joblib", "models/reference_profile.json", "dvc.lock")
@@ -148,7 +154,20 @@ def wait_until_ready(
         raise DemoError(f"{name} not ready after {timeout:.0f} s:\n{processes.log_tail(name)}")
 
 
-def service_environment(directory: Path, port: int) -> dict[str, str]:
+def demo_credentials(directory: Path) -> tuple[Path, str, Path]:
+    """Credentials of the demo in directory: (credentials file, the simulator's token, a
+    file holding Prometheus's scrape token)."""
+    credentials = directory / "credentials"
+    traffic = add_credential(credentials, "demo-traffic", parse_scopes("predict,feedback,metrics"))
+    scrape_token = directory / "prometheus-token"
+    scrape_token.write_text(add_credential(credentials, "prometheus", parse_scopes("metrics")))
+    scrape_token.chmod(0o600)
+    return credentials, traffic, scrape_token
+
+
+def service_environment(
+    directory: Path, port: int, credentials: Path | None = None
+) -> dict[str, str]:
     """The inherited environment with the service's address and state in directory."""
     environment = {
         key: value
@@ -165,6 +184,8 @@ def service_environment(directory: Path, port: int) -> dict[str, str]:
             "STROKE_ACCESS_LOG": "",
         }
     )
+    if credentials is not None:
+        environment["STROKE_CREDENTIALS_FILE"] = str(credentials)
     return environment
 
 
@@ -283,9 +304,10 @@ def simulator_command(
     return command
 
 
-def print_report(app_url: str, prometheus_url: str, started: float) -> None:
+def print_report(app_url: str, prometheus_url: str, started: float, token: str = "") -> None:
     """What the service and Prometheus say now."""
     with requests.Session() as session:
+        session.headers.update(auth_headers({TOKEN_VARIABLE: token}))
         figures = fetch_service_figures(session, app_url, timeout_seconds=5)
         try:
             rules = session.get(f"{prometheus_url}/api/v1/rules", timeout=5).json()["data"]
@@ -313,15 +335,19 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
         app_url = f"http://{LOOPBACK}:{app_port}"
         prometheus_url = f"http://{LOOPBACK}:{prometheus_port}"
         print(f"starting the service and Prometheus (files in {directory}) ...", flush=True)
+        credentials, token, scrape_token = demo_credentials(directory)
         processes.start(
             "service",
             [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app:create_app()"],
             cwd=REPO_ROOT,
-            env=service_environment(directory, app_port),
+            env=service_environment(directory, app_port, credentials),
         )
         interval = f"{config.scrape_interval_seconds}s"
         prometheus_config = render_prometheus_config(
-            f"{LOOPBACK}:{app_port}", scrape_interval=interval, evaluation_interval=interval
+            f"{LOOPBACK}:{app_port}",
+            scrape_interval=interval,
+            evaluation_interval=interval,
+            credentials_file=scrape_token,
         )
         (directory / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
         processes.start(
@@ -355,6 +381,7 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                 seed=config.seed,
             ),
             cwd=REPO_ROOT,
+            env={**os.environ, TOKEN_VARIABLE: token},
         )
         psi_graph = quote("max by (feature) (stroke_feature_psi)")
         drift = ", ".join(config.drift) or "none"
@@ -388,7 +415,7 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                 print(f"{crashed} stopped:\n{processes.log_tail(crashed)}", flush=True)
                 return 1
             if phase == "clean" and drift_at is not None and now >= drift_at:
-                print_report(app_url, prometheus_url, started)
+                print_report(app_url, prometheus_url, started, token)
                 processes.stop("simulator")
                 remaining = (deadline - now) if deadline is not None else 24 * 3600
                 processes.start(
@@ -401,6 +428,7 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                         seed=config.seed + 1,
                     ),
                     cwd=REPO_ROOT,
+                    env={**os.environ, TOKEN_VARIABLE: token},
                 )
                 phase = "drifted"
                 print(f"\n--- from now on the traffic drifts: {drift} ---", flush=True)
@@ -408,10 +436,10 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
             if processes.first_exited(["simulator-drift"]) and deadline is None:
                 break  # it sent its whole bound
             if now >= next_report:
-                print_report(app_url, prometheus_url, started)
+                print_report(app_url, prometheus_url, started, token)
                 next_report = now + config.report_every_seconds
             stop.wait(0.2)
-        print_report(app_url, prometheus_url, started)
+        print_report(app_url, prometheus_url, started, token)
         return 0
     finally:
         print("stopping the simulator, Prometheus and the service ...", flush=True)
