@@ -14,7 +14,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.auth import ENDPOINT_SCOPES, bind_hosts, check_auth_mode
+from app.auth import (
+    ENDPOINT_SCOPES,
+    AuthState,
+    auth_state,
+    bind_hosts,
+    check_auth_mode,
+    csrf_token,
+    read_session,
+    session_cookie,
+)
 from app.credentials import (
     CredentialError,
     CredentialStore,
@@ -30,6 +39,7 @@ from app.factory import ServiceStartError, create_app
 from app.model import LoadedModel
 from app.settings import Settings, SettingsError
 from tests.app.conftest import RECORD
+from tests.page.conftest import HIGH_RISK_RECORD, form_values, page_csrf_token
 
 SCOPE_SETS = {
     "scorer": "predict",
@@ -245,3 +255,41 @@ def test_a_label_records_the_credential_that_sent_it_and_is_rate_limited(
     assert other.status_code == 201
     store = app.extensions["stroke_monitoring"].store
     assert [store.labelled_by(i) for i in ids] == ["labeller"] * 3 + [None, "everything"]
+
+
+# --- page sessions -----------------------------------------------------------------------
+
+
+def test_a_session_cookie_is_signed_and_expires(app: Flask) -> None:
+    state = auth_state(app)
+    cookie = session_cookie(state, "scorer", now=1000.0)
+    session = read_session(state, cookie, now=1000.0)
+    assert session is not None and session.name == "scorer"
+    session_id, name, expires, mac = cookie.split(".")
+    assert read_session(state, f"{session_id}.everything.{expires}.{mac}", now=1000.0) is None
+    assert read_session(state, f"{session_id}.{name}.{int(expires) + 1}.{mac}", now=1000.0) is None
+    assert read_session(state, cookie, now=float(expires) + 1) is None
+    other_key = AuthState(state.mode, state.reason, state.store, b"k" * 32, 60.0)
+    assert read_session(other_key, cookie, now=1000.0) is None
+    assert csrf_token(state, session) != csrf_token(other_key, session)
+
+
+def test_the_page_signs_in_scores_without_javascript_and_signs_out(
+    client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    assert "login-form" in client.get("/").get_data(as_text=True)
+    values = form_values(HIGH_RISK_RECORD)
+    unsigned = client.post("/", data={**values, "csrf_token": page_csrf_token(client)})
+    assert unsigned.status_code == 401 and "sign in" in unsigned.get_data(as_text=True)
+    token = page_csrf_token(client)
+    anonymous = client.get_cookie("stroke_session")
+    assert anonymous is not None
+    login = client.post("/login", data={"token": tokens["scorer"], "csrf_token": token})
+    assert login.status_code == 303 and login.headers["Location"] == "/"
+    signed_in = client.get_cookie("stroke_session")
+    assert signed_in is not None  # a new session id: a planted cookie is not carried over
+    assert signed_in.value.split(".")[0] != anonymous.value.split(".")[0]
+    scored = client.post("/", data={**values, "csrf_token": page_csrf_token(client)})
+    assert scored.status_code == 200 and "risk-percent" in scored.get_data(as_text=True)
+    assert client.post("/logout", data={"csrf_token": page_csrf_token(client)}).status_code == 303
+    assert "login-form" in client.get("/").get_data(as_text=True)
