@@ -15,7 +15,9 @@ overwrites removed rows and a checkpoint after each retention pass truncates the
 deleted records do not linger in free pages or the journal. Retention runs on a timer in
 every process (``run_retention_every``), not only when predictions arrive. The caller
 decides what a record's ``features`` hold (the service can store reference-bin indices
-instead of raw values: STROKE_MONITOR_STORE=binned).
+instead of raw values: STROKE_MONITOR_STORE=binned). Each label keeps the name of the
+credential that sent it (``labelled_by``); a file from before that column gains it when
+opened.
 """
 
 from __future__ import annotations
