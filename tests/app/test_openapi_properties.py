@@ -13,7 +13,6 @@ bearer scheme, and its own invalid ones to check that each secured operation ref
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,9 +21,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
-from app.credentials import SCOPES, add_credential
 from app.openapi import SECURITY_SCHEME, openapi_document
-from tests.app.conftest import Server, server_env, start_server
+from tests.app.conftest import Server
 
 pytestmark = pytest.mark.e2e
 
@@ -49,40 +47,25 @@ NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 
 
 @pytest.fixture(scope="module")
-def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """gunicorn serving the repository's model with one credential of every scope."""
-    log_dir = tmp_path_factory.mktemp("openapi-server")
-    credentials = log_dir / "credentials"
-    token = add_credential(credentials, "schemathesis", frozenset(SCOPES))
-    env = server_env(TMPDIR=str(log_dir), STROKE_CREDENTIALS_FILE=str(credentials))
-    server = start_server(log_dir, env)
-    server.extra["token"] = token
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def live_schema(secured_server: Server) -> Any:
+def live_schema(real_server: Server) -> Any:
     config = schemathesis.config.SchemathesisConfig.from_dict(
         {
             "checks": {"negative_data_rejection": {"expected-statuses": NEGATIVE_STATUSES}},
-            "auth": {"openapi": {SECURITY_SCHEME: {"bearer": secured_server.extra["token"]}}},
+            "auth": {"openapi": {SECURITY_SCHEME: {"bearer": real_server.extra["token"]}}},
         }
     )
-    return schemathesis.openapi.from_url(f"{secured_server.url}/openapi.json", config=config)
+    return schemathesis.openapi.from_url(f"{real_server.url}/openapi.json", config=config)
 
 
-def test_live_document_is_the_generated_one(secured_server: Server) -> None:
-    assert requests.get(f"{secured_server.url}/openapi.json", timeout=5).json() == DOCUMENT
+def test_live_document_is_the_generated_one(real_server: Server) -> None:
+    assert requests.get(f"{real_server.url}/openapi.json", timeout=5).json() == DOCUMENT
 
 
 @pytest.mark.parametrize(
     ("path", "method", "mode"), CASES, ids=[f"{m.upper()} {p} {g.value}" for p, m, g in CASES]
 )
 def test_operation_conforms_to_the_document(
-    live_schema: Any, secured_server: Server, path: str, method: str, mode: GenerationMode
+    live_schema: Any, real_server: Server, path: str, method: str, mode: GenerationMode
 ) -> None:
     operation = live_schema[path][method.upper()]
     session = requests.Session()
@@ -96,6 +79,6 @@ def test_operation_conforms_to_the_document(
         database=None,  # no example store in the repository
     )
     def check(case: Any) -> None:
-        case.call_and_validate(base_url=secured_server.url, session=session)
+        case.call_and_validate(base_url=real_server.url, session=session)
 
     check()
