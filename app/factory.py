@@ -362,8 +362,8 @@ def handle_http_error(error: HTTPException) -> Response:
     elif status == 408:
         seconds = service_state(current_app).settings.body_timeout_seconds
         message = "request body timed out"
+        # (The connection is closed: app/body_deadline.py shuts its read side.)
         details = [{"field": "(body)", "message": f"must arrive within {seconds:g} s"}]
-        headers["Connection"] = "close"
     elif status == 429:
         message = "too many requests"
         limit = getattr(getattr(error, "limit", None), "limit", None)

@@ -675,6 +675,7 @@ def csrf_problem() -> str | None:
 
 
 def refused(status: int, message: str, values: Mapping[str, str] | None = None) -> Response:
+    """Render the page with status and message in its general error list."""
     errors = ErrorView()
     errors.general.append(message)
     return render_page(status=status, values=values, errors=errors)
@@ -687,9 +688,9 @@ def login() -> Response:
     if problem is not None:
         return refused(403, f"Not signed in: {problem}. Reload the page and try again.")
     state = auth_state(current_app)
-    credential = state.store.authenticate(request.form.get(TOKEN_FIELD, "").strip())
     if state.open:
-        return see_page()
+        return see_page()  # nothing to sign in to
+    credential = state.store.authenticate(request.form.get(TOKEN_FIELD, "").strip())
     if credential is None:
         return refused(401, "Not signed in: this access token is not known.")
     if not credential.allows(PREDICT_SCOPE):
