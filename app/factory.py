@@ -37,6 +37,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.artifacts import ArtifactError
+from app.auth import auth_state, init_auth
+from app.body_deadline import with_body_deadline
 from app.explanations import risk_factor_lists
 from app.metrics import ServiceMetrics
 from app.model import LoadedModel, load_model
@@ -52,6 +54,9 @@ CALLBACKS_KEY = "PREDICTION_CALLBACKS"
 # Batches at least this large run the prediction callbacks after the response is sent.
 DEFERRED_CALLBACK_MIN_RECORDS = 100
 JSON_TYPE = "application/json"
+# On every answer of the API: its JSON echoes patient values, so no cache may keep it and
+# no browser may sniff it into something else.
+API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 # The full service: the clinician page and live monitoring (they import this module, so
 # they are named here and imported by create_app).
@@ -303,7 +308,7 @@ def version() -> Response:
     model = service_state(current_app).model
     if model is None:
         return error_response(503, "model not loaded")
-    return json_response(model.version_info())
+    return json_response({**model.version_info(), "auth": auth_state(current_app).describe()})
 
 
 @api.get("/metrics")
@@ -354,6 +359,20 @@ def handle_http_error(error: HTTPException) -> Response:
         limit = service_state(current_app).settings.max_body_bytes
         message = "request body too large"
         details = [{"field": "(body)", "message": f"must be at most {limit} bytes"}]
+    elif status == 408:
+        seconds = service_state(current_app).settings.body_timeout_seconds
+        message = "request body timed out"
+        # (The connection is closed: app/body_deadline.py shuts its read side.)
+        details = [{"field": "(body)", "message": f"must arrive within {seconds:g} s"}]
+    elif status == 429:
+        message = "too many requests"
+        limit = getattr(getattr(error, "limit", None), "limit", None)
+        details = [
+            {
+                "field": "(credential)",
+                "message": f"this credential sent more than {limit or 'its limit'}; retry later",
+            }
+        ]
     else:
         message = (error.name or "error").lower()
     return error_response(status, message, details, headers)
@@ -374,6 +393,13 @@ def handle_unexpected(error: Exception) -> Response:
 
 def start_timer() -> None:
     g.request_started = time.perf_counter()
+
+
+def add_api_headers(response: Response) -> Response:
+    """Add nosniff and no-store to every answer that does not set its own."""
+    for name, value in API_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def record_request(response: Response) -> Response:
@@ -441,6 +467,11 @@ def create_app(
         raise ServiceStartError(f"stroke-risk server cannot start: {error}") from None
     # No app-level static route: the page blueprint owns /static (app/static).
     app = Flask(__name__, static_folder=None)
+    # No redirects: werkzeug would build their Location from the request's Host header
+    # (GET /static//x -> http://<any host>/static/x); unmatched paths are a JSON 404.
+    # (strict_slashes only redirects to rules ending in "/", and only "/" does.)
+    app.url_map.merge_slashes = False
+    app.wsgi_app = with_body_deadline(app.wsgi_app, settings.body_timeout_seconds)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config[CALLBACKS_KEY] = []
     metrics_state = ServiceMetrics()
@@ -456,6 +487,11 @@ def create_app(
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected)
     app.before_request(start_timer)
+    try:
+        init_auth(app, settings)  # its scope check runs after start_timer
+    except SettingsError as error:
+        raise ServiceStartError(f"stroke-risk server cannot start: {error}") from None
+    app.after_request(add_api_headers)
     app.after_request(record_request)
     if model is not None:
         install_model(app, model)

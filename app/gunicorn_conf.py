@@ -22,13 +22,16 @@ from __future__ import annotations
 import atexit
 import gc
 import glob
+import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
 # BLAS/OpenMP pools sized for one request per worker: with 2 workers on 2 cores, more
@@ -102,8 +105,9 @@ errorlog = "-"
 # STROKE_ACCESS_LOG: "-" (stdout, default), a file, or "off" / empty for none.
 _access = os.environ.get("STROKE_ACCESS_LOG", _service.access_log).strip()
 accesslog = None if _access.lower() in {"", "off", "none"} else _access
-# Path without the query string, status, size and time: never request bodies or data.
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+# Path without the query string, status, size and time: never request bodies, data or
+# the client's address (personal data under the GDPR; a proxy in front may log it).
+ACCESS_LOG_FORMAT = '"%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 access_log_format = ACCESS_LOG_FORMAT
 
 
@@ -113,7 +117,12 @@ class AccessLogger(Logger):
     gunicorn builds ~60 atoms per request (every header and environ variable, a
     strftime) for any format: ~0.1 ms a request. For this file's format only its six
     fields are computed; any other format (e.g. --access-logformat) gets gunicorn's own.
+    The error log drops the client address gunicorn puts in its "Invalid request" lines.
     """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self.error_log.addFilter(_drop_client_address)
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> Any:
         if self.cfg.access_log_format != ACCESS_LOG_FORMAT:
@@ -122,7 +131,6 @@ class AccessLogger(Logger):
         if isinstance(status, str):
             status = status.split(None, 1)[0]
         return {
-            "h": environ.get("REMOTE_ADDR", "-"),
             "m": environ.get("REQUEST_METHOD"),
             "U": environ.get("PATH_INFO"),
             "s": status,
@@ -131,6 +139,35 @@ class AccessLogger(Logger):
         }
 
 
+_CLIENT_ADDRESS = re.compile(r" from ip=[^:]*:")
+
+
+def _drop_client_address(record: logging.LogRecord) -> bool:
+    """Logging filter: "Invalid request from ip=1.2.3.4: ..." -> "Invalid request: ..."."""
+    if isinstance(record.msg, str) and " from ip=" in record.msg:
+        record.msg = _CLIENT_ADDRESS.sub(":", record.msg)
+    return True
+
+
+def write_json_error(sock: Any, status_int: int, reason: str, message: str) -> None:
+    """gunicorn's own error answer (a request it cannot parse) as the app's JSON error.
+
+    Replaces gunicorn.util.write_error, which answers in HTML; the base worker's
+    handle_error calls it for malformed request lines, headers and methods.
+    """
+    body = json.dumps(
+        {"error": reason.lower(), "details": [{"field": "(request)", "message": message[:200]}]},
+        ensure_ascii=True,
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\n"
+        f"Cache-Control: no-store\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn_util.write_error = write_json_error
 logger_class = AccessLogger
 # Bound request headers; bodies are bounded by the app (STROKE_MAX_BODY_BYTES).
 limit_request_line = 4094
@@ -150,6 +187,17 @@ if not _app_logger.handlers:
     _app_logger.addHandler(_handler)
     _app_logger.setLevel(loglevel.upper())
     _app_logger.propagate = False
+
+
+def on_starting(server: Any) -> None:
+    """Refuse to serve beyond loopback without credentials, whatever the bind (-b too)."""
+    from app.auth import bind_hosts, check_auth_mode
+    from app.settings import SettingsError
+
+    try:
+        check_auth_mode(_service, bind_hosts(server.cfg.bind))
+    except SettingsError as error:
+        sys.exit(f"Error: stroke-risk server cannot start: {error}")
 
 
 def pre_fork(server: Any, worker: Any) -> None:

@@ -38,14 +38,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 from flask import Blueprint, Flask, Response, current_app, request
+from flask_limiter import Limiter
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.api_models import parse_feedback
 from app.artifacts import FIX, ArtifactError, display_path, verify_reference_profile
+from app.auth import current_credential_name
 from app.factory import (
     CALLBACKS_KEY,
     DEFERRED_CALLBACK_MIN_RECORDS,
@@ -56,6 +57,7 @@ from app.factory import (
     service_state,
 )
 from app.openapi import openapi_document
+from app.payload import RequestError, parse_json
 from app.settings import Settings, SettingsError
 from stroke_risk.live_monitoring import (
     Figure,
@@ -589,7 +591,9 @@ def current_monitor() -> LiveMonitor:
     return current_app.extensions[MONITOR_KEY]
 
 
-def record_feedback(monitor: LiveMonitor, prediction_id: str, label: int) -> int:
+def record_feedback(
+    monitor: LiveMonitor, prediction_id: str, label: int, labelled_by: str | None = None
+) -> int:
     """Record the label; an id that may still be on its way to the log is waited for.
 
     An unknown id is looked for again after this worker's buffer is written. It is
@@ -601,12 +605,12 @@ def record_feedback(monitor: LiveMonitor, prediction_id: str, label: int) -> int
     """
     store = monitor.store
     try:
-        return store.record_feedback(prediction_id, label)
+        return store.record_feedback(prediction_id, label, labelled_by=labelled_by)
     except UnknownPredictionError:
         # Only a prediction this worker holds is worth a write now: bogus ids never write.
         if monitor.holds(prediction_id) and monitor.flush():
             try:
-                return store.record_feedback(prediction_id, label)
+                return store.record_feedback(prediction_id, label, labelled_by=labelled_by)
             except UnknownPredictionError:
                 pass
         age = prediction_id_age_seconds(prediction_id)
@@ -625,8 +629,8 @@ def record_feedback(monitor: LiveMonitor, prediction_id: str, label: int) -> int
             ):
                 break
             continue
-        return store.record_feedback(prediction_id, label)
-    return store.record_feedback(prediction_id, label)
+        return store.record_feedback(prediction_id, label, labelled_by=labelled_by)
+    return store.record_feedback(prediction_id, label, labelled_by=labelled_by)
 
 
 @feedback_blueprint.post("/feedback")
@@ -651,17 +655,17 @@ def feedback_response(monitor: LiveMonitor) -> Response:
             [{"field": "Content-Type", "message": f"must be application/json, got {given!r}"}],
         )
     try:
-        document = orjson.loads(request.get_data(cache=False))
-    except orjson.JSONDecodeError:
-        return error_response(
-            400, "malformed JSON", [{"field": "(body)", "message": "is not valid JSON"}]
-        )
+        document = parse_json(request.get_data(cache=False))
+    except RequestError as problem:  # malformed JSON or a key given twice
+        return error_response(problem.status, problem.error, problem.details)
     try:
         body = parse_feedback(document)
     except ValueError as problems:
         return error_response(400, "invalid feedback", problems.args[0])
     try:
-        label = record_feedback(monitor, body.prediction_id, body.stroke)
+        label = record_feedback(
+            monitor, body.prediction_id, body.stroke, labelled_by=current_credential_name()
+        )
     except UnknownPredictionError:
         return error_response(
             404,
@@ -690,6 +694,27 @@ def feedback_response(monitor: LiveMonitor) -> Response:
 
 
 # --- wiring ------------------------------------------------------------------------------
+
+
+def limit_feedback(app: Flask, settings: Settings) -> Limiter:
+    """Rate-limit POST /feedback per credential (Flask-Limiter; 429 as JSON).
+
+    Counted in settings.rate_limit_storage: memory:// counts in each worker process (the
+    service as a whole then admits up to workers x the limit); a redis:// or
+    memcached:// storage shared by the workers (and replicas) makes it one limit.
+    """
+    limiter = Limiter(
+        current_credential_name,
+        app=app,
+        storage_uri=settings.rate_limit_storage,
+        default_limits=[],
+        headers_enabled=False,
+    )
+    endpoint = f"{feedback_blueprint.name}.feedback"
+    app.view_functions[endpoint] = limiter.limit(settings.feedback_rate_limit)(  # type: ignore[assignment]
+        app.view_functions[endpoint]
+    )
+    return limiter
 
 
 def install_monitoring(
@@ -735,6 +760,7 @@ def install_monitoring(
     if registry is not None:
         registry.register(collector)
     app.register_blueprint(feedback_blueprint)
+    limit_feedback(app, settings)
     monitor = LiveMonitor(
         store,
         collector,

@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from app.api_models import component_schemas
+from app.auth import ANY_SCOPE, ENDPOINT_SCOPES
 from app.payload import BATCH_KEY, EXPLAIN_PARAMETER
 from stroke_risk.schema import EXAMPLE_RECORD, FIELD_ALIASES, record_json_schema
+
+SECURITY_SCHEME = "bearer"
 
 
 def _json(schema_ref: str) -> dict[str, Any]:
@@ -196,4 +199,22 @@ def openapi_document(
     if feedback:
         document["paths"]["/feedback"] = feedback_path()
         document["components"]["schemas"]["Feedback"] = feedback_schema
+    add_security(document)
     return document
+
+
+def add_security(document: dict[str, Any]) -> None:
+    """Declare the bearer scheme and, from app.auth's table, what each operation needs."""
+    document["components"]["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A credential's token (python -m app.credentials add NAME "
+            "--scopes ...); the list names the scope an operation needs (empty: any).",
+        }
+    }
+    for path, scope in ENDPOINT_SCOPES.items():
+        for operation in document["paths"].get(path, {}).values():
+            operation["security"] = [{SECURITY_SCHEME: [] if scope == ANY_SCOPE else [scope]}]
+            operation["responses"]["401"] = _error("No credential, or an unknown one")
+            operation["responses"]["403"] = _error("The credential lacks the scope")

@@ -19,15 +19,19 @@ risk most, app/explanations.py).
 
 The page sends a strict Content-Security-Policy: no inline script, style or handler, no
 third-party origin; all assets come from ``app/static``.
+
+Sign-in (app/auth.py): unless the service runs open, ``GET /`` shows a sign-in form until
+the clinician gives a token holding scope ``predict``; ``POST /login`` then sets a signed
+session cookie (a new session id, so a planted cookie cannot be carried into the signed-in
+session) and ``POST /logout`` ends it. Every POST of the page carries the session's CSRF
+token, an HMAC of the session id under the server's secret.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +40,19 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 from werkzeug.test import EnvironBuilder
 
+from app.auth import (
+    CREDENTIAL_ENVIRON_KEY,
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    Session,
+    auth_state,
+    csrf_matches,
+    csrf_token,
+    read_session,
+    session_cookie,
+    session_credential,
+)
+from app.credentials import Credential
 from app.factory import service_state
 from stroke_risk.schema import (
     FEATURES,
@@ -53,9 +70,8 @@ PREDICT_PATH = "/predict"
 EVALUATION_PATH = Path("reports") / "evaluation.json"
 # The evaluation report rounds the threshold to 6 decimals; the model keeps full precision.
 THRESHOLD_TOLERANCE = 1e-6
-# CSRF protection of the form's POST / (double-submit cookie, see csrf_problem).
-CSRF_COOKIE = "stroke_csrf"
-CSRF_TOKEN_LENGTH = 64
+TOKEN_FIELD = "token"
+PREDICT_SCOPE = "predict"
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -533,10 +549,11 @@ def current_model_version() -> str | None:
     return model.version if model is not None else None
 
 
-def client_config(summary: ThresholdSummary | None) -> dict[str, Any]:
+def client_config(summary: ThresholdSummary | None, csrf: str) -> dict[str, Any]:
     """Return what page.js needs to render results the way the server does."""
     return {
         "predictUrl": PREDICT_PATH,
+        "csrfToken": csrf,
         "fields": {
             spec.name: {
                 "label": field_label(spec.name),
@@ -555,6 +572,47 @@ def client_config(summary: ThresholdSummary | None) -> dict[str, Any]:
     }
 
 
+def page_session() -> Session:
+    """Return this browser's page session; a new anonymous one (cookie set on the answer)
+    when it sent none, or one that is forged or expired."""
+    if "page_session" not in g:
+        state = auth_state(current_app)
+        session = read_session(state, request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            g.new_session_cookie = session_cookie(state)
+            session = read_session(state, g.new_session_cookie)
+        g.page_session = session
+    return g.page_session  # type: ignore[no-any-return]
+
+
+def start_session(name: str) -> None:
+    """Replace this browser's session by a new one (signed in as name, or anonymous)."""
+    state = auth_state(current_app)
+    g.new_session_cookie = session_cookie(state, name)
+    g.page_session = read_session(state, g.new_session_cookie)
+
+
+def signed_in_credential() -> Credential | None:
+    """Return the credential this browser is signed in with (any credential when open)."""
+    return session_credential(auth_state(current_app), page_session())
+
+
+def with_session_cookie(response: Response) -> Response:
+    """Set the session cookie when this request started or replaced the session."""
+    value = g.get("new_session_cookie")
+    if value is not None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=int(auth_state(current_app).session_seconds),
+            httponly=True,
+            samesite="Strict",
+            secure=request.is_secure,
+            path="/",
+        )
+    return response
+
+
 def render_page(
     *,
     status: int = 200,
@@ -562,8 +620,11 @@ def render_page(
     result: ResultView | None = None,
     errors: ErrorView | None = None,
 ) -> Response:
-    """Render the page (empty, with a result, or with errors) with the security headers."""
+    """Render the page (sign-in, empty, with a result, or with errors) with its headers."""
     summary = page_summary()
+    state = auth_state(current_app)
+    credential = signed_in_credential()
+    token = csrf_token(state, page_session())
     html = render_template(
         "page/index.html",
         groups=form_groups(),
@@ -572,49 +633,79 @@ def render_page(
         errors=errors or ErrorView(),
         summary=summary,
         model_version=current_model_version(),
-        config=client_config(summary),
-        csrf_token=(token := csrf_token()),
+        config=client_config(summary, token),
+        csrf_token=token,
+        signed_in=credential is not None and credential.allows(PREDICT_SCOPE),
+        credential_name=None if state.open or credential is None else credential.name,
     )
     response = Response(html, status=status, mimetype="text/html", headers=SECURITY_HEADERS)
-    response.set_cookie(
-        CSRF_COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure
-    )
-    return response
+    return with_session_cookie(response)
+
+
+def see_page() -> Response:
+    """Answer a page POST with 303 to the page; the Location is relative (never Host-built)."""
+    response = Response("", status=303, headers={"Location": "/", **SECURITY_HEADERS})
+    return with_session_cookie(response)
 
 
 @page.get("/")
 def index() -> Response:
-    """Serve the empty form (and its CSRF cookie)."""
+    """Serve the form, or the sign-in form until this browser is signed in."""
     return render_page()
 
 
-def csrf_token() -> str:
-    """Return this browser's CSRF token: the cookie's when it has a well-formed one."""
-    token = request.cookies.get(CSRF_COOKIE, "")
-    if len(token) == CSRF_TOKEN_LENGTH and token.isalnum():
-        return token
-    if "csrf_token" not in g:
-        g.csrf_token = secrets.token_hex(CSRF_TOKEN_LENGTH // 2)
-    return str(g.csrf_token)
-
-
 def csrf_problem() -> str | None:
-    """Return why a POST / is refused as cross-site, or None when it is the page's own.
+    """Return why a page POST is refused as cross-site, or None when it is the page's own.
 
-    Double-submit: the form carries the token of the SameSite=Strict cookie the page set;
-    another site can neither read the cookie nor make the browser send it. A browser's
-    Origin header, when present, must also be this host.
+    The form carries its session's CSRF token: an HMAC of the session id (kept in the
+    SameSite=Strict, HttpOnly cookie) under the server's secret, so another site can
+    neither read nor forge a matching pair. A browser's Origin header, when present,
+    must also be this host.
     """
     origin = request.headers.get("Origin")
     # Under `Referrer-Policy: no-referrer` browsers send `Origin: null` for the page's own
-    # form; the double-submitted token below is what protects it then.
+    # form; the session-bound token below is what protects it then.
     if origin not in (None, "null") and origin != request.host_url.rstrip("/"):
         return "the form was sent from another site"
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    sent = request.form.get("csrf_token", "")
-    if not cookie or not sent or not hmac.compare_digest(cookie.encode(), sent.encode()):
+    state = auth_state(current_app)
+    session = read_session(state, request.cookies.get(SESSION_COOKIE))
+    if session is None or not csrf_matches(state, session, request.form.get(CSRF_FIELD)):
         return "the form has expired or was not sent by this page"
     return None
+
+
+def refused(status: int, message: str, values: Mapping[str, str] | None = None) -> Response:
+    """Render the page with status and message in its general error list."""
+    errors = ErrorView()
+    errors.general.append(message)
+    return render_page(status=status, values=values, errors=errors)
+
+
+@page.post("/login")
+def login() -> Response:
+    """Sign in with a token holding scope predict; 303 to the page, or the form again."""
+    problem = csrf_problem()
+    if problem is not None:
+        return refused(403, f"Not signed in: {problem}. Reload the page and try again.")
+    state = auth_state(current_app)
+    if state.open:
+        return see_page()  # nothing to sign in to
+    credential = state.store.authenticate(request.form.get(TOKEN_FIELD, "").strip())
+    if credential is None:
+        return refused(401, "Not signed in: this access token is not known.")
+    if not credential.allows(PREDICT_SCOPE):
+        return refused(403, f"Not signed in: {credential.name!r} lacks scope 'predict'.")
+    start_session(credential.name)
+    logger.info("page: %s signed in", credential.name)
+    return see_page()
+
+
+@page.post("/logout")
+def logout() -> Response:
+    """End the session (a new anonymous one replaces it); 303 to the sign-in form."""
+    if csrf_problem() is None:
+        start_session("")
+    return see_page()
 
 
 @page.post("/")
@@ -623,10 +714,11 @@ def submit() -> Response:
     values = {spec.name: request.form.get(spec.name, "") for spec in FEATURES}
     problem = csrf_problem()
     if problem is not None:
-        errors = ErrorView()
-        errors.general.append(f"Not scored: {problem}. Reload the page and submit again.")
-        return render_page(status=403, values=values, errors=errors)
-    status, body = predict_in_process(record_from_form(values))
+        return refused(403, f"Not scored: {problem}. Reload the page and submit again.", values)
+    credential = signed_in_credential()
+    if credential is None or not credential.allows(PREDICT_SCOPE):
+        return refused(401, "Not scored: sign in with an access token first.", values)
+    status, body = predict_in_process(record_from_form(values), credential)
     if status == 200 and isinstance(body, dict) and "stroke_probability" in body:
         return render_page(values=values, result=result_view(body, page_summary()))
     return render_page(
@@ -634,17 +726,19 @@ def submit() -> Response:
     )
 
 
-def predict_in_process(record: dict[str, Any]) -> tuple[int, Any]:
+def predict_in_process(record: dict[str, Any], credential: Credential) -> tuple[int, Any]:
     """POST record to /predict through the app's own WSGI stack; return (status, JSON body).
 
     Going through the app (not the model directly) keeps one code path: validation,
     metrics, prediction callbacks and the response shape are exactly those of /predict.
-    A fresh application context keeps the outer request's ``g`` untouched.
+    A fresh application context keeps the outer request's ``g`` untouched. The inner
+    request is authorised as credential (the signed-in clinician).
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     builder = EnvironBuilder(path=PREDICT_PATH, method="POST", json=record)
     try:
         environ = builder.get_environ()
+        environ[CREDENTIAL_ENVIRON_KEY] = credential
     finally:
         builder.close()
     with app.app_context():

@@ -57,6 +57,8 @@ _VARIABLE_NAMES: dict[str, str] = {
     "worker_class": "WEB_WORKER_CLASS",
     "log_level": "LOG_LEVEL",
 }
+# Scopes and credentials: app/credentials.py; what each endpoint needs: app/auth.py.
+AUTH_MODES = ("tokens", "open")
 
 PositiveInt = Annotated[int, Field(ge=1)]
 CountInt = Annotated[int, Field(ge=0)]
@@ -135,6 +137,23 @@ class Settings(BaseSettings):
     # transaction (0: one transaction per request, on the request path).
     monitor_flush_seconds: Annotated[float, Field(ge=0, le=5)] = 0.05
 
+    # --- authentication (app/auth.py, README "Security")
+    # tokens: every scored, labelled or metrics request needs a credential; open: none
+    # does (refused nowhere, announced in the log and /version).
+    auth: Literal["tokens", "open"] = "tokens"
+    # name:scopes:sha256:<hex> lines (python -m app.credentials add ...).
+    credentials_file: Path | None = None
+    # Key of the session cookies and CSRF tokens of the page (32+ random bytes); without
+    # it each start draws one, so sign-ins end at a restart and differ between replicas.
+    secret_key_file: Path | None = None
+    session_seconds: Annotated[float, Field(gt=0)] = 8 * 3600.0
+    # Flask-Limiter limit of POST /feedback per credential, and where it counts:
+    # memory:// is per worker process; redis://... or memcached://... is shared.
+    feedback_rate_limit: str = "600/minute"
+    rate_limit_storage: str = "memory://"
+    # A request body must arrive within this many seconds of its headers (408 otherwise).
+    body_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
     # --- the gunicorn process (app/gunicorn_conf.py)
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 5000
@@ -180,6 +199,17 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("feedback_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("must be a rate limit such as '600/minute'") from None
         return value
 
     @field_validator("log_level", mode="before")

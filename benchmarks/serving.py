@@ -17,6 +17,9 @@ Serves the working tree's model (models/ from `make run`) with the real command
   same way next to a fresh floor (p50 with risk factors), with their in-process cost of
   one record (score, score + risk factors);
 
+- authentication: the service with credentials (every request sends its bearer token,
+  as every benchmark request does) against the same service with STROKE_AUTH=open, in
+  the same turns (``--auth-only`` runs just this pair): req/s ratio, target >= 0.9x;
 - startup: launch to the first 200 from /ready (median of 3 starts);
 - single-row POST /predict with wrk at 1, 2 (one per worker: the headline p50 and
   req/s) and 8 connections;
@@ -47,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,7 @@ HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.cs
 RECORD = dict(EXAMPLE_RECORD)
 TARGETS = {
     "floor_ratio": 0.6,
+    "auth_ratio": 0.9,
     "floor_p50_ms": 0.8,
     "tree_p50_ms": 2.0,
     "p50_ms": 2.0,
@@ -99,6 +103,8 @@ class Running:
     url: str
     process: subprocess.Popen
     startup_seconds: float
+    # What every request to it sends: the bearer token of the benchmark's credential.
+    headers: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
         """Stop the whole process group (gunicorn/uvicorn workers included)."""
@@ -139,11 +145,29 @@ def start(
     return Running(url, process, time.perf_counter() - started)
 
 
+BENCHMARK_CREDENTIAL = "benchmark"
+
+
+def benchmark_token(workdir: Path) -> tuple[Path, str]:
+    """The credentials file of this run (created once) and its token (all scopes)."""
+    from app.credentials import SCOPES, add_credential, read_credentials
+
+    path, token_file = workdir / "credentials", workdir / "benchmark-token"
+    if not path.exists():
+        token = add_credential(path, BENCHMARK_CREDENTIAL, frozenset(SCOPES))
+        token_file.write_text(token)
+        read_credentials(path)  # the file the service will read is valid
+    return path, token_file.read_text()
+
+
 def start_service(workdir: Path, app: str = "app:create_app()", **extra_env: str) -> Running:
     """Start the prediction service exactly as `make serve` does, on a free port.
 
     app: the WSGI factory gunicorn loads (the floor: "benchmarks.serving:floor_app()").
+    The service requires the run's credential (sent by every request of the benchmark)
+    unless extra_env sets STROKE_AUTH=open.
     """
+    credentials, token = benchmark_token(workdir)
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("STROKE_", "PROMETHEUS_"))},
@@ -155,10 +179,13 @@ def start_service(workdir: Path, app: str = "app:create_app()", **extra_env: str
         "STROKE_MAX_BODY_BYTES": str(16 << 20),
         # Live monitoring's prediction log: in the temporary directory, not var/.
         "STROKE_MONITOR_DB": str(workdir / "predictions.sqlite"),
+        "STROKE_CREDENTIALS_FILE": str(credentials),
         **extra_env,
     }
     command = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", app]
-    return start(command, env, "/ready", port, workdir / "service.log")
+    server = start(command, env, "/ready", port, workdir / "service.log")
+    server.headers = {"Authorization": f"Bearer {token}"}
+    return server
 
 
 # --- the floor: bare Flask under the same gunicorn settings ------------------------------
@@ -209,14 +236,25 @@ def to_ms(text: str) -> float:
 
 
 def run_wrk(
-    url: str, body: dict[str, Any], connections: int, duration: int, workdir: Path
+    url: str,
+    body: dict[str, Any],
+    connections: int,
+    duration: int,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
 ) -> WrkResult:
-    """Load url with POST body for duration seconds; return throughput and latency."""
+    """Load url with POST body (and headers) for duration seconds; return throughput and
+    latency."""
     script = workdir / "post.lua"
+    extra = "".join(
+        f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n"
+        for name, value in (headers or {}).items()
+    )
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        + extra
+        + f"wrk.body = {json.dumps(json.dumps(body))}\n"
     )
     command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s"]
     output = subprocess.run(
@@ -252,7 +290,9 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def sequential_latency_ms(url: str, body: dict[str, Any], requests_count: int) -> list[float]:
+def sequential_latency_ms(
+    url: str, body: dict[str, Any], requests_count: int, extra_headers: dict[str, str] | None = None
+) -> list[float]:
     """Return the round-trip times of requests_count POSTs sent one after another on one
     keep-alive connection (http.client: little client overhead), sorted."""
     import http.client
@@ -261,6 +301,7 @@ def sequential_latency_ms(url: str, body: dict[str, Any], requests_count: int) -
     parts = urlsplit(url)
     payload = json.dumps(body).encode()
     headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+    headers.update(extra_headers or {})
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     times = []
     try:
@@ -292,11 +333,12 @@ def load_in_turns(
         for name in servers
     }
     for server in servers.values():
-        run_wrk(server.url + "/predict", RECORD, 8, 2, workdir)  # warm-up
+        run_wrk(server.url + "/predict", RECORD, 8, 2, workdir, server.headers)  # warm-up
     for _ in range(rounds):
         for name, server in servers.items():
-            result = run_wrk(server.url + "/predict", RECORD, 8, duration, workdir)
-            latencies = sequential_latency_ms(server.url + "/predict", RECORD, sequential)
+            url = server.url + "/predict"
+            result = run_wrk(url, RECORD, 8, duration, workdir, server.headers)
+            latencies = sequential_latency_ms(url, RECORD, sequential, server.headers)
             figures[name]["requests_per_second"].append(result.requests_per_second)
             figures[name]["errors"].append(float(result.errors))
             figures[name]["p50_ms"].append(percentile(latencies, 0.5))
@@ -400,6 +442,55 @@ def in_process_ms(pipeline: Any, repeats: int = 2000) -> dict[str, float]:
     }
 
 
+def compare_auth(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The service with credentials against the same service run open, in turns."""
+    servers = {
+        "auth": start_service(workdir),
+        "open": start_service(workdir, STROKE_AUTH="open"),
+    }
+    try:
+        for name, server in servers.items():
+            mode = requests.get(server.url + "/version", headers=server.headers, timeout=5)
+            if mode.json()["auth"]["mode"] != ("tokens" if name == "auth" else "open"):
+                raise RuntimeError(f"{name}: unexpected auth mode {mode.text[:200]}")
+        refused = requests.post(servers["auth"].url + "/predict", json=RECORD, timeout=5)
+        if refused.status_code != 401:
+            raise RuntimeError(f"the service with credentials answered {refused.status_code}")
+        turns = load_in_turns(servers, args.rounds, args.duration, workdir, args.sequential)
+    finally:
+        for server in servers.values():
+            server.stop()
+    ratios = [
+        ours / bare
+        for ours, bare in zip(
+            turns["auth"]["requests_per_second"], turns["open"]["requests_per_second"], strict=True
+        )
+    ]
+    figures = {"turns": turns, "auth_ratio": statistics.median(ratios), "auth_ratio_rounds": ratios}
+    print_auth_report(figures)
+    return figures
+
+
+def print_auth_report(figures: dict[str, Any]) -> None:
+    """Print the auth-on / auth-off comparison next to its target."""
+    lines = ["authentication (in turns, median of rounds; each round: wrk, then p50):"]
+    for name, label in (("auth", "bearer token checked"), ("open", "STROKE_AUTH=open")):
+        run = figures["turns"][name]
+        lines.append(
+            f"  {label}: {statistics.median(run['requests_per_second']):.0f} req/s "
+            f"(rounds: {', '.join(f'{v:.0f}' for v in run['requests_per_second'])}), "
+            f"p50 {statistics.median(run['p50_ms']):.2f} ms, "
+            f"{sum(run['errors']):.0f} errors"
+        )
+    ok = figures["auth_ratio"] >= TARGETS["auth_ratio"]
+    lines.append(
+        f"auth on / auth off req/s: {figures['auth_ratio']:.2f}x "
+        f"[{'ok' if ok else 'MISS'} >= {TARGETS['auth_ratio']}x] "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in figures['auth_ratio_rounds'])})"
+    )
+    print("\n".join(lines), flush=True)
+
+
 def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """The headline: the service against the floor (same gunicorn settings), in turns."""
     servers = {
@@ -410,7 +501,9 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
         ),
     }
     try:
-        version = requests.get(servers["service"].url + "/version", timeout=5).json()
+        service = servers["service"]
+        version = requests.get(service.url + "/version", headers=service.headers, timeout=5)
+        version = version.json()
         if not version["explanations"]:
             raise RuntimeError("the service answers without risk factors: see its log")
         turns = load_in_turns(servers, args.rounds, args.duration, workdir, args.sequential)
@@ -452,7 +545,9 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
             family: start_service(workdir, STROKE_PROJECT_DIR=str(root)),
         }
         try:
-            explained = requests.get(pair[family].url + "/version", timeout=5).json()
+            explained = requests.get(
+                pair[family].url + "/version", headers=pair[family].headers, timeout=5
+            ).json()
             if not explained["explanations"]:
                 raise RuntimeError(f"{family}: served without risk factors: see its log")
             tree_turns = load_in_turns(pair, args.rounds, args.duration, workdir, args.sequential)
@@ -566,11 +661,14 @@ def healthcare_records() -> list[dict[str, Any]]:
     return records
 
 
-def batch_round_trip_ms(url: str, size: int, repeats: int, query: str = "") -> list[float]:
+def batch_round_trip_ms(
+    url: str, size: int, repeats: int, query: str = "", headers: dict[str, str] | None = None
+) -> list[float]:
     """Return round-trip times of POSTing a size-record batch (body encoded beforehand)."""
     records = healthcare_records()
     body = json.dumps({"instances": [records[i % len(records)] for i in range(size)]}).encode()
     session = requests.Session()
+    session.headers.update(headers or {})
     times = []
     for _ in range(repeats + 2):
         started = time.perf_counter()
@@ -689,6 +787,7 @@ def main() -> int:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--floor-only", action="store_true", help="only the floor comparison")
+    parser.add_argument("--auth-only", action="store_true", help="only auth on against auth off")
     parser.add_argument("--rounds", type=int, default=3, help="turns of the floor comparison")
     parser.add_argument(
         "--sequential", type=int, default=2000, help="requests of the sequential p50 client"
@@ -708,6 +807,11 @@ def main() -> int:
     figures: dict[str, Any] = {}
     workdir = Path(tempfile.mkdtemp(prefix="stroke-benchmark-"))
     try:
+        figures["auth"] = compare_auth(args, workdir)
+        if args.auth_only:
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=2) + "\n")
+            return 0
         figures["floor"] = compare_with_floor(args, workdir)
         if args.floor_only:
             print_floor_report(figures["floor"], trees_only=True)
@@ -723,27 +827,36 @@ def main() -> int:
 
         server = start_service(workdir)
         try:
-            run_wrk(server.url + "/predict", RECORD, 8, 2, workdir)  # warm-up
+            run_wrk(server.url + "/predict", RECORD, 8, 2, workdir, server.headers)  # warm-up
             for connections in (1, 2, 8):
                 result = run_wrk(
-                    server.url + "/predict", RECORD, connections, args.duration, workdir
+                    server.url + "/predict",
+                    RECORD,
+                    connections,
+                    args.duration,
+                    workdir,
+                    server.headers,
                 )
                 figures[f"single_row_c{connections}"] = result.__dict__
             # Headline: one connection per worker, so latency and throughput are measured
             # together without requests queueing behind each other.
             figures["p50_ms"] = figures["single_row_c2"]["p50_ms"]
             figures["requests_per_second"] = figures["single_row_c2"]["requests_per_second"]
-            batch = batch_round_trip_ms(server.url, 10_000, 20)
+            batch = batch_round_trip_ms(server.url, 10_000, 20, headers=server.headers)
             figures["batch_10k_ms"] = statistics.median(batch)
             figures["batch_10k_p90_ms"] = sorted(batch)[int(0.9 * len(batch)) - 1]
-            plain = batch_round_trip_ms(server.url, 10_000, 20, "?explain=false")
+            plain = batch_round_trip_ms(
+                server.url, 10_000, 20, "?explain=false", headers=server.headers
+            )
             figures["batch_10k_no_explain_ms"] = statistics.median(plain)
             memory = {
                 "master": memory_mb(server.process.pid),
                 **{f"worker {pid}": memory_mb(pid) for pid in children(server.process.pid)},
             }
             figures["memory_mb"] = {name: {"rss": r, "pss": p} for name, (r, p) in memory.items()}
-            version = requests.get(server.url + "/version", timeout=5).json()
+            version = requests.get(
+                server.url + "/version", headers=server.headers, timeout=5
+            ).json()
             figures["model"] = (
                 f"{version['model_version']} ({version['model_family']}, {version['inference']})"
             )
@@ -753,7 +866,9 @@ def main() -> int:
         if not args.skip_naive:
             naive = start_service(workdir, STROKE_COMPILED_PATH="0")
             try:
-                result = run_wrk(naive.url + "/predict", RECORD, 8, args.duration, workdir)
+                result = run_wrk(
+                    naive.url + "/predict", RECORD, 8, args.duration, workdir, naive.headers
+                )
                 figures["naive_pipeline_c8"] = result.__dict__
             finally:
                 naive.stop()
@@ -788,6 +903,7 @@ def main() -> int:
 
 def print_report(figures: dict[str, Any]) -> None:
     """Print the figures next to the issue's targets."""
+    print_auth_report(figures["auth"])
     print_floor_report(figures["floor"], trees_only=True)
     c2 = figures["single_row_c2"]
     lines = [

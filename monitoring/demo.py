@@ -51,6 +51,7 @@ from urllib.parse import quote
 import requests
 import yaml
 
+from app.credentials import add_credential, parse_scopes
 from monitoring.alert_demo import (
     ALERT_RULES,
     ALERTMANAGER_CONFIG,
@@ -63,7 +64,12 @@ from monitoring.alert_demo import (
     write_yaml,
 )
 from monitoring.prometheus_config import render_prometheus_config
-from monitoring.simulate import fetch_service_figures, format_service_figures
+from monitoring.simulate import (
+    TOKEN_VARIABLE,
+    auth_headers,
+    fetch_service_figures,
+    format_service_figures,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_ARTIFACTS = ("models/model.joblib", "models/reference_profile.json", "dvc.lock")
@@ -180,7 +186,20 @@ def wait_until_ready(
         raise DemoError(f"{name} not ready after {timeout:.0f} s:\n{processes.log_tail(name)}")
 
 
-def service_environment(directory: Path, port: int) -> dict[str, str]:
+def demo_credentials(directory: Path) -> tuple[Path, str, Path]:
+    """Credentials of the demo in directory: (credentials file, the simulator's token, a
+    file holding Prometheus's scrape token)."""
+    credentials = directory / "credentials"
+    traffic = add_credential(credentials, "demo-traffic", parse_scopes("predict,feedback,metrics"))
+    scrape_token = directory / "prometheus-token"
+    scrape_token.write_text(add_credential(credentials, "prometheus", parse_scopes("metrics")))
+    scrape_token.chmod(0o600)
+    return credentials, traffic, scrape_token
+
+
+def service_environment(
+    directory: Path, port: int, credentials: Path | None = None
+) -> dict[str, str]:
     """The inherited environment with the service's address and state in directory."""
     environment = {
         key: value
@@ -197,6 +216,8 @@ def service_environment(directory: Path, port: int) -> dict[str, str]:
             "STROKE_ACCESS_LOG": "",
         }
     )
+    if credentials is not None:
+        environment["STROKE_CREDENTIALS_FILE"] = str(credentials)
     return environment
 
 
@@ -330,9 +351,10 @@ def fetch_rules(session: requests.Session, prometheus_url: str) -> dict[str, Any
     return rules
 
 
-def print_report(app_url: str, prometheus_url: str, started: float) -> None:
+def print_report(app_url: str, prometheus_url: str, started: float, token: str = "") -> None:
     """What the service and Prometheus say now."""
     with requests.Session() as session:
+        session.headers.update(auth_headers({TOKEN_VARIABLE: token}))
         figures = fetch_service_figures(session, app_url, timeout_seconds=5)
         rules = fetch_rules(session, prometheus_url)
     elapsed = describe_duration(timedelta(seconds=time.monotonic() - started))
@@ -359,11 +381,12 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
         app_url = f"http://{LOOPBACK}:{app_port}"
         prometheus_url = f"http://{LOOPBACK}:{prometheus_port}"
         print(f"starting the service and Prometheus (files in {directory}) ...", flush=True)
+        credentials, token, scrape_token = demo_credentials(directory)
         processes.start(
             "service",
             [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app:create_app()"],
             cwd=REPO_ROOT,
-            env=service_environment(directory, app_port),
+            env=service_environment(directory, app_port, credentials),
         )
         # Prometheus starts once the service answers and traffic flows, so no alert holds
         # at start-up only because the service was still loading (with --fire's short
@@ -386,6 +409,7 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                 seed=config.seed,
             ),
             cwd=REPO_ROOT,
+            env={**os.environ, TOKEN_VARIABLE: token},
         )
         interval = f"{config.scrape_interval_seconds}s"
         alertmanager_address = None
@@ -400,6 +424,7 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
             scrape_interval=interval,
             evaluation_interval=interval,
             alertmanager=alertmanager_address,
+            credentials_file=scrape_token,
         )
         config_path = directory / "prometheus.yml"
         short_rules: Path | None = None
@@ -483,7 +508,7 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                 print(f"{crashed} stopped:\n{processes.log_tail(crashed)}", flush=True)
                 return 1
             if phase == "clean" and drift_at is not None and now >= drift_at:
-                print_report(app_url, prometheus_url, started)
+                print_report(app_url, prometheus_url, started, token)
                 processes.stop("simulator")
                 remaining = (deadline - now) if deadline is not None else 24 * 3600
                 processes.start(
@@ -496,6 +521,7 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
                         seed=config.seed + 1,
                     ),
                     cwd=REPO_ROOT,
+                    env={**os.environ, TOKEN_VARIABLE: token},
                 )
                 phase = "drifted"
                 print(f"\n--- from now on the traffic drifts: {drift} ---", flush=True)
@@ -503,10 +529,10 @@ def run_demo(config: DemoConfig, stop: threading.Event) -> int:
             if processes.first_exited(["simulator-drift"]) and deadline is None:
                 break  # it sent its whole bound
             if now >= next_report:
-                print_report(app_url, prometheus_url, started)
+                print_report(app_url, prometheus_url, started, token)
                 next_report = now + config.report_every_seconds
             stop.wait(0.2)
-        print_report(app_url, prometheus_url, started)
+        print_report(app_url, prometheus_url, started, token)
         if webhook is not None:
             print(f"webhook notifications received: {len(webhook.received())}", flush=True)
         return 0

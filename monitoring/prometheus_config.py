@@ -34,13 +34,16 @@ def render_prometheus_config(
     evaluation_interval: str | None = None,
     alertmanager: str | None = None,
     self_address: str | None = None,
+    credentials_file: Path | None = None,
 ) -> dict[str, Any]:
     """The committed config with the app job scraping ``target`` ("host:port", or several).
 
     The app job's service discovery is replaced by a static list of those targets.
     Rule files become absolute paths next to ``source``. Without ``alertmanager`` the
     alerting section is dropped (alerts are still evaluated and visible in Prometheus);
-    without ``self_address`` the self-scrape job is dropped.
+    without ``self_address`` the self-scrape job is dropped. The app job sends the bearer
+    token in ``credentials_file`` (a credential with scope metrics); without one it sends
+    none, for an app that runs open (bound to loopback without credentials).
     """
     config: dict[str, Any] = yaml.safe_load(source.read_text())
     if scrape_interval:
@@ -62,6 +65,10 @@ def render_prometheus_config(
             job.pop("dns_sd_configs", None)
             targets = [target] if isinstance(target, str) else list(target)
             job["static_configs"] = [{"targets": targets}]
+            if credentials_file is not None:
+                job["authorization"] = {"type": "Bearer", "credentials_file": str(credentials_file)}
+            else:
+                job.pop("authorization", None)  # an app running open (loopback, no credentials)
         elif job["job_name"] == "prometheus":
             if not self_address:
                 continue
@@ -90,6 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--evaluation-interval", default=None)
     parser.add_argument("--alertmanager", default=None, help="host:port of an Alertmanager")
     parser.add_argument("--self-address", default=None, help="host:port Prometheus listens on")
+    parser.add_argument(
+        "--credentials-file",
+        type=Path,
+        default=None,
+        help="file holding the app's bearer token (scope metrics)",
+    )
     args = parser.parse_args(argv)
     config = render_prometheus_config(
         args.target,
@@ -97,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluation_interval=args.evaluation_interval,
         alertmanager=args.alertmanager,
         self_address=args.self_address,
+        credentials_file=args.credentials_file,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -12,7 +12,9 @@ the service itself reports on its ``/metrics`` afterwards: the features that dri
 the label-free estimates.
 
 It sends only to the URL given, and refuses a non-loopback host unless ``--allow-remote``
-is passed, so a stray command cannot load-test someone else's server.
+is passed, so a stray command cannot load-test someone else's server. It authenticates
+with the token in STROKE_API_TOKEN (scopes predict, feedback and metrics; see
+``python -m app.credentials``), sent as ``Authorization: Bearer``.
 
 Drift specifications (repeat ``--drift`` or separate with commas; ``@P`` applies the
 change to a random share P of records):
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import re
 import sys
 import time
@@ -565,6 +568,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+TOKEN_VARIABLE = "STROKE_API_TOKEN"
+
+
+def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Authorization header for the token in STROKE_API_TOKEN (none when unset)."""
+    token = (os.environ if environ is None else environ).get(TOKEN_VARIABLE, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -578,6 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--data {args.data} not found; pass --synthetic to generate records")
         rows = load_rows(args.data)
     with requests.Session() as session:
+        session.headers.update(auth_headers())
         summary = run_simulation(config, rows, session).as_dict()
         figures = None
         if not args.no_report and not summary["aborted"]:

@@ -15,7 +15,9 @@ overwrites removed rows and a checkpoint after each retention pass truncates the
 deleted records do not linger in free pages or the journal. Retention runs on a timer in
 every process (``run_retention_every``), not only when predictions arrive. The caller
 decides what a record's ``features`` hold (the service can store reference-bin indices
-instead of raw values: STROKE_MONITOR_STORE=binned).
+instead of raw values: STROKE_MONITOR_STORE=binned). Each label keeps the name of the
+credential that sent it (``labelled_by``); a file from before that column gains it when
+opened.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     probability REAL NOT NULL,
     decision INTEGER NOT NULL,
     label INTEGER,
-    labelled_at REAL
+    labelled_at REAL,
+    labelled_by TEXT
 );
 CREATE INDEX IF NOT EXISTS predictions_created_at ON predictions (created_at);
 CREATE INDEX IF NOT EXISTS predictions_labelled ON predictions (seq) WHERE label IS NOT NULL;
@@ -56,6 +59,9 @@ CREATE TABLE IF NOT EXISTS pending_batches (
     expires_at REAL NOT NULL
 );
 """
+# Columns added after the first release, with their definition: an older file gains them
+# when opened (ALTER TABLE ... ADD COLUMN keeps every row; old labels have NULL).
+ADDED_COLUMNS = {"labelled_by": "TEXT"}
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
 # A batch logged after its response shares this many leading hex digits of its ids.
@@ -196,6 +202,7 @@ class PredictionLog:
         self._batches_since_prune = 0
         self._counter_lock = threading.Lock()
         self._timer_interval: float | None = None
+        self._checkpoint_due = False
         create_private_file(self.path)
         self._initialise()
 
@@ -250,6 +257,10 @@ class PredictionLog:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            present = {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}
+            for column, definition in ADDED_COLUMNS.items():
+                if column not in present:
+                    conn.execute(f"ALTER TABLE predictions ADD COLUMN {column} {definition}")
         self.enforce_retention()
 
     def close(self) -> None:
@@ -268,7 +279,9 @@ class PredictionLog:
 
         Raises DuplicatePredictionError if an id is already stored (nothing is inserted).
         pending_token: the batch's mark_pending token, cleared in the same transaction.
-        Enforces retention every ``prune_every`` batches.
+        The row cap holds when the transaction commits: the oldest rows beyond
+        ``retention.max_rows`` are deleted in it (one range delete on the primary key).
+        The age limit is enforced every ``prune_every`` batches and by the timer.
         """
         if not records:
             return
@@ -295,6 +308,16 @@ class PredictionLog:
                     connection.execute(
                         "DELETE FROM pending_batches WHERE token = ?", (pending_token,)
                     )
+                if self.retention.max_rows is not None:
+                    capped = connection.execute(
+                        "DELETE FROM predictions WHERE seq <= "
+                        "(SELECT MAX(seq) FROM predictions) - ?",
+                        (self.retention.max_rows,),
+                    ).rowcount
+                    if capped:
+                        # The retention pass checkpoints (a checkpoint per insert is
+                        # too dear); secure_delete has already zeroed the rows' pages.
+                        self._checkpoint_due = True
         except sqlite3.IntegrityError:
             raise DuplicatePredictionError(
                 "a prediction id in this batch is already stored"
@@ -348,8 +371,12 @@ class PredictionLog:
             raise UnknownPredictionError("no stored prediction has this id")
         return None if row[0] is None else int(row[0])
 
-    def record_feedback(self, prediction_id: str, label: Any) -> int:
+    def record_feedback(
+        self, prediction_id: str, label: Any, *, labelled_by: str | None = None
+    ) -> int:
         """Attach the true label (0/1) to a stored prediction; return the label stored.
+
+        labelled_by: the name of the credential that sent the label (kept with it).
 
         Raises InvalidLabelError, UnknownPredictionError or DuplicateFeedbackError. Unknown
         and already-labelled ids are found by a read, without the write lock; the update
@@ -361,9 +388,9 @@ class PredictionLog:
             raise DuplicateFeedbackError("feedback for this prediction was already recorded")
         with self._write() as connection:
             updated = connection.execute(
-                "UPDATE predictions SET label = ?, labelled_at = ?"
+                "UPDATE predictions SET label = ?, labelled_at = ?, labelled_by = ?"
                 " WHERE prediction_id = ? AND label IS NULL",
-                (value, self.clock(), prediction_id),
+                (value, self.clock(), labelled_by, prediction_id),
             ).rowcount
         if updated == 0:
             # Labelled (or removed by retention) between the read and the update.
@@ -392,7 +419,8 @@ class PredictionLog:
                     (self.retention.max_rows,),
                 ).rowcount
             connection.execute("DELETE FROM pending_batches WHERE expires_at < ?", (self.clock(),))
-        if deleted:
+        if deleted or self._checkpoint_due:
+            self._checkpoint_due = False
             self.checkpoint()
         return deleted
 
@@ -505,6 +533,19 @@ class PredictionLog:
             )
             for pid, p, d, y in rows
         ]
+
+    def labelled_by(self, prediction_id: str) -> str | None:
+        """Return the name of the credential that labelled the prediction (None: none)."""
+        row = (
+            self._connection()
+            .execute(
+                "SELECT labelled_by FROM predictions WHERE prediction_id = ?", (prediction_id,)
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise UnknownPredictionError("no stored prediction has this id")
+        return None if row[0] is None else str(row[0])
 
     def count(self) -> int:
         """Number of stored predictions."""

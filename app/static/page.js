@@ -258,7 +258,13 @@
     var timer = controller ? window.setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS) : null;
     window.fetch(config.predictUrl, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      // The session cookie alone authorises nothing: the page proves itself with the
+      // session's CSRF token (app/auth.py).
+      headers: {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "X-CSRF-Token": config.csrfToken
+      },
       body: JSON.stringify(recordFromForm()),
       credentials: "same-origin",
       signal: controller ? controller.signal : undefined

@@ -247,6 +247,11 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header of the server's test credential ({} if it runs open)."""
+        return dict(self.extra.get("headers", {}))
+
     def worker_pids(self) -> list[int]:
         """Return the pids of the master's live child processes (the workers)."""
         return live_children(self.process.pid)
@@ -293,8 +298,8 @@ def start_server(log_dir: Path, env: dict[str, str], timeout: float = 60.0) -> S
             if requests.get(f"{server.url}/ready", timeout=1).status_code == 200:
                 server.startup_seconds = time.perf_counter() - started
                 return server
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its workers still booting on a busy machine
         time.sleep(0.05)
     server.stop()
     raise AssertionError(f"server not ready after {timeout} s:\n{server.log()}")
@@ -315,11 +320,25 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.stop()
 
 
+def start_secured_server(log_dir: Path, **env: str) -> Server:
+    """start_server with one credential of every scope; its header is server.auth."""
+    from app.credentials import SCOPES, add_credential
+
+    credentials = log_dir / "credentials"
+    token = add_credential(credentials, "tests", frozenset(SCOPES))
+    server = start_server(
+        log_dir, server_env(TMPDIR=str(log_dir), STROKE_CREDENTIALS_FILE=str(credentials), **env)
+    )
+    server.extra["token"] = token
+    server.extra["headers"] = {"Authorization": f"Bearer {token}"}
+    return server
+
+
 @pytest.fixture(scope="session")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """gunicorn (2 workers) serving the repository's own model revision (from `dvc repro`)."""
-    log_dir = tmp_path_factory.mktemp("real-server")
-    server = start_server(log_dir, server_env(TMPDIR=str(log_dir)))
+    """gunicorn (2 workers) serving the repository's own model revision (from `dvc repro`),
+    with credentials: requests send server.auth."""
+    server = start_secured_server(tmp_path_factory.mktemp("real-server"))
     yield server
     server.stop()
 

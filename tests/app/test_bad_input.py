@@ -229,6 +229,7 @@ def gunicorn_send(real_server: Any) -> Send:
         request = requests.Request(case.method, real_server.url + case.path, data=case.data)
         prepared = session.prepare_request(request)
         prepared.headers.pop("Content-Type", None)
+        prepared.headers.update(real_server.auth)
         prepared.headers.update(case.headers)
         response = session.send(prepared, timeout=30)
         return response.status_code, dict(response.headers), response.content

@@ -6,6 +6,9 @@ documented 4xx), and runs all of its response checks on each.
 
 The operations are driven through ``operation.as_strategy`` with hypothesis directly:
 schemathesis' lazy pytest loader (``from_fixture``) does not work with pytest 9.
+
+The server requires credentials: schemathesis sends the valid token for the document's
+bearer scheme, and its own invalid ones to check that each secured operation refuses them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
-from app.openapi import openapi_document
+from app.openapi import SECURITY_SCHEME, openapi_document
 from tests.app.conftest import Server
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +49,10 @@ NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 @pytest.fixture(scope="module")
 def live_schema(real_server: Server) -> Any:
     config = schemathesis.config.SchemathesisConfig.from_dict(
-        {"checks": {"negative_data_rejection": {"expected-statuses": NEGATIVE_STATUSES}}}
+        {
+            "checks": {"negative_data_rejection": {"expected-statuses": NEGATIVE_STATUSES}},
+            "auth": {"openapi": {SECURITY_SCHEME: {"bearer": real_server.extra["token"]}}},
+        }
     )
     return schemathesis.openapi.from_url(f"{real_server.url}/openapi.json", config=config)
 

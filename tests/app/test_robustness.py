@@ -81,10 +81,16 @@ def test_fifty_slow_clients_do_not_block_health_or_predict(real_server: Server) 
         times = []
         for _ in range(5):
             times.append(answers_within("GET", real_server.url + "/health"))
-            times.append(answers_within("POST", real_server.url + "/predict", json=RECORD))
+            times.append(
+                answers_within(
+                    "POST", real_server.url + "/predict", json=RECORD, headers=real_server.auth
+                )
+            )
     assert None not in times, times
     # The server is still whole after the slow clients have gone.
-    assert requests.post(real_server.url + "/predict", json=RECORD, timeout=5).ok
+    assert requests.post(
+        real_server.url + "/predict", json=RECORD, headers=real_server.auth, timeout=5
+    ).ok
 
 
 def test_two_slow_clients_block_two_sync_workers(
@@ -101,7 +107,7 @@ BOGUS_PER_SECOND = 200
 BOGUS_CONNECTIONS = 8
 
 
-def bogus_feedback(url: str, stop: threading.Event, counts: list[int]) -> None:
+def bogus_feedback(url: str, stop: threading.Event, counts: list[int], token: str) -> None:
     """BOGUS_CONNECTIONS keep-alive connections sending feedback for unknown ids,
     BOGUS_PER_SECOND in all, until stop is set and 200 were sent; counts[0] += requests
     sent, counts[1] += 404 answers.
@@ -118,6 +124,7 @@ def bogus_feedback(url: str, stop: threading.Event, counts: list[int]) -> None:
         payload = f'{{"prediction_id": "{os.urandom(16).hex()}", "stroke": 1}}'
         connection.sendall(
             f"POST /feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {token}\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n{payload}".encode()
         )
         counts[0] += 1
@@ -147,7 +154,8 @@ def bogus_feedback(url: str, stop: threading.Event, counts: list[int]) -> None:
                 if not separator or len(rest) < length:
                     received[connection] = data
                     continue
-                counts[1] += head.startswith(b"HTTP/1.1 404 ")
+                # 404 unknown id, or 429 once the sender's rate limit is reached
+                counts[1] += head.startswith((b"HTTP/1.1 404 ", b"HTTP/1.1 429 "))
                 received[connection] = b""
                 due[connection] = time.monotonic() + interval
     finally:
@@ -161,11 +169,13 @@ def test_bogus_feedback_leaves_predict_p99_under_50_ms(real_server: Server) -> N
     takes) while 300 predictions are timed on another connection."""
     counts = [0, 0]
     stop = threading.Event()
-    storm = threading.Thread(target=bogus_feedback, args=(real_server.url, stop, counts))
+    storm = threading.Thread(
+        target=bogus_feedback, args=(real_server.url, stop, counts, real_server.extra["token"])
+    )
     host, port = real_server.url.removeprefix("http://").split(":")
     client = http.client.HTTPConnection(host, int(port), timeout=10)
     body = json.dumps(RECORD)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **real_server.auth}
     latencies = []
     try:
         client.request("POST", "/predict", body, headers)
@@ -184,7 +194,7 @@ def test_bogus_feedback_leaves_predict_p99_under_50_ms(real_server: Server) -> N
         stop.set()
         storm.join(timeout=60)
         client.close()
-    assert counts[0] >= 200 and counts[1] == counts[0]  # every bogus id: 404
+    assert counts[0] >= 200 and counts[1] == counts[0]  # every bogus id: refused
     latencies.sort()
     p99 = latencies[int(0.99 * len(latencies)) - 1]
     assert p99 < 0.050, f"p99 {p99 * 1000:.1f} ms over 300 predictions, {counts[0]} bogus ids"

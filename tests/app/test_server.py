@@ -45,7 +45,8 @@ def locked_md5(repo_root: Path, path: str) -> str:
 
 def test_real_server_serves_the_checked_out_revision(real_server: Server, repo_root: Path) -> None:
     assert requests.get(f"{real_server.url}/health", timeout=5).json() == {"status": "ok"}
-    version = requests.get(f"{real_server.url}/version", timeout=5).json()
+    version = requests.get(f"{real_server.url}/version", headers=real_server.auth, timeout=5)
+    version = version.json()
     metadata = json.loads((repo_root / "models" / "model_metadata.json").read_text())
     assert version["model_version"] == locked_md5(repo_root, "models/model.joblib")
     assert version["threshold"] == metadata["decision_threshold"]
@@ -54,7 +55,9 @@ def test_real_server_serves_the_checked_out_revision(real_server: Server, repo_r
         (repo_root / "reports" / "metrics.json").read_text()
     )
     assert version["inference"].startswith("compiled:")
-    answer = requests.post(f"{real_server.url}/predict", json=RECORD, timeout=5).json()
+    answer = requests.post(
+        f"{real_server.url}/predict", json=RECORD, headers=real_server.auth, timeout=5
+    ).json()
     assert answer["model_version"] == version["model_version"]
     assert answer["threshold"] == metadata["decision_threshold"]
     assert answer["stroke_prediction"] is (answer["stroke_probability"] >= answer["threshold"])
@@ -67,6 +70,7 @@ def test_real_model_over_http_equals_the_pipeline_on_both_csvs(
 ) -> None:
     pipeline = joblib.load(repo_root / "models" / "model.joblib")
     session = requests.Session()
+    session.headers.update(real_server.auth)
     for frame in shipped_frames.values():
         records = frame_records(frame)
         served: list[float] = []
@@ -230,7 +234,7 @@ def test_oversized_chunked_body_is_413(real_server: Server) -> None:
     response = requests.post(
         f"{real_server.url}/predict",
         data=chunks(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **real_server.auth},
         timeout=30,
     )
     assert response.status_code == 413
@@ -238,7 +242,7 @@ def test_oversized_chunked_body_is_413(real_server: Server) -> None:
     small = requests.post(
         f"{real_server.url}/predict",
         data=iter([json.dumps(RECORD).encode()]),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **real_server.auth},
         timeout=30,
     )
     assert small.status_code == 200
@@ -246,20 +250,24 @@ def test_oversized_chunked_body_is_413(real_server: Server) -> None:
 
 def test_server_logs_hold_no_request_data(real_server: Server) -> None:
     secret = {**RECORD, "avg_glucose_level": 211.987654, "smoking_status": "SECRET-STATUS"}
-    requests.post(f"{real_server.url}/predict", json=secret, timeout=5)
+    auth = real_server.auth
+    requests.post(f"{real_server.url}/predict", json=secret, headers=auth, timeout=5)
     requests.post(
-        f"{real_server.url}/predict", json={**secret, "smoking_status": "smokes"}, timeout=5
+        f"{real_server.url}/predict",
+        json={**secret, "smoking_status": "smokes"},
+        headers=auth,
+        timeout=5,
     )
     requests.post(
         f"{real_server.url}/predict?age=55.5432",
         data=b'{"bmi": 33.3321',
         timeout=5,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **auth},
     )
     time.sleep(0.3)
     log = real_server.log()
     assert '"POST /predict"' in log  # the access log is on, and shows the path only
-    for value in ("211.987654", "SECRET-STATUS", "55.5432", "33.3321"):
+    for value in ("211.987654", "SECRET-STATUS", "55.5432", "33.3321", real_server.extra["token"]):
         assert value not in log
 
 
@@ -272,6 +280,7 @@ def test_short_load_run_has_no_errors(real_server: Server, shipped_frames: dict)
 
     def client(offset: int) -> None:
         session = requests.Session()
+        session.headers.update(real_server.auth)
         index = offset
         while time.monotonic() < stop:
             try:

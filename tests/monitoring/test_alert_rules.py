@@ -44,8 +44,19 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
 
 
-def test_promtool_check_config(prometheus_binaries: dict[str, str]) -> None:
-    result = run([prometheus_binaries["promtool"], "check", "config", str(CONFIG)])
+def test_promtool_check_config(prometheus_binaries: dict[str, str], tmp_path: Path) -> None:
+    # The committed config as deployed: with the scrape token file it names next to it.
+    copy = tmp_path / "prometheus"
+    shutil.copytree(PROMETHEUS_DIR, copy, ignore=shutil.ignore_patterns("secrets"))
+    token_file = (
+        copy
+        / yaml.safe_load(CONFIG.read_text())["scrape_configs"][0]["authorization"][
+            "credentials_file"
+        ]
+    )
+    token_file.parent.mkdir()
+    token_file.write_text("srk_token")
+    result = run([prometheus_binaries["promtool"], "check", "config", str(copy / CONFIG.name)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -133,6 +144,12 @@ def test_rendered_config_is_valid_and_points_at_the_target(
     assert job["static_configs"] == [{"targets": ["127.0.0.1:18000", "127.0.0.1:18001"]}]
     assert all(Path(f).is_absolute() and Path(f).is_file() for f in config["rule_files"])
     assert "alerting" not in config
+    assert "authorization" not in job  # for an app running open on loopback
+    token_file = tmp_path / "token"
+    token_file.write_text("srk_token")
+    config = render_prometheus_config("127.0.0.1:18000", credentials_file=token_file)
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "stroke-risk")
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": str(token_file)}
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     result = run([prometheus_binaries["promtool"], "check", "config", str(path)])

@@ -124,17 +124,62 @@ def test_retention_by_row_count(tmp_path: Path) -> None:
     log.record_feedback("11", 1)
 
 
-def test_retention_is_amortised(tmp_path: Path) -> None:
+def test_the_row_cap_holds_at_insert_time(tmp_path: Path) -> None:
+    """12 batches of 1,000 under a 1,000-row cap keep 1,000 rows after every batch, with
+    no retention pass (the timer and the amortised pass used to be the only limit)."""
+    log = PredictionLog(tmp_path / "log.sqlite", retention=Retention(1000, None))
+    for batch in range(12):
+        log.record_predictions([prediction(f"{batch}-{i}") for i in range(1000)])
+        assert log.count() == 1000
+    assert log.stored_label("11-999") is None
+    with pytest.raises(UnknownPredictionError):
+        log.stored_label("10-999")
+
+
+def test_age_retention_is_amortised(tmp_path: Path) -> None:
+    clock = FakeClock()
     log = PredictionLog(
         tmp_path / "log.sqlite",
-        retention=Retention(max_rows=2, max_age_seconds=None),
+        retention=Retention(max_rows=None, max_age_seconds=60),
         prune_every=4,
+        clock=clock,
     )
-    for i in range(3):
+    log.record_predictions([prediction("old")])
+    clock.now += 61
+    for i in range(2):
         log.record_predictions([prediction(str(i))])
-    assert log.count() == 3  # not yet pruned: only every 4th batch pays for the DELETE
+    assert log.stored_label("old") is None  # kept: only every 4th batch pays for the DELETE
     log.record_predictions([prediction("3")])
-    assert log.count() == 2
+    assert log.count() == 3
+    with pytest.raises(UnknownPredictionError):
+        log.stored_label("old")
+
+
+def test_a_label_keeps_the_credential_that_sent_it(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log.sqlite")
+    log.record_predictions([prediction("a"), prediction("b")])
+    log.record_feedback("a", 1, labelled_by="ward-7")
+    assert (log.labelled_by("a"), log.labelled_by("b")) == ("ward-7", None)
+
+
+def test_a_log_from_before_labelled_by_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE predictions (seq INTEGER PRIMARY KEY AUTOINCREMENT, prediction_id"
+            " TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, model_version TEXT NOT NULL,"
+            " features TEXT NOT NULL, probability REAL NOT NULL, decision INTEGER NOT NULL,"
+            " label INTEGER, labelled_at REAL)"
+        )
+        old.execute(
+            "INSERT INTO predictions (prediction_id, created_at, model_version, features,"
+            " probability, decision, label) VALUES ('old', 9e9, 'v1', '{}', 0.2, 1, 0)"
+        )
+    log = PredictionLog(path)
+    assert log.labelled_by("old") is None and log.stored_label("old") == 0
+    log.record_predictions([prediction("new")])
+    log.record_feedback("new", 1, labelled_by="ward-7")
+    assert log.labelled_by("new") == "ward-7"
 
 
 def test_retention_by_age(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.build_dashboards import DASHBOARD_DIR
+from monitoring.demo import demo_credentials
 from monitoring.prometheus_config import render_prometheus_config
 from tests.app.conftest import SERVER_COMMAND, live_children
 
@@ -180,8 +181,11 @@ def metrics_answered_by_worker(multiproc_dir: Path) -> dict[int, float]:
     return answered
 
 
-def simulate(app_url: str, brain_csv: Path, requests_count: int, *extra: str) -> dict[str, Any]:
-    """Run the traffic simulator's command line; return its JSON summary."""
+def simulate(
+    app_url: str, brain_csv: Path, requests_count: int, *extra: str, token: str = ""
+) -> dict[str, Any]:
+    """Run the traffic simulator's command line (its token in STROKE_API_TOKEN); return
+    its JSON summary."""
     result = subprocess.run(
         [
             sys.executable,
@@ -203,6 +207,7 @@ def simulate(app_url: str, brain_csv: Path, requests_count: int, *extra: str) ->
             *extra,
         ],
         cwd=REPO_ROOT,
+        env={**os.environ, "STROKE_API_TOKEN": token},
         capture_output=True,
         text=True,
         timeout=120,
@@ -250,6 +255,9 @@ def test_prometheus_sees_the_real_app_and_every_query_returns_data(
     poll: Callable[..., bool],
 ) -> None:
     # --- the real app under gunicorn: 2 workers sharing one prediction log -------------
+    # Credentials as the demo makes them: one for the traffic, one for Prometheus's scrape.
+    credentials, token, scrape_token = demo_credentials(tmp_path)
+    auth = {"Authorization": f"Bearer {token}"}
     app_port = get_free_port()
     app_url = f"http://127.0.0.1:{app_port}"
     gunicorn_log = tmp_path / "gunicorn.log"
@@ -257,15 +265,19 @@ def test_prometheus_sees_the_real_app_and_every_query_returns_data(
         SERVER_COMMAND,
         log_path=gunicorn_log,
         cwd=REPO_ROOT,
-        env=server_environment(tmp_path, app_port),
+        env={**server_environment(tmp_path, app_port), "STROKE_CREDENTIALS_FILE": str(credentials)},
     )
     ready = poll(lambda: requests.get(f"{app_url}/ready", timeout=1).ok, timeout=60)
     assert ready, gunicorn_log.read_text()
-    assert requests.get(f"{app_url}/version", timeout=5).json()["explanations"] is True
+    assert requests.get(f"{app_url}/metrics", timeout=5).status_code == 401
+    assert requests.get(f"{app_url}/version", headers=auth, timeout=5).json()["explanations"]
 
     # --- Prometheus with the repository's config and rules, fast intervals --------------
     config = render_prometheus_config(
-        f"127.0.0.1:{app_port}", scrape_interval="1s", evaluation_interval="1s"
+        f"127.0.0.1:{app_port}",
+        scrape_interval="1s",
+        evaluation_interval="1s",
+        credentials_file=scrape_token,
     )
     config_path = tmp_path / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))
@@ -293,7 +305,7 @@ def test_prometheus_sees_the_real_app_and_every_query_returns_data(
     assert scraped_twice, prometheus_log.read_text()
 
     # --- traffic: valid, then drifted, with feedback; some invalid requests -------------
-    valid = simulate(app_url, brain_csv, VALID_REQUESTS, "--seed", "1")
+    valid = simulate(app_url, brain_csv, VALID_REQUESTS, "--seed", "1", token=token)
     drifted = simulate(
         app_url,
         brain_csv,
@@ -301,12 +313,16 @@ def test_prometheus_sees_the_real_app_and_every_query_returns_data(
         "--seed",
         "2",
         *[argument for spec in DRIFT for argument in ("--drift", spec)],
+        token=token,
     )
     for name, value in INVALID_FIELDS.items():
-        rejected = requests.post(f"{app_url}/predict", json={name: value}, timeout=5)
+        rejected = requests.post(f"{app_url}/predict", json={name: value}, headers=auth, timeout=5)
         assert rejected.status_code == 400
     bad_feedback = requests.post(
-        f"{app_url}/feedback", json={"prediction_id": "0" * 32, "stroke": 1}, timeout=5
+        f"{app_url}/feedback",
+        json={"prediction_id": "0" * 32, "stroke": 1},
+        headers=auth,
+        timeout=5,
     )
     assert bad_feedback.status_code == 404
     records = valid["records_scored"] + drifted["records_scored"]
@@ -329,7 +345,7 @@ def test_prometheus_sees_the_real_app_and_every_query_returns_data(
     multiproc_dir = tmp_path / "multiproc"
     for _ in range(100):
         before = metrics_answered_by_worker(multiproc_dir)
-        text = requests.get(f"{app_url}/metrics", timeout=5).text  # new connection each time
+        text = requests.get(f"{app_url}/metrics", headers=auth, timeout=5).text  # a new connection
         after = metrics_answered_by_worker(multiproc_dir)
         answered = [pid for pid in after if after[pid] != before.get(pid, 0.0)]
         if len(answered) != 1 or answered[0] not in answers:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.credentials import add_credential, parse_scopes
 from app.factory import create_app
 from app.page import init_page
 from app.settings import Settings
@@ -59,12 +61,19 @@ def form_values(record: dict[str, Any]) -> dict[str, str]:
     return {name: "" if value is None else str(value) for name, value in record.items()}
 
 
+CSRF_FIELD_PATTERN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
+
+
+def page_csrf_token(client: FlaskClient) -> str:
+    """Return the CSRF token the page gives this client's session (GET /)."""
+    found = CSRF_FIELD_PATTERN.search(client.get("/").get_data(as_text=True))
+    assert found is not None, "the page carries its session's CSRF token"
+    return found.group(1)
+
+
 def submit(client: FlaskClient, data: dict[str, str], **kwargs: Any) -> Any:
-    """POST the form as the page's own browser does: with the CSRF token of its cookie."""
-    client.get("/")
-    cookie = client.get_cookie("stroke_csrf")
-    assert cookie is not None, "GET / sets the CSRF cookie"
-    return client.post("/", data={**data, "csrf_token": cookie.value}, **kwargs)
+    """POST the form as the page's own browser does: with its session's CSRF token."""
+    return client.post("/", data={**data, "csrf_token": page_csrf_token(client)}, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -97,11 +106,24 @@ def unloaded_client(tmp_path: Path) -> FlaskClient:
     return create_app(settings, load=False, extensions=[init_page]).test_client()
 
 
+# The page server's credentials: a clinician may score; a labelling system may not sign in.
+PAGE_CREDENTIALS = {"dr-grey": "predict", "lab-feed": "feedback"}
+
+
 @pytest.fixture(scope="module")
 def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """gunicorn serving the repository's model: the default app, page included."""
+    """gunicorn serving the repository's model with credentials: the page needs a sign-in.
+
+    server.extra["tokens"] maps each PAGE_CREDENTIALS name to its token."""
     log_dir = tmp_path_factory.mktemp("page-server")
-    server = start_server(log_dir, server_env(TMPDIR=str(log_dir)))
+    credentials = log_dir / "credentials"
+    tokens = {
+        name: add_credential(credentials, name, parse_scopes(scopes))
+        for name, scopes in PAGE_CREDENTIALS.items()
+    }
+    env = server_env(TMPDIR=str(log_dir), STROKE_CREDENTIALS_FILE=str(credentials))
+    server = start_server(log_dir, env)
+    server.extra["tokens"] = tokens
     try:
         yield server
     finally:

@@ -69,11 +69,19 @@ def page(browser: Any, page_server: Server) -> Iterator[Any]:
             else None
         ),
     )
-    tab.goto("/")
+    sign_in(tab, page_server.extra["tokens"]["dr-grey"])
     try:
         yield tab
     finally:
         context.close()
+
+
+def sign_in(tab: Any, token: str) -> None:
+    """Sign in on the page's sign-in form as a clinician does; the risk form then shows."""
+    tab.goto("/")
+    tab.fill("#token", token)
+    tab.click("#login-button")
+    tab.wait_for_selector("#risk-form")
 
 
 def fill_form(tab: Any, record: dict[str, Any]) -> None:
@@ -104,7 +112,13 @@ def save_screenshot(tab: Any, directory: Path, name: str) -> Path:
 
 
 def api_answer(server: Server, record: dict[str, Any]) -> dict[str, Any]:
-    response = requests.post(f"{server.url}/predict", json=record, timeout=10)
+    token = server.extra["tokens"]["dr-grey"]
+    response = requests.post(
+        f"{server.url}/predict",
+        json=record,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -251,7 +265,7 @@ def test_the_page_works_without_javascript(browser: Any, page_server: Server) ->
     try:
         tab = context.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
-        tab.goto("/")
+        sign_in(tab, page_server.extra["tokens"]["dr-grey"])
         fill_form(tab, HIGH_RISK_RECORD)
         tab.click("#submit-button")
         tab.wait_for_selector("#result-main", state="visible")
@@ -259,5 +273,54 @@ def test_the_page_works_without_javascript(browser: Any, page_server: Server) ->
         assert tab.inner_text("#risk-percent") == format_percent(answer["stroke_probability"])
         assert tab.inner_text("#decision") == decision_text(True, answer["threshold"])
         assert factor_texts(tab) == expected_factor_texts(answer)
+    finally:
+        context.close()
+
+
+def test_a_clinician_signs_in_scores_and_signs_out(browser: Any, page_server: Server) -> None:
+    """Unsigned, the page offers only the sign-in form and /predict refuses the browser;
+    a wrong token or one without scope predict is refused; signed in, the form scores
+    through the session (its cookie plus the CSRF header page.js sends); signing out
+    ends it."""
+    tokens = page_server.extra["tokens"]
+    context = browser.new_context(base_url=page_server.url)
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto("/")
+        assert tab.is_visible("#login-form") and tab.query_selector("#risk-form") is None
+        anonymous = tab.evaluate(
+            "fetch('/predict', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+            " body: '{}'}).then(r => r.status)"
+        )
+        assert anonymous == 401
+        for token, message in (
+            ("srk_wrong", "this access token is not known"),
+            (tokens["lab-feed"], "'lab-feed' lacks scope 'predict'"),
+        ):
+            tab.fill("#token", token)
+            tab.click("#login-button")
+            assert message in tab.inner_text("#form-errors-list")
+            assert tab.query_selector("#risk-form") is None
+        tab.fill("#token", tokens["dr-grey"])
+        tab.click("#login-button")
+        tab.wait_for_selector("#risk-form")
+        assert tab.inner_text("#signed-in-name") == "dr-grey"
+        cookie = next(c for c in context.cookies() if c["name"] == "stroke_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        # The session cookie without the page's CSRF header authorises nothing.
+        bare = tab.evaluate(
+            "fetch('/predict', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+            " body: '{}'}).then(r => r.json())"
+        )
+        assert bare["details"][0]["field"] == "X-CSRF-Token"
+        fill_form(tab, HIGH_RISK_RECORD)
+        tab.click("#submit-button")
+        tab.wait_for_selector("#result-main", state="visible")
+        answer = api_answer(page_server, HIGH_RISK_RECORD)
+        assert tab.inner_text("#risk-percent") == format_percent(answer["stroke_probability"])
+        tab.click("#logout-button")
+        tab.wait_for_selector("#login-form")
+        assert tab.query_selector("#risk-form") is None
     finally:
         context.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from app import page
@@ -34,6 +35,7 @@ from tests.page.conftest import (
     LOW_RISK_RECORD,
     bare_project,
     form_values,
+    page_csrf_token,
     submit,
 )
 from tests.page.html_tree import Element, parse_html
@@ -252,7 +254,7 @@ def test_form_post_shows_non_field_errors_in_the_general_area(
     monkeypatch.setattr(
         page,
         "predict_in_process",
-        lambda record: (
+        lambda record, credential: (
             413,
             {"error": "too large", "details": [{"field": "(body)", "message": "x"}]},
         ),
@@ -292,7 +294,9 @@ def test_risk_factors_are_shown_when_the_api_sends_them(
         {"feature": "heart_disease", "value": 1, "contribution": 0.0},
     ]
     monkeypatch.setattr(
-        page, "predict_in_process", lambda record: (200, fake_answer(0.08, risk_factors=factors))
+        page,
+        "predict_in_process",
+        lambda record, credential: (200, fake_answer(0.08, risk_factors=factors)),
     )
     document = parse_html(submit(unloaded_client, {}).get_data(as_text=True))
     assert "hidden" not in document.by_id("factors").attrs
@@ -314,7 +318,9 @@ def test_risk_factors_are_shown_when_the_api_sends_them(
 def test_figures_are_hidden_for_a_threshold_that_was_not_evaluated(
     monkeypatch: pytest.MonkeyPatch, unloaded_client: FlaskClient
 ) -> None:
-    monkeypatch.setattr(page, "predict_in_process", lambda record: (200, fake_answer(0.3)))
+    monkeypatch.setattr(
+        page, "predict_in_process", lambda record, credential: (200, fake_answer(0.3))
+    )
     document = parse_html(submit(unloaded_client, {}).get_data(as_text=True))
     assert "hidden" in document.by_id("threshold-info").attrs
     assert "hidden" not in document.by_id("threshold-unavailable").attrs
@@ -372,5 +378,18 @@ def test_form_post_without_the_pages_token_is_refused(page_client: FlaskClient) 
     # The page's own form under `Referrer-Policy: no-referrer`: browsers send Origin: null.
     assert submit(page_client, values, headers={"Origin": "null"}).status_code == 200
     assert page_client.post("/", data=values, headers={"Origin": "null"}).status_code == 403
-    cookie = page_client.get("/").headers["Set-Cookie"]
+
+
+def test_a_csrf_pair_chosen_by_an_attacker_is_refused(page_app: Flask) -> None:
+    """The token is an HMAC of the session id under the server's secret: a cookie and
+    token an attacker makes up (or takes from another session) do not match."""
+    values = form_values(HIGH_RISK_RECORD)
+    victim, attacker = page_app.test_client(), page_app.test_client()
+    cookie = victim.get("/").headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    attackers_token = page_csrf_token(attacker)
+    assert victim.post("/", data={**values, "csrf_token": attackers_token}).status_code == 403
+    planted = page_app.test_client()
+    planted.set_cookie("stroke_session", "0" * 32 + "..9999999999." + "0" * 64)
+    assert planted.post("/", data={**values, "csrf_token": "0" * 64}).status_code == 403
+    assert submit(victim, values).status_code == 200
