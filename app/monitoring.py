@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 from flask_limiter import Limiter
 from prometheus_client import CollectorRegistry, Counter
