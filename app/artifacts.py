@@ -1,25 +1,29 @@
 """Find the model revision of the working tree and check it against dvc.lock.
 
-The model file is read into memory once, its md5 compared with the one dvc.lock records,
-and only those verified bytes are unpickled: a file swapped between the check and the
-load can never be executed. Every failure is an ArtifactError whose message is one line
-saying what is wrong and how to fix it.
+The service serves the data-only serving artifact (models/serving_model.npz,
+stroke_risk/serving_artifact.py), never the pickled pipeline: the file is read into memory
+once, its md5 compared with the one dvc.lock records, and only those verified bytes are
+parsed, as numpy arrays with allow_pickle=False and XGBoost's own model format. No file
+can make this process unpickle anything, whatever dvc.lock, the run cache or the remote
+hold. Every failure is an ArtifactError whose message is one line saying what is wrong
+and how to fix it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from stroke_risk.serving_artifact import ServingModel
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,8 @@ class ArtifactError(RuntimeError):
 
 @dataclass(frozen=True)
 class VerifiedArtifacts:
-    """The model bytes whose md5 matches dvc.lock, and the JSON documents beside them."""
+    """The serving artifact's bytes whose md5 matches dvc.lock, and the JSON documents
+    beside them."""
 
     model_bytes: bytes
     model_md5: str
@@ -208,29 +213,20 @@ def verify_reference_profile(settings: Settings) -> dict[str, Any]:
     return parse_json_document(data, display_path(path, settings))
 
 
-def unpickle_model(artifacts: VerifiedArtifacts, settings: Settings) -> Any:
-    """Return the fitted pipeline unpickled from the verified bytes (never from the path).
+def read_serving_artifact(artifacts: VerifiedArtifacts, settings: Settings) -> ServingModel:
+    """Return the serving model parsed from the verified bytes (never from the path).
 
-    Raises ArtifactError when the bytes do not unpickle (e.g. written by library versions
-    that are not installed) or do not give an object with predict_proba.
+    Data only: numpy arrays read with allow_pickle=False and XGBoost's own UBJSON model, so a
+    file holding a pickle is refused, never executed. Raises ArtifactError (one line) for
+    bytes that are not a serving artifact of this code's format.
     """
-    import joblib
+    from stroke_risk.serving_artifact import ServingArtifactError, read_serving_model
 
     shown = display_path(settings.model_path, settings)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model = joblib.load(io.BytesIO(artifacts.model_bytes))
-        except Exception as error:  # any unpickling failure means "cannot serve this"
-            raise ArtifactError(
-                f"{shown} cannot be loaded ({type(error).__name__}: {error}); it was probably "
-                f"written with other library versions; run `make run` to rebuild it"
-            ) from None
-    for warning in caught:
-        logger.warning("while loading %s: %s", shown, str(warning.message).splitlines()[0])
-    if not callable(getattr(model, "predict_proba", None)):
-        raise ArtifactError(f"{shown} holds a {type(model).__name__}, not a classifier; {FIX}")
-    return model
+    try:
+        return read_serving_model(artifacts.model_bytes)
+    except ServingArtifactError as error:
+        raise ArtifactError(f"{shown} cannot be served ({error}); {FIX}") from None
 
 
 UNRELEASED = "unreleased"

@@ -35,7 +35,8 @@ ENV_PREFIX = "STROKE_"
 
 # Paths relative to the project dir unless given absolute.
 _DEFAULT_RELATIVE_PATHS: dict[str, Path] = {
-    "model_path": Path("models/model.joblib"),
+    # The data-only serving artifact (never the pickled pipeline, models/model.joblib).
+    "model_path": Path("models/serving_model.npz"),
     "metadata_path": Path("models/model_metadata.json"),
     "reference_profile_path": Path("models/reference_profile.json"),
     "metrics_path": Path("reports/metrics.json"),
