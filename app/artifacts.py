@@ -190,6 +190,7 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
     )
     metadata = parse_json_document(metadata_bytes, metadata_shown)
     check_metadata(metadata, metadata_shown)
+    check_authenticity(settings, model_bytes, metadata_bytes)
     return VerifiedArtifacts(
         model_bytes=model_bytes,
         model_md5=model_md5,
@@ -198,6 +199,47 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
         git_commit=settings.git_commit or find_git_commit(settings.project_dir),
         metadata_md5=metadata_md5,
     )
+
+
+def check_authenticity(settings: Settings, model_bytes: bytes, metadata_bytes: bytes) -> None:
+    """Refuse (ArtifactError, one line) a model no release signs with the trusted key.
+
+    The md5 check against dvc.lock proves the files are the revision's, not who made
+    them: anyone who can write models/ and dvc.lock (or a DVC remote or run cache) passes
+    it. With STROKE_TRUSTED_KEY the serving artifact and metadata must be covered by a
+    release signature in releases.json (`make release`, stroke_risk/signing.py); without it
+    the service serves and says, once, that authenticity is not checked.
+    """
+    if settings.trusted_key is None:
+        logger.warning(
+            "model authenticity is not checked (no STROKE_TRUSTED_KEY): any model matching "
+            "dvc.lock is served"
+        )
+        return
+    from stroke_risk.release_file import ReleaseError, read_releases
+    from stroke_risk.signing import SigningError, check_signed, load_public_key
+
+    shown = display_path(settings.model_path, settings)
+    releases_shown = display_path(settings.releases_path, settings)
+    try:
+        public_key = load_public_key(settings.trusted_key)
+        try:
+            text = settings.releases_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = "[]"
+        version = check_signed(
+            read_releases(text, releases_shown),
+            serving_model=model_bytes,
+            metadata=metadata_bytes,
+            public_key=public_key,
+        )
+    except (SigningError, ReleaseError, OSError, UnicodeDecodeError) as error:
+        raise ArtifactError(
+            f"{shown} refused: {str(error).splitlines()[0]} (STROKE_TRUSTED_KEY "
+            f"{settings.trusted_key}, {releases_shown}); serve a model released with "
+            "`make release`, or unset STROKE_TRUSTED_KEY to serve unchecked"
+        ) from None
+    logger.info("model signed by release %s with the trusted key", version)
 
 
 def verify_reference_profile(settings: Settings) -> dict[str, Any]:

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     max_batch_size: PositiveInt = 1000
     max_body_bytes: PositiveInt = 1 << 20
     git_commit: str | None = None
+    # Public ed25519 key of the release signer (STROKE_TRUSTED_KEY; stroke_risk/signing.py):
+    # when set, a model no release signs with it is refused at start-up.
+    trusted_key: Path | None = None
     use_compiled_path: bool = True
     risk_factor_count: Annotated[int, Field(ge=1, le=len(FEATURE_NAMES))] = 3
     extensions: Annotated[tuple[str, ...], NoDecode] = ()
