@@ -143,6 +143,11 @@ def load_model(
     factors. Raises app.artifacts.ArtifactError (one line) when it cannot be served.
     """
     started = time.perf_counter()
+    if not settings.use_compiled_path:
+        logger.warning(
+            "STROKE_COMPILED_PATH=0 is ignored: the service serves the data-only artifact and "
+            "holds no sklearn pipeline to fall back to"
+        )
     artifacts = artifacts or verify_artifacts(settings)
     serving_model = read_serving_artifact(artifacts, settings)
     try:
