@@ -217,6 +217,7 @@ def test_a_pickle_planted_in_the_remote_or_its_run_cache_never_runs(workspace, r
     run(["dvc", "remote", "modify", "--local", "local", "url", str(attacked)], clone)
     run(["dvc", "pull"], clone, check=False)
     served, log = start_service(clone, tmp_path)
+    print("swapped objects:", log[-600:])
     assert not served, log
     assert not marker.exists()
 
@@ -237,7 +238,9 @@ def test_a_pickle_planted_in_the_remote_or_its_run_cache_never_runs(workspace, r
     victim = tmp_path / "victim"
     run(["git", "clone", "-q", str(workspace), str(victim)], tmp_path)
     run(["dvc", "remote", "modify", "--local", "local", "url", str(attacked)], victim)
-    run(["dvc", "repro", "--pull"], victim, check=False, timeout=600)
+    repro = run(["dvc", "repro", "--pull"], victim, check=False, timeout=600)
+    print("repro --pull:", repro.returncode, repro.stdout[-800:], repro.stderr[-800:])
+    print("serving artifact md5", md5_of(victim / "models/serving_model.npz"), payload_md5)
     if md5_of(victim / "models/serving_model.npz") == payload_md5:
         # DVC took the rewritten entry; the lock now vouches for the pickle, and still:
         served, log = start_service(victim, tmp_path)
