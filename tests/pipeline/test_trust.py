@@ -199,32 +199,36 @@ def start_service(root: Path, scratch: Path) -> tuple[bool, str]:
 def test_a_pickle_planted_in_the_remote_or_its_run_cache_never_runs(workspace, remote, tmp_path):
     """Issue 19: whoever can write the DVC remote can swap the objects a pull checks out, or
     rewrite the train entry of the run cache that `dvc repro --pull` trusts. The service
-    loads only the data-only artifact, so the planted pickle never runs; it is refused (or,
-    as models/model.joblib, never read)."""
+    loads only the data-only artifact, so the planted pickle never runs: it is refused in
+    one line (as models/model.joblib it would never even be read)."""
     run(["python", "-m", "stroke_risk.remote", "push"], workspace)
-    attacked = tmp_path / "attacked-remote"
-    shutil.copytree(remote, attacked)
     marker = tmp_path / "ran"
     payload = pickle.dumps(Exploit(marker))
     payload_md5 = hashlib.md5(payload).hexdigest()
 
-    # 1. The remote's objects of the train outputs replaced by the pickle.
-    swapped = run(["git", "clone", "-q", str(workspace), str(tmp_path / "swapped")], tmp_path)
-    assert swapped.returncode == 0
+    # 1. The remote's objects of the train outputs replaced by the pickle: DVC checks the
+    # hash of what it pulls, so nothing is checked out and the service finds no model.
+    swapped_remote = tmp_path / "swapped-remote"
+    shutil.copytree(remote, swapped_remote)
     clone = tmp_path / "swapped"
+    run(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
     for path in ("models/model.joblib", "models/serving_model.npz"):
-        plant_object(attacked, locked_md5(clone, path), payload)
-    run(["dvc", "remote", "modify", "--local", "local", "url", str(attacked)], clone)
+        plant_object(swapped_remote, locked_md5(clone, path), payload)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(swapped_remote)], clone)
     run(["dvc", "pull"], clone, check=False)
     served, log = start_service(clone, tmp_path)
-    print("swapped objects:", log[-600:])
-    assert not served, log
+    assert not served and "models/serving_model.npz is missing" in log, log
     assert not marker.exists()
 
-    # 2. The run cache's train entries rewritten to name the pickle as both model files.
-    plant_object(attacked, payload_md5, payload)
+    # 2. The run cache's train entries rewritten to name the pickle as both model files. A
+    # clone whose dvc.lock does not pin the train outputs (a new experiment, a lost lock)
+    # takes them from the run cache with `dvc repro --pull`, and the lock then vouches for
+    # the pickle: the md5 check passes, and the service still refuses it.
+    cache_remote = tmp_path / "run-cache-remote"
+    shutil.copytree(remote, cache_remote)
+    plant_object(cache_remote, payload_md5, payload)
     rewritten = 0
-    for entry in (attacked / "runs").rglob("*"):
+    for entry in (cache_remote / "runs").rglob("*"):
         if not entry.is_file() or "models/serving_model.npz" not in entry.read_text():
             continue
         document = yaml.safe_load(entry.read_text())
@@ -237,19 +241,19 @@ def test_a_pickle_planted_in_the_remote_or_its_run_cache_never_runs(workspace, r
     assert rewritten, "no train entry in the remote's run cache"
     victim = tmp_path / "victim"
     run(["git", "clone", "-q", str(workspace), str(victim)], tmp_path)
-    run(["dvc", "remote", "modify", "--local", "local", "url", str(attacked)], victim)
-    repro = run(["dvc", "repro", "--pull"], victim, check=False, timeout=600)
-    print("repro --pull:", repro.returncode, repro.stdout[-800:], repro.stderr[-800:])
-    print("serving artifact md5", md5_of(victim / "models/serving_model.npz"), payload_md5)
-    if md5_of(victim / "models/serving_model.npz") == payload_md5:
-        # DVC took the rewritten entry; the lock now vouches for the pickle, and still:
-        served, log = start_service(victim, tmp_path)
-        assert not served and "models/serving_model.npz cannot be served" in log, log
-    else:
-        served, log = start_service(victim, tmp_path)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(cache_remote)], victim)
+    (victim / "dvc.lock").unlink()
+    # Up to train only: evaluate would unpickle the planted pipeline, which is the pipeline
+    # trusting its own outputs (README "What is trusted"), not the service.
+    repro = run(["dvc", "repro", "--pull", "train"], victim, timeout=600)
+    assert "Running stage 'train'" not in repro.stdout, repro.stdout  # restored, not trained
+    assert md5_of(victim / "models/serving_model.npz") == payload_md5, "entry not taken"
+    assert locked_md5(victim, "models/serving_model.npz") == payload_md5
+    served, log = start_service(victim, tmp_path)
+    assert not served and "models/serving_model.npz cannot be served" in log, log
     assert not marker.exists(), "a planted pickle ran"
-    # The pipeline stages do load the pickles they wrote (evaluate, report, MLflow): that
-    # trust in the workspace's own outputs is what README "What is trusted" describes.
+    # The pipeline stages do load the pickles they wrote (evaluate unpickles
+    # models/model.joblib): README "What is trusted" says so.
 
 
 def test_a_bad_csv_leaves_every_previous_output_in_place(workspace, tmp_path):
