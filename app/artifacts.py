@@ -208,13 +208,10 @@ def check_authenticity(settings: Settings, model_bytes: bytes, metadata_bytes: b
     them: anyone who can write models/ and dvc.lock (or a DVC remote or run cache) passes
     it. With STROKE_TRUSTED_KEY the serving artifact and metadata must be covered by a
     release signature in releases.json (`make release`, stroke_risk/signing.py); without it
-    the service serves and says, once, that authenticity is not checked.
+    the service serves and says, once it has loaded the model, that authenticity is not
+    checked (app/model.py; a refusal stays one line).
     """
     if settings.trusted_key is None:
-        logger.warning(
-            "model authenticity is not checked (no STROKE_TRUSTED_KEY): any model matching "
-            "dvc.lock is served"
-        )
         return
     from stroke_risk.release_file import ReleaseError, read_releases
     from stroke_risk.signing import SigningError, check_signed, load_public_key

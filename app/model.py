@@ -180,4 +180,9 @@ def load_model(
         scorer.kind,
         loaded.load_seconds,
     )
+    if settings.trusted_key is None:
+        logger.warning(
+            "model authenticity is not checked (no STROKE_TRUSTED_KEY): any model matching "
+            "dvc.lock is served"
+        )
     return loaded
