@@ -4,7 +4,9 @@
 the git working tree is clean, `dvc status` is clean and every output is in the DVC remote.
 It then, as one unit (a failure undoes the steps already taken):
 
-1. records the release in `releases.json` (machine-readable, read by the service) and in a
+1. records the release in `releases.json` (machine-readable, read by the service; with the
+   ed25519 signature of the serving artifact and metadata, stroke_risk/signing.py, made with
+   the key at $STROKE_RELEASE_KEY or ~/.config/stroke-risk/release.key) and in a
    `CHANGELOG.md` section (version, model md5, test metrics with 95 % CIs, threshold), and
    commits both;
 2. tags that commit the way GTO (DVC's model registry) reads it: `stroke-risk@v1.2.0`
