@@ -1,5 +1,6 @@
 # Serving image of the stroke-risk API (gunicorn + Flask). Build from the repository root
-# after `dvc repro` so models/, reports/metrics.json, reports/evaluation.json and dvc.lock exist:
+# after `dvc repro` so the models/ files below, reports/metrics.json, reports/evaluation.json
+# and dvc.lock exist:
 #   docker build -t stroke-risk .
 # Python matches the project's virtualenv (3.11.7); exact tag, slim Debian bookworm.
 FROM python:3.11.7-slim-bookworm
@@ -28,13 +29,16 @@ RUN groupadd --system --gid 10001 stroke \
 
 COPY stroke_risk/ stroke_risk/
 COPY app/ app/
-COPY models/ models/
+# Only the data-only serving artifact and the JSON beside it: the pickled pipeline
+# (models/model.joblib) is not in the image, so no file in it can run code when loaded.
+COPY models/serving_model.npz models/model_metadata.json models/reference_profile.json models/
 COPY reports/metrics.json reports/metrics.json
 # The clinician page explains the threshold with the evaluation's sensitivity/specificity.
 COPY reports/evaluation.json reports/evaluation.json
 COPY dvc.lock ./
 # Which release each model is (`make release` writes it; `[]` until the first release):
-# /version and stroke_model_info report it.
+# /version and stroke_model_info report it, and its signatures are what STROKE_TRUSTED_KEY
+# checks the model against.
 COPY releases.json ./
 
 USER stroke:stroke

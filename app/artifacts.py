@@ -1,25 +1,29 @@
 """Find the model revision of the working tree and check it against dvc.lock.
 
-The model file is read into memory once, its md5 compared with the one dvc.lock records,
-and only those verified bytes are unpickled: a file swapped between the check and the
-load can never be executed. Every failure is an ArtifactError whose message is one line
-saying what is wrong and how to fix it.
+The service serves the data-only serving artifact (models/serving_model.npz,
+stroke_risk/serving_artifact.py), never the pickled pipeline: the file is read into memory
+once, its md5 compared with the one dvc.lock records, and only those verified bytes are
+parsed, as numpy arrays with allow_pickle=False and XGBoost's own model format. No file
+can make this process unpickle anything, whatever dvc.lock, the run cache or the remote
+hold. Every failure is an ArtifactError whose message is one line saying what is wrong
+and how to fix it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from stroke_risk.serving_artifact import ServingModel
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,8 @@ class ArtifactError(RuntimeError):
 
 @dataclass(frozen=True)
 class VerifiedArtifacts:
-    """The model bytes whose md5 matches dvc.lock, and the JSON documents beside them."""
+    """The serving artifact's bytes whose md5 matches dvc.lock, and the JSON documents
+    beside them."""
 
     model_bytes: bytes
     model_md5: str
@@ -185,6 +190,7 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
     )
     metadata = parse_json_document(metadata_bytes, metadata_shown)
     check_metadata(metadata, metadata_shown)
+    check_authenticity(settings, model_bytes, metadata_bytes)
     return VerifiedArtifacts(
         model_bytes=model_bytes,
         model_md5=model_md5,
@@ -193,6 +199,44 @@ def verify_artifacts(settings: Settings) -> VerifiedArtifacts:
         git_commit=settings.git_commit or find_git_commit(settings.project_dir),
         metadata_md5=metadata_md5,
     )
+
+
+def check_authenticity(settings: Settings, model_bytes: bytes, metadata_bytes: bytes) -> None:
+    """Refuse (ArtifactError, one line) a model no release signs with the trusted key.
+
+    The md5 check against dvc.lock proves the files are the revision's, not who made
+    them: anyone who can write models/ and dvc.lock (or a DVC remote or run cache) passes
+    it. With STROKE_TRUSTED_KEY the serving artifact and metadata must be covered by a
+    release signature in releases.json (`make release`, stroke_risk/signing.py); without it
+    the service serves and says, once it has loaded the model, that authenticity is not
+    checked (app/model.py; a refusal stays one line).
+    """
+    if settings.trusted_key is None:
+        return
+    from stroke_risk.release_file import ReleaseError, read_releases
+    from stroke_risk.signing import SigningError, check_signed, load_public_key
+
+    shown = display_path(settings.model_path, settings)
+    releases_shown = display_path(settings.releases_path, settings)
+    try:
+        public_key = load_public_key(settings.trusted_key)
+        try:
+            text = settings.releases_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = "[]"
+        version = check_signed(
+            read_releases(text, releases_shown),
+            serving_model=model_bytes,
+            metadata=metadata_bytes,
+            public_key=public_key,
+        )
+    except (SigningError, ReleaseError, OSError, UnicodeDecodeError) as error:
+        raise ArtifactError(
+            f"{shown} refused: {str(error).splitlines()[0]} (STROKE_TRUSTED_KEY "
+            f"{settings.trusted_key}, {releases_shown}); serve a model released with "
+            "`make release`, or unset STROKE_TRUSTED_KEY to serve unchecked"
+        ) from None
+    logger.info("model signed by release %s with the trusted key", version)
 
 
 def verify_reference_profile(settings: Settings) -> dict[str, Any]:
@@ -208,29 +252,20 @@ def verify_reference_profile(settings: Settings) -> dict[str, Any]:
     return parse_json_document(data, display_path(path, settings))
 
 
-def unpickle_model(artifacts: VerifiedArtifacts, settings: Settings) -> Any:
-    """Return the fitted pipeline unpickled from the verified bytes (never from the path).
+def read_serving_artifact(artifacts: VerifiedArtifacts, settings: Settings) -> ServingModel:
+    """Return the serving model parsed from the verified bytes (never from the path).
 
-    Raises ArtifactError when the bytes do not unpickle (e.g. written by library versions
-    that are not installed) or do not give an object with predict_proba.
+    Data only: numpy arrays read with allow_pickle=False and XGBoost's own UBJSON model, so a
+    file holding a pickle is refused, never executed. Raises ArtifactError (one line) for
+    bytes that are not a serving artifact of this code's format.
     """
-    import joblib
+    from stroke_risk.serving_artifact import ServingArtifactError, read_serving_model
 
     shown = display_path(settings.model_path, settings)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            model = joblib.load(io.BytesIO(artifacts.model_bytes))
-        except Exception as error:  # any unpickling failure means "cannot serve this"
-            raise ArtifactError(
-                f"{shown} cannot be loaded ({type(error).__name__}: {error}); it was probably "
-                f"written with other library versions; run `make run` to rebuild it"
-            ) from None
-    for warning in caught:
-        logger.warning("while loading %s: %s", shown, str(warning.message).splitlines()[0])
-    if not callable(getattr(model, "predict_proba", None)):
-        raise ArtifactError(f"{shown} holds a {type(model).__name__}, not a classifier; {FIX}")
-    return model
+    try:
+        return read_serving_model(artifacts.model_bytes)
+    except ServingArtifactError as error:
+        raise ArtifactError(f"{shown} cannot be served ({error}); {FIX}") from None
 
 
 UNRELEASED = "unreleased"

@@ -1,9 +1,11 @@
 """Per-prediction risk factors for /predict (issue #5), computed by stroke_risk.explain.
 
-One ``PipelineExplainer`` is built per loaded model, at load time. It explains the design
-matrix that app/compiled.py builds for scoring, so a request transforms its records once
-for both. Contributions are per raw field, on the log-odds scale, and exact for the model
-family in use (see stroke_risk/explain.py for what each family's contribution means):
+One ``MatrixExplainer`` is built per loaded model, at load time, from the data-only serving
+artifact (the raw field of each design-matrix column and the model's tables; no pipeline,
+no pickle). It explains the design matrix that app/compiled.py builds for scoring, so a
+request transforms its records once for both. Contributions are per raw field, on the
+log-odds scale, and exact for the model family in use (see stroke_risk/explain.py for
+what each family's contribution means):
 
     base_value + sum of the ten contributions == log(p / (1 - p))   (within 1e-6)
 
@@ -29,8 +31,14 @@ from app.compiled import (
     ProbabilityModel,
     probe_columns,
 )
-from stroke_risk.explain import FOREST_PROBABILITY_FLOOR, Explanation, PipelineExplainer
+from stroke_risk.explain import (
+    FOREST_PROBABILITY_FLOOR,
+    Explanation,
+    MatrixExplainer,
+    PipelineExplainer,
+)
 from stroke_risk.schema import FEATURE_NAMES
+from stroke_risk.serving_artifact import ServingModel
 
 logger = logging.getLogger(__name__)
 
@@ -44,24 +52,24 @@ RAW_RESIDUAL_TOLERANCE = 1e-4
 _FEATURE_NAME_TABLE = np.asarray(FEATURE_NAMES, dtype=object)
 
 
-def served_log_odds(probability: np.ndarray, explainer: PipelineExplainer) -> np.ndarray:
+def served_log_odds(probability: np.ndarray, explainer: MatrixExplainer) -> np.ndarray:
     """Return the log-odds the explanations add up to for served probabilities.
 
     As stroke_risk.explain.model_logit: a random forest's probability is clipped first.
     """
-    if type(explainer.model).__name__ == "RandomForestClassifier":
+    if explainer.clips_probability:
         probability = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
     with np.errstate(divide="ignore"):
         return np.log(probability) - np.log1p(-probability)
 
 
 def explain_columns(
-    explainer: PipelineExplainer, scorer: ProbabilityModel, columns: FeatureColumns
+    explainer: MatrixExplainer, scorer: ProbabilityModel, columns: FeatureColumns
 ) -> tuple[np.ndarray, Explanation]:
     """Return (served probability, explanation) of the records, from one transform.
 
     The compiled path's design matrix is exactly ``pipeline[:-1].transform``'s output, so
-    it is both scored and explained; the reference pipeline transforms a DataFrame.
+    it is both scored and explained; a reference pipeline (tests) transforms a DataFrame.
     """
     if isinstance(scorer, CompiledModel):
         if isinstance(scorer.scorer, CompiledForest) and explainer.explains_leaves:
@@ -76,18 +84,20 @@ def explain_columns(
             return probability, explainer.explain_column_scores(scores, probability)
         probability, matrix = scorer.predict_proba_with_matrix(columns)
         return probability, explainer.explain_matrix(matrix, probability)
+    if not isinstance(explainer, PipelineExplainer):
+        raise TypeError("a reference scorer needs a PipelineExplainer")
     return scorer.predict_proba(columns), explainer.explain(columns.to_frame())
 
 
-def build_explainer(pipeline: Any, scorer: ProbabilityModel) -> PipelineExplainer | None:
-    """Return the pipeline's explainer if it adds up to the served log-odds, else None.
+def build_explainer(model: ServingModel, scorer: ProbabilityModel) -> MatrixExplainer | None:
+    """Return the serving model's explainer if it adds up to the served log-odds, else None.
 
     Checked on the same probe batch as the compiled path (every category, band edge and
     bound). None, with a warning, when the model family has no exact explanation or the
     check fails: the server then answers without risk factors.
     """
     try:
-        explainer = PipelineExplainer(pipeline)
+        explainer = MatrixExplainer(model.sources, model.tables)
         columns = probe_columns(getattr(scorer, "engineer", None))
         probability, explanation = explain_columns(explainer, scorer, columns)
     except (TypeError, ValueError) as reason:

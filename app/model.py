@@ -1,4 +1,8 @@
-"""Load the verified model revision and build what the endpoints score and explain with."""
+"""Load the verified model revision and build what the endpoints score and explain with.
+
+The service reads only the data-only serving artifact (stroke_risk/serving_artifact.py),
+never the pickled pipeline: nothing it loads can run code.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,27 @@ import numpy as np
 
 from app.artifacts import (
     UNRELEASED,
+    ArtifactError,
     VerifiedArtifacts,
+    display_path,
     find_release,
-    unpickle_model,
+    read_serving_artifact,
     verify_artifacts,
 )
 from app.columns import FeatureColumns
 from app.compiled import (
+    CompiledModel,
     ProbabilityModel,
-    ReferenceModel,
     UnsupportedPipeline,
-    check_against_reference,
-    compile_pipeline,
+    check_probe,
+    compile_serving,
 )
 from app.explanations import build_explainer, explain_columns
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from stroke_risk.explain import PipelineExplainer
+    from stroke_risk.explain import MatrixExplainer
+    from stroke_risk.serving_artifact import ServingModel
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +60,6 @@ class LoadedModel:
     """The model answering requests, its decision threshold and what identifies it."""
 
     scorer: ProbabilityModel
-    reference: ReferenceModel
     version: str
     family: str
     threshold: float
@@ -61,7 +67,7 @@ class LoadedModel:
     metadata: dict[str, Any]
     training_metrics: dict[str, Any] | None
     load_seconds: float
-    explainer: PipelineExplainer | None = None
+    explainer: MatrixExplainer | None = None
     # The release (releases.json) that shipped this model and metadata, or "unreleased".
     release: str = UNRELEASED
 
@@ -114,19 +120,15 @@ class LoadedModel:
         }
 
 
-def build_scorer(pipeline: Any, use_compiled: bool) -> ProbabilityModel:
-    """Return the compiled fast path when it agrees with the pipeline, else the pipeline."""
-    reference = ReferenceModel(pipeline)
-    if not use_compiled:
-        return reference
-    try:
-        compiled = compile_pipeline(pipeline)
-        difference = check_against_reference(compiled, pipeline)
-    except UnsupportedPipeline as reason:
-        logger.warning("serving the reference pipeline (slow path): %s", reason)
-        return reference
+def build_scorer(model: ServingModel) -> CompiledModel:
+    """Return the fast path of the serving model once it reproduces the pipeline's
+    probabilities recorded in the artifact; raise UnsupportedPipeline otherwise."""
+    compiled = compile_serving(model)
+    difference = check_probe(compiled, model)
     logger.info(
-        "compiled path %s agrees with the pipeline (max |diff| %.2g)", compiled.kind, difference
+        "served path %s reproduces the pipeline's recorded probabilities (max |diff| %.2g)",
+        compiled.kind,
+        difference,
     )
     return compiled
 
@@ -134,21 +136,32 @@ def build_scorer(pipeline: Any, use_compiled: bool) -> ProbabilityModel:
 def load_model(
     settings: Settings, artifacts: VerifiedArtifacts | None = None, *, explain: bool = True
 ) -> LoadedModel:
-    """Return the model of the working tree's revision, verified against dvc.lock.
+    """Return the model of the working tree's revision, verified against dvc.lock (and, with
+    a trusted key, against its release signature).
 
     With explain, also builds its explainer (app/explanations.py) for /predict's risk
     factors. Raises app.artifacts.ArtifactError (one line) when it cannot be served.
     """
     started = time.perf_counter()
+    if not settings.use_compiled_path:
+        logger.warning(
+            "STROKE_COMPILED_PATH=0 is ignored: the service serves the data-only artifact and "
+            "holds no sklearn pipeline to fall back to"
+        )
     artifacts = artifacts or verify_artifacts(settings)
-    pipeline = unpickle_model(artifacts, settings)
-    scorer = build_scorer(pipeline, settings.use_compiled_path)
-    explainer = build_explainer(pipeline, scorer) if explain else None
+    serving_model = read_serving_artifact(artifacts, settings)
+    try:
+        scorer = build_scorer(serving_model)
+    except UnsupportedPipeline as reason:
+        raise ArtifactError(
+            f"{display_path(settings.model_path, settings)} cannot be served ({reason}); "
+            "run `make run` to rebuild it"
+        ) from None
+    explainer = build_explainer(serving_model, scorer) if explain else None
     metadata = artifacts.metadata
     loaded = LoadedModel(
         scorer=scorer,
-        reference=ReferenceModel(pipeline),
-        version=artifacts.model_md5,
+        version=serving_model.pipeline_md5 or artifacts.model_md5,
         family=str(metadata["model_family"]),
         threshold=float(metadata["decision_threshold"]),
         git_commit=artifacts.git_commit,
@@ -156,7 +169,7 @@ def load_model(
         training_metrics=artifacts.training_metrics,
         load_seconds=time.perf_counter() - started,
         explainer=explainer,
-        release=find_release(settings, artifacts.model_md5, artifacts.metadata_md5),
+        release=find_release(settings, serving_model.pipeline_md5, artifacts.metadata_md5),
     )
     logger.info(
         "serving model %s (%s, %s, threshold %.6g, %s) loaded in %.2f s",
@@ -167,4 +180,9 @@ def load_model(
         scorer.kind,
         loaded.load_seconds,
     )
+    if settings.trusted_key is None:
+        logger.warning(
+            "model authenticity is not checked (no STROKE_TRUSTED_KEY): any model matching "
+            "dvc.lock is served"
+        )
     return loaded

@@ -35,7 +35,8 @@ ENV_PREFIX = "STROKE_"
 
 # Paths relative to the project dir unless given absolute.
 _DEFAULT_RELATIVE_PATHS: dict[str, Path] = {
-    "model_path": Path("models/model.joblib"),
+    # The data-only serving artifact (never the pickled pipeline, models/model.joblib).
+    "model_path": Path("models/serving_model.npz"),
     "metadata_path": Path("models/model_metadata.json"),
     "reference_profile_path": Path("models/reference_profile.json"),
     "metrics_path": Path("reports/metrics.json"),
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
     max_batch_size: PositiveInt = 1000
     max_body_bytes: PositiveInt = 1 << 20
     git_commit: str | None = None
+    # Public ed25519 key of the release signer (STROKE_TRUSTED_KEY; stroke_risk/signing.py):
+    # when set, a model no release signs with it is refused at start-up.
+    trusted_key: Path | None = None
     use_compiled_path: bool = True
     risk_factor_count: Annotated[int, Field(ge=1, le=len(FEATURE_NAMES))] = 3
     extensions: Annotated[tuple[str, ...], NoDecode] = ()

@@ -416,12 +416,14 @@ def tree_project(family: str, pipeline: Any, workdir: Path) -> Path:
 def in_process_ms(pipeline: Any, repeats: int = 2000) -> dict[str, float]:
     """Median in-process cost of one validated record: score alone, score + risk factors
     (the service's compiled path and explainer, without HTTP, validation or logging)."""
+    from app.compiled import artifact_of_pipeline
     from app.explanations import build_explainer, explain_columns
     from app.model import build_scorer
     from app.validation import validate_records
 
-    scorer = build_scorer(pipeline, True)
-    explainer = build_explainer(pipeline, scorer)
+    model = artifact_of_pipeline(pipeline)
+    scorer = build_scorer(model)
+    explainer = build_explainer(model, scorer)
     if explainer is None:
         raise RuntimeError("the model has no risk factors: see the warning above")
     columns = validate_records([dict(RECORD)]).columns

@@ -72,7 +72,7 @@ from monitoring.simulate import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVICE_ARTIFACTS = ("models/model.joblib", "models/reference_profile.json", "dvc.lock")
+SERVICE_ARTIFACTS = ("models/serving_model.npz", "models/reference_profile.json", "dvc.lock")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOOPBACK = "127.0.0.1"

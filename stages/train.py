@@ -1,7 +1,9 @@
 """Stage train: fit the tuned pipeline on the whole training split; pick the threshold.
 
 Reads params: model.family, threshold.*, train.seed, featurize (feature definitions).
-Writes: models/model.joblib (raw fields -> probability), models/model_metadata.json.
+Writes: models/model.joblib (raw fields -> probability; the pipeline the later stages and
+MLflow load), models/serving_model.npz (the same model as data only, the one file the
+service loads: stroke_risk/serving_artifact.py), models/model_metadata.json.
 MLflow logging happens once the model is evaluated (stages/evaluate.py).
 """
 
@@ -15,7 +17,7 @@ import joblib
 import pandas as pd
 
 from stroke_risk.cli import run_stage
-from stroke_risk.data import file_sha256
+from stroke_risk.data import file_md5, file_sha256
 from stroke_risk.environment import library_versions
 from stroke_risk.evaluation import select_threshold, threshold_metrics
 from stroke_risk.io import atomic_path, load_params, write_json
@@ -29,6 +31,7 @@ from stroke_risk.params import (
 )
 from stroke_risk.reproducible_fit import fit_reproducibly
 from stroke_risk.schema import FEATURES, TARGET
+from stroke_risk.serving_artifact import export_pipeline, serving_model_bytes
 from stroke_risk.settings import feature_config_from_params, read_prepared
 
 
@@ -39,6 +42,7 @@ def main() -> None:
     parser.add_argument("--tuning", default="reports/tuning.json")
     parser.add_argument("--oof", default="data/oof/oof_predictions.csv")
     parser.add_argument("--model", default="models/model.joblib")
+    parser.add_argument("--serving-model", default="models/serving_model.npz")
     parser.add_argument("--metadata", default="models/model_metadata.json")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -92,6 +96,12 @@ def main() -> None:
     }
     with atomic_path(args.model) as temporary:
         joblib.dump(serving_pipeline, temporary)
+        # The service's copy, exported before anything is renamed into place (a pipeline it
+        # cannot express writes nothing) and bound to the pipeline by the pipeline's md5,
+        # the model version MLflow and releases.json know it by.
+        serving_model = serving_model_bytes(export_pipeline(serving_pipeline, file_md5(temporary)))
+    with atomic_path(args.serving_model) as temporary:
+        temporary.write_bytes(serving_model)
     write_json(args.metadata, metadata)
 
 

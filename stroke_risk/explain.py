@@ -67,13 +67,21 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from stroke_risk.features import ENGINEERED
 from stroke_risk.schema import FEATURE_NAMES
-from stroke_risk.tree_tables import boosted_trees, step_functions
+from stroke_risk.tree_tables import (
+    BoostedTrees,
+    ForestTables,
+    LogisticTables,
+    StepFunctions,
+    boosted_trees,
+    forest_tables,
+    logistic_tables,
+    step_functions,
+)
 
 # Raw field each engineered column is computed from (the table in stroke_risk.features).
 ENGINEERED_SOURCES: dict[str, str] = {feature.name: feature.source for feature in ENGINEERED}
@@ -158,19 +166,17 @@ class Explanation:
 
 
 class _LinearExplainer:
-    def __init__(self, model: LogisticRegression, aggregate: np.ndarray):
-        if model.coef_.shape[0] != 1:
-            raise ValueError("explain supports binary logistic regression only")
+    def __init__(self, tables: LogisticTables, aggregate: np.ndarray):
         # Coefficients already summed per field: contributions are one matrix product.
-        self.model = model
-        self.field_weights = model.coef_[0][:, None] * aggregate
-        self.base_value = float(model.intercept_[0])
+        self.tables = tables
+        self.field_weights = tables.coef[0][:, None] * aggregate
+        self.base_value = float(tables.intercept[0])
 
     def explain(
         self, matrix: np.ndarray, probability: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         if probability is None:
-            probability = self.model.predict_proba(matrix)[:, 1]
+            probability = self.tables.probability(matrix)
         return probability, matrix @ self.field_weights
 
 
@@ -179,10 +185,9 @@ class _XGBoostExplainer:
     True)``), precomputed per leaf (stroke_risk.tree_tables): a row costs one vectorised
     walk of the trees and a gather, ~0.05 ms for 400 trees of depth 4."""
 
-    def __init__(self, model: Any, aggregate: np.ndarray):
+    def __init__(self, trees: BoostedTrees, aggregate: np.ndarray):
         self.raw_residual: np.ndarray | None = None
-        self.model = model
-        self.trees = boosted_trees(model)
+        self.trees = trees
         self.field_credit = self.trees.node_credit @ aggregate
         self.base_value = self.trees.base_value
 
@@ -190,7 +195,7 @@ class _XGBoostExplainer:
         self, matrix: np.ndarray, probability: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         if probability is None:
-            probability = np.asarray(self.model.predict_proba(matrix)[:, 1], dtype=np.float64)
+            probability = self.trees.probability(matrix)
         contributions = _summed_rows(self.field_credit, self.trees.leaves(matrix))
         # The credits telescope to each tree's leaf value in float64, XGBoost adds its
         # leaves in float32: base + contributions misses the float64 logit of its own
@@ -231,43 +236,29 @@ class _ForestExplainer:
 
     For a node reached from its parent, the change of the class-1 rate is credited to the
     field the parent split on. The cumulative credit at a leaf is the explanation of every
-    row landing in that leaf, so explaining a row costs one ``apply`` per tree and a gather.
+    row landing in that leaf, so explaining a row costs one walk of the trees and a gather.
     """
 
-    def __init__(self, model: Any, aggregate: np.ndarray):
+    def __init__(self, forest: ForestTables, aggregate: np.ndarray):
         self.raw_residual: np.ndarray | None = None
-        if list(model.classes_) != [0, 1] or model.n_outputs_ != 1:
-            raise ValueError("explain supports binary random forests with classes [0, 1] only")
-        field_of_column = aggregate.argmax(axis=1)
-        tables, offsets, roots, rates = [], [], [], []
-        offset = 0
-        for estimator in model.estimators_:
-            tree = estimator.tree_
-            rate = tree.value[:, 0, 1] / tree.value[:, 0, :].sum(axis=1)
-            tables.append(self._cumulative_credit(tree, rate, field_of_column))
-            offsets.append(offset)
-            roots.append(rate[0])
-            rates.append(rate)
-            offset += tree.node_count
-        self.trees = [estimator.tree_ for estimator in model.estimators_]
-        self.rates = rates
-        self.credit = np.concatenate(tables)
-        self.offsets = np.asarray(offsets)
-        self.base_probability = float(np.mean(roots))
+        self.forest = forest
+        self.credit = self._cumulative_credit(forest, aggregate.argmax(axis=1))
+        self.base_probability = float(np.mean(forest.rate[forest.roots]))
         self.base_value = float(_logit(np.asarray(self.base_probability)))
 
     @staticmethod
-    def _cumulative_credit(tree: Any, rate: np.ndarray, field_of_column: np.ndarray) -> np.ndarray:
-        credit = np.zeros((tree.node_count, len(FEATURE_NAMES)))
-        level = np.array([0])
-        # Level by level from the root: each child inherits its parent's credit plus its own.
+    def _cumulative_credit(forest: ForestTables, field_of_column: np.ndarray) -> np.ndarray:
+        credit = np.zeros((len(forest.rate), len(FEATURE_NAMES)))
+        level = forest.roots
+        is_leaf = forest.is_leaf
+        # Level by level from the roots: each child inherits its parent's credit plus its own.
         while len(level):
-            internal = level[tree.children_left[level] >= 0]
-            fields = field_of_column[tree.feature[internal]]
+            internal = level[~is_leaf[level]]
+            fields = field_of_column[forest.feature[internal]]
             next_level = []
-            for children in (tree.children_left[internal], tree.children_right[internal]):
+            for children in (forest.left[internal], forest.right[internal]):
                 credit[children] = credit[internal]
-                credit[children, fields] += rate[children] - rate[internal]
+                credit[children, fields] += forest.rate[children] - forest.rate[internal]
                 next_level.append(children)
             level = np.concatenate(next_level)
         return credit
@@ -276,24 +267,17 @@ class _ForestExplainer:
         self, matrix: np.ndarray, probability: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         # The probability is recomputed from the same leaves whatever is passed: it costs
-        # nothing extra here. Trees compare float32 features, as sklearn's own predict does.
-        features = np.ascontiguousarray(matrix, dtype=np.float32)
-        leaves = np.stack([tree.apply(features) for tree in self.trees], axis=1)
-        return self.explain_leaves(leaves)
+        # nothing extra here.
+        return self.explain_leaves(self.forest.leaves(matrix))
 
     def explain_leaves(
         self, leaves: np.ndarray, probability: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Explain rows from the leaf each reaches in each tree (``tree.apply``'s ids);
-        ``probability``, if given, is the forest's predict_proba of those rows."""
+        """Explain rows from the leaf each reaches in each tree (ForestTables.leaves' global
+        ids); ``probability``, if given, is the forest's predict_proba of those rows."""
         if probability is None:
-            # The forest's predict_proba, reproduced from the same leaves in the same order
-            # (sum over trees, then divide), at a fraction of sklearn's per-tree overhead.
-            probability = np.zeros(len(leaves))
-            for tree_index, rate in enumerate(self.rates):
-                probability += rate[leaves[:, tree_index]]
-            probability /= len(self.rates)
-        probability_credit = _summed_rows(self.credit, leaves + self.offsets) / leaves.shape[1]
+            probability = self.forest.probability(leaves)
+        probability_credit = _summed_rows(self.credit, leaves) / leaves.shape[1]
         change = probability_credit.sum(axis=1)
         # Per tree the credits telescope to leaf rate - root rate, so before the rescaling
         # below (which makes any base value add up) they must sum to p - base rate.
@@ -319,11 +303,10 @@ class _AdditiveBoostingExplainer:
     over the training rows); for an EBM 0 (its term scores, centred by interpret). Exact:
     no residual is spread."""
 
-    def __init__(self, model: Any, aggregate: np.ndarray):
+    def __init__(self, steps: StepFunctions, aggregate: np.ndarray):
         self.raw_residual: np.ndarray | None = None
-        self.model = model
         self.aggregate = aggregate
-        self.steps = step_functions(model)
+        self.steps = steps
         self.base_value = self.steps.constant + float(self.steps.centres.sum())
 
     def explain(
@@ -343,44 +326,61 @@ class _AdditiveBoostingExplainer:
 
 
 _Family = _LinearExplainer | _XGBoostExplainer | _ForestExplainer | _AdditiveBoostingExplainer
+# What a family explainer is built from: the tables of stroke_risk.tree_tables, read from a
+# fitted model (model_tables) or from the serving artifact (stroke_risk/serving_artifact.py).
+ModelTables = LogisticTables | BoostedTrees | ForestTables | StepFunctions
 
 
-def _family_explainer(model: Any, aggregate: np.ndarray) -> _Family:
+def model_tables(model: Any) -> ModelTables:
+    """Return the data-only tables of a fitted classifier of the five families; raise
+    TypeError for a model type without tables and ValueError for an unsupported variant."""
+    from sklearn.linear_model import LogisticRegression
+
+    kind = type(model).__name__
     if isinstance(model, LogisticRegression):
-        return _LinearExplainer(model, aggregate)
-    if type(model).__name__ == "XGBClassifier":
-        return _XGBoostExplainer(model, aggregate)
-    if type(model).__name__ == "RandomForestClassifier":
-        return _ForestExplainer(model, aggregate)
-    if type(model).__name__ in {"ExplainableBoostingClassifier", "HistGradientBoostingClassifier"}:
-        return _AdditiveBoostingExplainer(model, aggregate)
-    raise TypeError(f"no explanation method for model type {type(model).__name__}")
+        return logistic_tables(model)
+    if kind == "XGBClassifier":
+        return boosted_trees(model)
+    if kind in {"RandomForestClassifier", "ExtraTreesClassifier"}:
+        return forest_tables(model)
+    if kind in {"ExplainableBoostingClassifier", "HistGradientBoostingClassifier"}:
+        return step_functions(model)
+    raise TypeError(f"no explanation method for model type {kind}")
 
 
-class PipelineExplainer:
-    """Explainer of one fitted pipeline (serving: engineer -> preprocess -> model, or the
-    training pipeline preprocess -> model on featurized frames).
+def _family_explainer(tables: ModelTables, aggregate: np.ndarray) -> _Family:
+    if isinstance(tables, LogisticTables):
+        return _LinearExplainer(tables, aggregate)
+    if isinstance(tables, BoostedTrees):
+        return _XGBoostExplainer(tables, aggregate)
+    if isinstance(tables, ForestTables):
+        return _ForestExplainer(tables, aggregate)
+    return _AdditiveBoostingExplainer(tables, aggregate)
+
+
+class MatrixExplainer:
+    """Explainer of design matrices, built from data only: the raw field of every
+    design-matrix column (``sources``) and the model's tables. The service builds it from
+    the serving artifact; PipelineExplainer builds it from a fitted pipeline.
 
     Building it precomputes everything that depends only on the model, so keep one per
-    loaded model (``explain`` caches it on the pipeline object).
+    loaded model.
     """
 
-    def __init__(self, pipeline: Pipeline):
-        if "preprocess" not in pipeline.named_steps or pipeline.steps[-1][0] != "model":
-            raise ValueError("expected a pipeline with a 'preprocess' step and a final 'model'")
-        self.pipeline = pipeline
-        self.transform = pipeline[:-1]
-        self.model = pipeline.named_steps["model"]
-        self.sources = transformed_sources(pipeline.named_steps["preprocess"])
-        self.family = _family_explainer(self.model, aggregation_matrix(self.sources))
+    def __init__(self, sources: Sequence[str], tables: ModelTables):
+        self.sources = list(sources)
+        self.tables = tables
+        self.family = _family_explainer(tables, aggregation_matrix(self.sources))
 
     @property
     def base_value(self) -> float:
         return self.family.base_value
 
-    def explain(self, frame: pd.DataFrame) -> Explanation:
-        """Probability, logit and per-field contributions of every row of frame."""
-        return self.explain_matrix(self.transform.transform(frame))
+    @property
+    def clips_probability(self) -> bool:
+        """Whether the logit explained is of the probability clipped to [1e-6, 1 - 1e-6]
+        (a random forest, which can answer exactly 0 or 1)."""
+        return isinstance(self.family, _ForestExplainer)
 
     def explain_matrix(
         self, matrix: np.ndarray, probability: np.ndarray | None = None
@@ -423,8 +423,9 @@ class PipelineExplainer:
         self, leaves: np.ndarray, probability: np.ndarray | None = None
     ) -> Explanation:
         """Explain a random forest's rows from the leaves they reach (n_rows x n_trees of
-        ``tree.apply`` ids), for a caller that has walked the trees already; a caller that
-        has also averaged the leaves' rates passes that ``probability``."""
+        ForestTables.leaves' global node ids), for a caller that has walked the trees
+        already; a caller that has also averaged the leaves' rates passes that
+        ``probability``."""
         if not isinstance(self.family, _ForestExplainer):
             raise TypeError("explain_leaves needs a random forest")
         probability, contributions = self.family.explain_leaves(leaves, probability)
@@ -445,6 +446,30 @@ class PipelineExplainer:
             raise TypeError("explain_column_scores needs a sum of one function per column")
         probability, contributions = self.family.explain_scores(scores, probability)
         return self._explanation(probability, contributions, self.family.raw_residual)
+
+
+class PipelineExplainer(MatrixExplainer):
+    """Explainer of one fitted pipeline (serving: engineer -> preprocess -> model, or the
+    training pipeline preprocess -> model on featurized frames): a MatrixExplainer of the
+    pipeline's model tables that also transforms DataFrames.
+
+    Building it precomputes everything that depends only on the model, so keep one per
+    loaded model (``explain`` caches it on the pipeline object).
+    """
+
+    def __init__(self, pipeline: Pipeline):
+        if "preprocess" not in pipeline.named_steps or pipeline.steps[-1][0] != "model":
+            raise ValueError("expected a pipeline with a 'preprocess' step and a final 'model'")
+        self.pipeline = pipeline
+        self.transform = pipeline[:-1]
+        self.model = pipeline.named_steps["model"]
+        super().__init__(
+            transformed_sources(pipeline.named_steps["preprocess"]), model_tables(self.model)
+        )
+
+    def explain(self, frame: pd.DataFrame) -> Explanation:
+        """Probability, logit and per-field contributions of every row of frame."""
+        return self.explain_matrix(self.transform.transform(frame))
 
 
 _EXPLAINERS: weakref.WeakKeyDictionary[Pipeline, tuple[tuple[int, ...], PipelineExplainer]] = (

@@ -4,7 +4,9 @@
 the git working tree is clean, `dvc status` is clean and every output is in the DVC remote.
 It then, as one unit (a failure undoes the steps already taken):
 
-1. records the release in `releases.json` (machine-readable, read by the service) and in a
+1. records the release in `releases.json` (machine-readable, read by the service; with the
+   ed25519 signature of the serving artifact and metadata, stroke_risk/signing.py, made with
+   the key at $STROKE_RELEASE_KEY or ~/.config/stroke-risk/release.key) and in a
    `CHANGELOG.md` section (version, model md5, test metrics with 95 % CIs, threshold), and
    commits both;
 2. tags that commit the way GTO (DVC's model registry) reads it: `stroke-risk@v1.2.0`
@@ -477,10 +479,40 @@ def _write_atomic(path: Path, text: str) -> None:
     write_text(path, text)
 
 
+# ---------------------------------------------------------------- signing (stroke_risk/signing.py)
+
+SERVING_MODEL_PATH = "models/serving_model.npz"
+
+
+def release_signing_key() -> Any:
+    """The private key the release signs with ($STROKE_RELEASE_KEY or the default path);
+    ReleaseError (one line, with the keygen command) when it is missing or unusable."""
+    from stroke_risk.signing import SigningError, load_private_key, release_key_path
+
+    try:
+        return load_private_key(release_key_path())
+    except SigningError as error:
+        raise ReleaseError(str(error)) from None
+
+
+def release_signature(root: Path, version: str, private_key: Any) -> dict[str, str]:
+    """The ``signature`` entry of the release record: the serving artifact and metadata
+    (checked current against dvc.lock before this runs) signed for this version."""
+    from stroke_risk.signing import sign_release
+
+    return sign_release(
+        version=version,
+        serving_model=(root / SERVING_MODEL_PATH).read_bytes(),
+        metadata=(root / METADATA_PATH).read_bytes(),
+        private_key=private_key,
+    )
+
+
 def release(version_text: str, *, root: Path, today: dt.date | None = None) -> dict[str, Any]:
     """Check everything, then record, tag and promote as one unit; returns the record."""
     root = root.resolve()
     version = parse_version(version_text)
+    signing_key = release_signing_key()
     check_git_clean(root)
     tags = _git(root, "tag", "--list").split()
     releases_path, changelog_path = root / RELEASES_FILE, root / CHANGELOG_FILE
@@ -524,6 +556,7 @@ def release(version_text: str, *, root: Path, today: dt.date | None = None) -> d
         registered_model=registered_model,
         metadata_md5=metadata_md5,
     )
+    record["signature"] = release_signature(root, version, signing_key)
     changelog_text = changelog_path.read_text() if changelog_path.exists() else None
     changelog = changelog_text or "# Changelog\n\n" + UNRELEASED_HEADING + "\n"
     section = changelog_section(record, unreleased_notes(changelog))

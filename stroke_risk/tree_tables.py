@@ -55,6 +55,18 @@ class BoostedTrees:
     root_mean: np.ndarray  # cover-weighted mean leaf value of each tree's root
     depth: int
 
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        """Return P(class 1) per row as float64: the booster's own inplace_predict, exactly
+        what XGBClassifier.predict_proba runs on numpy input (missing values are NaN)."""
+        value = self.booster.inplace_predict(
+            X,
+            iteration_range=self.iteration_range,
+            predict_type="value",
+            missing=math.nan,
+            validate_features=False,
+        )
+        return np.asarray(value, dtype=np.float64).reshape(-1)
+
     @property
     def base_value(self) -> float:
         """The bias of approx_contribs: base margin plus every tree's root mean."""
@@ -97,8 +109,8 @@ class BoostedTrees:
         return self.node_credit[leaves].sum(axis=1)
 
 
-def _booster_document(model: Any) -> dict[str, Any]:
-    document = json.loads(model.get_booster().save_raw("json"))
+def _booster_document(booster: Any) -> dict[str, Any]:
+    document = json.loads(booster.save_raw("json"))
     learner = document["learner"]
     if learner["objective"]["name"] != "binary:logistic":
         raise ValueError(f"XGBoost objective {learner['objective']['name']}, not binary:logistic")
@@ -140,11 +152,21 @@ def boosted_trees(model: Any) -> BoostedTrees:
     missing = getattr(model, "missing", math.nan)
     if not (isinstance(missing, float) and math.isnan(missing)):
         raise ValueError("XGBoost model whose missing value is not NaN")
-    learner = _booster_document(model)
+    begin, end = model._get_iteration_range(None)
+    return boosted_trees_of_booster(model.get_booster(), (int(begin), int(end)))
+
+
+def boosted_trees_of_booster(booster: Any, iteration_range: tuple[int, int]) -> BoostedTrees:
+    """Return the flat tables of an xgboost.Booster (binary:logistic, numeric splits) over
+    the iteration range XGBClassifier.predict_proba uses; raise ValueError otherwise.
+
+    The booster may come from the classifier or from its own UBJSON/JSON model bytes (the
+    serving artifact, stroke_risk/serving_artifact.py): the tables are the same."""
+    learner = _booster_document(booster)
     booster_model = learner["gradient_booster"]["model"]
     n_columns = int(learner["learner_model_param"]["num_feature"])
     base_score = float(learner["learner_model_param"]["base_score"].strip("[]"))
-    begin, end = model._get_iteration_range(None)
+    begin, end = iteration_range
     indptr = booster_model["iteration_indptr"]
     end = end if end > 0 else len(indptr) - 1
     trees = booster_model["trees"][indptr[begin] : indptr[end]]
@@ -185,7 +207,7 @@ def boosted_trees(model: Any) -> BoostedTrees:
         depths.append(int(depth.max()))
         offset += len(left)
     return BoostedTrees(
-        booster=model.get_booster(),
+        booster=booster,
         iteration_range=(begin, end),
         # XGBoost's ProbToMargin of the base score, rounded to float32 as it stores it.
         base_margin=np.float32(-math.log(1.0 / float(np.float32(base_score)) - 1.0)),
@@ -386,3 +408,142 @@ def _assemble(
         value_offsets=starts + np.arange(len(sizes), dtype=np.intp),
         flat_values=np.concatenate(all_values) if all_values else np.empty(0),
     )
+
+
+def step_functions_of_tables(
+    constant: float,
+    n_columns: int,
+    columns: np.ndarray,
+    thresholds: tuple[np.ndarray, ...],
+    values: tuple[np.ndarray, ...],
+    missing: np.ndarray,
+    centres: np.ndarray,
+) -> StepFunctions:
+    """StepFunctions from its own tables (the serving artifact's): one definition of the
+    flattened lookup arrays, whether the tables come from a fitted model or from a file."""
+    steps = {
+        int(column): (
+            np.asarray(column_thresholds, dtype=np.float64),
+            np.asarray(column_values, dtype=np.float64),
+            float(column_missing),
+        )
+        for column, column_thresholds, column_values, column_missing in zip(
+            columns, thresholds, values, missing, strict=True
+        )
+    }
+    return _assemble(float(constant), int(n_columns), steps, np.asarray(centres, dtype=np.float64))
+
+
+# Largest (rows x trees) walked at once in numpy; bigger batches are walked in row blocks.
+FOREST_BLOCK_ELEMENTS = 1 << 20
+
+
+@dataclass(frozen=True)
+class ForestTables:
+    """A fitted random forest / extra-trees classifier as flat node arrays, all trees
+    concatenated (node ids are global: a tree's local id plus its root's offset).
+
+    ``rate`` is every node's class-1 rate, sklearn's value[:, 1] / value.sum() (what
+    DecisionTreeClassifier.predict_proba answers at a leaf). ``leaves`` repeats sklearn's
+    walk: features cast to float32, ``x <= threshold`` (float64) goes left, a missing value
+    follows ``missing_left``. Leaves point at themselves, so extra walk steps keep them.
+    """
+
+    roots: np.ndarray  # (n_trees,) global id of each tree's root
+    feature: np.ndarray  # intp, 0 on leaves
+    threshold: np.ndarray  # float64, 0 on leaves
+    missing_left: np.ndarray  # bool
+    left: np.ndarray  # global ids
+    right: np.ndarray
+    rate: np.ndarray  # float64
+    depth: int
+
+    @property
+    def is_leaf(self) -> np.ndarray:
+        return self.left == np.arange(len(self.left))
+
+    def leaves(self, X: np.ndarray) -> np.ndarray:
+        """Return the global node id of the leaf each row reaches in each tree."""
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        n_rows, n_trees = X32.shape[0], len(self.roots)
+        block = max(1, FOREST_BLOCK_ELEMENTS // max(1, n_trees))
+        if n_rows > block:
+            return np.concatenate(
+                [self.leaves(X32[start : start + block]) for start in range(0, n_rows, block)]
+            )
+        node = np.repeat(self.roots[np.newaxis, :], n_rows, axis=0)
+        rows = np.arange(n_rows)[:, np.newaxis]
+        has_missing = bool(np.isnan(X32).any())
+        for _ in range(self.depth):
+            values = X32[rows, self.feature[node]]
+            go_left = values <= self.threshold[node]
+            if has_missing:
+                go_left = np.where(np.isnan(values), self.missing_left[node], go_left)
+            node = np.where(go_left, self.left[node], self.right[node])
+        return node
+
+    def probability(self, leaves: np.ndarray) -> np.ndarray:
+        """Return P(class 1) per row from leaves(X): the trees' leaf rates added in tree
+        order (cumsum, like the forest's ``+=``), divided by the tree count."""
+        return np.cumsum(self.rate[leaves], axis=1)[:, -1] / len(self.roots)
+
+
+def forest_tables(forest: Any) -> ForestTables:
+    """Return the flat tables of a fitted sklearn RandomForestClassifier/ExtraTreesClassifier
+    with classes [0, 1]; raise ValueError for anything else."""
+    if forest.n_outputs_ != 1 or [int(c) for c in forest.classes_] != [0, 1]:
+        raise ValueError("forest that is not a binary classifier with classes [0, 1]")
+    roots, features, thresholds, missing, lefts, rights, rates, depths = ([] for _ in range(8))
+    offset = 0
+    for estimator in forest.estimators_:
+        tree = estimator.tree_
+        nodes = tree.__getstate__()["nodes"]
+        value = tree.value[:, 0, : estimator.n_classes_]
+        normalizer = value.sum(axis=1)
+        normalizer[normalizer == 0.0] = 1.0
+        leaf = tree.children_left < 0
+        index = np.arange(tree.node_count)
+        roots.append(offset)
+        features.append(np.where(leaf, 0, tree.feature))
+        thresholds.append(np.where(leaf, 0.0, tree.threshold))
+        missing.append(nodes["missing_go_to_left"].astype(bool))
+        lefts.append(offset + np.where(leaf, index, tree.children_left))
+        rights.append(offset + np.where(leaf, index, tree.children_right))
+        rates.append(value[:, 1] / normalizer)
+        depths.append(int(tree.max_depth))
+        offset += tree.node_count
+    return ForestTables(
+        roots=np.asarray(roots, dtype=np.intp),
+        feature=np.concatenate(features).astype(np.intp),
+        threshold=np.concatenate(thresholds).astype(np.float64),
+        missing_left=np.concatenate(missing),
+        left=np.concatenate(lefts).astype(np.intp),
+        right=np.concatenate(rights).astype(np.intp),
+        rate=np.concatenate(rates).astype(np.float64),
+        depth=max(depths),
+    )
+
+
+@dataclass(frozen=True)
+class LogisticTables:
+    """A binary LogisticRegression's coefficients (1 x n_columns) and intercept; P(class 1)
+    is sklearn's decision_function ``X @ coef.T + intercept`` through expit."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def log_odds(self, X: np.ndarray) -> np.ndarray:
+        return (X @ self.coef.T + self.intercept).reshape(-1)
+
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
+        return np.asarray(expit(self.log_odds(X)), dtype=np.float64)
+
+
+def logistic_tables(model: Any) -> LogisticTables:
+    """Return the tables of a fitted binary sklearn LogisticRegression (classes [0, 1])."""
+    coef = np.asarray(model.coef_, dtype=np.float64)
+    if coef.shape[0] != 1 or [int(c) for c in model.classes_] != [0, 1]:
+        raise ValueError("logistic regression that is not binary with classes [0, 1]")
+    return LogisticTables(coef, np.asarray(model.intercept_, dtype=np.float64))

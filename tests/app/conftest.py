@@ -1,7 +1,9 @@
 """Fixtures of the service tests: small fitted models, artifact sets in tmp_path, servers.
 
-Artifacts written here mimic the pipeline's: models/model.joblib, model_metadata.json,
-models/reference_profile.json, reports/metrics.json and a dvc.lock recording their md5s.
+Artifacts written here mimic the pipeline's: models/serving_model.npz (the data-only
+artifact the service loads; no models/model.joblib, which the service never reads),
+model_metadata.json, models/reference_profile.json, reports/metrics.json and a dvc.lock
+recording their md5s.
 Servers run the real command (gunicorn with app/gunicorn_conf.py) on a free loopback port
 and are always stopped. Every app keeps its monitoring prediction log in a temporary
 directory: Settings.for_project(tmp) puts it under tmp, and servers get STROKE_MONITOR_DB
@@ -11,6 +13,7 @@ in their own temporary directory.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -29,11 +32,15 @@ import pandas as pd
 import pytest
 import requests
 
-from app.model import LoadedModel, load_model
+from app.compiled import CompiledModel, artifact_of_pipeline
+from app.explanations import build_explainer
+from app.model import LoadedModel, build_scorer, load_model
 from app.settings import Settings
+from stroke_risk.explain import MatrixExplainer
 from stroke_risk.features import FeatureConfig, add_engineered_features, build_reference_profile
 from stroke_risk.modeling import build_model_pipeline, build_serving_pipeline
 from stroke_risk.schema import EXAMPLE_RECORD, FEATURE_NAMES, TARGET
+from stroke_risk.serving_artifact import read_serving_model, write_serving_model
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
 
 FAMILIES = ("logreg", "random_forest", "xgboost")
@@ -88,6 +95,27 @@ def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def pipeline_md5(pipeline: Any) -> str:
+    """Return the md5 of the pipeline's joblib pickle: the model version (as the train stage
+    records it in the serving artifact, and MLflow and releases.json know it by)."""
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer)
+    return hashlib.md5(buffer.getvalue()).hexdigest()
+
+
+def served_version(settings: Settings) -> str:
+    """Return the model version the service reports for the artifact set of settings."""
+    return read_serving_model(settings.model_path.read_bytes()).pipeline_md5
+
+
+def served_paths(pipeline: Any) -> tuple[CompiledModel, MatrixExplainer | None]:
+    """Return (scorer, explainer) the service builds from this pipeline's serving artifact
+    (exported and read back through its bytes, as app.model.load_model does)."""
+    model = artifact_of_pipeline(pipeline)
+    scorer = build_scorer(model)
+    return scorer, build_explainer(model, scorer)
+
+
 def write_lock(root: Path, paths: list[str]) -> None:
     """Write a dvc.lock recording the current md5 of each path under stage train."""
     outs = "".join(
@@ -101,7 +129,7 @@ def write_lock(root: Path, paths: list[str]) -> None:
 
 
 ARTIFACT_PATHS = [
-    "models/model.joblib",
+    "models/serving_model.npz",
     "models/model_metadata.json",
     "models/reference_profile.json",
     "reports/metrics.json",
@@ -124,7 +152,7 @@ def write_artifacts(
     """Write a complete artifact set under root and return Settings pointing at it."""
     (root / "models").mkdir(parents=True, exist_ok=True)
     (root / "reports").mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipeline, root / "models" / "model.joblib")
+    write_serving_model(root / "models" / "serving_model.npz", pipeline, pipeline_md5(pipeline))
     metadata = {
         "model_family": family,
         "decision_threshold": threshold,

@@ -17,7 +17,7 @@ from app.model import LoadedModel
 from app.openapi import openapi_document
 from app.settings import Settings
 from stroke_risk.schema import record_json_schema
-from tests.app.conftest import RECORD, TEST_THRESHOLD, md5_of
+from tests.app.conftest import RECORD, TEST_THRESHOLD, served_version
 
 
 @pytest.fixture
@@ -30,16 +30,22 @@ def client(app: Flask) -> Any:
     return app.test_client()
 
 
-def reference(model: LoadedModel, records: list[dict[str, Any]]) -> np.ndarray:
+@pytest.fixture
+def logreg_pipeline(fitted_pipelines: dict) -> Any:
+    """The pipeline the logreg artifact was exported from (the service never loads it)."""
+    return fitted_pipelines["logreg"]
+
+
+def reference(pipeline: Any, records: list[dict[str, Any]]) -> np.ndarray:
     import pandas as pd
 
     frame = pd.DataFrame(records)
     frame["bmi"] = frame["bmi"].astype(float)
-    return model.reference.pipeline.predict_proba(frame)[:, 1]
+    return pipeline.predict_proba(frame)[:, 1]
 
 
 def test_single_prediction_contract(
-    client: Any, logreg_model: LoadedModel, logreg_settings: Settings
+    logreg_pipeline: Any, client: Any, logreg_model: LoadedModel, logreg_settings: Settings
 ) -> None:
     response = client.post("/predict", json=RECORD)
     assert response.status_code == 200
@@ -58,9 +64,9 @@ def test_single_prediction_contract(
     assert 0.0 <= answer["stroke_probability"] <= 1.0
     assert answer["threshold"] == TEST_THRESHOLD
     assert answer["stroke_prediction"] is (answer["stroke_probability"] >= TEST_THRESHOLD)
-    assert answer["model_version"] == md5_of(logreg_settings.model_path)
+    assert answer["model_version"] == served_version(logreg_settings)
     assert uuid.UUID(hex=answer["prediction_id"]).version == 7  # time-ordered
-    assert abs(answer["stroke_probability"] - reference(logreg_model, [RECORD])[0]) <= 1e-9
+    assert abs(answer["stroke_probability"] - reference(logreg_pipeline, [RECORD])[0]) <= 1e-9
     assert isinstance(answer["base_value"], float)
     factors = answer["risk_factors"]
     assert len(factors) == logreg_settings.risk_factor_count == 3
@@ -99,14 +105,14 @@ def test_decision_uses_the_model_threshold_not_one_half(client: Any) -> None:
 
 
 def test_bmi_may_be_null_or_absent_and_alias_is_accepted(
-    client: Any, logreg_model: LoadedModel
+    logreg_pipeline: Any, client: Any, logreg_model: LoadedModel
 ) -> None:
     without = {k: v for k, v in RECORD.items() if k != "bmi"}
     null = {**RECORD, "bmi": None}
     alias = {("residence_type" if k == "Residence_type" else k): v for k, v in null.items()}
     answers = [client.post("/predict", json=r).json for r in (without, null, alias)]
     assert len({a["stroke_probability"] for a in answers}) == 1
-    assert abs(answers[0]["stroke_probability"] - reference(logreg_model, [null])[0]) <= 1e-9
+    assert abs(answers[0]["stroke_probability"] - reference(logreg_pipeline, [null])[0]) <= 1e-9
 
 
 def test_full_domain_is_scored(client: Any) -> None:
@@ -117,14 +123,16 @@ def test_full_domain_is_scored(client: Any) -> None:
     assert response.status_code == 200
 
 
-def test_batch_answers_in_order_with_unique_ids(client: Any, logreg_model: LoadedModel) -> None:
+def test_batch_answers_in_order_with_unique_ids(
+    logreg_pipeline: Any, client: Any, logreg_model: LoadedModel
+) -> None:
     instances = [{**RECORD, "age": float(age)} for age in range(20, 90, 7)]
     response = client.post("/predict", json={"instances": instances})
     assert response.status_code == 200
     predictions = response.json["predictions"]
     assert len(predictions) == len(instances)
     served = np.array([p["stroke_probability"] for p in predictions])
-    assert np.max(np.abs(served - reference(logreg_model, instances))) <= 1e-9
+    assert np.max(np.abs(served - reference(logreg_pipeline, instances))) <= 1e-9
     ids = [p["prediction_id"] for p in predictions]
     assert len(set(ids)) == len(ids)
     # 32 hex digits; a batch's ids share a random 16-digit token and differ after it.
@@ -152,7 +160,7 @@ def test_health_ready_and_version(client: Any, logreg_settings: Settings) -> Non
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json["status"] == "ready"
     version = client.get("/version").json
-    assert version["model_version"] == md5_of(logreg_settings.model_path)
+    assert version["model_version"] == served_version(logreg_settings)
     assert version["model_family"] == "logreg"
     assert version["threshold"] == TEST_THRESHOLD
     assert version["training_metrics"] == {

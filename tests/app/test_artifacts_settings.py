@@ -17,7 +17,7 @@ from tests.app.conftest import ARTIFACT_PATHS, md5_of, write_lock
 def test_settings_defaults_point_into_the_checkout() -> None:
     settings = Settings.from_env({})
     assert settings.project_dir == DEFAULT_PROJECT_DIR
-    assert settings.model_path == DEFAULT_PROJECT_DIR / "models" / "model.joblib"
+    assert settings.model_path == DEFAULT_PROJECT_DIR / "models" / "serving_model.npz"
     assert settings.dvc_lock_path == DEFAULT_PROJECT_DIR / "dvc.lock"
     assert (settings.max_batch_size, settings.max_body_bytes) == (1000, 1 << 20)
     assert settings.risk_factor_count == 3
@@ -105,7 +105,7 @@ def test_monitoring_and_server_settings_from_environment() -> None:
 
 def test_lock_hashes_come_from_stage_outs(repo_root: Path) -> None:
     hashes = read_lock_hashes(repo_root / "dvc.lock")
-    assert hashes["models/model.joblib"] == md5_of(repo_root / "models" / "model.joblib")
+    assert hashes["models/serving_model.npz"] == md5_of(repo_root / "models" / "serving_model.npz")
     assert "data/raw/brain.csv" not in hashes  # a dependency, not an output
 
 
@@ -126,7 +126,7 @@ def test_verified_artifacts(project: Settings) -> None:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda s: s.model_path.unlink(), "models/model.joblib is missing"),
+        (lambda s: s.model_path.unlink(), "models/serving_model.npz is missing"),
         (lambda s: s.model_path.write_bytes(b"other"), "does not match dvc.lock"),
         (lambda s: s.metadata_path.write_text("{}"), "model_metadata.json does not match dvc.lock"),
         (lambda s: s.dvc_lock_path.unlink(), "dvc.lock not found"),

@@ -88,12 +88,18 @@ def test_every_row_is_scored_or_rejected(
 
 
 def test_scores_equal_the_pipeline_and_use_the_threshold(
-    input_csv: Path, tmp_path: Path, logreg_model: LoadedModel, shipped_frames: dict
+    input_csv: Path,
+    tmp_path: Path,
+    logreg_model: LoadedModel,
+    shipped_frames: dict,
+    fitted_pipelines: dict,
 ) -> None:
+    """app.batch scores with the data-only artifact; the pickled pipeline it came from (in
+    the test process only) gives the same probabilities."""
     output = tmp_path / "out.csv"
     score_file(logreg_model, input_csv, output, tmp_path / "rejects.csv", chunk_rows=1000)
     scored = pd.read_csv(output).head(5110)
-    expected = logreg_model.reference.pipeline.predict_proba(
+    expected = fitted_pipelines["logreg"].predict_proba(
         shipped_frames["healthcare"][list(FEATURE_NAMES)]
     )[:, 1]
     assert np.max(np.abs(scored["stroke_probability"].to_numpy() - expected)) <= 1e-9

@@ -12,17 +12,18 @@ import pytest
 from app import compiled
 from app.compiled import (
     TOLERANCE,
-    CompiledModel,
     ReferenceModel,
     UnsupportedPipeline,
+    artifact_of_pipeline,
     compile_pipeline,
     probe_columns,
 )
 from app.factory import create_app
 from app.model import build_scorer, load_model
 from app.validation import validate_records
+from stroke_risk import tree_tables
 from stroke_risk.schema import FEATURE_NAMES
-from tests.app.conftest import FAMILIES, frame_records
+from tests.app.conftest import FAMILIES, frame_records, served_paths
 
 
 def reference_probability(pipeline: Any, frame: pd.DataFrame) -> np.ndarray:
@@ -36,8 +37,7 @@ def test_compiled_path_equals_pipeline_on_every_row(
 ) -> None:
     pipeline = fitted_pipelines[family]
     frame = shipped_frames[csv_name]
-    scorer = build_scorer(pipeline, use_compiled=True)
-    assert isinstance(scorer, CompiledModel), "the fast path fell back to the pipeline"
+    scorer, _ = served_paths(pipeline)
     validation = validate_records(frame_records(frame))
     assert validation.ok
     served = scorer.predict_proba(validation.columns)
@@ -75,9 +75,9 @@ def test_forest_vector_and_per_tree_walks_agree(
     frame = shipped_frames["healthcare"]
     columns = validate_records(frame_records(frame)).columns
     model = compile_pipeline(pipeline)
-    monkeypatch.setattr(compiled, "FOREST_VECTOR_LIMIT", 10**12)
+    monkeypatch.setattr(tree_tables, "FOREST_BLOCK_ELEMENTS", 10**12)
     vectorised = model.predict_proba(columns)
-    monkeypatch.setattr(compiled, "FOREST_VECTOR_LIMIT", 0)
+    monkeypatch.setattr(tree_tables, "FOREST_BLOCK_ELEMENTS", 0)  # one row at a time
     per_tree = model.predict_proba(columns)
     expected = reference_probability(pipeline, frame)
     assert np.max(np.abs(vectorised - expected)) <= TOLERANCE
@@ -97,7 +97,8 @@ def test_probe_batch_covers_the_full_domain(family: str, fitted_pipelines: dict)
     assert np.max(difference) <= TOLERANCE
 
 
-def test_unsupported_step_falls_back_to_the_reference(fitted_pipelines: dict) -> None:
+def test_an_unsupported_step_cannot_be_exported(fitted_pipelines: dict) -> None:
+    """The train stage fails (one line) rather than write an artifact it cannot express."""
     from sklearn.preprocessing import MinMaxScaler
 
     pipeline = copy.deepcopy(fitted_pipelines["logreg"])
@@ -105,16 +106,16 @@ def test_unsupported_step_falls_back_to_the_reference(fitted_pipelines: dict) ->
     name, numeric, columns = transformer.transformers_[0]
     scaler = MinMaxScaler().fit(np.zeros((2, len(columns))))
     transformer.transformers_[0] = (name, scaler, columns)
-    with pytest.raises(UnsupportedPipeline):
+    with pytest.raises(UnsupportedPipeline, match="column transformer step MinMaxScaler"):
         compile_pipeline(pipeline)
-    assert isinstance(build_scorer(pipeline, use_compiled=True), ReferenceModel)
 
 
 def test_disagreeing_compiled_path_is_not_served(
     fitted_pipelines: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If the compiled path ever drifted from the pipeline, the pipeline would be served."""
-    pipeline = fitted_pipelines["logreg"]
+    """If the served path ever drifted from the pipeline's recorded probabilities, the
+    service would refuse to start (load_model turns this into one ArtifactError line)."""
+    model = artifact_of_pipeline(fitted_pipelines["logreg"])
     original = compiled.estimator_scorer
 
     def skewed(estimator: Any) -> Any:
@@ -122,7 +123,8 @@ def test_disagreeing_compiled_path_is_not_served(
         return kind, lambda X: scorer(X) + 1e-6
 
     monkeypatch.setattr(compiled, "estimator_scorer", skewed)
-    assert isinstance(build_scorer(pipeline, use_compiled=True), ReferenceModel)
+    with pytest.raises(UnsupportedPipeline, match="recorded probabilities"):
+        build_scorer(model)
 
 
 def test_real_model_is_served_by_the_compiled_path(repo_root: Any) -> None:

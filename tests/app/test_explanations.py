@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.compiled import artifact_of_pipeline
 from app.explanations import risk_factor_lists, served_log_odds
 from app.factory import create_app
 from app.model import load_model
 from app.settings import Settings
 from stroke_risk.explain import (
+    MatrixExplainer,
     PipelineExplainer,
     explain_prediction,
     model_logit,
@@ -78,22 +80,19 @@ def test_served_contributions_add_up_to_the_served_log_odds(
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_single_records_and_the_reference_path_add_up_too(
-    family: str, project_factory: Any
-) -> None:
+def test_single_records_add_up_too(family: str, project_factory: Any) -> None:
     settings = project_factory(family)
-    for use_compiled in (True, False):
-        client = all_factors_app(settings, use_compiled_path=use_compiled).test_client()
-        for record in (RECORD, {**RECORD, "bmi": None, "age": 3.0, "work_type": "children"}):
-            answer = client.post("/predict", json=record).json
-            probability = answer["stroke_probability"]
-            if family == "random_forest":
-                probability = min(max(probability, 1e-6), 1 - 1e-6)
-            total = answer["base_value"] + sum(f["contribution"] for f in answer["risk_factors"])
-            assert abs(total - log_odds(probability)) <= ADDITIVITY
-            assert {f["feature"] for f in answer["risk_factors"]} == set(FEATURE_NAMES)
-            missing_bmi = [f for f in answer["risk_factors"] if f["feature"] == "bmi"]
-            assert missing_bmi[0]["value"] == record["bmi"]
+    client = all_factors_app(settings).test_client()
+    for record in (RECORD, {**RECORD, "bmi": None, "age": 3.0, "work_type": "children"}):
+        answer = client.post("/predict", json=record).json
+        probability = answer["stroke_probability"]
+        if family == "random_forest":
+            probability = min(max(probability, 1e-6), 1 - 1e-6)
+        total = answer["base_value"] + sum(f["contribution"] for f in answer["risk_factors"])
+        assert abs(total - log_odds(probability)) <= ADDITIVITY
+        assert {f["feature"] for f in answer["risk_factors"]} == set(FEATURE_NAMES)
+        missing_bmi = [f for f in answer["risk_factors"] if f["feature"] == "bmi"]
+        assert missing_bmi[0]["value"] == record["bmi"]
 
 
 def test_risk_factor_lists_equal_the_library_ranking() -> None:
@@ -133,13 +132,13 @@ def test_explanations_that_do_not_add_up_are_not_served(
     logreg_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A model whose explanations miss the served log-odds answers without risk factors."""
-    original = PipelineExplainer.explain_matrix
+    original = MatrixExplainer.explain_matrix
 
-    def skewed(self: PipelineExplainer, matrix: np.ndarray) -> Any:
-        explanation = original(self, matrix)
+    def skewed(self: MatrixExplainer, matrix: np.ndarray, probability: Any = None) -> Any:
+        explanation = original(self, matrix, probability)
         return replace(explanation, logit=explanation.logit + 1e-3)
 
-    monkeypatch.setattr(PipelineExplainer, "explain_matrix", skewed)
+    monkeypatch.setattr(MatrixExplainer, "explain_matrix", skewed)
     caplog.set_level(logging.WARNING)
     model = load_model(logreg_settings)
     assert model.explainer is None
@@ -153,10 +152,10 @@ def test_explanations_that_do_not_add_up_are_not_served(
 def test_a_model_family_without_explanations_is_served_without_them(
     logreg_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unsupported(self: PipelineExplainer, pipeline: Any) -> None:
+    def unsupported(self: MatrixExplainer, sources: Any, tables: Any) -> None:
         raise TypeError("no explanation method for model type Other")
 
-    monkeypatch.setattr(PipelineExplainer, "__init__", unsupported)
+    monkeypatch.setattr(MatrixExplainer, "__init__", unsupported)
     model = load_model(logreg_settings)
     assert model.explainer is None
     client = create_app(logreg_settings, model=model, extensions=()).test_client()
@@ -185,9 +184,9 @@ def test_a_wrong_tree_explanation_is_caught_before_its_residual_is_spread(
     from app.model import build_scorer
     from stroke_risk import explain as explain_module
 
-    pipeline = fitted_pipelines["xgboost"]
-    scorer = build_scorer(pipeline, use_compiled=True)
-    assert build_explainer(pipeline, scorer) is not None
+    model = artifact_of_pipeline(fitted_pipelines["xgboost"])
+    scorer = build_scorer(model)
+    assert build_explainer(model, scorer) is not None
     original = explain_module._XGBoostExplainer.__init__
 
     def off_by_a_bit(self: Any, model: Any, aggregate: np.ndarray) -> None:
@@ -195,4 +194,4 @@ def test_a_wrong_tree_explanation_is_caught_before_its_residual_is_spread(
         self.base_value += 0.05  # e.g. the wrong tree range: a real error, not rounding
 
     monkeypatch.setattr(explain_module._XGBoostExplainer, "__init__", off_by_a_bit)
-    assert build_explainer(pipeline, scorer) is None
+    assert build_explainer(model, scorer) is None

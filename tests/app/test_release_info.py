@@ -13,6 +13,7 @@ import pytest
 from app.factory import create_app
 from app.model import load_model
 from app.settings import Settings
+from tests.app.conftest import served_version
 
 MODEL_INFO = "stroke_model_info"
 
@@ -51,7 +52,7 @@ def test_no_releases_file_is_unreleased(project: Settings) -> None:
 
 
 def test_the_newest_release_of_this_model_and_metadata_is_reported(project: Settings) -> None:
-    model_md5, metadata_md5 = md5(project.model_path), md5(project.metadata_path)
+    model_md5, metadata_md5 = served_version(project), md5(project.metadata_path)
     releases = [
         release_record("1.3.0", "0" * 32, None),  # another model
         release_record("1.2.0", model_md5, metadata_md5),
@@ -62,7 +63,7 @@ def test_the_newest_release_of_this_model_and_metadata_is_reported(project: Sett
 
 
 def test_the_same_model_with_another_threshold_is_not_that_release(project: Settings) -> None:
-    model_md5 = md5(project.model_path)
+    model_md5 = served_version(project)
     project.releases_path.write_text(json.dumps([release_record("2.0.0", model_md5, "f" * 32)]))
     assert served_release(project) == ("unreleased", "unreleased")
 

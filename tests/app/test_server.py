@@ -179,12 +179,14 @@ def assert_refused(result: Any, *expected: str) -> str:
 
 
 def test_tampered_model_refuses_to_start(project_copy: Path, tmp_path: Path) -> None:
-    model = project_copy / "models" / "model.joblib"
+    model = project_copy / "models" / "serving_model.npz"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
     result = run_server_expecting_failure(tmp_path, STROKE_PROJECT_DIR=str(project_copy))
-    assert_refused(result, "models/model.joblib does not match dvc.lock", "make run", "dvc pull")
+    assert_refused(
+        result, "models/serving_model.npz does not match dvc.lock", "make run", "dvc pull"
+    )
     assert not list(tmp_path.glob("stroke-prometheus-*")), "temporary metrics dir left behind"
 
 
@@ -197,16 +199,16 @@ def test_tampered_model_is_never_unpickled(project_copy: Path, tmp_path: Path) -
         def __reduce__(self) -> Any:
             return (eval, (payload,))
 
-    joblib.dump(Exploit(), project_copy / "models" / "model.joblib")
+    joblib.dump(Exploit(), project_copy / "models" / "serving_model.npz")
     result = run_server_expecting_failure(tmp_path, STROKE_PROJECT_DIR=str(project_copy))
     assert_refused(result, "does not match dvc.lock")
     assert not marker.exists()
 
 
 def test_missing_model_refuses_to_start(project_copy: Path, tmp_path: Path) -> None:
-    (project_copy / "models" / "model.joblib").unlink()
+    (project_copy / "models" / "serving_model.npz").unlink()
     result = run_server_expecting_failure(tmp_path, STROKE_PROJECT_DIR=str(project_copy))
-    assert_refused(result, "models/model.joblib is missing", "make run", "dvc pull")
+    assert_refused(result, "models/serving_model.npz is missing", "make run", "dvc pull")
 
 
 def test_unreadable_metadata_refuses_to_start(project_copy: Path, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 import xgboost
 
 from app import compiled
-from app.compiled import TOLERANCE, CompiledModel, CompiledSteps
+from app.compiled import TOLERANCE, CompiledModel, CompiledSteps, artifact_of_pipeline
 from app.explanations import build_explainer, explain_columns, served_log_odds
 from app.factory import create_app
 from app.model import build_scorer, load_model
@@ -28,6 +28,7 @@ from stroke_risk.tree_tables import boosted_trees, step_functions
 from tests.app.conftest import (
     fit_serving_pipeline_with,
     frame_records,
+    served_paths,
     training_profile,
     write_artifacts,
 )
@@ -76,9 +77,7 @@ def test_compiled_probability_and_risk_factors_on_every_row(
 ) -> None:
     pipeline = pipelines[family]
     frame = shipped_frames[csv_name]
-    scorer = build_scorer(pipeline, use_compiled=True)
-    assert isinstance(scorer, CompiledModel), "the fast path fell back to the pipeline"
-    explainer = build_explainer(pipeline, scorer)
+    scorer, explainer = served_paths(pipeline)
     assert explainer is not None, "served without risk factors"
     columns = validate_records(frame_records(frame)).columns
     expected = pipeline.predict_proba(frame[list(FEATURE_NAMES)])[:, 1]
@@ -97,7 +96,7 @@ def test_compiled_probability_and_risk_factors_on_every_row(
 
 @pytest.mark.parametrize("family", ["ebm", "hgb_monotonic"])
 def test_additive_models_are_served_by_step_functions(family: str, pipelines: dict) -> None:
-    scorer = build_scorer(pipelines[family], use_compiled=True)
+    scorer, _ = served_paths(pipelines[family])
     assert scorer.kind == "compiled:step_functions"
     assert isinstance(scorer, CompiledModel) and isinstance(scorer.scorer, CompiledSteps)
 
@@ -265,8 +264,9 @@ def test_a_wrong_step_explanation_is_not_served(
     from stroke_risk import explain as explain_module
 
     pipeline = pipelines["hgb_monotonic"]
-    scorer = build_scorer(pipeline, use_compiled=True)
-    assert build_explainer(pipeline, scorer) is not None
+    model = artifact_of_pipeline(pipeline)
+    scorer = build_scorer(model)
+    assert build_explainer(model, scorer) is not None
     original = explain_module._AdditiveBoostingExplainer.__init__
 
     def off_by_a_bit(self: Any, model: Any, aggregate: np.ndarray) -> None:
@@ -274,7 +274,7 @@ def test_a_wrong_step_explanation_is_not_served(
         self.base_value += 0.001
 
     monkeypatch.setattr(explain_module._AdditiveBoostingExplainer, "__init__", off_by_a_bit)
-    assert build_explainer(pipeline, scorer) is None
+    assert build_explainer(model, scorer) is None
 
 
 def test_hgb_is_served_with_risk_factors(
@@ -331,8 +331,9 @@ def test_a_wrong_forest_base_rate_is_caught_before_the_rescaling(
     from stroke_risk import explain as explain_module
 
     pipeline = fitted_pipelines["random_forest"]
-    scorer = build_scorer(pipeline, use_compiled=True)
-    assert build_explainer(pipeline, scorer) is not None
+    model = artifact_of_pipeline(pipeline)
+    scorer = build_scorer(model)
+    assert build_explainer(model, scorer) is not None
     original = explain_module._ForestExplainer.__init__
 
     def off_by_a_bit(self: Any, model: Any, aggregate: np.ndarray) -> None:
@@ -340,4 +341,4 @@ def test_a_wrong_forest_base_rate_is_caught_before_the_rescaling(
         self.base_probability += 0.001
 
     monkeypatch.setattr(explain_module._ForestExplainer, "__init__", off_by_a_bit)
-    assert build_explainer(pipeline, scorer) is None
+    assert build_explainer(model, scorer) is None

@@ -136,7 +136,7 @@ def port_open(port: int) -> bool:
 def test_demo_reports_drift_and_pending_alerts_then_stops_everything_on_ctrl_c(
     prometheus_binaries: dict[str, str],
 ) -> None:
-    assert (REPO_ROOT / "models" / "model.joblib").is_file(), "run dvc repro first"
+    assert (REPO_ROOT / "models" / "serving_model.npz").is_file(), "run dvc repro first"
     environment = {
         **os.environ,
         "PATH": f"{Path(prometheus_binaries['prometheus']).parent}:{os.environ['PATH']}",

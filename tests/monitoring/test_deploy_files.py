@@ -87,12 +87,15 @@ def test_gunicorn_listens_on_all_interfaces_at_the_app_port() -> None:
 
 
 def test_copies_exactly_the_serving_inputs() -> None:
-    sources = {args.split()[0] for args in instructions("COPY")}
+    sources = {source for args in instructions("COPY") for source in args.split()[:-1]}
     assert sources == {
         "requirements/serving.txt",
         "stroke_risk/",
         "app/",
-        "models/",
+        # The data-only serving artifact and its JSON; never models/model.joblib (a pickle).
+        "models/serving_model.npz",
+        "models/model_metadata.json",
+        "models/reference_profile.json",
         "reports/metrics.json",
         "reports/evaluation.json",
         "dvc.lock",
@@ -159,7 +162,8 @@ def test_dockerignore_keeps_local_state_and_data_out(path: str) -> None:
         "requirements.txt",
         "stroke_risk/schema.py",
         "app/settings.py",
-        "models/model.joblib",
+        "models/serving_model.npz",
+        "models/model_metadata.json",
         "reports/metrics.json",
         "dvc.lock",
     ],

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import shutil
 import socket
 import subprocess
 import time
@@ -148,6 +150,110 @@ def test_a_fresh_clone_pulls_and_serves_the_same_model(workspace, remote, tmp_pa
     failed = run(["python", "-m", "stroke_risk.remote", "pull"], missing, check=False)
     assert failed.returncode == 1
     assert "DVC remote 'local'" in failed.stderr and "does not exist" in failed.stderr
+
+
+class Exploit:
+    """Unpickling this writes `marker`: the side effect of a planted model."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (eval, (f"__import__('pathlib').Path({str(self.marker)!r}).write_text('ran')",))
+
+
+def plant_object(remote: Path, md5: str, data: bytes) -> None:
+    """Write data where the DVC remote keeps the object of hash md5 (DVC makes it 0444)."""
+    target = remote / "files" / "md5" / md5[:2] / md5[2:]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.chmod(0o644)
+    target.write_bytes(data)
+
+
+def start_service(root: Path, scratch: Path) -> tuple[bool, str]:
+    """Start the real gunicorn in root; return (answered /ready, its log) and stop it."""
+    port = free_port()
+    env = {key: v for key, v in os.environ.items() if not key.startswith(("STROKE_", "WEB_"))}
+    env |= {"PORT": str(port), "HOST": "127.0.0.1", "STROKE_MONITOR_DB": str(scratch / "p.db")}
+    env["PATH"] = run(["sh", "-c", "echo $PATH"], root).stdout.strip()
+    log_path = scratch / f"server-{port}.log"
+    command = ["python", "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app:create_app()"]
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    return True, log_path.read_text()
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.1)
+        return False, log_path.read_text()
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        server.wait(timeout=20)
+
+
+def test_a_pickle_planted_in_the_remote_or_its_run_cache_never_runs(workspace, remote, tmp_path):
+    """Issue 19: whoever can write the DVC remote can swap the objects a pull checks out, or
+    rewrite the train entry of the run cache that `dvc repro --pull` trusts. The service
+    loads only the data-only artifact, so the planted pickle never runs: it is refused in
+    one line (as models/model.joblib it would never even be read)."""
+    run(["python", "-m", "stroke_risk.remote", "push"], workspace)
+    marker = tmp_path / "ran"
+    payload = pickle.dumps(Exploit(marker))
+    payload_md5 = hashlib.md5(payload).hexdigest()
+
+    # 1. The remote's objects of the train outputs replaced by the pickle: DVC checks the
+    # hash of what it pulls, so nothing is checked out and the service finds no model.
+    swapped_remote = tmp_path / "swapped-remote"
+    shutil.copytree(remote, swapped_remote)
+    clone = tmp_path / "swapped"
+    run(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
+    for path in ("models/model.joblib", "models/serving_model.npz"):
+        plant_object(swapped_remote, locked_md5(clone, path), payload)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(swapped_remote)], clone)
+    run(["dvc", "pull"], clone, check=False)
+    served, log = start_service(clone, tmp_path)
+    assert not served and "models/serving_model.npz is missing" in log, log
+    assert not marker.exists()
+
+    # 2. The run cache's train entries rewritten to name the pickle as both model files. A
+    # clone whose dvc.lock does not pin the train outputs (a new experiment, a lost lock)
+    # takes them from the run cache with `dvc repro --pull`, and the lock then vouches for
+    # the pickle: the md5 check passes, and the service still refuses it.
+    cache_remote = tmp_path / "run-cache-remote"
+    shutil.copytree(remote, cache_remote)
+    plant_object(cache_remote, payload_md5, payload)
+    rewritten = 0
+    for entry in (cache_remote / "runs").rglob("*"):
+        if not entry.is_file() or "models/serving_model.npz" not in entry.read_text():
+            continue
+        document = yaml.safe_load(entry.read_text())
+        for out in document.get("outs", []):
+            if out["path"] in ("models/model.joblib", "models/serving_model.npz"):
+                out.update(md5=payload_md5, size=len(payload))
+        entry.chmod(0o644)
+        entry.write_text(yaml.safe_dump(document))
+        rewritten += 1
+    assert rewritten, "no train entry in the remote's run cache"
+    victim = tmp_path / "victim"
+    run(["git", "clone", "-q", str(workspace), str(victim)], tmp_path)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(cache_remote)], victim)
+    (victim / "dvc.lock").unlink()
+    # Up to train only: evaluate would unpickle the planted pipeline, which is the pipeline
+    # trusting its own outputs (README "What is trusted"), not the service.
+    repro = run(["dvc", "repro", "--pull", "train"], victim, timeout=600)
+    assert "Running stage 'train'" not in repro.stdout, repro.stdout  # restored, not trained
+    assert md5_of(victim / "models/serving_model.npz") == payload_md5, "entry not taken"
+    assert locked_md5(victim, "models/serving_model.npz") == payload_md5
+    served, log = start_service(victim, tmp_path)
+    assert not served and "models/serving_model.npz cannot be served" in log, log
+    assert not marker.exists(), "a planted pickle ran"
+    # The pipeline stages do load the pickles they wrote (evaluate unpickles
+    # models/model.joblib): README "What is trusted" says so.
 
 
 def test_a_bad_csv_leaves_every_previous_output_in_place(workspace, tmp_path):

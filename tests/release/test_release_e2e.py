@@ -122,6 +122,18 @@ def commit_all(root: Path, message: str) -> None:
     run(["git", "commit", "-qm", message], root)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def release_key(tmp_path_factory) -> Path:
+    """A signing key pair outside the repository; every release command signs with it."""
+    from stroke_risk.signing import KEY_VARIABLE, keygen
+
+    private = tmp_path_factory.mktemp("keys") / "release.key"
+    public = keygen(private)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEY_VARIABLE, str(private))
+        yield public
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A clone-like copy with a tiny budget, the pipeline run and committed, a local remote."""
@@ -152,6 +164,13 @@ def repo(tmp_path_factory) -> Path:
     make_run(root)
     commit_all(root, "pipeline outputs")
     return root
+
+
+def test_a_release_without_a_signing_key_is_refused(repo, tmp_path):
+    absent = tmp_path / "none" / "release.key"
+    line = refused(repo, "1.0.0", STROKE_RELEASE_KEY=str(absent))
+    assert f"no release signing key at {absent}" in line
+    assert "python -m stroke_risk.signing keygen --out" in line
 
 
 def test_unpushed_outputs_are_refused(repo):
@@ -209,7 +228,7 @@ def test_a_failure_after_the_first_effects_is_undone(repo):
         run(["git", "tag", "-d", "stroke-risk#production#1/blocker"], repo)
 
 
-def test_a_release_tags_promotes_and_records(repo):
+def test_a_release_tags_promotes_and_records(repo, release_key):
     md5 = locked_model_md5(repo)
     source = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
     result = release(repo, "1.0.0")
@@ -249,6 +268,16 @@ def test_a_release_tags_promotes_and_records(repo):
     assert record["registry_version"] == str(production.version)
     assert record["source_commit"] == source
     assert release_for_model(md5, repo / "releases.json") == "1.0.0"
+    # Signed: the service's check finds this release for the artifact and metadata it loads.
+    from stroke_risk.signing import check_signed, load_public_key
+
+    signed_version = check_signed(
+        [record],
+        serving_model=(repo / "models/serving_model.npz").read_bytes(),
+        metadata=(repo / "models/model_metadata.json").read_bytes(),
+        public_key=load_public_key(release_key),
+    )
+    assert signed_version == "1.0.0"
     changelog = (repo / "CHANGELOG.md").read_text()
     evaluation = json.loads((repo / "reports/evaluation.json").read_text())
     section = changelog.split("## [1.0.0]")[1]
