@@ -1,8 +1,9 @@
 """Alert-quality benchmark: false alarms without drift, detection delay under planted shifts.
 
-Simulated traffic is drawn from the held-out test set (data/prepared/test.csv) by a
-smoothed bootstrap (each drawn row's age, glucose and bmi jittered slightly, so a window
-does not hold exact copies of ~1,000 rows), scored by the repository's model
+Simulated traffic is drawn from the held-out test set (data/prepared/test.csv) as a
+population with the training split's marginals (null_population: raking weights for the
+categorical fields, numeric fields jittered then mapped onto training quantiles by rank;
+why: monitoring/README.md, "Alert quality"), scored by the repository's model
 (models/model.joblib). At every evaluation the service's own computation
 (stroke_risk.live_monitoring.live_figures, the function behind app/monitoring.py's gauges,
 on the windows the service reads from its log, with the default settings) gives the
@@ -21,9 +22,10 @@ the calibration shift add strokes to the row's outcome so that the risk becomes 
 logit^-1(logit p + 0.7), p the model's probability.
 
 Scenarios: 30 days with no shift at 100, 1,000 and 10,000 predictions a day (false
-alarms: alert episodes per 30 days); at 1,000 a day, 3 days without shift then each
-planted shift for 2 days (detection delay from the shift's start). Takes about 20 min on
-2 cores.
+alarms: alert episodes per 30 days); at 1,000 a day, 2 days without shift then each
+planted shift for 1.25 days (detection delay from the shift's start). The defaults took
+516 s on 2 cores shared with other work (the pool is scored once; each evaluation is one
+live_figures call on the windows).
 
 Usage: python -m benchmarks.alerts [--days 30] [--write-readme]
 """
@@ -46,6 +48,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from stroke_risk.drift import category_key, compute_drift
 from stroke_risk.live_monitoring import (
     Figure,
     FigureSettings,
@@ -53,7 +56,7 @@ from stroke_risk.live_monitoring import (
     classifier_drift_auc,
     live_figures,
 )
-from stroke_risk.schema import FEATURE_NAMES
+from stroke_risk.schema import FEATURE_NAMES, FEATURES, NumericField
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RULES = REPO_ROOT / "monitoring" / "prometheus" / "alert_rules.yml"
@@ -228,13 +231,66 @@ def rule_durations() -> dict[str, float]:
 SHIFTS = ("age +8 y", "glucose x1.3", "prevalence x2", "calibration +0.7", "age-glucose broken")
 
 
-def smoothed_pool(test: pd.DataFrame, size: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Rows of the test set drawn with replacement, numeric fields jittered a little."""
-    pool = test.sample(size, replace=True, random_state=rng.integers(2**31)).reset_index(drop=True)
-    pool["age"] = np.clip(pool["age"] + rng.uniform(-0.5, 0.5, size), 0.08, 120)
+def raking_weights(
+    test: pd.DataFrame, profile: Mapping[str, Any], *, iterations: int = 50
+) -> np.ndarray:
+    """Row weights under which each categorical and binary field of the held-out rows has
+    the training split's shares (iterative proportional fitting over the fields)."""
+    weights = np.ones(len(test))
+    fields = [spec.name for spec in FEATURES if not isinstance(spec, NumericField)]
+    keys = {name: test[name].map(category_key) for name in fields}
+    for _ in range(iterations):
+        for name in fields:
+            shares = profile["features"][name]["category_shares"]
+            totals = pd.Series(weights).groupby(keys[name].to_numpy()).sum()
+            seen = [c for c in totals.index if float(shares.get(c, 0.0)) > 0]
+            target_total = sum(float(shares[c]) for c in seen)
+            factor = {
+                c: float(shares[c]) / target_total / (totals[c] / totals[seen].sum()) for c in seen
+            }
+            weights = weights * keys[name].map(factor).fillna(1.0).to_numpy()
+    return weights / weights.sum()
+
+
+def null_population(
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    profile: Mapping[str, Any],
+    size: int,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Held-out rows as a population with the training split's marginals.
+
+    The 997 held-out rows differ from the training split by their own sampling error
+    (glucose: KS p = 0.03 on the whole set); drawing every window from them would replay
+    that one fixed difference as a shift lasting the whole simulation. So: rows drawn
+    with raking weights (categorical shares as in training), numeric fields jittered a
+    little, then mapped onto the training quantiles by rank. Each row keeps its outcome
+    and its place in the joint distribution (ranks, so rank correlations are the held-out
+    set's); only the marginals are the training split's.
+    """
+    weights = raking_weights(test, profile)
+    pool = test.sample(
+        size, replace=True, weights=weights, random_state=rng.integers(2**31)
+    ).reset_index(drop=True)
+    pool["age"] = pool["age"] + rng.uniform(-0.5, 0.5, size)
     pool["avg_glucose_level"] = pool["avg_glucose_level"] * np.exp(rng.normal(0, 0.01, size))
     pool["bmi"] = pool["bmi"] + rng.normal(0, 0.3, size)
+    for spec in FEATURES:
+        if isinstance(spec, NumericField):
+            present = pool[spec.name].notna().to_numpy()
+            ranks = pool.loc[present, spec.name].rank(method="first").to_numpy()
+            quantiles = (ranks - 0.5) / present.sum()
+            training_values = train[spec.name].dropna().to_numpy(float)
+            pool.loc[present, spec.name] = np.quantile(training_values, quantiles)
     return pool
+
+
+def smallest_pvalues(profile: Mapping[str, Any], frame: pd.DataFrame) -> str:
+    """The three smallest per-feature drift p-values of a whole frame against the profile."""
+    report = compute_drift(profile, frame[list(FEATURE_NAMES)].to_dict("records"))
+    ranked = sorted((f.pvalue, name) for name, f in report.features.items() if f.pvalue is not None)
+    return ", ".join(f"{name} p={pvalue:.3g}" for pvalue, name in ranked[:3])
 
 
 def shifted_inputs(pool: pd.DataFrame, shift: str, rng: np.random.Generator) -> pd.DataFrame:
@@ -290,16 +346,19 @@ def build_traffic(
     """Poisson arrivals at per_day; rows from the no-shift pool, then the shift's pool."""
     count = rng.poisson(per_day * days)
     hours = np.sort(rng.uniform(0, days * 24, count))
-    records: list[dict[str, Any]] = []
+    shifted = hours >= shift_at_hours if shift is not None else np.zeros(count, dtype=bool)
+    records: list[dict[str, Any]] = [{}] * count
     probabilities = np.empty(count)
     labels = np.empty(count, dtype=int)
-    for index, hour in enumerate(hours):
-        name = shift if shift is not None and hour >= shift_at_hours else "none"
+    for name, chosen in (("none", ~shifted), (shift, shifted)):
+        if name is None or not chosen.any():
+            continue
         pool_records, pool_probabilities, pool_labels = pools[name]
-        row = int(rng.integers(len(pool_records)))
-        records.append(pool_records[row])
-        probabilities[index] = pool_probabilities[row]
-        labels[index] = pool_labels[row]
+        rows = rng.integers(len(pool_records), size=int(chosen.sum()))
+        for index, row in zip(np.flatnonzero(chosen), rows, strict=True):
+            records[index] = pool_records[row]
+        probabilities[chosen] = pool_probabilities[rows]
+        labels[chosen] = pool_labels[rows]
     labelled = rng.random(count) < LABEL_COVERAGE
     return Traffic(hours, records, probabilities, labels, labelled, hours + LABEL_DELAY_HOURS)
 
@@ -412,12 +471,13 @@ def format_table(
     return "\n".join(lines)
 
 
-def load_inputs() -> tuple[pd.DataFrame, Any, dict[str, Any], dict[str, Any]]:
+def load_inputs() -> tuple[pd.DataFrame, pd.DataFrame, Any, dict[str, Any], dict[str, Any]]:
     test = pd.read_csv(REPO_ROOT / "data" / "prepared" / "test.csv")
+    train = pd.read_csv(REPO_ROOT / "data" / "prepared" / "train.csv")
     model = joblib.load(REPO_ROOT / "models" / "model.joblib")
     profile = json.loads((REPO_ROOT / "models" / "reference_profile.json").read_text())
     metadata = json.loads((REPO_ROOT / "models" / "model_metadata.json").read_text())
-    return test, model, profile, metadata
+    return test, train, model, profile, metadata
 
 
 def main() -> int:
@@ -431,7 +491,7 @@ def main() -> int:
     started = time.perf_counter()
     durations = rule_durations()
     rng = np.random.default_rng(args.seed)
-    test, model, profile, metadata = load_inputs()
+    test, train, model, profile, metadata = load_inputs()
     threshold = float(metadata["decision_threshold"])
     reference_positive_rate = float(metadata["threshold_cv_metrics"]["positive_rate"])
     settings = FigureSettings(
@@ -441,16 +501,21 @@ def main() -> int:
         min_positive_labels=10,
         min_negative_labels=10,
     )
-    pool = smoothed_pool(test, POOL_SIZE, rng)
+    pool = null_population(test, train, profile, POOL_SIZE, rng)
     pools = {}
     for name in ("none", *SHIFTS):
         inputs = shifted_inputs(pool, name, rng)[list(FEATURE_NAMES)]
         probabilities = model.predict_proba(inputs)[:, 1]
         labels = shifted_labels(pool["stroke"].to_numpy(int), probabilities, name, rng)
         pools[name] = (inputs.to_dict("records"), probabilities, labels)
+    population_note = (
+        f"the held-out set itself against the reference: {smallest_pvalues(profile, test)}; "
+        f"the simulated population ({POOL_SIZE:,} rows with training marginals): "
+        f"{smallest_pvalues(profile, pool)}"
+    )
     print(
-        f"pool: {POOL_SIZE} smoothed draws of {len(test)} test rows; labels {LABEL_COVERAGE:.0%}"
-        f" of predictions, {LABEL_DELAY_HOURS:g} h after; figures every {EVALUATION_MINUTES} min",
+        f"{population_note}; labels {LABEL_COVERAGE:.0%} of predictions, "
+        f"{LABEL_DELAY_HOURS:g} h after; figures every {EVALUATION_MINUTES} min",
         flush=True,
     )
 
@@ -516,7 +581,8 @@ def main() -> int:
         f"(– : not within {SHIFT_DAYS:g} days). Labels: {LABEL_COVERAGE:.0%} of predictions, "
         f"{LABEL_DELAY_HOURS:g} h after them. Figures every {EVALUATION_MINUTES} min; drift "
         f"classifier every {args.null_classifier_hours:g} h (no shift) / "
-        f"{args.shift_classifier_hours:g} h (shifts). Seed {args.seed}; "
+        f"{args.shift_classifier_hours:g} h (shifts). Traffic: {population_note}. "
+        f"Seed {args.seed}; "
         f"{time.perf_counter() - started:.0f} s."
     )
     print()

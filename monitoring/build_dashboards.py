@@ -584,6 +584,37 @@ def model_dashboard() -> dict[str, Any]:
                 " outcomes (recalibrate or retrain)."
             ),
         ),
+        panel(
+            "stat",
+            "Observed / expected strokes",
+            [target("max(stroke_live_observed_expected_ratio)")],
+            (0, 49, 6, 8),
+            unit="none",
+            steps=((None, "orange"), (0.67, "green"), (1.5, "orange")),
+            options=stat_options(),
+            description=(
+                "Strokes among the drift window's labelled predictions over the sum of their"
+                " probabilities (1: calibrated; absent below 5 expected strokes)."
+                + SHARED_WINDOW_NOTE
+            ),
+        ),
+        panel(
+            "timeseries",
+            "Calibration p-value (observed vs expected strokes)",
+            [target("min(stroke_live_calibration_pvalue)", "p-value")],
+            (6, 49, 18, 8),
+            unit="none",
+            maximum=1,
+            steps=((None, "red"), (0.001, "green")),
+            custom={
+                "scaleDistribution": {"type": "log", "log": 10},
+                "thresholdsStyle": {"mode": "line"},
+            },
+            description=(
+                "Sees a changed prevalence or a shifted risk that ROC-AUC and recall (ranking"
+                " only) miss. StrokeLiveCalibrationShift: below 0.001 for 30m."
+            ),
+        ),
     ]
     return dashboard(
         "stroke-model",
@@ -645,16 +676,15 @@ def drift_dashboard() -> dict[str, Any]:
         ),
         panel(
             "stat",
-            "Features with p < 0.01",
-            [
-                target(
-                    "count(max by (feature, test) (stroke_feature_drift_pvalue) < 0.01)"
-                    " or vector(0)"
-                )
-            ],
+            "Features with p < 0.0001",
+            [target("count(min by (feature) (stroke_feature_drift_pvalue) < 0.0001) or vector(0)")],
             (18, 0, 6, 4),
-            steps=((None, "green"), (1, "orange")),
+            steps=((None, "green"), (1, "red")),
             options=stat_options(),
+            description=(
+                "Features whose drift test is below StrokeFeatureDrift's level (fires after"
+                " 30m); about 0.001 of same-population windows have some feature there."
+            ),
         ),
         panel(
             "bargauge",
@@ -677,8 +707,8 @@ def drift_dashboard() -> dict[str, Any]:
                 "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
             },
             description=(
-                "0.1-0.2: moderate shift;"
-                " above 0.2 (alert StrokeFeatureDrift after 30m): significant."
+                "0.1-0.2: moderate shift; above 0.2: significant. Effect size only: on 100"
+                " records PSI passes 0.2 by chance, so the alert is on the p-values."
             ),
         ),
         panel(
@@ -720,9 +750,13 @@ def drift_dashboard() -> dict[str, Any]:
             ],
             (12, 13, 12, 8),
             unit="none",
-            minimum=0,
             maximum=1,
-            custom={"scaleDistribution": {"type": "log", "log": 10}},
+            steps=((None, "red"), (0.0001, "green")),
+            custom={
+                "scaleDistribution": {"type": "log", "log": 10},
+                "thresholdsStyle": {"mode": "line"},
+            },
+            description="StrokeFeatureDrift: any feature below 0.0001 for 30m.",
         ),
         panel(
             "timeseries",
@@ -777,6 +811,37 @@ def drift_dashboard() -> dict[str, Any]:
             (6, 29, 18, 8),
             unit="none",
             minimum=0,
+        ),
+        panel(
+            "timeseries",
+            "Rank correlation by pair (live)",
+            [target("max by (pair) (stroke_feature_correlation)", "{{pair}}")],
+            (0, 37, 12, 8),
+            unit="none",
+            minimum=-1,
+            maximum=1,
+            description=(
+                "Spearman's rho of each numeric pair in the drift window; the training"
+                " split's values are in the reference profile's correlations." + SHARED_WINDOW_NOTE
+            ),
+        ),
+        panel(
+            "timeseries",
+            "Correlation p-values",
+            [target("min by (pair) (stroke_feature_correlation_pvalue)", "{{pair}}")],
+            (12, 37, 12, 8),
+            unit="none",
+            maximum=1,
+            steps=((None, "red"), (0.0003, "green")),
+            custom={
+                "scaleDistribution": {"type": "log", "log": 10},
+                "thresholdsStyle": {"mode": "line"},
+            },
+            description=(
+                "'Same rank correlation as all training rows' (Fisher z). Sees a broken"
+                " relationship (age and glucose no longer rising together) that no per-feature"
+                " test can. StrokeFeatureCorrelationDrift: below 0.0003 for 30m."
+            ),
         ),
     ]
     return dashboard(

@@ -22,6 +22,7 @@ describe present values; missingness is reported separately as ``missing_rate``.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -131,9 +132,10 @@ def category_key(value: Any) -> str:
 def category_counts(values: Sequence[Any]) -> dict[str, int]:
     """Count of each category label (keys normalised by category_key)."""
     counts: dict[str, int] = {}
-    for value in values:
+    # Count the raw values first (a window holds few distinct ones), then normalise keys.
+    for value, count in Counter(values).items():
         key = category_key(value)
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + count
     return counts
 
 
@@ -328,3 +330,43 @@ def compute_drift(
         features=features,
         drift_score=max(psis) if psis else None,
     )
+
+
+# --- relationships between numeric fields ------------------------------------------------
+
+# Spearman's atanh(rho) has variance about 1.06 / (n - 3) (Fieller, Hartley & Pearson 1957).
+SPEARMAN_VARIANCE_FACTOR = 1.06
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rho of a pair and the number of rows where both values are present."""
+
+    rho: float
+    rows: int
+
+
+def rank_correlation(first: np.ndarray, second: np.ndarray) -> RankCorrelation | None:
+    """Spearman's rho over rows where both are present; None below 4 rows or no spread.
+
+    The live side of the profile's ``correlations`` (stroke_risk.features.reference_correlations,
+    the same ranks with ties averaged)."""
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    present = ~(np.isnan(first) | np.isnan(second))
+    rows = int(present.sum())
+    if rows < 4 or np.ptp(first[present]) == 0 or np.ptp(second[present]) == 0:
+        return None
+    return RankCorrelation(float(stats.spearmanr(first[present], second[present]).statistic), rows)
+
+
+def correlation_change_pvalue(live: RankCorrelation, reference: RankCorrelation) -> float:
+    """Two-sided p-value of 'the same rank correlation' (Fisher z of two independent samples,
+    each side's variance SPEARMAN_VARIANCE_FACTOR / (rows - 3))."""
+    clip = 1 - 1e-9
+    difference = math.atanh(max(-clip, min(clip, live.rho))) - math.atanh(
+        max(-clip, min(clip, reference.rho))
+    )
+    standard_error = math.sqrt(
+        SPEARMAN_VARIANCE_FACTOR * (1 / (live.rows - 3) + 1 / (reference.rows - 3))
+    )
+    return float(2 * stats.norm.sf(abs(difference) / standard_error))

@@ -226,6 +226,34 @@ def joint_sample(train: pd.DataFrame, *, size: int, seed: int) -> list[dict[str,
     return rows
 
 
+# The numeric pairs whose rank correlation the monitor compares with the training split's.
+CORRELATION_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (first.name, second.name)
+    for index, first in enumerate(FEATURES)
+    if isinstance(first, NumericField)
+    for second in FEATURES[index + 1 :]
+    if isinstance(second, NumericField)
+)
+
+
+def reference_correlations(train: pd.DataFrame) -> dict[str, dict[str, float | int]]:
+    """Spearman's rho of each numeric pair over all training rows where both are present,
+    keyed "first:second", with that row count (pairs with no spread left out).
+
+    From the whole split, not a sample: the live test (stroke_risk.drift
+    .correlation_change_pvalue) counts the reference's own sampling error, 1 / (rows - 3),
+    so a 500-row sample would cap how small a broken relationship's p-value can get.
+    """
+    correlations: dict[str, dict[str, float | int]] = {}
+    for first, second in CORRELATION_PAIRS:
+        both = train[[first, second]].astype(float).dropna()
+        if len(both) < 4 or both[first].nunique() < 2 or both[second].nunique() < 2:
+            continue
+        rho = float(both[first].corr(both[second], method="spearman"))
+        correlations[f"{first}:{second}"] = {"spearman": round(rho, 6), "rows": len(both)}
+    return correlations
+
+
 def build_reference_profile(
     train: pd.DataFrame, *, target: str, seed: int, joint_sample_size: int = JOINT_SAMPLE_SIZE
 ) -> dict[str, Any]:
@@ -234,6 +262,7 @@ def build_reference_profile(
     ``joint_sample`` holds ``joint_sample_size`` whole training rows (seeded): the
     reference side of the multivariate drift classifier. It is patient-level training
     data inside a model artifact; pass 0 to leave it out (the classifier is then off).
+    ``correlations``: each numeric pair's rank correlation over all training rows.
     """
     profiles: list[FeatureProfile] = []
     for spec in FEATURES:
@@ -255,6 +284,7 @@ def build_reference_profile(
         "prevalence": round(float(train[target].mean()), 6),
         "features": {p.name: p.__dict__ for p in profiles},
     }
+    profile["correlations"] = reference_correlations(train)
     if joint_sample_size > 0:
         profile["joint_sample"] = joint_sample(train, size=joint_sample_size, seed=seed)
     return profile

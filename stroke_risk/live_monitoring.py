@@ -217,6 +217,7 @@ def classifier_drift_auc(
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
     if min(len(reference), len(live)) < 2 * folds:
         return None
@@ -224,12 +225,16 @@ def classifier_drift_auc(
     y = np.r_[np.zeros(len(reference), dtype=int), np.ones(len(live), dtype=int)]
     scores = np.empty(len(y))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(X, y):
-        model = HistGradientBoostingClassifier(
-            max_iter=60, max_depth=3, learning_rate=0.1, random_state=seed
-        )
-        model.fit(X[train], y[train])
-        scores[test] = model.predict_proba(X[test])[:, 1]
+    # One OpenMP thread: on a few rows thread start-up outweighs the work, and on a busy
+    # host (the service's own workers, other processes) every extra thread oversubscribes
+    # the cores -- a fit measured 1 s on one thread took 56 s with one per core.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        for train, test in splitter.split(X, y):
+            model = HistGradientBoostingClassifier(
+                max_iter=60, max_depth=3, learning_rate=0.1, random_state=seed
+            )
+            model.fit(X[train], y[train])
+            scores[test] = model.predict_proba(X[test])[:, 1]
     roc_auc, _ = ranking_metrics(y, scores)
     return roc_auc
 
@@ -257,22 +262,11 @@ def bin_record(profile: Mapping[str, Any], record: Mapping[str, Any]) -> dict[st
 
 # --- relationships between numeric fields ------------------------------------------------
 
-# The numeric pairs whose rank correlation is compared with the reference's joint sample.
-CORRELATION_PAIRS: tuple[tuple[str, str], ...] = tuple(
-    (first.name, second.name)
-    for index, first in enumerate(FEATURES)
-    if isinstance(first, NumericField)
-    for second in FEATURES[index + 1 :]
-    if isinstance(second, NumericField)
-)
-# Spearman's atanh(rho) has variance about 1.06 / (n - 3) (Fieller, Hartley & Pearson 1957).
-SPEARMAN_VARIANCE_FACTOR = 1.06
-
 
 @dataclass(frozen=True)
 class CorrelationDrift:
-    """Rank correlation of a pair of numeric fields, live vs reference, and the p-value
-    of 'the same correlation' (two-sided Fisher z test of two independent samples)."""
+    """Rank correlation of a pair of numeric fields, live vs the training split, and the
+    p-value of 'the same correlation' (stroke_risk.drift.correlation_change_pvalue)."""
 
     pair: str
     live: float
@@ -280,47 +274,34 @@ class CorrelationDrift:
     pvalue: float
 
 
-def spearman(first: np.ndarray, second: np.ndarray) -> float | None:
-    """Spearman's rho of the rows where both are present; None below 4 rows or no spread."""
-    from scipy import stats
-
-    present = ~(np.isnan(first) | np.isnan(second))
-    if present.sum() < 4 or np.ptp(first[present]) == 0 or np.ptp(second[present]) == 0:
-        return None
-    return float(stats.spearmanr(first[present], second[present]).statistic)
-
-
 def correlation_drift(
-    reference: Sequence[Mapping[str, Any]], live: Sequence[Mapping[str, Any]]
+    reference_correlations: Mapping[str, Mapping[str, float]],
+    live: Sequence[Mapping[str, Any]],
 ) -> list[CorrelationDrift]:
-    """Compare each numeric pair's rank correlation in the live window with the reference.
+    """Compare each numeric pair's rank correlation in the live window with the profile's
+    ``correlations`` (all training rows).
 
     Sees a broken relationship (e.g. age and glucose no longer rising together) that no
-    per-field statistic can. Pairs with fewer than 4 complete rows on either side, or no
-    spread, are left out.
+    per-field statistic can. The pairs are the profile's (keys "first:second"); pairs with
+    fewer than 4 complete live rows or without spread are left out.
     """
-    from scipy import stats
+    from stroke_risk.drift import RankCorrelation, correlation_change_pvalue, rank_correlation
 
     names = [spec.name for spec in FEATURES]
-    reference_rows, live_rows = design_rows(reference), design_rows(live)
+    live_rows = design_rows(live)
     results = []
-    for first, second in CORRELATION_PAIRS:
-        i, j = names.index(first), names.index(second)
-        reference_rho = spearman(reference_rows[:, i], reference_rows[:, j])
-        live_rho = spearman(live_rows[:, i], live_rows[:, j])
-        if reference_rho is None or live_rho is None:
+    for pair, stored in reference_correlations.items():
+        first, second = pair.split(":")
+        if first not in names or second not in names:
             continue
-        n_reference = int((~np.isnan(reference_rows[:, [i, j]]).any(axis=1)).sum())
-        n_live = int((~np.isnan(live_rows[:, [i, j]]).any(axis=1)).sum())
-        clip = 1 - 1e-9
-        difference = math.atanh(max(-clip, min(clip, live_rho))) - math.atanh(
-            max(-clip, min(clip, reference_rho))
+        live_correlation = rank_correlation(
+            live_rows[:, names.index(first)], live_rows[:, names.index(second)]
         )
-        standard_error = math.sqrt(
-            SPEARMAN_VARIANCE_FACTOR * (1 / (n_live - 3) + 1 / (n_reference - 3))
-        )
-        pvalue = float(2 * stats.norm.sf(abs(difference) / standard_error))
-        results.append(CorrelationDrift(f"{first}:{second}", live_rho, reference_rho, pvalue))
+        if live_correlation is None:
+            continue
+        reference = RankCorrelation(float(stored["spearman"]), int(stored["rows"]))
+        pvalue = correlation_change_pvalue(live_correlation, reference)
+        results.append(CorrelationDrift(pair, live_correlation.rho, reference.rho, pvalue))
     return results
 
 
@@ -483,15 +464,16 @@ def estimated_figures(probabilities: Sequence[float], settings: FigureSettings) 
 
 
 def correlation_figures(
-    joint_sample: Sequence[Mapping[str, Any]] | None,
+    reference_correlations: Mapping[str, Mapping[str, float]] | None,
     records: Sequence[Mapping[str, Any]],
     settings: FigureSettings,
 ) -> list[Figure]:
-    """Live rank correlation and its p-value per numeric pair (raw values only)."""
-    if settings.binned or not joint_sample or len(records) < settings.min_drift_records:
+    """Live rank correlation and its p-value per numeric pair (raw values only; none
+    without the profile's ``correlations``)."""
+    if settings.binned or not reference_correlations or len(records) < settings.min_drift_records:
         return []
     figures = []
-    for drift in correlation_drift(joint_sample, records):
+    for drift in correlation_drift(reference_correlations, records):
         pair = (("pair", drift.pair),)
         figures.append(Figure("stroke_feature_correlation", drift.live, pair))
         figures.append(Figure("stroke_feature_correlation_pvalue", drift.pvalue, pair))
@@ -511,7 +493,7 @@ def live_figures(
     report = compute_drift(reference_profile, windows.records, binned=settings.binned)
     return (
         drift_figures(report, min_records=settings.min_drift_records)
-        + correlation_figures(reference_profile.get("joint_sample"), windows.records, settings)
+        + correlation_figures(reference_profile.get("correlations"), windows.records, settings)
         + performance_figures(windows.labelled_probabilities, windows.labels, settings)
         + calibration_figures(windows.recent_labelled_probabilities, windows.recent_labels)
         + estimated_figures(windows.probabilities, settings)

@@ -128,6 +128,8 @@ def test_alert_rules_use_only_contract_metrics() -> None:
                 "stroke_estimated_roc_auc",
                 "stroke_estimated_recall",
                 "stroke_estimated_precision",
+                "stroke_live_observed_expected_ratio",
+                "stroke_live_calibration_pvalue",
             ],
         ),
         (
@@ -139,6 +141,8 @@ def test_alert_rules_use_only_contract_metrics() -> None:
                 "stroke_feature_unseen_category_rate",
                 "stroke_drift_score",
                 "stroke_multivariate_drift_auc",
+                "stroke_feature_correlation",
+                "stroke_feature_correlation_pvalue",
             ],
         ),
     ],

@@ -542,3 +542,48 @@ def test_drift_classifier_fit_leaves_a_gevent_workers_loop_running(
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["auc"] > 0.8  # older by 25 years: the classifier tells them apart
     assert outcome["ticks"] >= 5 and outcome["max_gap"] < 0.25, outcome
+
+
+def test_profile_correlations_are_the_live_statistic_on_all_training_rows(
+    reference_profile: dict, training_frame: Any, training_records: list[dict]
+) -> None:
+    from scipy import stats
+
+    from stroke_risk.drift import rank_correlation
+    from stroke_risk.features import CORRELATION_PAIRS
+
+    stored = reference_profile["correlations"]
+    assert sorted(stored) == sorted(f"{a}:{b}" for a, b in CORRELATION_PAIRS)
+    for first, second in CORRELATION_PAIRS:
+        both = training_frame[[first, second]].astype(float).dropna()
+        expected = stats.spearmanr(both[first], both[second]).statistic
+        entry = stored[f"{first}:{second}"]
+        assert entry["rows"] == len(both)
+        assert entry["spearman"] == pytest.approx(expected, abs=1e-6)
+        # The live side (rank_correlation over records) gives the same figure.
+        live = rank_correlation(
+            np.array([r[first] if r[first] is not None else np.nan for r in training_records]),
+            np.array([r[second] if r[second] is not None else np.nan for r in training_records]),
+        )
+        assert live is not None and live.rho == pytest.approx(expected, abs=1e-6)
+
+
+def test_correlation_drift_sees_a_broken_age_glucose_relationship(
+    reference_profile: dict, training_records: list[dict]
+) -> None:
+    from stroke_risk.live_monitoring import correlation_drift
+
+    rng = np.random.default_rng(5)
+    chosen = rng.choice(len(training_records), size=1000, replace=False)
+    window = [dict(training_records[i]) for i in chosen]
+    same = {d.pair: d.pvalue for d in correlation_drift(reference_profile["correlations"], window)}
+    glucose = rng.permutation([r["avg_glucose_level"] for r in window])
+    for record, value in zip(window, glucose, strict=True):
+        record["avg_glucose_level"] = float(value)
+    broken = {
+        d.pair: d.pvalue for d in correlation_drift(reference_profile["correlations"], window)
+    }
+    assert min(same.values()) > 0.01
+    # The rule's level (StrokeFeatureCorrelationDrift: < 0.0003) on 1,000 records.
+    assert broken["age:avg_glucose_level"] < 0.0003
+    assert broken["age:bmi"] > 0.01  # untouched pair
