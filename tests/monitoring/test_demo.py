@@ -85,6 +85,7 @@ def test_pending_alerts_fire_at_active_at_plus_their_rules_for() -> None:
     assert parse_timestamp("2026-11-30T16:40:00Z") == datetime(2026, 11, 30, 16, 40, tzinfo=UTC)
 
 
+@pytest.mark.integration
 def test_bad_options_and_a_missing_prometheus_are_one_line_each(tmp_path: Path) -> None:
     result = subprocess.run(
         [*DEMO, "--rate", "0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60

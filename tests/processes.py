@@ -1,0 +1,132 @@
+"""Servers and other long-running processes that tests start, and how they always stop.
+
+Every process started through `start_process` leads its own session (so its own process
+group): stopping it signals the whole group, which reaches gunicorn's workers, the
+PostgreSQL and MLflow children of the tracking server, and anything else it spawned.
+Each one is also recorded here, so the suite's last hook (`reap_all`, called from
+tests/conftest.py at session finish and at interpreter exit) kills whatever a fixture
+failed to stop: a failed start, an interrupted run (Ctrl-C) or a teardown that raised.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+# Process groups started by this interpreter and not yet stopped (pid = pgid).
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def start_process(
+    command: list[str], *, log_path: Path, **popen_kwargs: Any
+) -> subprocess.Popen[bytes]:
+    """Start command in a new session with stdout+stderr to log_path; record it for the reaper."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen_kwargs
+        )
+    _STARTED[process.pid] = process
+    return process
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Return the pids of the group's live processes (zombies, which hold nothing, aside)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _parent, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return sorted(members)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int | None:
+    """Stop the process and everything left in its group; return the leader's exit status.
+
+    SIGTERM goes to the leader first, so it shuts down in order (gunicorn stops its workers,
+    the tracking server its PostgreSQL); after timeout seconds the whole group gets SIGKILL.
+    Whatever of the group outlives the leader then gets SIGTERM, and SIGKILL 5 s later.
+    """
+    try:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        if group_members(process.pid):
+            _signal_group(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while group_members(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            _signal_group(process.pid, signal.SIGKILL)
+    finally:
+        _STARTED.pop(process.pid, None)
+    return process.returncode
+
+
+def reap_all() -> list[int]:
+    """Kill every process group started here and not stopped yet; return their pids."""
+    reaped = []
+    for pid, process in list(_STARTED.items()):
+        if process.poll() is not None and not group_members(pid):
+            _STARTED.pop(pid, None)  # ended and its group is empty: nothing to reap
+            continue
+        _signal_group(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        _STARTED.pop(pid, None)
+        reaped.append(pid)
+    return reaped
+
+
+atexit.register(reap_all)
+
+
+def wait_until_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    *,
+    timeout: float,
+    describe: Callable[[], str] = lambda: "",
+    ready: Callable[[requests.Response], bool] = lambda answer: answer.status_code == 200,
+) -> float:
+    """Poll url until `ready(answer)`; return the seconds it took.
+
+    A refused connection, a reset or a slow answer (each request may take up to 5 s on a busy
+    machine) means "not yet": polling goes on until the deadline. Raises AssertionError, with
+    describe() (e.g. the server log) in the message, when the process exits or the deadline
+    passes; the caller stops the process.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"exited with status {process.returncode}:\n{describe()}")
+        try:
+            answer = requests.get(url, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            if ready(answer):
+                return time.monotonic() - started
+            last_error = f"HTTP {answer.status_code}"
+        except requests.RequestException as error:
+            last_error = type(error).__name__
+        time.sleep(0.05)
+    raise AssertionError(f"{url} not ready after {timeout} s ({last_error}):\n{describe()}")
