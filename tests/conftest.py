@@ -90,11 +90,19 @@ INTEGRATION_FIXTURES = frozenset(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark integration tests (see above; every e2e test is one) and put each test in an
     xdist group (its file, or a shared group; see SHARED_FIXTURE_GROUPS)."""
+    groups: dict[pytest.Item, str] = {}
     for item in items:
         if item.get_closest_marker("e2e") or INTEGRATION_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.integration)
         path = item.path.relative_to(REPO_ROOT).as_posix()
-        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(path, path)))
+        groups[item] = SHARED_FIXTURE_GROUPS.get(path, path)
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    # xdist hands groups out in this order: groups with an end-to-end test first, then
+    # those with an integration test, so the long ones start early and the many short unit
+    # files fill in at the end, not the reverse.
+    end_to_end = {groups[item] for item in items if item.get_closest_marker("e2e")}
+    integration = {groups[item] for item in items if item.get_closest_marker("integration")}
+    items.sort(key=lambda item: (groups[item] not in end_to_end, groups[item] not in integration))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

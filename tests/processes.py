@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 # Process groups started by this interpreter and not yet stopped (pid = pgid).
-_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+_STARTED: dict[int, subprocess.Popen[Any]] = {}
 
 
 def start_process(
@@ -34,6 +34,11 @@ def start_process(
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen_kwargs
         )
+    return track(process)
+
+
+def track(process: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
+    """Record a process started elsewhere with start_new_session=True, for the reaper."""
     _STARTED[process.pid] = process
     return process
 
@@ -56,7 +61,7 @@ def group_members(pgid: int) -> list[int]:
     return sorted(members)
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int | None:
+def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> int | None:
     """Stop the process and everything left in its group; return the leader's exit status.
 
     SIGTERM goes to the leader first, so it shuts down in order (gunicorn stops its workers,

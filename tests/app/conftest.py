@@ -34,7 +34,7 @@ from stroke_risk.params import ModelFamily
 from stroke_risk.ports import free_port
 from stroke_risk.schema import EXAMPLE_RECORD, FEATURE_NAMES, TARGET
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
-from tests.processes import start_process, stop_process, wait_until_ready
+from tests.processes import start_process, stop_process, track, wait_until_ready
 
 # Every family the project can build, from its one definition (stroke_risk.params).
 FAMILIES: tuple[str, ...] = get_args(ModelFamily)
@@ -327,15 +327,26 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def run_server_expecting_failure(
     tmp_path: Path, timeout: float = 60.0, **env: str
 ) -> subprocess.CompletedProcess:
-    """Run gunicorn that is expected to refuse to start; return its exit status and output."""
+    """Run gunicorn that is expected to refuse to start; return its exit status and output.
+
+    Should it start after all, it is stopped with its workers when timeout runs out (and
+    subprocess.TimeoutExpired is raised).
+    """
     monitor_db = str(tmp_path / "predictions.sqlite")
-    return subprocess.run(
+    process = subprocess.Popen(
         SERVER_COMMAND,
         cwd=REPO_ROOT,
         env=server_env(
             PORT=str(free_port()), TMPDIR=str(tmp_path), STROKE_MONITOR_DB=monitor_db, **env
         ),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,
     )
+    track(process)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        stop_process(process)
+    return subprocess.CompletedProcess(SERVER_COMMAND, process.returncode, stdout, stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.demo import active_alerts, format_alerts, parse_timestamp
+from tests.processes import track
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "monitoring.demo"]
@@ -141,6 +142,7 @@ def test_demo_reports_drift_and_pending_alerts_then_stops_everything_on_ctrl_c(
         text=True,
         start_new_session=True,
     )
+    track(demo)  # killed at session end should this test's own cleanup not run
     lines: list[str] = []
     pending = re.compile(
         r"pending  StrokeFeatureDrift\{feature=age\}: active since \d\d:\d\d:\d\d; "
