@@ -175,13 +175,16 @@ def test_every_experiment_is_tracked_once(workspace):
     for name, override in (("q-xgb", "model=xgboost"), ("q-thr", "threshold.target_recall=0.7")):
         run(["dvc", "exp", "run", "--queue", "-n", name, "-S", override, *TINY], workspace)
     run(["dvc", "queue", "start", "-j", "2"], workspace)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], workspace).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
-    run(["dvc", "queue", "stop"], workspace)
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            status = run(["dvc", "queue", "status"], workspace).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(3)
+    finally:
+        # The queue's workers are daemons of their own: stop them whatever happened.
+        run(["dvc", "queue", "stop", "--kill"], workspace, check=False)
     assert status.count("Success") == 2, status
     run(
         ["dvc", "exp", "run", "--temp", "-n", "t-thr", "-S", "threshold.target_recall=0.9", *TINY],
