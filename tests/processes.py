@@ -48,17 +48,51 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Return the pids of the group's live processes (zombies, which hold nothing, aside)."""
-    members = []
+def _live_processes() -> dict[int, tuple[int, int]]:
+    """Return pid -> (parent pid, process group) of every live (not zombie) process."""
+    table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            state, _parent, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            state, parent, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
         except (OSError, ValueError):
             continue
-        if int(group) == pgid and state != "Z":
-            members.append(int(stat.parent.name))
-    return sorted(members)
+        if state != "Z":
+            table[int(stat.parent.name)] = (int(parent), int(group))
+    return table
+
+
+def group_members(pgid: int) -> list[int]:
+    """Return the pids of the group's live processes (zombies, which hold nothing, aside)."""
+    return sorted(pid for pid, (_, group) in _live_processes().items() if group == pgid)
+
+
+def descendants(pid: int) -> list[int]:
+    """Return the pids of pid's live descendants, including those in sessions of their own
+    (the tracking server starts MLflow so): a group signal does not reach those."""
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in _live_processes().items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return sorted(found)
+
+
+def _stop_strays(pids: list[int]) -> None:
+    """SIGTERM, then SIGKILL 5 s later, to whichever of pids still run."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        live = set(pids) & set(_live_processes())
+        for pid in live:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + 5
+        while live and time.monotonic() < deadline:
+            time.sleep(0.1)
+            live &= set(_live_processes())
+        if not live:
+            return
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> int | None:
@@ -66,8 +100,11 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> int |
 
     SIGTERM goes to the leader first, so it shuts down in order (gunicorn stops its workers,
     the tracking server its PostgreSQL); after timeout seconds the whole group gets SIGKILL.
-    Whatever of the group outlives the leader then gets SIGTERM, and SIGKILL 5 s later.
+    Whatever of the group outlives the leader then gets SIGTERM, and SIGKILL 5 s later, and
+    so does any descendant that had left the group (a session of its own).
     """
+    # Taken first: once the leader has gone, its orphans no longer name it as parent.
+    family = descendants(process.pid) if process.poll() is None else []
     try:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -82,6 +119,7 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> int |
             while group_members(process.pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
             _signal_group(process.pid, signal.SIGKILL)
+        _stop_strays(family)
     finally:
         _STARTED.pop(process.pid, None)
     return process.returncode
@@ -94,7 +132,11 @@ def reap_all() -> list[int]:
         if process.poll() is not None and not group_members(pid):
             _STARTED.pop(pid, None)  # ended and its group is empty: nothing to reap
             continue
+        family = descendants(pid)
         _signal_group(pid, signal.SIGKILL)
+        for stray in family:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(stray, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
         _STARTED.pop(pid, None)

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from stroke_risk.ports import free_port
-from tests.processes import group_members, reap_all, start_process, stop_process, wait_until_ready
+from tests.processes import (
+    descendants,
+    group_members,
+    reap_all,
+    start_process,
+    stop_process,
+    wait_until_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +60,27 @@ def test_stopping_a_leader_also_stops_the_children_it_left(tmp_path: Path) -> No
     assert len(group_members(process.pid)) == 3
     stop_process(process, timeout=5)
     assert group_members(process.pid) == []
+
+
+def test_a_child_in_a_session_of_its_own_is_stopped_too(tmp_path: Path) -> None:
+    # What the tracking server does with MLflow: a group signal would not reach it.
+    process = start_process(
+        ["sh", "-c", "setsid sleep 300 & sleep 300 & wait"], log_path=tmp_path / "log"
+    )
+    deadline = time.monotonic() + 10
+    while len(descendants(process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    family = descendants(process.pid)
+    assert len(family) == 2
+    stop_process(process, timeout=5)
+    assert all(not Path(f"/proc/{pid}").exists() or _is_zombie(pid) for pid in family)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def test_the_reaper_kills_what_no_fixture_stopped(tmp_path: Path) -> None:
