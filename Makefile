@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, Debian, root or sudo-less root):
 #   make run   - create .venv from the pipeline lock, run the pipeline (dvc repro), print a summary
 #   make test  - .venv from the development lock, system tools for the tests, lint, the whole suite
+#   make check - the quick loop while editing: lint + the tests that start no server and run
+#                no stage or external tool (pytest -m "not integration"), under a minute
 VENV := .venv
 PYTHON ?= python3
 RUNTIME_STAMP := $(VENV)/.runtime-installed
@@ -14,8 +16,9 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The one command that regenerates the three locks (see README "Environment").
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
-.PHONY: run test serve lint format system-deps benchmark clean-venv lock push pull restore sync copy-runs \
-	plots-diff exp notebook pr-report release compare exps tracking-server demo drift-report
+.PHONY: run test check serve lint format system-deps benchmark clean-venv lock push pull restore \
+	sync copy-runs plots-diff exp notebook pr-report release compare exps tracking-server demo \
+	drift-report
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,9 +85,18 @@ lint: $(DEV_STAMP)
 	nbstripout --verify --keep-id notebook/*.ipynb
 	python -m tools.consistency
 
+# The suite runs on TEST_WORKERS pytest-xdist workers; --dist loadgroup keeps each test file
+# (and the files that share a costly fixture, tests/conftest.py) on one worker, so module and
+# shared session fixtures are built once. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(DEV_STAMP) system-deps lint
 	dvc repro
-	STROKE_TEST_ARTIFACTS=1 python -m pytest
+	STROKE_TEST_ARTIFACTS=1 python -m pytest $(PYTEST_PARALLEL) --durations=15
+
+check: $(DEV_STAMP) lint
+	python -m pytest $(PYTEST_PARALLEL) -m "not integration" -q
 
 serve: $(RUNTIME_STAMP)
 	gunicorn -c app/gunicorn_conf.py 'app:create_app()'

@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from typing import Any
 
 import requests
 
+from stroke_risk.ports import free_port
 from stroke_risk.schema import EXAMPLE_RECORD
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,12 +73,6 @@ TARGETS = {
     "cli_rows_per_minute": 1_000_000.0,
     "startup_seconds": 2.0,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(url: str, process: subprocess.Popen, timeout: float) -> float:

@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from stroke_risk.tracking_server import PostgresCluster, free_port, init_optuna_schema
+from stroke_risk.ports import free_port
+from stroke_risk.tracking_server import PostgresCluster, init_optuna_schema
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.7

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.processes import reap_all
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Safety nets so no test writes into the repository by accident: any app started without
 # an explicit prediction-log path, and hypothesis' example database, use a scratch folder.
@@ -51,3 +53,62 @@ def brain_frame() -> pd.DataFrame:
     from stroke_risk.data import load_dataset
 
     return load_dataset(BRAIN_CSV)
+
+
+# Test files that share an expensive session fixture run on one xdist worker, so it is built
+# once (two `dvc repro` runs for two_commit_repo, PostgreSQL + MLflow for tracking_stack).
+# Every other file is its own group: its module fixtures are built once, on one worker.
+SHARED_FIXTURE_GROUPS = {
+    "tests/team/test_pr_report.py": "team-scratch-repo",
+    "tests/team/test_distributed_tuning.py": "team-scratch-repo",
+    "tests/team/test_tracking_server.py": "team-scratch-repo",
+}
+
+
+# Fixtures that start a server or a browser, run the pipeline or need an external tool:
+# a test using any of them is an integration test, left out of `make check`.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "real_server",
+        "server_factory",
+        "page_server",
+        "processes",
+        "mlflow_url",
+        "service",
+        "tracking_stack",
+        "two_commit_repo",
+        "browser",
+        "prometheus_binaries",
+        "nginx_binary",
+        "workspace",
+        "remote",
+        "repo",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark integration tests (see above; every e2e test is one) and put each test in an
+    xdist group (its file, or a shared group; see SHARED_FIXTURE_GROUPS)."""
+    groups: dict[pytest.Item, str] = {}
+    for item in items:
+        if item.get_closest_marker("e2e") or INTEGRATION_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        path = item.path.relative_to(REPO_ROOT).as_posix()
+        groups[item] = SHARED_FIXTURE_GROUPS.get(path, path)
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    # xdist hands groups out in this order: groups with an end-to-end test first, then
+    # those with an integration test, so the long ones start early and the many short unit
+    # files fill in at the end, not the reverse.
+    end_to_end = {groups[item] for item in items if item.get_closest_marker("e2e")}
+    integration = {groups[item] for item in items if item.get_closest_marker("integration")}
+    items.sort(key=lambda item: (groups[item] not in end_to_end, groups[item] not in integration))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Last resort: kill any server a fixture failed to stop (a failed start, an interrupt)."""
+    reaped = reap_all()
+    if reaped:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"tests/processes.py reaped leftover process groups: {reaped}")

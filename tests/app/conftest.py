@@ -17,20 +17,17 @@ import io
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import joblib
 import pandas as pd
 import pytest
-import requests
 
 from app.compiled import CompiledModel, artifact_of_pipeline
 from app.explanations import build_explainer
@@ -39,23 +36,41 @@ from app.settings import Settings
 from stroke_risk.explain import MatrixExplainer
 from stroke_risk.features import FeatureConfig, add_engineered_features, build_reference_profile
 from stroke_risk.modeling import build_model_pipeline, build_serving_pipeline
+from stroke_risk.params import ModelFamily
+from stroke_risk.ports import free_port
 from stroke_risk.schema import EXAMPLE_RECORD, FEATURE_NAMES, TARGET
 from stroke_risk.serving_artifact import read_serving_model, write_serving_model
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
+from tests.processes import start_process, stop_process, track, wait_until_ready
 
-FAMILIES = ("logreg", "random_forest", "xgboost")
-# Small but real models of each family; full feature set so every encoder is exercised.
-SMALL_PARAMS: dict[str, dict[str, Any]] = {
-    "logreg": {"C": 0.5, "max_iter": 2000},
-    "random_forest": {"n_estimators": 25, "max_depth": 8, "min_samples_leaf": 3, "n_jobs": 1},
-    "xgboost": {
-        "n_estimators": 30,
-        "max_depth": 3,
-        "learning_rate": 0.2,
-        "n_jobs": 1,
-        "tree_method": "hist",
-    },
+# Every family the project can build, from its one definition (stroke_risk.params).
+FAMILIES: tuple[str, ...] = get_args(ModelFamily)
+# Small but real models of each family, and the feature set each is fitted on (the full set
+# exercises every encoder; the monotone gradient boosting takes the monotone set).
+SMALL_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
+    "logreg": ({"C": 0.5, "max_iter": 2000}, "full"),
+    "random_forest": (
+        {"n_estimators": 25, "max_depth": 8, "min_samples_leaf": 3, "n_jobs": 1},
+        "full",
+    ),
+    "xgboost": (
+        {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.1, "n_jobs": 1},
+        "full",
+    ),
+    "ebm": ({"outer_bags": 2, "max_rounds": 300, "max_bins": 64, "n_jobs": 1}, "full"),
+    # 60 rounds of up to 16 leaves; the search space allows up to 400.
+    "hgb_monotonic": (
+        {
+            "max_iter": 60,
+            "max_leaf_nodes": 16,
+            "learning_rate": 0.1,
+            "min_samples_leaf": 10,
+            "early_stopping": False,
+        },
+        "monotone",
+    ),
 }
+assert set(SMALL_PARAMS) == set(FAMILIES), "tests/app/conftest.py: one SMALL_PARAMS per family"
 TEST_THRESHOLD = 0.08
 SHIPPED_CSVS = {"brain": BRAIN_CSV, "healthcare": HEALTHCARE_CSV}
 
@@ -74,9 +89,10 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
-def fit_serving_pipeline(family: str, frame: pd.DataFrame, feature_set: str = "full") -> Any:
+def fit_serving_pipeline(family: str, frame: pd.DataFrame) -> Any:
     """Return a small fitted serving pipeline (engineer + preprocess + model) of a family."""
-    return fit_serving_pipeline_with(family, SMALL_PARAMS[family], frame, feature_set)
+    model_params, feature_set = SMALL_PARAMS[family]
+    return fit_serving_pipeline_with(family, model_params, frame, feature_set)
 
 
 def fit_serving_pipeline_with(
@@ -170,7 +186,7 @@ def write_artifacts(
 
 @pytest.fixture(scope="session")
 def fitted_pipelines(brain_frame: pd.DataFrame) -> dict[str, Any]:
-    """Small fitted serving pipelines of the three families, trained on brain.csv."""
+    """Small fitted serving pipelines of every model family, trained on brain.csv."""
     return {family: fit_serving_pipeline(family, brain_frame) for family in FAMILIES}
 
 
@@ -219,12 +235,6 @@ def logreg_model(logreg_settings: Settings) -> LoadedModel:
 
 
 # --- servers ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def server_env(**overrides: str) -> dict[str, str]:
@@ -291,46 +301,32 @@ class Server:
             time.sleep(0.05)
         return pids
 
-    def stop(self) -> int:
-        """Stop the server (SIGTERM, then SIGKILL after 15 s); return its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.returncode
+    def stop(self) -> int | None:
+        """Stop the server and its workers (SIGTERM to the group, SIGKILL after 15 s);
+        return the master's exit status."""
+        return stop_process(self.process)
 
 
-def start_server(log_dir: Path, env: dict[str, str], timeout: float = 60.0) -> Server:
+def start_server(log_dir: Path, env: dict[str, str], timeout: float = 120.0) -> Server:
     """Start gunicorn on a free port and wait until /ready answers 200.
 
-    The prediction log goes to log_dir unless env sets STROKE_MONITOR_DB.
+    The prediction log goes to log_dir unless env sets STROKE_MONITOR_DB. A server that
+    does not become ready is stopped (workers included) before the error is raised.
     """
     port = free_port()
     env = {"STROKE_MONITOR_DB": str(log_dir / f"predictions-{port}.sqlite"), **env}
     env["PORT"] = str(port)
     log_path = log_dir / f"server-{port}.log"
-    started = time.perf_counter()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            SERVER_COMMAND, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    process = start_process(SERVER_COMMAND, log_path=log_path, cwd=REPO_ROOT, env=env)
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            if requests.get(f"{server.url}/ready", timeout=1).status_code == 200:
-                server.startup_seconds = time.perf_counter() - started
-                return server
-        except (requests.ConnectionError, requests.Timeout):
-            pass  # not listening yet, or its workers still booting on a busy machine
-        time.sleep(0.05)
-    server.stop()
-    raise AssertionError(f"server not ready after {timeout} s:\n{server.log()}")
+    try:
+        server.startup_seconds = wait_until_ready(
+            f"{server.url}/ready", process, timeout=timeout, describe=server.log
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 @pytest.fixture
@@ -343,9 +339,11 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         servers.append(server)
         return server
 
-    yield start
-    for server in servers:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def start_secured_server(log_dir: Path, **env: str) -> Server:
@@ -367,22 +365,35 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """gunicorn (2 workers) serving the repository's own model revision (from `dvc repro`),
     with credentials: requests send server.auth."""
     server = start_secured_server(tmp_path_factory.mktemp("real-server"))
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def run_server_expecting_failure(
     tmp_path: Path, timeout: float = 60.0, **env: str
 ) -> subprocess.CompletedProcess:
-    """Run gunicorn that is expected to refuse to start; return its exit status and output."""
+    """Run gunicorn that is expected to refuse to start; return its exit status and output.
+
+    Should it start after all, it is stopped with its workers when timeout runs out (and
+    subprocess.TimeoutExpired is raised).
+    """
     monitor_db = str(tmp_path / "predictions.sqlite")
-    return subprocess.run(
+    process = subprocess.Popen(
         SERVER_COMMAND,
         cwd=REPO_ROOT,
         env=server_env(
             PORT=str(free_port()), TMPDIR=str(tmp_path), STROKE_MONITOR_DB=monitor_db, **env
         ),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,
     )
+    track(process)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        stop_process(process)
+    return subprocess.CompletedProcess(SERVER_COMMAND, process.returncode, stdout, stderr)

@@ -237,7 +237,9 @@ def gunicorn_send(real_server: Any) -> Send:
     return send
 
 
-@pytest.mark.parametrize("transport", ["flask", "gunicorn"])
+@pytest.mark.parametrize(
+    "transport", ["flask", pytest.param("gunicorn", marks=pytest.mark.integration)]
+)
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_request_gets_a_json_4xx(case: Case, transport: str, request: Any) -> None:
     send: Send = request.getfixturevalue(f"{transport}_send")

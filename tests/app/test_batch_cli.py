@@ -128,6 +128,7 @@ def test_chunk_size_does_not_change_the_output(
         assert difference.abs().max() <= 1e-12
 
 
+@pytest.mark.integration
 def test_cli_entry_point(input_csv: Path, tmp_path: Path, logreg_settings: Settings) -> None:
     output = tmp_path / "scored.csv"
     result = subprocess.run(

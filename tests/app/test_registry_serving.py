@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,15 +23,16 @@ import pytest
 import requests
 
 from stroke_risk.data import load_dataset
+from stroke_risk.ports import free_port
 from tests.app.conftest import (
     SHIPPED_CSVS,
     Server,
     frame_records,
-    free_port,
     server_env,
     start_server,
 )
 from tests.pipeline.conftest import make_workspace, run
+from tests.processes import start_process, stop_process, wait_until_ready
 
 REGISTERED = "models:/stroke-risk@candidate"
 RECORDS_PER_FILE = 40
@@ -78,36 +77,20 @@ def mlflow_url(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "-w",
         "1",
     ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=workspace,
-            env={**os.environ, **tracking_env(workspace)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_process(
+        command, log_path=log_path, cwd=workspace, env={**os.environ, **tracking_env(workspace)}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if requests.get(url + "/ping", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("mlflow models serve not ready:\n" + log_path.read_text())
+        wait_until_ready(
+            url + "/ping",
+            process,
+            timeout=180,
+            describe=lambda: log_path.read_text(errors="replace"),
+        )
         yield url
     finally:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
+        stop_process(process, timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +100,10 @@ def service(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     server = start_server(
         log_dir, server_env(TMPDIR=str(log_dir), STROKE_PROJECT_DIR=str(workspace))
     )
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def sample_records() -> list[dict[str, Any]]:

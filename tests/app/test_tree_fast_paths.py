@@ -17,7 +17,7 @@ import xgboost
 
 from app import compiled
 from app.compiled import TOLERANCE, CompiledModel, CompiledSteps, artifact_of_pipeline
-from app.explanations import build_explainer, explain_columns, served_log_odds
+from app.explanations import build_explainer, explain_columns
 from app.factory import create_app
 from app.model import build_scorer, load_model
 from app.validation import validate_records
@@ -26,38 +26,17 @@ from stroke_risk.explain import PipelineExplainer
 from stroke_risk.schema import FEATURE_NAMES
 from stroke_risk.tree_tables import boosted_trees, step_functions
 from tests.app.conftest import (
-    fit_serving_pipeline_with,
+    FAMILIES,
     frame_records,
     served_paths,
     training_profile,
     write_artifacts,
 )
 
-# Real but small: 60 rounds of up to 16 leaves; the search space allows up to 400.
-HGB_PARAMS = {
-    "max_iter": 60,
-    "max_leaf_nodes": 16,
-    "learning_rate": 0.1,
-    "min_samples_leaf": 10,
-    "early_stopping": False,
-}
-XGB_PARAMS = {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.1, "n_jobs": 1}
-EBM_PARAMS = {"outer_bags": 2, "max_rounds": 300, "max_bins": 64, "n_jobs": 1}
-FAMILY_PARAMS = {
-    "ebm": (EBM_PARAMS, "full"),
-    "hgb_monotonic": (HGB_PARAMS, "monotone"),
-    "xgboost": (XGB_PARAMS, "full"),
-}
+# The boosted families (fitted once per session by tests/app/conftest.py's fitted_pipelines).
+BOOSTED_FAMILIES = ("ebm", "hgb_monotonic", "xgboost")
 # XGBoost adds float32 leaves; the Saabas credits are float64: what rounding may leave.
 FLOAT32_NOISE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def pipelines(brain_frame: pd.DataFrame) -> dict[str, Any]:
-    return {
-        family: fit_serving_pipeline_with(family, params, brain_frame, feature_set=feature_set)
-        for family, (params, feature_set) in FAMILY_PARAMS.items()
-    }
 
 
 def matrix_of(pipeline: Any, frame: pd.DataFrame) -> np.ndarray:
@@ -70,23 +49,23 @@ def per_field(values: np.ndarray, sources: list[str]) -> np.ndarray:
     return frame.T.groupby(level=0).sum().T.reindex(columns=list(FEATURE_NAMES), fill_value=0.0)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILY_PARAMS))
+@pytest.mark.parametrize("family", BOOSTED_FAMILIES)
 @pytest.mark.parametrize("csv_name", ["brain", "healthcare"])
-def test_compiled_probability_and_risk_factors_on_every_row(
-    family: str, csv_name: str, pipelines: dict, shipped_frames: dict
+def test_risk_factors_leave_only_rounding_before_any_residual_is_spread(
+    family: str, csv_name: str, fitted_pipelines: dict, shipped_frames: dict
 ) -> None:
-    pipeline = pipelines[family]
+    """The compiled probability equals the pipeline's and the risk factors add up for every
+    family (test_compiled_equality.py, test_explanations.py); for the boosted ones the raw
+    residual, before it is spread, is no more than float32 rounding (exact for step
+    functions), on every row, missing bmi included."""
+    pipeline = fitted_pipelines[family]
     frame = shipped_frames[csv_name]
     scorer, explainer = served_paths(pipeline)
     assert explainer is not None, "served without risk factors"
     columns = validate_records(frame_records(frame)).columns
     expected = pipeline.predict_proba(frame[list(FEATURE_NAMES)])[:, 1]
-    assert np.max(np.abs(scorer.predict_proba(columns) - expected)) <= TOLERANCE
     probability, explanation = explain_columns(explainer, scorer, columns)
     assert np.max(np.abs(probability - expected)) <= TOLERANCE
-    total = explanation.base_value + explanation.contributions.sum(axis=1)
-    served = served_log_odds(probability, explainer)
-    assert np.max(np.abs(total - served)) <= 1e-6
     assert explanation.raw_residual is not None
     raw_bound = FLOAT32_NOISE if family == "xgboost" else 1e-9
     assert np.max(np.abs(explanation.raw_residual)) <= raw_bound
@@ -95,14 +74,16 @@ def test_compiled_probability_and_risk_factors_on_every_row(
 
 
 @pytest.mark.parametrize("family", ["ebm", "hgb_monotonic"])
-def test_additive_models_are_served_by_step_functions(family: str, pipelines: dict) -> None:
-    scorer, _ = served_paths(pipelines[family])
+def test_additive_models_are_served_by_step_functions(family: str, fitted_pipelines: dict) -> None:
+    scorer, _ = served_paths(fitted_pipelines[family])
     assert scorer.kind == "compiled:step_functions"
     assert isinstance(scorer, CompiledModel) and isinstance(scorer.scorer, CompiledSteps)
 
 
-def test_ebm_contributions_are_its_term_scores(pipelines: dict, shipped_frames: dict) -> None:
-    pipeline = pipelines["ebm"]
+def test_ebm_contributions_are_its_term_scores(
+    fitted_pipelines: dict, shipped_frames: dict
+) -> None:
+    pipeline = fitted_pipelines["ebm"]
     model = pipeline.named_steps["model"]
     explainer = PipelineExplainer(pipeline)
     frame = pd.concat(shipped_frames.values(), ignore_index=True)
@@ -150,9 +131,9 @@ def reference_hgb_contributions(model: Any, matrix: np.ndarray) -> tuple[float, 
 
 
 def test_hgb_contributions_equal_the_per_tree_explanation(
-    pipelines: dict, shipped_frames: dict
+    fitted_pipelines: dict, shipped_frames: dict
 ) -> None:
-    pipeline = pipelines["hgb_monotonic"]
+    pipeline = fitted_pipelines["hgb_monotonic"]
     explainer = PipelineExplainer(pipeline)
     frame = pd.concat(shipped_frames.values(), ignore_index=True)
     matrix = matrix_of(pipeline, frame)
@@ -165,8 +146,10 @@ def test_hgb_contributions_equal_the_per_tree_explanation(
     assert np.max(np.abs(explanation.logit - decision)) <= 1e-12
 
 
-def test_xgboost_contributions_equal_approx_contribs(pipelines: dict, shipped_frames: dict) -> None:
-    pipeline = pipelines["xgboost"]
+def test_xgboost_contributions_equal_approx_contribs(
+    fitted_pipelines: dict, shipped_frames: dict
+) -> None:
+    pipeline = fitted_pipelines["xgboost"]
     explainer = PipelineExplainer(pipeline)
     frame = pd.concat(shipped_frames.values(), ignore_index=True)
     matrix = matrix_of(pipeline, frame)
@@ -181,9 +164,9 @@ def test_xgboost_contributions_equal_approx_contribs(pipelines: dict, shipped_fr
     assert np.max(np.abs(approx - shap)) > 0.01
 
 
-def test_xgboost_walk_is_xgboosts_own(pipelines: dict, shipped_frames: dict) -> None:
+def test_xgboost_walk_is_xgboosts_own(fitted_pipelines: dict, shipped_frames: dict) -> None:
     """Leaves equal pred_leaf and the float32 margin equals XGBoost's bit for bit."""
-    pipeline = pipelines["xgboost"]
+    pipeline = fitted_pipelines["xgboost"]
     model = pipeline.named_steps["model"]
     trees = boosted_trees(model)
     frame = pd.concat(shipped_frames.values(), ignore_index=True)
@@ -238,12 +221,12 @@ def test_xgboost_walk_follows_the_default_branch(brain_frame: pd.DataFrame) -> N
 
 
 def test_vectorised_and_per_column_paths_agree(
-    pipelines: dict, shipped_frames: dict, monkeypatch: pytest.MonkeyPatch
+    fitted_pipelines: dict, shipped_frames: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Small batches use the all-at-once lookups, large ones binary search / pred_leaf."""
     frame = shipped_frames["healthcare"]
-    for family in sorted(FAMILY_PARAMS):
-        pipeline = pipelines[family]
+    for family in BOOSTED_FAMILIES:
+        pipeline = fitted_pipelines[family]
         matrix = matrix_of(pipeline, frame)
         explainer = PipelineExplainer(pipeline)
         results = []
@@ -258,31 +241,12 @@ def test_vectorised_and_per_column_paths_agree(
         np.testing.assert_array_equal(e_vector.contributions, e_search.contributions)
 
 
-def test_a_wrong_step_explanation_is_not_served(
-    pipelines: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from stroke_risk import explain as explain_module
-
-    pipeline = pipelines["hgb_monotonic"]
-    model = artifact_of_pipeline(pipeline)
-    scorer = build_scorer(model)
-    assert build_explainer(model, scorer) is not None
-    original = explain_module._AdditiveBoostingExplainer.__init__
-
-    def off_by_a_bit(self: Any, model: Any, aggregate: np.ndarray) -> None:
-        original(self, model, aggregate)
-        self.base_value += 0.001
-
-    monkeypatch.setattr(explain_module._AdditiveBoostingExplainer, "__init__", off_by_a_bit)
-    assert build_explainer(model, scorer) is None
-
-
 def test_hgb_is_served_with_risk_factors(
-    pipelines: dict, brain_frame: pd.DataFrame, tmp_path: Any, shipped_frames: dict
+    fitted_pipelines: dict, brain_frame: pd.DataFrame, tmp_path: Any, shipped_frames: dict
 ) -> None:
     settings = write_artifacts(
         tmp_path,
-        pipelines["hgb_monotonic"],
+        fitted_pipelines["hgb_monotonic"],
         family="hgb_monotonic",
         reference_profile=training_profile(brain_frame),
     )
@@ -295,7 +259,7 @@ def test_hgb_is_served_with_risk_factors(
     missing = frame[frame["bmi"].isna()].head(20)
     records = frame_records(missing)
     answer = client.post("/predict", json={"instances": records}).json
-    expected = pipelines["hgb_monotonic"].predict_proba(missing[list(FEATURE_NAMES)])[:, 1]
+    expected = fitted_pipelines["hgb_monotonic"].predict_proba(missing[list(FEATURE_NAMES)])[:, 1]
     for prediction, wanted in zip(answer["predictions"], expected, strict=True):
         probability = prediction["stroke_probability"]
         assert abs(probability - wanted) <= TOLERANCE
@@ -323,22 +287,38 @@ def test_xgboost_tables_use_the_trees_predict_proba_uses(brain_frame: pd.DataFra
     assert np.max(np.abs(explainer_margin - margin)) <= FLOAT32_NOISE
 
 
-def test_a_wrong_forest_base_rate_is_caught_before_the_rescaling(
-    fitted_pipelines: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The forest's credits are rescaled onto the logit, which makes the final sum exact
-    whatever the base: the raw residual on the probability scale is what is bounded."""
-    from stroke_risk import explain as explain_module
+# An explainer whose base is off by `offset` (e.g. the wrong tree range), per family: the
+# attribute each family's explainer derives its base from, and an error the start-up check
+# must catch. XGBoost's float32 residual and the forest's rescaling onto the logit would make
+# the final sum exact whatever the base: the check bounds the raw residual instead.
+CORRUPTIONS = {
+    "logreg": ("base_value", 0.001),
+    "random_forest": ("base_probability", 0.001),
+    "xgboost": ("base_value", 0.05),
+    "ebm": ("base_value", 0.001),
+    "hgb_monotonic": ("base_value", 0.001),
+}
 
-    pipeline = fitted_pipelines["random_forest"]
+
+def test_every_family_has_a_corruption_case() -> None:
+    assert set(CORRUPTIONS) == set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_explainer_whose_base_is_off_is_not_served(
+    family: str, fitted_pipelines: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = fitted_pipelines[family]
     model = artifact_of_pipeline(pipeline)
     scorer = build_scorer(model)
     assert build_explainer(model, scorer) is not None
-    original = explain_module._ForestExplainer.__init__
+    attribute, offset = CORRUPTIONS[family]
+    family_explainer = type(PipelineExplainer(pipeline).family)
+    original = family_explainer.__init__
 
     def off_by_a_bit(self: Any, model: Any, aggregate: np.ndarray) -> None:
         original(self, model, aggregate)
-        self.base_probability += 0.001
+        setattr(self, attribute, getattr(self, attribute) + offset)
 
-    monkeypatch.setattr(explain_module._ForestExplainer, "__init__", off_by_a_bit)
+    monkeypatch.setattr(family_explainer, "__init__", off_by_a_bit)
     assert build_explainer(model, scorer) is None

@@ -422,6 +422,7 @@ def run_report_in_process(monkeypatch, arguments: list[str]) -> None:
     run_stage("report", main)
 
 
+@pytest.mark.integration
 def test_report_stage_output_is_byte_identical_on_rerun(inputs, plot_data, tmp_path, monkeypatch):
     paths = {}
     for name in ("metadata", "metrics", "evaluation", "data_summary"):

@@ -52,6 +52,7 @@ def test_in_memory_study_is_deterministic(small):
     assert first.storage == "in-memory" and first.trials_used == [0, 1, 2]
 
 
+@pytest.mark.integration
 def test_a_larger_stored_study_does_not_leak_into_a_smaller_budget(small, tmp_path):
     X, y = small
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -65,6 +66,7 @@ def test_a_larger_stored_study_does_not_leak_into_a_smaller_budget(small, tmp_pa
     assert small_budget.best_params == in_memory.best_params
 
 
+@pytest.mark.integration
 def test_a_resumed_study_does_not_repeat_its_first_trials(small, tmp_path):
     X, y = small
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -77,6 +79,7 @@ def test_a_resumed_study_does_not_repeat_its_first_trials(small, tmp_path):
     assert len(values) == 4 and len(set(values)) == 4
 
 
+@pytest.mark.integration
 def test_changed_code_or_space_never_reuses_stored_scores(tmp_path):
     assert study_name("logreg", spec().fingerprint()) != study_name(
         "logreg", spec(code_sha256="changed").fingerprint()

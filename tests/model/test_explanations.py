@@ -40,22 +40,32 @@ def test_residence_type_barely_contributes(trained_model, adults):
     assert contributions["Residence_type"].abs().mean() < 0.1
 
 
-def _median_milliseconds(function, repeats: int = 40) -> float:
-    function()  # warm-up: first-call allocations and lazy imports
-    timings = []
+def _median_ratio(function, reference, repeats: int = 60) -> float:
+    """Median seconds of function over median seconds of reference, calls interleaved so
+    both see the same load on a shared machine."""
+    function(), reference()  # warm-up: first-call allocations and lazy imports
+    timings: dict[object, list[float]] = {function: [], reference: []}
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - start)
-    return 1000 * float(np.median(timings))
+        for call in (function, reference):
+            start = time.perf_counter()
+            call()
+            timings[call].append(time.perf_counter() - start)
+    return float(np.median(timings[function]) / np.median(timings[reference]))
 
 
-def test_explaining_one_prediction_is_cheap(trained_model):
-    # Bounds are loose regression guards for a shared 2-core machine, not benchmarks:
-    # the explanation on a design matrix takes ~0.2 ms (logreg) to ~1-2 ms (trees).
+def test_explaining_one_prediction_costs_about_a_prediction(trained_model):
+    """Relative to predicting the same row in the same run, so a busy machine cannot fail
+    it (figures live in benchmarks/serving.py). On one row, explaining costs about as much
+    as predicting (logistic regression: ~1.1x; trees: less)."""
     explainer = explainer_for(trained_model)
     row = patient(age=70.0, hypertension=1)
     matrix = explainer.transform.transform(row)
-    assert _median_milliseconds(lambda: explainer.explain_matrix(matrix)) < 10
-    # The whole path, dominated by sklearn's per-call transform overhead.
-    assert _median_milliseconds(lambda: explainer.explain(row)) < 60
+    model = trained_model.steps[-1][1]
+    assert (
+        _median_ratio(lambda: explainer.explain_matrix(matrix), lambda: model.predict_proba(matrix))
+        < 5
+    )
+    # The whole path, dominated by sklearn's per-call transform overhead, as predicting is.
+    assert (
+        _median_ratio(lambda: explainer.explain(row), lambda: trained_model.predict_proba(row)) < 3
+    )

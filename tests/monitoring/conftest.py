@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from stroke_risk.ports import free_port
+from tests.processes import start_process, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The raw data lives in the repository; CI also has a copy of shared/ beside the clone.
@@ -90,13 +91,6 @@ def prometheus_binaries() -> dict[str, str]:
     return {"promtool": promtool, "prometheus": prometheus}
 
 
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0.1) -> bool:
     """Poll check() until it returns True or timeout seconds pass; return the last result."""
     deadline = time.monotonic() + timeout
@@ -111,7 +105,7 @@ def wait_until(check: Callable[[], bool], *, timeout: float, interval: float = 0
 
 
 class ProcessGroup:
-    """Processes started by a test, each in its own session, stopped at teardown."""
+    """Processes started by a test, each leading its own process group, stopped at teardown."""
 
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -119,25 +113,14 @@ class ProcessGroup:
     def start(
         self, command: list[str], *, log_path: Path, **kwargs: Any
     ) -> subprocess.Popen[bytes]:
-        log = open(log_path, "wb")  # noqa: SIM115 - closed with the process below
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
-        )
-        process.log = log  # type: ignore[attr-defined]
+        process = start_process(command, log_path=log_path, **kwargs)
         self.processes.append(process)
         return process
 
     def stop_all(self) -> None:
+        # Signals each whole group: this reaches gunicorn's workers too.
         for process in reversed(self.processes):
-            if process.poll() is None:
-                # The process leads its own group: this reaches gunicorn's workers too.
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=5)
-            process.log.close()  # type: ignore[attr-defined]
+            stop_process(process, timeout=10)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from monitoring.alert_demo import (
     write_yaml,
 )
 from monitoring.demo import active_alerts, format_alerts, parse_timestamp
+from tests.processes import track
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "monitoring.demo"]
@@ -101,6 +102,7 @@ def test_pending_alerts_fire_at_active_at_plus_their_rules_for() -> None:
     assert parse_timestamp("2026-11-30T16:40:00Z") == datetime(2026, 11, 30, 16, 40, tzinfo=UTC)
 
 
+@pytest.mark.integration
 def test_bad_options_and_a_missing_prometheus_are_one_line_each(tmp_path: Path) -> None:
     result = subprocess.run(
         [*DEMO, "--rate", "0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
@@ -156,6 +158,7 @@ def test_demo_reports_drift_and_pending_alerts_then_stops_everything_on_ctrl_c(
         text=True,
         start_new_session=True,
     )
+    track(demo)  # killed at session end should this test's own cleanup not run
     lines: list[str] = []
     pending = re.compile(
         r"pending  StrokeFeatureDrift\{feature=age\}: active since \d\d:\d\d:\d\d; "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import fnmatch
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,12 +80,30 @@ def test_runs_gunicorn_with_the_app_config_and_factory() -> None:
     assert instructions("EXPOSE") == [str(APP_PORT)]
 
 
-def test_gunicorn_listens_on_all_interfaces_at_the_app_port() -> None:
-    # app/gunicorn_conf.py binds HOST:PORT from the environment.
-    assert "HOST" in (REPO_ROOT / "app" / "gunicorn_conf.py").read_text()
+def test_gunicorn_listens_on_all_interfaces_at_the_app_port(tmp_path: Path) -> None:
+    """The address gunicorn binds when app/gunicorn_conf.py reads the image's ENV."""
     environment = dict(re.findall(r"(\w+)=(\S+)", " ".join(instructions("ENV"))))
     assert environment["HOST"] == "0.0.0.0"
     assert environment["PORT"] == str(APP_PORT)
+    # The config file runs in a child (it sets up the Prometheus directory and atexit hooks).
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("STROKE_", "HOST"))}
+    read_bind = "import runpy; print(runpy.run_path('app/gunicorn_conf.py')['bind'])"
+    result = subprocess.run(
+        [sys.executable, "-c", read_bind],
+        cwd=REPO_ROOT,
+        env={
+            **inherited,
+            "HOST": environment["HOST"],
+            "PORT": environment["PORT"],
+            "TMPDIR": str(tmp_path),
+            "STROKE_MONITOR_DB": str(tmp_path / "predictions.sqlite"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"0.0.0.0:{APP_PORT}"
 
 
 def test_copies_exactly_the_serving_inputs() -> None:

@@ -517,6 +517,7 @@ print(json.dumps({"max_gap": max(gaps), "ticks": len(gaps), "auc": collector._mu
 """
 
 
+@pytest.mark.integration
 def test_drift_classifier_fit_leaves_a_gevent_workers_loop_running(
     tmp_path: Path, reference_profile: dict
 ) -> None:

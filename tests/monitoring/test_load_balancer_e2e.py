@@ -31,6 +31,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from stroke_risk.ports import free_port_on
 from tests.app.conftest import SERVER_COMMAND
 from tests.monitoring.test_prometheus_e2e import REPO_ROOT, server_environment
 
@@ -144,22 +145,6 @@ def render_nginx_config(directory: Path, *, dns_port: int, app_port: int, listen
     return f"daemon off;\nuser root;\npid {directory / 'nginx.pid'};\n{text}"
 
 
-def free_port_on(addresses: tuple[str, ...]) -> int:
-    """A port free on every one of these loopback addresses."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for address in addresses[1:]:
-                with socket.socket() as other:
-                    other.bind((address, port))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no common free port")
-
-
 def predict_requests_answered(metrics_text: str) -> float:
     total = 0.0
     for family in text_string_to_metric_families(metrics_text):
@@ -263,6 +248,7 @@ def test_nginx_spreads_requests_over_every_replica_and_holds_slow_clients(
         for client in slow:
             client.close()
     assert answer.status_code == 200 and health.status_code == 200
-    assert elapsed < 1.0, f"/predict took {elapsed:.2f} s behind {SLOW_CLIENTS} slow clients"
+    # A replica held by a slow client would not answer before the 5 s timeout at all.
+    assert elapsed < 4.0, f"/predict took {elapsed:.2f} s behind {SLOW_CLIENTS} slow clients"
     log = (nginx_dir / "nginx.log").read_text()
     assert not re.search(r"\[(emerg|alert|crit)\]", log), log

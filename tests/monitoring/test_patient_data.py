@@ -120,7 +120,7 @@ def test_unknown_feedback_does_not_wait_for_the_write_lock(tmp_path: Path) -> No
         writer.execute("ROLLBACK")
         writer.close()
     assert response.status_code == 404
-    assert elapsed < 0.25
+    assert elapsed < 2.5  # waiting for the lock would last its 5 s busy timeout
 
 
 def test_binned_store_keeps_no_raw_numbers_and_gives_the_same_psi(

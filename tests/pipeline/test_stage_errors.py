@@ -38,6 +38,7 @@ def run_prepare(tmp_path, raw_text: str):
     )
 
 
+@pytest.mark.integration
 def test_bad_input_fails_cleanly_and_keeps_previous_outputs(tmp_path, brain_raw_text):
     good = run_prepare(tmp_path, brain_raw_text)
     assert good.returncode == 0, good.stderr
@@ -58,6 +59,7 @@ def test_bad_input_fails_cleanly_and_keeps_previous_outputs(tmp_path, brain_raw_
     assert (tmp_path / "summary.json").read_bytes() == summary_before
 
 
+@pytest.mark.integration
 def test_empty_file_is_a_clear_error(tmp_path):
     result = run_prepare(tmp_path, "")
     assert result.returncode == 1

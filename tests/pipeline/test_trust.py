@@ -14,7 +14,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,7 +23,9 @@ import requests
 import yaml
 
 from stroke_risk.cli import RESTORE_COMMAND
+from stroke_risk.ports import free_port
 from tests.pipeline.conftest import TINY, make_workspace, run
+from tests.processes import start_process, stop_process, wait_until_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -91,12 +92,6 @@ def test_a_polluted_optuna_store_cannot_change_the_lock(workspace):
     assert tuning["study"]["trials_used"] == [0, 1]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def served_model_version(root: Path, scratch: Path) -> str:
     """Start the real service (gunicorn, as `make serve` does) in root; return /version's."""
     port = free_port()
@@ -104,24 +99,16 @@ def served_model_version(root: Path, scratch: Path) -> str:
         key: value for key, value in os.environ.items() if not key.startswith(("STROKE_", "WEB_"))
     }
     env |= {"PORT": str(port), "HOST": "127.0.0.1", "STROKE_MONITOR_DB": str(scratch / "p.db")}
-    log = (scratch / "server.log").open("wb")
+    log_path = scratch / "server.log"
     command = ["python", "-m", "gunicorn", "-c", "app/gunicorn_conf.py", "app:create_app()"]
     env["PATH"] = run(["sh", "-c", "echo $PATH"], root).stdout.strip()
-    server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = start_process(command, log_path=log_path, cwd=root, env=env)
+    url = f"http://127.0.0.1:{port}/version"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert server.poll() is None, (scratch / "server.log").read_text()
-            try:
-                answer = requests.get(f"http://127.0.0.1:{port}/version", timeout=1)
-                if answer.status_code == 200:
-                    return answer.json()["model_version"]
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise AssertionError("service did not start")
+        wait_until_ready(url, server, timeout=120, describe=log_path.read_text)
+        return requests.get(url, timeout=30).json()["model_version"]
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        stop_process(server, timeout=20)
 
 
 def test_a_fresh_clone_pulls_and_serves_the_same_model(workspace, remote, tmp_path):
@@ -295,13 +282,16 @@ def test_every_experiment_is_tracked_once(workspace):
     for name, override in (("q-xgb", "model=xgboost"), ("q-thr", "threshold.target_recall=0.7")):
         run(["dvc", "exp", "run", "--queue", "-n", name, "-S", override, *TINY], workspace)
     run(["dvc", "queue", "start", "-j", "2"], workspace)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        status = run(["dvc", "queue", "status"], workspace).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
-    run(["dvc", "queue", "stop"], workspace)
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            status = run(["dvc", "queue", "status"], workspace).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            time.sleep(3)
+    finally:
+        # The queue's workers are daemons of their own: stop them whatever happened.
+        run(["dvc", "queue", "stop", "--kill"], workspace, check=False)
     assert status.count("Success") == 2, status
     run(
         ["dvc", "exp", "run", "--temp", "-n", "t-thr", "-S", "threshold.target_recall=0.9", *TINY],

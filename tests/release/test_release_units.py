@@ -132,6 +132,7 @@ def test_existing_versions_and_unchanged_models_are_refused():
         )
 
 
+@pytest.mark.integration
 def test_the_registered_version_is_the_one_with_both_hashes(tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from stroke_risk.ports import free_port
 from tests.conftest import REPO_ROOT, copy_tracked_files
+from tests.processes import start_process, stop_process
 
 VENV_BIN = Path(sys.executable).parent
 TINY_BUDGET = {
@@ -169,8 +170,6 @@ def tracking_stack() -> Iterator[TrackingStack]:
     """What `make tracking-server` runs, in a scratch state folder on free ports."""
     if not any(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         pytest.skip("PostgreSQL is not installed: run `make system-deps`")
-    from stroke_risk.tracking_server import free_port
-
     # As `make tracking-server` after `make serve` finds it: its state under a `var/` that the
     # prediction log created 0700, inside a 0700 scratch folder (the cluster belongs to the
     # `postgres` user when run as root, and must still reach its folder).
@@ -183,25 +182,18 @@ def tracking_stack() -> Iterator[TrackingStack]:
     output = state_dir / "cli-output.txt"
     env = command_env()
     env.pop("PGPASSWORD", None)
-    with open(output, "wb") as sink:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "stroke_risk.tracking_server",
-                "--state-dir",
-                str(state_dir),
-                "--pg-port",
-                str(pg_port),
-                "--port",
-                str(port),
-            ],
-            cwd=REPO_ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    command = [
+        sys.executable,
+        "-m",
+        "stroke_risk.tracking_server",
+        "--state-dir",
+        str(state_dir),
+        "--pg-port",
+        str(pg_port),
+        "--port",
+        str(port),
+    ]
+    process = start_process(command, log_path=output, cwd=REPO_ROOT, env=env)
     stack = TrackingStack(state_dir, f"http://127.0.0.1:{port}", pg_port, process, output)
     try:
         deadline = time.monotonic() + 180
@@ -211,13 +203,8 @@ def tracking_stack() -> Iterator[TrackingStack]:
             time.sleep(0.5)
         yield stack
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        # SIGTERM lets it stop PostgreSQL and MLflow in order; the group is killed after 60 s.
+        stop_process(process, timeout=60)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

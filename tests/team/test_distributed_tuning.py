@@ -61,7 +61,13 @@ def test_two_workers_share_one_study_and_tune_records_the_trials_it_used(
         )
         for index in range(2)
     ]
-    outputs = [worker.communicate(timeout=300) for worker in workers]
+    try:
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
     for worker, (_, stderr) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, stderr
     names = {re.search(r"study (\S+) in", stdout).group(1) for stdout, _ in outputs}

@@ -61,6 +61,7 @@ def test_mlflow_uses_the_postgres_service_and_its_databases(services: dict[str, 
     assert option(command, "--artifacts-destination") in " ".join(services["mlflow"]["volumes"])
 
 
+@pytest.mark.integration
 def test_every_server_flag_exists_in_the_installed_mlflow(services: dict[str, Any]) -> None:
     command = services["mlflow"]["command"]
     assert command[:2] == ["mlflow", "server"]

@@ -86,6 +86,7 @@ def test_broken_inputs_are_one_line(project):
     assert problem.startswith("conf/ does not compose") and "\n" not in problem
 
 
+@pytest.mark.integration
 def test_the_command_exits_non_zero_on_a_problem(project):
     edit_params(project, lambda params: params["cv"].update(n_splits=3))
     command = [sys.executable, "-m", "tools.consistency", "--root", str(project)]

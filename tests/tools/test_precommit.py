@@ -40,8 +40,7 @@ def test_every_hook_is_local_and_runs_a_tool_of_the_venv():
 
 def test_make_lint_runs_every_hook():
     recipe = lint_recipe()
-    if any("pre-commit run --all-files" in line for line in recipe):
-        return
+    assert hooks(), ".pre-commit-config.yaml has no hooks"
     for hook in hooks():
         words = [w for w in shlex.split(hook["entry"]) if w not in HOOK_ONLY_FLAGS]
         command = " ".join([Path(words[0]).name, *words[1:]])

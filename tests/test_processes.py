@@ -1,0 +1,114 @@
+"""tests/processes.py: servers started by tests stop with all their children, whatever happens.
+
+Real processes: a shell that leaves children behind, and a small HTTP server whose first
+answers are slower than a request's patience (what made a server fixture fail on a busy
+machine and leave its gunicorn running).
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from stroke_risk.ports import free_port
+from tests.processes import (
+    descendants,
+    group_members,
+    reap_all,
+    start_process,
+    stop_process,
+    wait_until_ready,
+)
+
+pytestmark = pytest.mark.integration
+
+# Answers /ready after `delay` seconds for the first `slow` requests, at once afterwards.
+SLOW_SERVER = textwrap.dedent(
+    """
+    import sys, time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    port, slow, delay = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(1)
+            if len(seen) <= slow:
+                time.sleep(delay)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    """
+)
+
+
+def test_stopping_a_leader_also_stops_the_children_it_left(tmp_path: Path) -> None:
+    # The shell exits on SIGTERM at once; its two sleeping children would outlive it.
+    process = start_process(["sh", "-c", "sleep 300 & sleep 300 & wait"], log_path=tmp_path / "log")
+    deadline = time.monotonic() + 10
+    while len(group_members(process.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(group_members(process.pid)) == 3
+    stop_process(process, timeout=5)
+    assert group_members(process.pid) == []
+
+
+def test_a_child_in_a_session_of_its_own_is_stopped_too(tmp_path: Path) -> None:
+    # What the tracking server does with MLflow: a group signal would not reach it.
+    process = start_process(
+        ["sh", "-c", "setsid sleep 300 & sleep 300 & wait"], log_path=tmp_path / "log"
+    )
+    deadline = time.monotonic() + 10
+    while len(descendants(process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    family = descendants(process.pid)
+    assert len(family) == 2
+    stop_process(process, timeout=5)
+    assert all(not Path(f"/proc/{pid}").exists() or _is_zombie(pid) for pid in family)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_the_reaper_kills_what_no_fixture_stopped(tmp_path: Path) -> None:
+    process = start_process(["sh", "-c", "sleep 300 & wait"], log_path=tmp_path / "log")
+    assert process.pid in reap_all()
+    assert process.wait(timeout=5) is not None
+    assert group_members(process.pid) == []
+
+
+def test_readiness_polls_on_through_slow_answers(tmp_path: Path) -> None:
+    port = free_port()
+    # A first answer of 6 s: longer than one request waits (5 s).
+    command = [sys.executable, "-c", SLOW_SERVER, str(port), "1", "6"]
+    process = start_process(command, log_path=tmp_path / "log")
+    try:
+        seconds = wait_until_ready(f"http://127.0.0.1:{port}/ready", process, timeout=60)
+        assert seconds > 5
+    finally:
+        stop_process(process)
+
+
+def test_a_server_never_ready_is_an_error_naming_the_last_failure(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-c", SLOW_SERVER, str(port), "1000", "30"]
+    process = start_process(command, log_path=tmp_path / "log")
+    try:
+        with pytest.raises(AssertionError, match="not ready after 3 s"):
+            wait_until_ready(f"http://127.0.0.1:{port}/ready", process, timeout=3)
+    finally:
+        stop_process(process)
+    assert group_members(process.pid) == []
