@@ -548,11 +548,18 @@ def release_notes(
 
 
 def mover(root: Path) -> str:
-    """Who moves an alias: the git identity, and the login ($USER) running the command."""
-    name = _run(["git", "config", "user.name"], root).stdout.strip() or "?"
-    email = _run(["git", "config", "user.email"], root).stdout.strip()
-    login = os.environ.get("USER") or os.environ.get("LOGNAME") or "?"
-    return f"{name} <{email}> (user {login})" if email else f"{name} (user {login})"
+    """Who moves an alias: git's committer identity (as the release commit records it,
+    GIT_COMMITTER_* included) and the login running the command."""
+    import getpass
+
+    ident = _run(["git", "var", "GIT_COMMITTER_IDENT"], root).stdout.strip()
+    # "Name <email> 1733150000 +0000": drop the timestamp.
+    person = re.sub(r"\s+\d+\s+[+-]\d{4}$", "", ident) or "?"
+    try:
+        login = os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):
+        login = "?"
+    return f"{person} (user {login})"
 
 
 def alias_move(
