@@ -474,7 +474,7 @@ class GatesFailed(ReleaseError):
         self.failures = list(failures)
         super().__init__(
             f"{len(self.failures)} release gate(s) failed ({GATES_FILE}); improve the model, "
-            'or release anyway with OVERRIDE="reason" (recorded in CHANGELOG.md and '
+            'or release anyway with OVERRIDE="reason" (--override; recorded in CHANGELOG.md and '
             f"{AUDIT_FILE})"
         )
 
@@ -712,7 +712,9 @@ def release(
         override=override,
     )
     record["gates"] = [result.as_record() for result in gate_results]
-    if override:
+    # An override counts only when a gate failed; otherwise it is just the release's reason.
+    overridden = bool(override) and bool(failed(gate_results))
+    if overridden:
         record["override"] = override
     changelog_text = changelog_path.read_text() if changelog_path.exists() else None
     changelog = changelog_text or "# Changelog\n\n" + UNRELEASED_HEADING + "\n"
@@ -732,7 +734,7 @@ def release(
             why=override or f"release {version}: every gate passed",
             who=mover(root),
             gates=gate_results,
-            overridden=bool(override),
+            overridden=overridden,
         ),
     )
     head = _git(root, "rev-parse", "HEAD").strip()
