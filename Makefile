@@ -17,8 +17,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
 .PHONY: run test check serve lint format system-deps benchmark clean-venv lock push pull restore \
-	sync copy-runs plots-diff exp notebook pr-report release compare exps tracking-server demo \
-	drift-report
+	sync copy-runs plots-diff exp notebook pr-report release rollback release-history compare exps \
+	tracking-server demo drift-report
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,7 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -136,11 +137,23 @@ EXPS ?=
 compare: $(RUNTIME_STAMP)
 	python -m stroke_risk.comparison $(EXPS) --commits $(COMMITS) --output comparison.md
 
-# Release the checked-out model: refuses unless the tree and `dvc status` are clean and the
-# outputs are pushed; tags git, moves MLflow @production, records it in CHANGELOG.md.
+# Release the checked-out model: refuses unless the tree and `dvc status` are clean, the
+# outputs are pushed and every gate of conf/release/gates.yaml passes (OVERRIDE="reason"
+# releases anyway, recording why); tags git, moves MLflow @production, records it in
+# CHANGELOG.md, releases.json and the audit trail releases_audit.jsonl.
+# The reasons travel in the environment (make exports command-line variables), so quotes in
+# them are safe.
 release: $(RUNTIME_STAMP)
-	@test -n "$(VERSION)" || { echo "usage: make release VERSION=1.2.0" >&2; exit 2; }
-	python -m stroke_risk.release $(VERSION)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=1.2.0 [OVERRIDE=\"reason\"]" >&2; exit 2; }
+	python -m stroke_risk.release release $(VERSION) $(if $(OVERRIDE),--override "$$OVERRIDE")
+
+# Move @production back to the previous release (TO=1.0.0 for another), recorded like a release.
+rollback: $(RUNTIME_STAMP)
+	python -m stroke_risk.release rollback $(if $(TO),--to $(TO)) $(if $(REASON),--reason "$$REASON")
+
+# Every move of @production: when, who, from, to, why.
+release-history: $(RUNTIME_STAMP)
+	python -m stroke_risk.release history
 
 # Executes the demo notebook against a running service (make serve in another shell);
 # the result, with every output, is notebook/demo.executed.ipynb (git-ignored).

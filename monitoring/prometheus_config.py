@@ -73,6 +73,8 @@ def render_prometheus_config(
             if not self_address:
                 continue
             job["static_configs"] = [{"targets": [self_address]}]
+            # A local Prometheus runs without the stack's web config (and its secrets).
+            job.pop("basic_auth", None)
         jobs.append(job)
     if not any(job["job_name"] == APP_JOB for job in jobs):
         raise ValueError(f"{source} has no scrape job named {APP_JOB!r}")

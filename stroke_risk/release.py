@@ -1,25 +1,36 @@
-"""Release the trained model: tag the revision, promote it in MLflow, record it.
+"""Release the trained model: gate it, tag the revision, promote it in MLflow, record it.
 
-`python -m stroke_risk.release 1.2.0` (what `make release VERSION=1.2.0` runs) refuses unless
-the git working tree is clean, `dvc status` is clean and every output is in the DVC remote.
-It then, as one unit (a failure undoes the steps already taken):
+    python -m stroke_risk.release release 1.2.0 [--override REASON] [--notes TEXT]
+    python -m stroke_risk.release rollback [--to 1.1.0] [--reason TEXT]
+    python -m stroke_risk.release history
+
+`release` (what `make release VERSION=1.2.0` runs; `python -m stroke_risk.release 1.2.0` is
+short for it) refuses unless the git working tree is clean, `dvc status` is clean, every output
+is in the DVC remote and every release gate of conf/release/gates.yaml passes on the held-out
+test split (stroke_risk/release_gates.py; each failed gate is one line; `--override REASON`
+releases anyway and records why). It then, as one unit (a failure undoes the steps already
+taken):
 
 1. records the release in `releases.json` (machine-readable, read by the service; with the
    ed25519 signature of the serving artifact and metadata, stroke_risk/signing.py, made with
-   the key at $STROKE_RELEASE_KEY or ~/.config/stroke-risk/release.key) and in a
-   `CHANGELOG.md` section (version, model md5, test metrics with 95 % CIs, threshold), and
-   commits both;
+   the key at $STROKE_RELEASE_KEY or ~/.config/stroke-risk/release.key), in a
+   `CHANGELOG.md` section (version, model md5, test metrics with 95 % CIs, threshold, gates)
+   and as one line appended to `releases_audit.jsonl` (the alias move: from, to, when, who,
+   why — MLflow keeps no history of aliases), and commits the three;
 2. tags that commit the way GTO (DVC's model registry) reads it: `stroke-risk@v1.2.0`
    registers the version, `stroke-risk#production#N` assigns it the production stage;
 3. moves the MLflow alias `@production` to the registered version whose `model_md5` tag is the
    md5 of `models/model.joblib` recorded in dvc.lock.
 
+`rollback` moves `@production` back to the previous release's MLflow version, recorded and
+tagged the same way (GTO: unassign the current version, assign the target). `history` prints
+the audit trail.
+
 Every refusal is one line naming the problem and the fix. Nothing is pushed: the command
 prints the `git push` line to publish the tags.
 
-The module imports only the standard library and PyYAML at load time. The service reads
-releases.json through `stroke_risk.release_file` (re-exported here), which imports no MLflow
-or DVC even inside functions.
+The service reads releases.json through `stroke_risk.release_file` (re-exported here), which
+imports no MLflow, DVC or numpy even inside functions.
 """
 
 from __future__ import annotations
@@ -49,6 +60,14 @@ from stroke_risk.release_file import (
     release_for_model,
 )
 from stroke_risk.release_file import same_revision as _same_revision
+from stroke_risk.release_gates import (
+    GATES_FILE,
+    GateResult,
+    evaluation_gates,
+    failed,
+    load_gates,
+    production_gate,
+)
 
 __all__ = ["ReleaseError", "read_releases", "release", "release_for_model"]
 
@@ -59,6 +78,8 @@ TRAIN_STAGE = "train"
 CHANGELOG_FILE = "CHANGELOG.md"
 METADATA_PATH = "models/model_metadata.json"
 UNRELEASED_HEADING = "## [Unreleased]"
+# Append-only JSON Lines: every move of the `@production` alias (release, rollback).
+AUDIT_FILE = "releases_audit.jsonl"
 # semver.org's recommended pattern; a leading "v" is accepted and dropped.
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -96,11 +117,13 @@ def version_tag(version: str) -> str:
     return f"{ARTIFACT}@v{version}"
 
 
-def next_stage_tag(existing_tags: Sequence[str], stage: str = STAGE) -> str:
-    """The next GTO stage-assignment tag (`stroke-risk#production#N`, N one past the largest)."""
-    pattern = re.compile(rf"^{re.escape(ARTIFACT)}#{re.escape(stage)}#(\d+)$")
+def next_stage_tag(existing_tags: Sequence[str], stage: str = STAGE, unassign: bool = False) -> str:
+    """The next GTO stage tag: `stroke-risk#production#N` assigns, `stroke-risk#production!#N`
+    unassigns; N is one past the largest of either kind (GTO orders stage events by N)."""
+    pattern = re.compile(rf"^{re.escape(ARTIFACT)}#{re.escape(stage)}!?#(\d+)$")
     numbers = [int(match[1]) for tag in existing_tags if (match := pattern.match(tag))]
-    return f"{ARTIFACT}#{stage}#{max(numbers, default=0) + 1}"
+    mark = "!" if unassign else ""
+    return f"{ARTIFACT}#{stage}{mark}#{max(numbers, default=0) + 1}"
 
 
 def locked_md5(lock: Mapping[str, Any], path: str) -> str | None:
@@ -199,17 +222,8 @@ def _unreleased_bounds(lines: list[str]) -> tuple[int, int] | None:
     return None
 
 
-def unreleased_notes(changelog: str) -> str:
-    """The text under `## [Unreleased]` (stripped; "" when absent or empty)."""
-    lines = changelog.splitlines()
-    bounds = _unreleased_bounds(lines)
-    if bounds is None:
-        return ""
-    return "\n".join(lines[bounds[0] + 1 : bounds[1]]).strip()
-
-
 def changelog_section(release: Mapping[str, Any], notes: str) -> str:
-    """The Markdown section of one release; `notes` are the Unreleased notes it absorbs."""
+    """The Markdown section of one release; `notes` (Markdown) end it when given."""
     threshold = release["threshold"]
     policy = threshold.get("policy", "?")
     if policy == "min_recall":
@@ -234,25 +248,26 @@ def changelog_section(release: Mapping[str, Any], notes: str) -> str:
             f"| {label} | {metric['value']:.3f} | {metric['ci_low']:.3f}–{metric['ci_high']:.3f} |"
         )
     if notes:
-        lines += ["", notes]
+        lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
 
 
 def add_to_changelog(changelog: str, section: str) -> str:
-    """Insert a release section after an emptied Unreleased section (Keep a Changelog order).
+    """Insert a section as the newest entry, below the Unreleased section (Keep a Changelog
+    order), leaving the Unreleased notes where they are.
 
-    Without an Unreleased section the release goes before the first `## ` heading, or at the
-    end of the file.
+    The Unreleased notes are not the release's: this project's CHANGELOG.md declares that a
+    release section holds only what the release command writes (and its --notes), so notes
+    about the project, not the model, never move into a model release. Without an Unreleased
+    section the entry goes before the first `## ` heading, or at the end of the file.
     """
     lines = changelog.splitlines()
     bounds = _unreleased_bounds(lines)
     if bounds is not None:
-        start, end = bounds
-        head = lines[: start + 1] + [""]
-        tail = lines[end:]
+        insert_at = bounds[1]
     else:
-        first = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
-        head, tail = lines[:first], lines[first:]
+        insert_at = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
+    head, tail = lines[:insert_at], lines[insert_at:]
     while head and not head[-1].strip():
         head.pop()
     text = "\n".join(head) + "\n\n" + section
@@ -451,6 +466,158 @@ def current_alias(client: Any, name: str, alias: str) -> str | None:
         return None
 
 
+# ---------------------------------------------------------------- gates and the audit trail
+
+
+class GatesFailed(ReleaseError):
+    """Release gates failed and no override was given; `failures` are one line each."""
+
+    def __init__(self, failures: Sequence[str]) -> None:
+        self.failures = list(failures)
+        super().__init__(
+            f"{len(self.failures)} release gate(s) failed ({GATES_FILE}); improve the model, "
+            'or release anyway with OVERRIDE="reason" (--override; recorded in CHANGELOG.md and '
+            f"{AUDIT_FILE})"
+        )
+
+
+def production_run(root: Path, releases: Sequence[Mapping[str, Any]], version: str) -> Any:
+    """The comparison Run of the release whose MLflow version `@production` points at, read
+    from its source commit, and its label; None when no release record has that version."""
+    from stroke_risk.comparison import ComparisonError, git_reader, load_run
+
+    record = next((r for r in releases if str(r.get("registry_version")) == version), None)
+    if record is None:
+        return None, f"MLflow version {version} (no release in {RELEASES_FILE})"
+    label = f"release {record['version']} (MLflow version {version})"
+    try:
+        return load_run(label, git_reader(root, str(record["source_commit"]))), label
+    except ComparisonError:
+        return None, label
+
+
+def check_release_gates(
+    root: Path,
+    *,
+    registered_model: str,
+    production_version: str | None,
+    releases: Sequence[Mapping[str, Any]],
+    override: str | None,
+) -> list[GateResult]:
+    """Every gate of conf/release/gates.yaml on the workspace's test results; raises
+    GatesFailed naming each failure unless `override` gives a reason."""
+    from stroke_risk.comparison import directory_reader, load_run
+
+    gates = load_gates(root)
+    results = evaluation_gates(gates, _read_json(root, "reports/evaluation.json"))
+    if gates.production is not None:
+        candidate = load_run("candidate", directory_reader(root))
+        production, label = (None, None)
+        if production_version is not None:
+            production, label = production_run(root, releases, production_version)
+            if production is None:
+                results.append(
+                    GateResult(
+                        "not worse than @production",
+                        False,
+                        f"@{STAGE} is {label}, whose test predictions cannot be read; "
+                        "release over it only with a reason",
+                    )
+                )
+        if production is not None or production_version is None:
+            results.append(production_gate(gates.production, candidate, production, label))
+    if failed(results) and not override:
+        raise GatesFailed([result.line for result in failed(results)])
+    return results
+
+
+def release_notes(
+    notes: str | None, override: str | None, gate_results: Sequence[GateResult]
+) -> str:
+    """The Markdown notes of a release section: the gates, an override and its reason, and
+    the release's own notes."""
+    lines = []
+    failures = failed(gate_results)
+    if override and failures:
+        lines.append(f"- **Released over {len(failures)} failed gate(s)**; reason: {override}")
+        lines += [f"  - {result.line}" for result in failures]
+    passed = [result for result in gate_results if result.passed]
+    if passed:
+        lines.append(f"- Gates passed ({GATES_FILE}): " + "; ".join(r.name for r in passed))
+    if notes and notes.strip():
+        lines.append(notes.strip())
+    return "\n".join(lines)
+
+
+def mover(root: Path) -> str:
+    """Who moves an alias: git's committer identity (as the release commit records it,
+    GIT_COMMITTER_* included) and the login running the command."""
+    import getpass
+
+    ident = _run(["git", "var", "GIT_COMMITTER_IDENT"], root).stdout.strip()
+    # "Name <email> 1733150000 +0000": drop the timestamp.
+    person = re.sub(r"\s+\d+\s+[+-]\d{4}$", "", ident) or "?"
+    try:
+        login = os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):
+        login = "?"
+    return f"{person} (user {login})"
+
+
+def alias_move(
+    *,
+    action: str,
+    registered_model: str,
+    from_version: str | None,
+    to_version: str,
+    release_version: str,
+    why: str,
+    who: str,
+    gates: Sequence[GateResult] = (),
+    overridden: bool = False,
+    when: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """One audit-trail entry: an MLflow alias moved (MLflow keeps no history of it)."""
+    moment = when or dt.datetime.now(dt.UTC)
+    return {
+        "when": moment.isoformat(timespec="seconds"),
+        "who": who,
+        "action": action,
+        "registered_model": registered_model,
+        "alias": STAGE,
+        "from": from_version,
+        "to": to_version,
+        "release": release_version,
+        "why": why,
+        "overridden": overridden,
+        "failed_gates": [result.line for result in failed(gates)],
+    }
+
+
+def read_audit(text: str, source: str = AUDIT_FILE) -> list[dict[str, Any]]:
+    """The audit trail's entries, oldest first (JSON Lines)."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            raise ReleaseError(
+                f"{source} line {number} is not JSON; restore the file from git"
+            ) from None
+        entries.append(entry)
+    return entries
+
+
+def append_audit(text: str, entry: Mapping[str, Any]) -> str:
+    """The audit trail with `entry` appended: earlier lines are kept byte for byte (append-
+    only, so `git diff` of a release shows only the new line)."""
+    read_audit(text)
+    prefix = text if not text or text.endswith("\n") else text + "\n"
+    return prefix + json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 # ---------------------------------------------------------------- the release
 
 
@@ -508,8 +675,20 @@ def release_signature(root: Path, version: str, private_key: Any) -> dict[str, s
     )
 
 
-def release(version_text: str, *, root: Path, today: dt.date | None = None) -> dict[str, Any]:
-    """Check everything, then record, tag and promote as one unit; returns the record."""
+def release(
+    version_text: str,
+    *,
+    root: Path,
+    today: dt.date | None = None,
+    override: str | None = None,
+    notes: str | None = None,
+) -> dict[str, Any]:
+    """Check everything (release gates included), then record, tag and promote as one unit;
+    returns the record.
+
+    `override` is the reason to release over failed gates (recorded in CHANGELOG.md and the
+    audit trail); `notes` are the release's own notes for its CHANGELOG section.
+    """
     root = root.resolve()
     version = parse_version(version_text)
     signing_key = release_signing_key()
@@ -557,25 +736,55 @@ def release(version_text: str, *, root: Path, today: dt.date | None = None) -> d
         metadata_md5=metadata_md5,
     )
     record["signature"] = release_signature(root, version, signing_key)
+    previous_alias = current_alias(client, registered_model, STAGE)
+    gate_results = check_release_gates(
+        root,
+        registered_model=registered_model,
+        production_version=previous_alias,
+        releases=releases,
+        override=override,
+    )
+    record["gates"] = [result.as_record() for result in gate_results]
+    # An override counts only when a gate failed; otherwise it is just the release's reason.
+    overridden = bool(override) and bool(failed(gate_results))
+    if overridden:
+        record["override"] = override
     changelog_text = changelog_path.read_text() if changelog_path.exists() else None
     changelog = changelog_text or "# Changelog\n\n" + UNRELEASED_HEADING + "\n"
-    section = changelog_section(record, unreleased_notes(changelog))
+    section = changelog_section(record, release_notes(notes, override, gate_results))
     new_changelog = add_to_changelog(changelog, section)
     new_releases = json.dumps([record, *releases], indent=2, sort_keys=True) + "\n"
+    audit_path = root / AUDIT_FILE
+    audit_text = audit_path.read_text(encoding="utf-8") if audit_path.exists() else None
+    new_audit = append_audit(
+        audit_text or "",
+        alias_move(
+            action="release",
+            registered_model=registered_model,
+            from_version=previous_alias,
+            to_version=registry_version,
+            release_version=version,
+            why=override or f"release {version}: every gate passed",
+            who=mover(root),
+            gates=gate_results,
+            overridden=overridden,
+        ),
+    )
     head = _git(root, "rev-parse", "HEAD").strip()
     stage_tag = next_stage_tag(tags)
-    previous_alias = current_alias(client, registered_model, STAGE)
 
     def write_files() -> None:
         _write_atomic(releases_path, new_releases)
         _write_atomic(changelog_path, new_changelog)
+        _write_atomic(audit_path, new_audit)
 
     def undo_files() -> None:
         _restore(releases_path, releases_text)()
         _restore(changelog_path, changelog_text)()
+        _restore(audit_path, audit_text)()
 
     def commit() -> None:
-        _git(root, "add", RELEASES_FILE, CHANGELOG_FILE)
+        _git(root, "add", RELEASES_FILE, CHANGELOG_FILE, AUDIT_FILE)
         _git(root, "commit", "-q", "-m", f"Release {ARTIFACT} {version}")
 
     def move_alias() -> None:
@@ -616,22 +825,268 @@ def release(version_text: str, *, root: Path, today: dt.date | None = None) -> d
     return record
 
 
+def rollback_target(
+    releases: Sequence[Mapping[str, Any]], current: str | None, to: str | None
+) -> tuple[Mapping[str, Any] | None, Mapping[str, Any]]:
+    """(the release `@production` is now, the release to move it to).
+
+    Without `to`, the target is the newest release older than the current one whose MLflow
+    version differs (the previous release). Refusals are one-line ReleaseErrors.
+    """
+    if current is None:
+        raise ReleaseError(f"nothing is @{STAGE}; there is no release to roll back")
+    index = next(
+        (i for i, r in enumerate(releases) if str(r.get("registry_version")) == current), None
+    )
+    now = None if index is None else releases[index]
+    if to is not None:
+        version = parse_version(to)
+        target = next((r for r in releases if r["version"] == version), None)
+        if target is None:
+            known = ", ".join(str(r["version"]) for r in releases) or "none"
+            raise ReleaseError(f"no release {version} in {RELEASES_FILE} (released: {known})")
+        if str(target.get("registry_version")) == current:
+            raise ReleaseError(f"release {version} is already @{STAGE}; nothing to roll back")
+        return now, target
+    if index is None:
+        raise ReleaseError(
+            f"@{STAGE} is MLflow version {current}, which no release in {RELEASES_FILE} records; "
+            "name the release to return to with --to VERSION"
+        )
+    older = [r for r in releases[index + 1 :] if str(r.get("registry_version")) != current]
+    if not older:
+        raise ReleaseError(
+            f"release {releases[index]['version']} is the first release; there is no earlier "
+            "one to roll back to"
+        )
+    return now, older[0]
+
+
+def rollback_section(
+    *,
+    now: Mapping[str, Any] | None,
+    target: Mapping[str, Any],
+    current: str,
+    why: str,
+    who: str,
+    on: dt.date,
+) -> str:
+    """The CHANGELOG section of a rollback (an alias move, not a new release)."""
+    from_text = f"release {now['version']}" if now else "an unrecorded model"
+    return (
+        f"## Rollback to [{target['version']}] - {on.isoformat()}\n\n"
+        f"- `@{STAGE}` moved from MLflow version {current} ({from_text}) back to version "
+        f"{target['registry_version']} (release {target['version']}, md5 "
+        f"`{target[MODEL_HASH_TAG]}`, git tag `{target['tag']}`)\n"
+        f"- Why: {why}\n- By: {who}\n"
+    )
+
+
+def rollback(
+    *, root: Path, to: str | None = None, reason: str | None = None, today: dt.date | None = None
+) -> dict[str, Any]:
+    """Move `@production` back to the previous release's model version (or to release `to`),
+    record the move in the audit trail and CHANGELOG.md, commit both, and tag the GTO stage
+    moves (unassign the current release, assign the target). Returns the audit entry."""
+    root = root.resolve()
+    check_git_clean(root)
+    releases_path, changelog_path = root / RELEASES_FILE, root / CHANGELOG_FILE
+    releases = read_releases(releases_path.read_text()) if releases_path.exists() else []
+    params = yaml.safe_load((root / "params.yaml").read_text()) or {}
+    registered_model = (params.get("mlflow") or {}).get("registered_model", ARTIFACT)
+    client = mlflow_client(tracking_uri(root), root)
+    current = current_alias(client, registered_model, STAGE)
+    now, target = rollback_target(releases, current, to)
+    assert current is not None  # rollback_target refuses otherwise
+    who = mover(root)
+    why = (reason or "").strip() or "rollback (no reason given)"
+    entry = alias_move(
+        action="rollback",
+        registered_model=registered_model,
+        from_version=current,
+        to_version=str(target["registry_version"]),
+        release_version=str(target["version"]),
+        why=why,
+        who=who,
+    )
+    audit_path = root / AUDIT_FILE
+    audit_text = audit_path.read_text(encoding="utf-8") if audit_path.exists() else None
+    new_audit = append_audit(audit_text or "", entry)
+    changelog_text = changelog_path.read_text() if changelog_path.exists() else None
+    changelog = changelog_text or "# Changelog\n\n" + UNRELEASED_HEADING + "\n"
+    new_changelog = add_to_changelog(
+        changelog,
+        rollback_section(
+            now=now,
+            target=target,
+            current=current,
+            why=why,
+            who=who,
+            on=today or dt.date.today(),
+        ),
+    )
+    tags = _git(root, "tag", "--list").split()
+    head = _git(root, "rev-parse", "HEAD").strip()
+    stage_tags: list[tuple[str, str, str]] = []  # (tag, commit-ish, message)
+    if now is not None and now["tag"] in tags:
+        unassign = next_stage_tag(tags, unassign=True)
+        stage_tags.append(
+            (
+                unassign,
+                f"{now['tag']}^{{commit}}",
+                f"Unassigning stage {STAGE} from artifact {ARTIFACT} version v{now['version']}",
+            )
+        )
+        tags = [*tags, unassign]
+    if target["tag"] in tags:
+        assign = next_stage_tag(tags)
+        stage_tags.append(
+            (
+                assign,
+                f"{target['tag']}^{{commit}}",
+                f"Assigning stage {STAGE} to artifact {ARTIFACT} version v{target['version']}",
+            )
+        )
+
+    def write_files() -> None:
+        _write_atomic(audit_path, new_audit)
+        _write_atomic(changelog_path, new_changelog)
+
+    def undo_files() -> None:
+        _restore(audit_path, audit_text)()
+        _restore(changelog_path, changelog_text)()
+
+    def commit() -> None:
+        _git(root, "add", AUDIT_FILE, CHANGELOG_FILE)
+        _git(
+            root,
+            "commit",
+            "-q",
+            "-m",
+            f"Roll back {ARTIFACT} @{STAGE} to {target['version']}: {why}",
+        )
+
+    def tag_step(tag: str, commit: str, message: str) -> Step:
+        return Step(
+            f"tag {tag}",
+            lambda: _git(root, "tag", "-a", tag, commit, "-m", message),
+            lambda: _git(root, "tag", "-d", tag),
+        )
+
+    apply_all(
+        [
+            Step("write CHANGELOG.md and the audit trail", write_files, undo_files),
+            Step("commit the rollback", commit, lambda: _git(root, "reset", "-q", head)),
+            *(tag_step(*spec) for spec in stage_tags),
+            Step(
+                f"move @{STAGE}",
+                lambda: client.set_registered_model_alias(
+                    registered_model, STAGE, str(target["registry_version"])
+                ),
+                lambda: client.set_registered_model_alias(registered_model, STAGE, current),
+            ),
+        ]
+    )
+    entry["stage_tags"] = [tag for tag, _, _ in stage_tags]
+    return entry
+
+
+# ---------------------------------------------------------------- command line
+
+SUBCOMMANDS = ("release", "rollback", "history")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stroke_risk.release",
+        description="Release the trained model (gated), roll `@production` back, or show every "
+        "move of `@production`. `python -m stroke_risk.release 1.2.0` is short for "
+        "`... release 1.2.0`.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    make = commands.add_parser(
+        "release",
+        help="check the release gates, then record, tag and move @production (make release)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    make.add_argument("version", help="semantic version of the release, e.g. 1.2.0")
+    make.add_argument(
+        "--override",
+        metavar="REASON",
+        help=f"release even though gates of {GATES_FILE} fail; the reason and the failed gates "
+        f'go into {CHANGELOG_FILE} and {AUDIT_FILE} (make release ... OVERRIDE="reason")',
+    )
+    make.add_argument("--notes", help=f"Markdown notes for the release's {CHANGELOG_FILE} section")
+    back = commands.add_parser(
+        "rollback",
+        help="move @production back to the previous release's model version (make rollback)",
+        description="Move @production back to the model version of the release before the "
+        "current one (or of --to VERSION); the move is committed to "
+        f"{AUDIT_FILE} and {CHANGELOG_FILE} and tagged for GTO (unassign + assign).",
+    )
+    back.add_argument("--to", metavar="VERSION", help="the release to return to")
+    back.add_argument("--reason", help="why (recorded in the audit trail and the CHANGELOG)")
+    commands.add_parser(
+        "history",
+        help=f"print every move of @production from {AUDIT_FILE}, oldest first",
+        description=f"Print the audit trail ({AUDIT_FILE}): when, who, from, to, why.",
+    )
+    for sub in commands.choices.values():
+        sub.add_argument("--root", type=Path, default=Path.cwd(), help="project directory")
+    return parser
+
+
+def history_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per alias move: when, action, from -> to, release, who, why."""
+    return [
+        f"{e['when']}  {e['action']:<8} @{e.get('alias', STAGE)} {e.get('from') or '-'} -> "
+        f"{e['to']} (release {e['release']})  by {e['who']}: {e['why']}"
+        for e in entries
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("version", help="semantic version of the release, e.g. 1.2.0")
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project directory")
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] not in SUBCOMMANDS and not arguments[0].startswith("-"):
+        arguments.insert(0, "release")  # `python -m stroke_risk.release 1.2.0`
+    args = build_parser().parse_args(arguments)
     try:
-        record = release(args.version, root=args.root)
-    except ReleaseError as error:
+        if args.command == "history":
+            path = args.root / AUDIT_FILE
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+            print("\n".join(history_lines(read_audit(text))) or "no alias moves recorded yet")
+            return 0
+        if args.command == "rollback":
+            entry = rollback(root=args.root, to=args.to, reason=args.reason)
+            print(
+                f"rolled back: @{STAGE} moved from MLflow version {entry['from']} to "
+                f"{entry['to']} (release {entry['release']}); {AUDIT_FILE} and {CHANGELOG_FILE} "
+                "committed"
+            )
+            if entry["stage_tags"]:
+                print(f"publish it: git push origin HEAD {' '.join(entry['stage_tags'])}")
+            return 0
+        record = release(args.version, root=args.root, override=args.override, notes=args.notes)
+    except GatesFailed as error:
         print(f"release refused: {error}", file=sys.stderr)
+        for line in error.failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    except ReleaseError as error:
+        print(f"{args.command} refused: {error}", file=sys.stderr)
         return 1
     print(
         f"released {record['registered_model']} {record['version']}: model md5 "
         f"{record[MODEL_HASH_TAG]}, MLflow version {record['registry_version']} is "
         f"@{STAGE}; tags {record['tag']} and {record['stage_tag']}; "
-        f"{CHANGELOG_FILE} and {RELEASES_FILE} committed"
+        f"{CHANGELOG_FILE}, {RELEASES_FILE} and {AUDIT_FILE} committed"
     )
+    if record.get("override"):
+        failures = [g for g in record["gates"] if not g["passed"]]
+        print(
+            f"released over {len(failures)} failed gate(s); reason recorded: {record['override']}"
+        )
     print(f"publish it: git push origin HEAD {record['tag']} {record['stage_tag']}")
     return 0
 

@@ -14,6 +14,13 @@ Credentials never appear in URLs, logs or committed files: the password comes fr
 libpq mechanisms (`PGPASSWORD` or `PGPASSFILE`), e.g. an Optuna worker with
 `tune.storage=postgresql+psycopg://stroke@HOST:5433/optuna`.
 
+Bound to anything but loopback (`--host 0.0.0.0`), anyone who reaches the port could point
+`@production` at a model of theirs, so the server refuses to start without `--auth`: MLflow's
+own `basic-auth` app (users and permissions in `var/tracking/basic_auth.db`). The admin
+password comes from MLFLOW_AUTH_ADMIN_PASSWORD, else from `var/tracking/mlflow-admin-password`
+(mode 600, random on first use); clients send MLFLOW_TRACKING_USERNAME/PASSWORD. This
+server speaks plain HTTP: a team server goes behind TLS (deploy/tracking has an nginx for it).
+
 Everything that can fail for a user (PostgreSQL not installed, database unreachable, wrong
 password, port taken) ends in one line naming what and how to fix it, exit status 1.
 """
@@ -41,6 +48,11 @@ DEFAULT_DB_USER = "stroke"
 DATABASES = ("mlflow", "optuna")
 # initdb/postgres refuse to run as root; as root the cluster belongs to Debian's user.
 POSTGRES_OS_USER = "postgres"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+ADMIN_USER = "admin"
+ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+ADMIN_PASSWORD_FILE = "mlflow-admin-password"
+SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 DRIVER = "postgresql+psycopg"
 
 
@@ -344,6 +356,56 @@ class PostgresCluster:
 # --- the MLflow server ----------------------------------------------------------------------
 
 
+def check_exposure(host: str, auth: bool) -> None:
+    """Refuse a non-loopback address without authentication (one line)."""
+    if host not in LOOPBACK_HOSTS and not auth:
+        raise TrackingServerError(
+            f"--host {host} without --auth would let anyone who reaches the port move "
+            "@production; add --auth (MLflow basic-auth) or keep --host 127.0.0.1"
+        )
+
+
+def state_secret(state_dir: Path, variable: str, file_name: str) -> str:
+    """The secret in environment variable `variable`, else in the state folder's file (mode
+    600), created random on first use: never in the repository or a command line."""
+    given = os.environ.get(variable)
+    if given:
+        return given
+    path = state_dir / file_name
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+def auth_config_text(database: Path) -> str:
+    """MLflow's basic_auth.ini for this server: users in a SQLite file of the state folder,
+    signed-in users may read by default; the admin password is never written here."""
+    return (
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{database}\n"
+        f"admin_username = {ADMIN_USER}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+
+
+def auth_env(state_dir: Path) -> dict[str, str]:
+    """The environment that makes `mlflow server --app-name basic-auth` use this state."""
+    config = state_dir / "basic_auth.ini"
+    config.write_text(auth_config_text(state_dir / "basic_auth.db"), encoding="utf-8")
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        ADMIN_PASSWORD_ENV: state_secret(state_dir, ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE),
+        # Signs the auth app's CSRF tokens; the same for every worker of this server.
+        SECRET_KEY_ENV: state_secret(state_dir, SECRET_KEY_ENV, "mlflow-flask-secret-key"),
+    }
+
+
 def mlflow_server_command(
     *,
     backend_store_uri: str,
@@ -352,6 +414,7 @@ def mlflow_server_command(
     port: int,
     workers: int = 1,
     allowed_hosts: str | None = None,
+    auth: bool = False,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -371,6 +434,8 @@ def mlflow_server_command(
     ]
     if allowed_hosts:
         command += ["--allowed-hosts", allowed_hosts]
+    if auth:
+        command += ["--app-name", "basic-auth"]
     return command
 
 
@@ -451,6 +516,7 @@ def mlflow_server(
     log_path: Path,
     allowed_hosts: str | None = None,
     extra_env: Mapping[str, str] | None = None,
+    auth: bool = False,
 ) -> Iterator[str]:
     """Check the database, run `mlflow server` until the block ends; yields its URL."""
     check_database(backend_store_uri, password)
@@ -464,6 +530,7 @@ def mlflow_server(
         host=host,
         port=port,
         allowed_hosts=allowed_hosts,
+        auth=auth,
     )
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -499,8 +566,18 @@ def main(argv: list[str] | None = None) -> int:
         help="an existing PostgreSQL database (no password in it); default: a local cluster",
     )
     parser.add_argument("--allowed-hosts", help="extra Host headers the server accepts")
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="run MLflow's basic-auth app (required for a --host other than loopback)",
+    )
     args = parser.parse_args(argv)
     state = args.state_dir.resolve()
+    try:
+        check_exposure(args.host, args.auth)
+    except TrackingServerError as error:
+        print(f"tracking-server: {error}", file=sys.stderr)
+        return 1
     cluster: PostgresCluster | None = None
     started: PostgresCluster | None = None  # only a cluster this process started is stopped
     try:
@@ -530,8 +607,20 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             log_path=log_path,
             allowed_hosts=args.allowed_hosts,
+            extra_env=auth_env(state) if args.auth else None,
+            auth=args.auth,
         ) as url:
             print(f"MLflow tracking server: {url} (backend {backend}, log {log_path})")
+            if args.auth:
+                source = (
+                    ADMIN_PASSWORD_ENV
+                    if os.environ.get(ADMIN_PASSWORD_ENV)
+                    else state / ADMIN_PASSWORD_FILE
+                )
+                print(
+                    f"  basic auth: user {ADMIN_USER}, password from {source}; clients set "
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                )
             print(f"  pipeline:  MLFLOW_TRACKING_URI={url} dvc repro")
             if cluster is not None:
                 print(

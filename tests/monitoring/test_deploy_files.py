@@ -7,6 +7,7 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -252,22 +253,175 @@ def published_port(service: dict[str, Any]) -> int:
     return int(container)
 
 
+def exposed_port(service: dict[str, Any]) -> int:
+    (port,) = service["expose"]
+    return int(port)
+
+
+TLS_PORT = 8443
+
+
+def test_only_the_load_balancer_publishes_a_port_with_tls(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {name for name, service in services.items() if service.get("ports")} == {"lb"}
+    assert services["lb"]["ports"] == [f"{TLS_PORT}:{TLS_PORT}"]
+    assert compose["networks"]["internal"]["internal"] is True
+    for name in ("app", "prometheus", "alertmanager", "grafana"):
+        assert services[name]["networks"] == ["internal"], name
+    assert set(services["lb"]["networks"]) == {"edge", "internal"}
+    tls = (MONITORING / "nginx" / "tls.conf").read_text()
+    assert f"listen {TLS_PORT} ssl;" in tls
+    mounts = dict((target, source) for source, target in bind_mounts(services["lb"]))
+    assert (COMPOSE_FILE.parent / mounts["/etc/nginx/tls/tls.conf"]).resolve() == (
+        MONITORING / "nginx" / "tls.conf"
+    )
+    assert (
+        COMPOSE_FILE.parent / mounts["/etc/nginx/certs"]
+    ).resolve() == REPO_ROOT / "deploy/certs"
+    # The key and certificate never enter git.
+    secrets = ["deploy/certs/tls.key", "deploy/certs/tls.crt", "monitoring/secrets/web.yml"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", *secrets], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert ignored.stdout.split() == secrets
+
+
 def test_ports_are_consistent(compose: dict[str, Any]) -> None:
     services = compose["services"]
     prometheus_config = yaml.safe_load((MONITORING / "prometheus" / "prometheus.yml").read_text())
-    # Clients reach the app through the load balancer, on the app's usual port.
-    assert published_port(services["lb"]) == APP_PORT
     (alertmanager,) = prometheus_config["alerting"]["alertmanagers"][0]["static_configs"][0][
         "targets"
     ]
-    assert alertmanager == f"alertmanager:{published_port(services['alertmanager'])}"
+    assert alertmanager == f"alertmanager:{exposed_port(services['alertmanager'])}"
     listen = next(c for c in services["prometheus"]["command"] if "listen-address" in c)
-    assert listen.endswith(f":{published_port(services['prometheus'])}")
+    assert listen.endswith(f":{exposed_port(services['prometheus'])}")
     datasource = yaml.safe_load(
         (MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text()
     )["datasources"][0]
-    assert datasource["url"] == f"http://prometheus:{published_port(services['prometheus'])}"
-    assert published_port(services["grafana"]) == 3000
+    assert datasource["url"] == f"http://prometheus:{exposed_port(services['prometheus'])}"
+    assert exposed_port(services["grafana"]) == 3000
+
+
+def test_prometheus_and_alertmanager_require_basic_auth(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("prometheus", "alertmanager"):
+        flag = next(c for c in services[name]["command"] if c.startswith("--web.config.file="))
+        target = Path(flag.split("=", 1)[1])
+        mounts = {Path(t): COMPOSE_FILE.parent / s for s, t in bind_mounts(services[name])}
+        assert mounts[target.parent].resolve() == (MONITORING / "secrets").resolve(), name
+    # Their clients inside the stack sign in with the same user.
+    config = yaml.safe_load((MONITORING / "prometheus" / "prometheus.yml").read_text())
+    from monitoring.web_config import USER
+
+    assert config["alerting"]["alertmanagers"][0]["basic_auth"]["username"] == USER
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "prometheus")
+    assert job["basic_auth"]["username"] == USER
+    datasource = yaml.safe_load(
+        (MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    assert datasource["basicAuth"] is True and datasource["basicAuthUser"] == USER
+    assert datasource["secureJsonData"]["basicAuthPassword"] == "$MONITORING_PASSWORD"
+    assert services["grafana"]["environment"]["MONITORING_PASSWORD"].startswith(
+        "${MONITORING_PASSWORD:?"
+    )
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool: make system-deps")
+def test_the_generated_web_config_passes_promtool_and_holds_no_password(tmp_path: Path) -> None:
+    from monitoring.web_config import write_secrets
+
+    password = "correct horse battery staple"
+    web, password_file = write_secrets(tmp_path / "secrets", password)
+    checked = subprocess.run(
+        ["promtool", "check", "web-config", str(web)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert password not in web.read_text()
+    (hashed,) = yaml.safe_load(web.read_text())["basic_auth_users"].values()
+    import bcrypt
+
+    assert bcrypt.checkpw(password.encode(), hashed.encode())
+    assert not bcrypt.checkpw(b"wrong", hashed.encode())
+    assert oct(web.stat().st_mode & 0o777) == oct(password_file.stat().st_mode & 0o777) == "0o600"
+    # A broken hash is what promtool exists to catch: the check can fail.
+    web.write_text(yaml.safe_dump({"basic_auth_users": {"monitoring": "not-a-hash"}}))
+    broken = subprocess.run(["promtool", "check", "web-config", str(web)], capture_output=True)
+    assert broken.returncode != 0
+
+
+def self_signed_certificate(directory: Path) -> None:
+    """What README "Deployment" tells an operator to run, into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-sha256", "-days", "2", "-nodes",
+         "-subj", "/CN=stroke-risk", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx: apt-get install nginx-light")
+def test_nginx_serves_tls_with_the_committed_config(tmp_path: Path) -> None:
+    """nginx -t on nginx.conf + tls.conf with a generated certificate, then nginx for real on
+    loopback: a TLS handshake with that certificate, and the balancer's own 404 for /metrics."""
+    import socket
+    import ssl
+    import time
+    import urllib.error
+    import urllib.request
+
+    certs = tmp_path / "certs"
+    self_signed_certificate(certs)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "tls.conf").write_text(
+        (MONITORING / "nginx" / "tls.conf")
+        .read_text()
+        .replace(f"listen {TLS_PORT} ssl;", f"listen 127.0.0.1:{port} ssl;")
+        .replace("/etc/nginx/certs/", f"{certs}/")
+    )
+    text = NGINX_CONF.read_text()
+    replacements = {
+        "resolver 127.0.0.11 ": "resolver 127.0.0.1:53 ",
+        "listen 8000;": "",  # only the TLS listener here
+        "include /etc/nginx/tls/*.conf;": f"include {tmp_path}/tls/*.conf;",
+    }
+    for old, new in replacements.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    temporary = "\n".join(
+        f"    {kind}_temp_path {tmp_path / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    text = text.replace("http {\n", f"http {{\n{temporary}\n", 1)
+    config = tmp_path / "nginx.conf"
+    config.write_text(f"daemon off;\nuser root;\npid {tmp_path / 'nginx.pid'};\n{text}")
+    command = ["nginx", "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "error.log")]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        context = ssl.create_default_context(cafile=str(certs / "tls.crt"))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=context)
+            except urllib.error.HTTPError as error:
+                assert error.code == 404  # nginx's own answer, over verified TLS
+                assert "max-age=31536000" in error.headers.get("Strict-Transport-Security", "")
+                break
+            except urllib.error.URLError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        # Plain HTTP on the TLS port is refused by nginx, never proxied.
+        with pytest.raises(urllib.error.HTTPError) as plain:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+        assert plain.value.code == 400
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 # --- replicas behind a load balancer -------------------------------------------------------

@@ -81,7 +81,7 @@ def snapshot(root: Path) -> dict:
     """Everything a release may change: HEAD, tags, tracked files' state, files, the alias."""
     files = {
         name: hashlib.md5((root / name).read_bytes()).hexdigest()
-        for name in ("CHANGELOG.md", "releases.json")
+        for name in ("CHANGELOG.md", "releases.json", "releases_audit.jsonl")
         if (root / name).exists()
     }
     return {
@@ -117,6 +117,10 @@ def make_run(root: Path) -> None:
         run([sys.executable, "-m", "stroke_risk.tracking", "sync"], root)
 
 
+def audit(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "releases_audit.jsonl").read_text().splitlines()]
+
+
 def commit_all(root: Path, message: str) -> None:
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", message], root)
@@ -145,7 +149,7 @@ def repo(tmp_path_factory) -> Path:
         check=True,
     ).stdout.decode()
     for name in filter(None, tracked.split("\0")):
-        if (REPO_ROOT / name).is_file() and name not in ("releases.json",):
+        if (REPO_ROOT / name).is_file() and name not in ("releases.json", "releases_audit.jsonl"):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, root / name)
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -244,6 +248,7 @@ def test_a_release_tags_promotes_and_records(repo, release_key):
     assert run(["git", "show", "--name-only", "--format=", "HEAD"], repo).stdout.split() == [
         "CHANGELOG.md",
         "releases.json",
+        "releases_audit.jsonl",
     ]
     for tag in ("stroke-risk@v1.0.0", "stroke-risk#production#1"):
         assert run(["git", "rev-parse", f"{tag}^{{commit}}"], repo).stdout.strip() == head
@@ -287,10 +292,20 @@ def test_a_release_tags_promotes_and_records(repo, release_key):
     recall = evaluation["test"]["recall"]
     assert f"| Recall at threshold | {recall['value']:.3f} |" in section
     assert f"Decision threshold: {evaluation['threshold']['value']:.6g}" in section
-    # The notes under [Unreleased] moved into the release.
-    assert (
-        "Model releases:" in section and "Model releases:" not in changelog.split("## [1.0.0]")[0]
+    # The project's notes under [Unreleased] stay there; the section lists the gates passed.
+    assert "Model releases:" in changelog.split("## [1.0.0]")[0]
+    assert "Model releases:" not in section
+    assert "- Gates passed (conf/release/gates.yaml): test recall CI lower bound" in section
+    # The audit trail: one alias move, from nothing to the released MLflow version.
+    (move,) = audit(repo)
+    assert (move["action"], move["from"], move["to"], move["release"]) == (
+        "release",
+        None,
+        str(production.version),
+        "1.0.0",
     )
+    assert move["who"].startswith("Release Test <release@example.org> (user ")
+    assert move["why"] == "release 1.0.0: every gate passed" and not move["overridden"]
 
 
 def test_the_same_version_or_an_unchanged_model_is_refused(repo):
@@ -315,8 +330,35 @@ def test_a_stale_pipeline_is_refused_then_a_new_model_is_released(repo):
     assert new_md5 != old_md5
     assert "not in the DVC remote" in refused(repo, "1.1.0")
     run(["dvc", "push", "--run-cache"], repo)
+
+    # A gate this model cannot pass: refused, each failure on its own line, nothing changed.
+    gates_file = repo / "conf/release/gates.yaml"
+    committed_gates = gates_file.read_text()
+    strict = yaml.safe_load(committed_gates)
+    strict["test_ci_low_at_least"] = {"recall": 0.99}
+    gates_file.write_text(yaml.safe_dump(strict))
+    commit_all(repo, "strict gate")
+    before = snapshot(repo)
     result = release(repo, "1.1.0")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1 and snapshot(repo) == before
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("release refused: 1 release gate(s) failed")
+    assert 'OVERRIDE="reason"' in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("  gate test recall CI lower bound ≥ 0.99: ")
+
+    # Released anyway with a reason: recorded in the CHANGELOG and the audit trail.
+    reason = "clinical lead accepts recall below 0.99 for this pilot"
+    result = run(
+        [sys.executable, "-m", "stroke_risk.release", "release", "1.1.0", "--override", reason],
+        repo,
+    )
+    assert "released over 1 failed gate(s)" in result.stdout
+    section = (repo / "CHANGELOG.md").read_text().split("## [1.1.0]")[1].split("\n## ")[0]
+    assert f"- **Released over 1 failed gate(s)**; reason: {reason}" in section
+    assert "  - gate test recall CI lower bound ≥ 0.99: " in section
+    first, second = audit(repo)
+    assert (second["from"], second["to"], second["why"]) == (first["to"], second["to"], reason)
+    assert second["overridden"] and len(second["failed_gates"]) == 1
 
     from mlflow.tracking import MlflowClient
 
@@ -330,9 +372,60 @@ def test_a_stale_pipeline_is_refused_then_a_new_model_is_released(repo):
         line for line in (repo / "CHANGELOG.md").read_text().splitlines() if line.startswith("## ")
     ]
     assert [h.split(" - ")[0] for h in headings] == ["## [Unreleased]", "## [1.1.0]", "## [1.0.0]"]
+    gates_file.write_text(committed_gates)
+    commit_all(repo, "the project's gates again")
     shown = json.loads(run(["gto", "show", "--json"], repo).stdout)
     assert shown["stroke-risk"]["stage"]["production"] == "v1.1.0"
     assert run(["git", "tag", "--list", "stroke-risk#production#*"], repo).stdout.split() == [
         "stroke-risk#production#1",
         "stroke-risk#production#2",
     ]
+
+
+def test_rollback_returns_production_to_the_previous_release(repo):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo}/mlflow.db")
+    releases = {r["version"]: r for r in json.loads((repo / "releases.json").read_text())}
+    assert alias_version(repo) == releases["1.1.0"]["registry_version"]
+    result = run(
+        [sys.executable, "-m", "stroke_risk.release", "rollback", "--reason", "recall dropped"],
+        repo,
+    )
+    assert "rolled back: @production moved from MLflow version" in result.stdout
+    assert alias_version(repo) == releases["1.0.0"]["registry_version"]
+    assert (
+        client.get_model_version_by_alias("stroke-risk", "production").tags["model_md5"]
+        == releases["1.0.0"]["model_md5"]
+    )
+    # Recorded: the audit trail grew by one line, the CHANGELOG has a rollback section.
+    *_, back = audit(repo)
+    assert (back["action"], back["from"], back["to"], back["release"], back["why"]) == (
+        "rollback",
+        releases["1.1.0"]["registry_version"],
+        releases["1.0.0"]["registry_version"],
+        "1.0.0",
+        "recall dropped",
+    )
+    assert len(audit(repo)) == 3
+    changelog = (repo / "CHANGELOG.md").read_text()
+    headings = [h.split(" - ")[0] for h in changelog.splitlines() if h.startswith("## ")]
+    assert headings[:3] == ["## [Unreleased]", "## Rollback to [1.0.0]", "## [1.1.0]"]
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+    # GTO reads the unassign/assign tags: v1.0.0 is production again.
+    shown = json.loads(run(["gto", "show", "--json"], repo).stdout)
+    assert shown["stroke-risk"]["stage"]["production"] == "v1.0.0"
+    # Nothing before the first release: refused in one line, nothing changed.
+    line = refused_command(repo, ["rollback"])
+    assert line == (
+        "rollback refused: release 1.0.0 is the first release; there is no earlier one to roll "
+        "back to"
+    )
+
+
+def refused_command(root: Path, arguments: list[str]) -> str:
+    before = snapshot(root)
+    result = run([sys.executable, "-m", "stroke_risk.release", *arguments], root, check=False)
+    assert result.returncode == 1 and snapshot(root) == before, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    return line

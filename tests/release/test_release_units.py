@@ -21,7 +21,6 @@ from stroke_risk.release import (
     parse_version,
     read_releases,
     release_for_model,
-    unreleased_notes,
     version_tag,
 )
 from tests.conftest import REPO_ROOT
@@ -217,18 +216,24 @@ def test_build_release_refuses_reports_without_cis():
         )
 
 
-def test_releases_stack_newest_first_and_absorb_the_unreleased_notes(record):
+def unreleased_section(changelog: str) -> str:
+    return changelog.split("## [Unreleased]\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_releases_stack_newest_first_and_leave_the_unreleased_notes(record):
+    # The project's notes under [Unreleased] are not the model's: a release leaves them there
+    # (the convention CHANGELOG.md declares) and its section holds only its own notes.
     changelog = HEADER + "## [Unreleased]\n\n- new feature\n- fix\n"
-    assert unreleased_notes(changelog) == "- new feature\n- fix"
-    first = add_to_changelog(changelog, changelog_section(record, unreleased_notes(changelog)))
-    assert unreleased_notes(first) == ""
-    assert first.startswith(HEADER + "## [Unreleased]\n\n## [1.2.0] - 2026-12-01\n")
-    assert "- new feature\n- fix\n" in first
+    first = add_to_changelog(changelog, changelog_section(record, "- retrained on 2026 data"))
+    assert unreleased_section(first).strip() == "- new feature\n- fix"
+    assert first.startswith(HEADER + "## [Unreleased]\n\n- new feature\n- fix\n\n## [1.2.0]")
+    release_part = first.split("## [1.2.0]")[1]
+    assert "- new feature" not in release_part and "- retrained on 2026 data" in release_part
     second_record = {**record, "version": "1.3.0"}
-    second = add_to_changelog(first, changelog_section(second_record, unreleased_notes(first)))
+    second = add_to_changelog(first, changelog_section(second_record, ""))
     headings = [line for line in second.splitlines() if line.startswith("## ")]
     assert headings == ["## [Unreleased]", "## [1.3.0] - 2026-12-01", "## [1.2.0] - 2026-12-01"]
-    assert second.count("- new feature") == 1
+    assert second.count("- new feature") == 1 and unreleased_section(second).strip().endswith("fix")
 
 
 def test_a_changelog_without_unreleased_gets_the_release_before_older_ones(record):

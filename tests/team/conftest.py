@@ -158,16 +158,27 @@ class TrackingStack:
     def database_url(self, database: str) -> str:
         return f"postgresql+psycopg://stroke@127.0.0.1:{self.pg_port}/{database}"
 
+    @property
+    def admin_password(self) -> str:
+        """The MLflow basic-auth admin password `--auth` created (mode 600, state folder)."""
+        return (self.state_dir / "mlflow-admin-password").read_text().strip()
+
     def client_env(self, **extra: str) -> dict[str, str]:
-        """A client's environment: the password only through the libpq password file."""
-        env = command_env(PGPASSFILE=str(self.pgpass), **extra)
+        """A client's environment: the database password only through the libpq password
+        file, MLflow credentials through MLflow's own variables."""
+        env = command_env(
+            PGPASSFILE=str(self.pgpass),
+            MLFLOW_TRACKING_USERNAME="admin",
+            MLFLOW_TRACKING_PASSWORD=self.admin_password,
+            **extra,
+        )
         env.pop("PGPASSWORD", None)
         return env
 
 
 @pytest.fixture(scope="session")
 def tracking_stack() -> Iterator[TrackingStack]:
-    """What `make tracking-server` runs, in a scratch state folder on free ports."""
+    """What `make tracking-server ARGS=--auth` runs, in a scratch state folder on free ports."""
     if not any(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         pytest.skip("PostgreSQL is not installed: run `make system-deps`")
     # As `make tracking-server` after `make serve` finds it: its state under a `var/` that the
@@ -192,6 +203,9 @@ def tracking_stack() -> Iterator[TrackingStack]:
         str(pg_port),
         "--port",
         str(port),
+        # With MLflow's basic-auth app, as a team server runs: every test of the stack goes
+        # through it, so one server start tests both.
+        "--auth",
     ]
     process = start_process(command, log_path=output, cwd=REPO_ROOT, env=env)
     stack = TrackingStack(state_dir, f"http://127.0.0.1:{port}", pg_port, process, output)

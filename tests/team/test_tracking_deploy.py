@@ -35,9 +35,18 @@ def test_passwords_come_only_from_the_environment(services: dict[str, Any]) -> N
         for key, value in service.get("environment", {}).items()
         if "PASSWORD" in key
     }
-    assert set(secrets) == {"postgres.POSTGRES_PASSWORD", "mlflow.PGPASSWORD"}
+    assert set(secrets) == {
+        "postgres.POSTGRES_PASSWORD",
+        "mlflow.PGPASSWORD",
+        "mlflow.MLFLOW_AUTH_ADMIN_PASSWORD",
+    }
     for key, value in secrets.items():
-        assert PASSWORD_FROM_ENV.match(value), f"{key} must be ${{PGPASSWORD:?...}}, not {value}"
+        variable = key.split(".")[1] if "MLFLOW" in key else "PGPASSWORD"
+        assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", value), f"{key}: {value}"
+    assert PASSWORD_FROM_ENV.match(services["mlflow"]["environment"]["PGPASSWORD"])
+    key = services["mlflow"]["environment"]["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert key.startswith("${MLFLOW_FLASK_SERVER_SECRET_KEY:?")
+    assert "password" not in (DEPLOY / "basic_auth.ini").read_text().split("[mlflow]")[1].lower()
     for text in (DEPLOY / "docker-compose.yml").read_text(), (DEPLOY / "Dockerfile").read_text():
         assert not re.search(r"postgres(ql)?(\+\w+)?://[^@\s/]*:[^@\s/]*@", text)
 
@@ -87,3 +96,38 @@ def test_image_pins_match_the_lock_and_run_unprivileged() -> None:
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert user and user[-1] not in {"root", "0"}
     assert "/health" in dockerfile
+
+
+def test_only_the_tls_proxy_is_published(services: dict[str, Any]) -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}
+    assert compose["networks"]["internal"]["internal"] is True
+    # PostgreSQL and MLflow only on the internal network; the proxy bridges the two.
+    assert services["postgres"]["networks"] == ["internal"]
+    assert services["mlflow"]["networks"] == ["internal"]
+    assert set(services["proxy"]["networks"]) == {"edge", "internal"}
+    (port,) = services["proxy"]["ports"]
+    listen = re.search(r"listen (\d+) ssl;", (DEPLOY / "nginx.conf").read_text())
+    assert listen and str(port).endswith(f":{listen.group(1)}")
+    upstream = re.search(r"proxy_pass http://(\w+):(\d+);", (DEPLOY / "nginx.conf").read_text())
+    assert upstream and upstream.group(1) == "mlflow"
+    assert option(services["mlflow"]["command"], "--port") == upstream.group(2)
+
+
+def test_mlflow_runs_its_basic_auth_app_with_the_committed_config(
+    services: dict[str, Any],
+) -> None:
+    mlflow = services["mlflow"]
+    assert option(mlflow["command"], "--app-name") == "basic-auth"
+    config_path = mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in mlflow["volumes"]}
+    assert (DEPLOY / mounts[config_path]).resolve() == (DEPLOY / "basic_auth.ini").resolve()
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(DEPLOY / "basic_auth.ini")
+    database = config["mlflow"]["database_uri"]
+    # The user store is on a named volume, kept across restarts.
+    assert database.startswith("sqlite:////mlauth/") and mounts["/mlauth"] == "mlflow-auth"
+    assert "flask-wtf==" in (DEPLOY / "Dockerfile").read_text()

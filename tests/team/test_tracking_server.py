@@ -7,9 +7,12 @@ credentials and an unreachable database end in one line that names them.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -101,8 +104,87 @@ def test_no_password_in_output_logs_or_urls(tracking_stack: TrackingStack) -> No
     assert oct(tracking_stack.pgpass.stat().st_mode & 0o777) == "0o600"
     output = tracking_stack.output.read_text()
     assert tracking_stack.url in output and "postgresql+psycopg://stroke@" in output
-    for text in (output, (tracking_stack.state_dir / "mlflow-server.log").read_text()):
-        assert password not in text
+    admin = tracking_stack.admin_password
+    assert len(admin) >= 20
+    assert oct((tracking_stack.state_dir / "mlflow-admin-password").stat().st_mode & 0o777) == (
+        "0o600"
+    )
+    assert "basic auth: user admin, password from" in output
+    for text in (
+        output,
+        (tracking_stack.state_dir / "mlflow-server.log").read_text(),
+        (tracking_stack.state_dir / "basic_auth.ini").read_text(),
+    ):
+        assert password not in text and admin not in text
+
+
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+
+def http_status(url: str, user: str | None = None, password: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.e2e
+def test_the_server_answers_only_signed_in_users(tracking_stack: TrackingStack) -> None:
+    url = tracking_stack.url + SEARCH
+    assert http_status(url) == 401
+    assert http_status(url, "admin", "not-the-password") == 401
+    assert http_status(url, "admin", tracking_stack.admin_password) == 200
+    # Moving an alias (what a release does) is refused anonymously too.
+    alias = tracking_stack.url + "/api/2.0/mlflow/registered-models/alias"
+    request = urllib.request.Request(
+        alias,
+        data=json.dumps({"name": "stroke-risk", "alias": "production", "version": "1"}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+    # The health probe stays open (load balancers and check_tracking_uri use it).
+    assert http_status(tracking_stack.url + "/health") == 200
+
+
+def test_a_non_loopback_host_without_auth_is_one_line() -> None:
+    result = tracking_server_cli("--host", "0.0.0.0", "--state-dir", "/nonexistent/state")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "tracking-server: --host 0.0.0.0 without --auth would let anyone who reaches the port "
+        "move @production; add --auth (MLflow basic-auth) or keep --host 127.0.0.1"
+    )
+    assert not Path("/nonexistent/state").exists()
+
+
+def test_auth_runs_mlflow_basic_auth_app_with_a_secret_outside_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stroke_risk.tracking_server import auth_env, mlflow_server_command
+
+    command = mlflow_server_command(
+        backend_store_uri="postgresql+psycopg://stroke@db/mlflow",
+        artifacts_destination="/a",
+        host="0.0.0.0",
+        port=5001,
+        auth=True,
+    )
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    first = auth_env(tmp_path)
+    assert auth_env(tmp_path) == first, "the generated password is kept"
+    config = Path(first["MLFLOW_AUTH_CONFIG_PATH"]).read_text()
+    assert first["MLFLOW_AUTH_ADMIN_PASSWORD"] not in config
+    assert f"database_uri = sqlite:///{tmp_path / 'basic_auth.db'}" in config
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "from-the-environment")
+    assert auth_env(tmp_path)["MLFLOW_AUTH_ADMIN_PASSWORD"] == "from-the-environment"
 
 
 def tracking_server_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
