@@ -114,6 +114,7 @@ pr-report: $(RUNTIME_STAMP)
 plots-diff: $(RUNTIME_STAMP)
 	@git rev-parse --verify --quiet '$(BASE)^{commit}' >/dev/null || \
 	  { echo "make plots-diff: BASE=$(BASE) is not a branch, tag or commit here" >&2; exit 2; }
+	@mkdir -p dvc_plots  # dvc creates the last folder of --out only
 	dvc plots diff '$(BASE)' --out dvc_plots/diff
 
 # `dvc exp run` with its -S overrides checked first (one line per unknown key, group option

@@ -525,6 +525,7 @@ DISTRIBUTIONS = {
     "prometheus_client": "prometheus-client",
     "werkzeug": "flask",
     "xgboost": "xgboost-cpu",
+    "flask_limiter": "flask-limiter",
 }
 
 

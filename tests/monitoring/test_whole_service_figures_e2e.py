@@ -81,7 +81,12 @@ def test_every_worker_exports_the_same_figures(
 ) -> None:
     port = get_free_port()
     app_url = f"http://127.0.0.1:{port}"
-    environment = server_environment(tmp_path, port) | {"WEB_CONCURRENCY": "3"}
+    # Labels arrive here far faster than any clinic sends them: lift the per-credential limit
+    # of POST /feedback (tested in tests/app/test_auth.py), which would answer 429.
+    environment = server_environment(tmp_path, port) | {
+        "WEB_CONCURRENCY": "3",
+        "STROKE_FEEDBACK_RATE_LIMIT": "100000/minute",
+    }
     log = tmp_path / "gunicorn.log"
     gunicorn = processes.start(SERVER_COMMAND, log_path=log, cwd=REPO_ROOT, env=environment)
     assert poll(lambda: requests.get(f"{app_url}/ready", timeout=1).ok, timeout=60), log.read_text()
