@@ -220,6 +220,18 @@ def test_compose_images_are_pinned(compose: dict[str, Any]) -> None:
             assert re.search(r":v?\d+\.\d+\.\d+$", image), f"{name}: {image} is not pinned"
 
 
+def test_the_replicas_get_credentials_and_one_session_key(compose: dict[str, Any]) -> None:
+    """Bound to 0.0.0.0 in the image, a replica without credentials refuses to start."""
+    app = compose["services"]["app"]
+    environment = app["environment"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in app["volumes"]}
+    for variable in ("STROKE_CREDENTIALS_FILE", "STROKE_SECRET_KEY_FILE"):
+        folder = str(Path(environment[variable]).parent)
+        assert folder in mounts, f"{variable} is not in a mounted folder"
+        assert mounts[folder] == "./secrets" and (COMPOSE_FILE.parent / "secrets").is_dir()
+    assert "STROKE_AUTH" not in environment  # never runs open
+
+
 def test_every_bind_mount_source_exists(compose: dict[str, Any]) -> None:
     named = set(compose.get("volumes") or {})
     for name, service in compose["services"].items():
