@@ -86,11 +86,11 @@ lint: $(DEV_STAMP)
 	nbstripout --verify --keep-id notebook/*.ipynb
 	python -m tools.consistency
 
-# The suite runs on TEST_WORKERS pytest-xdist workers; --dist loadgroup keeps each test file
-# (and the files that share a costly fixture, tests/conftest.py) on one worker, so module and
-# shared session fixtures are built once. TEST_WORKERS=0 runs it in this one process.
+# The suite runs on TEST_WORKERS pytest-xdist workers; --dist loadfile keeps each test file on
+# one worker, so its module fixtures are built once (tests/conftest.py orders the files).
+# TEST_WORKERS=0 runs it in this one process.
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 test: $(DEV_STAMP) system-deps lint
 	dvc repro

@@ -55,16 +55,6 @@ def brain_frame() -> pd.DataFrame:
     return load_dataset(BRAIN_CSV)
 
 
-# Test files that share an expensive session fixture run on one xdist worker, so it is built
-# once (two `dvc repro` runs for two_commit_repo, PostgreSQL + MLflow for tracking_stack).
-# Every other file is its own group: its module fixtures are built once, on one worker.
-SHARED_FIXTURE_GROUPS = {
-    "tests/team/test_pr_report.py": "team-scratch-repo",
-    "tests/team/test_distributed_tuning.py": "team-scratch-repo",
-    "tests/team/test_tracking_server.py": "team-scratch-repo",
-}
-
-
 # Fixtures that start a server or a browser, run the pipeline or need an external tool:
 # a test using any of them is an integration test, left out of `make check`.
 INTEGRATION_FIXTURES = frozenset(
@@ -88,16 +78,19 @@ INTEGRATION_FIXTURES = frozenset(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark integration tests (see above; every e2e test is one) and put each test in an
-    xdist group (its file, or a shared group; see SHARED_FIXTURE_GROUPS)."""
+    """Mark integration tests (see above; every e2e test is one) and order the files.
+
+    `--dist loadfile` keeps each file on one worker, so its module fixtures are built once and
+    tests that build on each other's state (tests/release/test_release_e2e.py) stay in order.
+    (`--dist loadgroup` with xdist_group marks does not group under this pytest: the marks
+    never reach the nodeids its scheduler reads, and a file's tests were spread over both
+    workers.) Session fixtures are built once per worker that needs them."""
     groups: dict[pytest.Item, str] = {}
     for item in items:
         if item.get_closest_marker("e2e") or INTEGRATION_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.integration)
-        path = item.path.relative_to(REPO_ROOT).as_posix()
-        groups[item] = SHARED_FIXTURE_GROUPS.get(path, path)
-        item.add_marker(pytest.mark.xdist_group(groups[item]))
-    # xdist hands groups out in this order: groups with an end-to-end test first, then
+        groups[item] = item.path.relative_to(REPO_ROOT).as_posix()
+    # xdist hands files out in this order: files with an end-to-end test first, then
     # those with an integration test, so the long ones start early and the many short unit
     # files fill in at the end, not the reverse.
     end_to_end = {groups[item] for item in items if item.get_closest_marker("e2e")}
