@@ -100,7 +100,10 @@ def scratch_repo(root: Path, *, budget: dict[tuple[str, str], Any] | None = None
     return root
 
 
-@pytest.fixture(scope="session")
+# Module scope, like every browser fixture here: a Playwright sync session left open for the
+# whole test session would make the next file's sync_playwright() on the same xdist worker
+# fail ("Sync API inside the asyncio loop").
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless system Chromium driven by Playwright (closed at teardown)."""
     if not CHROMIUM.exists():
