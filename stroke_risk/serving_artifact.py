@@ -307,6 +307,10 @@ def export_pipeline(pipeline: Any, pipeline_md5: str = "") -> ServingModel:
         raise UnsupportedPipeline(str(reason)) from None
     probe = probe_batch(config)
     probability = np.asarray(pipeline.predict_proba(probe.to_frame())[:, 1], dtype=np.float64)
+    # Rounded to 1e-10 (the start-up check allows 1e-9): the pipeline's matrix product runs
+    # through BLAS, whose kernel would otherwise change the last bits, and so the artifact's
+    # bytes, from machine to machine (benchmarks/blas_kernels.py).
+    probability = np.round(probability, 10)
     return ServingModel(pipeline_md5, config, parts, width, tables, probe, probability)
 
 
