@@ -3,7 +3,7 @@
 app/openapi.py generates the OpenAPI components from these models, and POST /feedback
 validates its body with ``Feedback`` itself, so the document and the code cannot disagree.
 (/predict records are validated by the vectorised validator generated from
-stroke_risk.schema, whose JSON Schema the OpenAPI document also embeds.) Responses are
+stroke_risk.data.schema, whose JSON Schema the OpenAPI document also embeds.) Responses are
 built as plain dicts on the hot path; the tests validate them against these models.
 """
 
@@ -21,7 +21,7 @@ from pydantic import (
     ValidationError,
 )
 
-from stroke_risk.schema import FEATURE_NAMES
+from stroke_risk.data.schema import FEATURE_NAMES
 
 MAX_PREDICTION_ID_LENGTH = 200
 

@@ -1,7 +1,7 @@
 """Find the model revision of the working tree and check it against dvc.lock.
 
 The service serves the data-only serving artifact (models/serving_model.npz,
-stroke_risk/serving_artifact.py), never the pickled pipeline: the file is read into memory
+stroke_risk/models/serving_artifact.py), never the pickled pipeline: the file is read into memory
 once, its md5 compared with the one dvc.lock records, and only those verified bytes are
 parsed, as numpy arrays with allow_pickle=False and XGBoost's own model format. No file
 can make this process unpickle anything, whatever dvc.lock, the run cache or the remote
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from stroke_risk.serving_artifact import ServingModel
+    from stroke_risk.models.serving_artifact import ServingModel
 
 logger = logging.getLogger(__name__)
 
@@ -207,14 +207,14 @@ def check_authenticity(settings: Settings, model_bytes: bytes, metadata_bytes: b
     The md5 check against dvc.lock proves the files are the revision's, not who made
     them: anyone who can write models/ and dvc.lock (or a DVC remote or run cache) passes
     it. With STROKE_TRUSTED_KEY the serving artifact and metadata must be covered by a
-    release signature in releases.json (`make release`, stroke_risk/signing.py); without it
+    release signature in releases.json (`make release`, stroke_risk/release/signing.py); without it
     the service serves and says, once it has loaded the model, that authenticity is not
     checked (app/model.py; a refusal stays one line).
     """
     if settings.trusted_key is None:
         return
-    from stroke_risk.release_file import ReleaseError, read_releases
-    from stroke_risk.signing import SigningError, check_signed, load_public_key
+    from stroke_risk.release.records import ReleaseError, read_releases
+    from stroke_risk.release.signing import SigningError, check_signed, load_public_key
 
     shown = display_path(settings.model_path, settings)
     releases_shown = display_path(settings.releases_path, settings)
@@ -259,7 +259,7 @@ def read_serving_artifact(artifacts: VerifiedArtifacts, settings: Settings) -> S
     file holding a pickle is refused, never executed. Raises ArtifactError (one line) for
     bytes that are not a serving artifact of this code's format.
     """
-    from stroke_risk.serving_artifact import ServingArtifactError, read_serving_model
+    from stroke_risk.models.serving_artifact import ServingArtifactError, read_serving_model
 
     shown = display_path(settings.model_path, settings)
     try:
@@ -278,7 +278,7 @@ def find_release(settings: Settings, model_md5: str, metadata_md5: str | None) -
     file means nothing was released yet; a malformed one is logged (one line) and the
     model is served as unreleased: the release name is information, not a reason to stop.
     """
-    from stroke_risk.release_file import ReleaseError, release_for_model
+    from stroke_risk.release.records import ReleaseError, release_for_model
 
     try:
         version = release_for_model(model_md5, settings.releases_path, metadata_md5)

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from app.validation import validate_columns
-from stroke_risk.schema import (
+from stroke_risk.data.schema import (
     FEATURE_NAMES,
     FEATURES,
     FIELD_ALIASES,
@@ -66,7 +66,7 @@ class BatchSummary:
 
 def missing_markers() -> frozenset[str]:
     """Return the cell texts that mean "missing", shared with the training data reader."""
-    from stroke_risk.data import MISSING_MARKERS
+    from stroke_risk.data.load import MISSING_MARKERS
 
     return frozenset(MISSING_MARKERS)
 

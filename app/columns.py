@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stroke_risk.schema import (
+from stroke_risk.data.schema import (
     BINARY_FEATURES,
     CATEGORICAL_FEATURES,
     FEATURE_NAMES,

@@ -2,7 +2,7 @@
 
 The reference is ``pipeline.predict_proba(frame)[:, 1]`` of the fitted sklearn pipeline,
 which the service never loads. The train stage writes what that pipeline computes as data
-(stroke_risk/serving_artifact.py: the FeatureEngineer's config, the imputer statistics, the
+(stroke_risk/models/serving_artifact.py: the FeatureEngineer's config, the imputer statistics, the
 scaler mean/scale, the one-hot categories, the estimator's tables); this module repeats the
 same float64 operations on numpy arrays, in the same order, so the design matrix is the
 one the pipeline builds (up to the last bit, where numpy's vectorised log or BLAS may
@@ -12,7 +12,7 @@ scores that matrix:
 - LogisticRegression: the same matrix product and expit sklearn uses;
 - XGBClassifier: XGBoost's own inplace_predict on the booster loaded from its UBJSON model,
   exactly what predict_proba calls;
-- RandomForestClassifier: flat node arrays (stroke_risk.tree_tables.ForestTables) that
+- RandomForestClassifier: flat node arrays (stroke_risk.models.tree_tables.ForestTables) that
   repeat the trees' float32 split tests and the forest's averaging;
 - HistGradientBoostingClassifier whose trees each split on one column (hgb_monotonic) and
   ExplainableBoostingClassifier without interactions (ebm): one step function per column
@@ -32,9 +32,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from app.columns import FeatureColumns, schema_categories
-from stroke_risk.features import ENGINEERED_BY_NAME, EngineeredFeature, FeatureConfig
-from stroke_risk.schema import BINARY_FEATURES, CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from stroke_risk.serving_artifact import (
+from stroke_risk.data.features import ENGINEERED_BY_NAME, EngineeredFeature, FeatureConfig
+from stroke_risk.data.schema import BINARY_FEATURES, CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from stroke_risk.models.serving_artifact import (
     ImputeStep,
     NumericPart,
     OneHotPart,
@@ -45,7 +45,7 @@ from stroke_risk.serving_artifact import (
     read_serving_model,
     serving_model_bytes,
 )
-from stroke_risk.tree_tables import (
+from stroke_risk.models.tree_tables import (
     BoostedTrees,
     ForestTables,
     LogisticTables,
@@ -237,7 +237,7 @@ def one_hot_block(part: OneHotPart, engineer: EngineerSpec | None) -> OneHotBloc
 
 @dataclass(frozen=True)
 class CompiledForest:
-    """A random forest as flat node arrays (stroke_risk.tree_tables.ForestTables)."""
+    """A random forest as flat node arrays (stroke_risk.models.tree_tables.ForestTables)."""
 
     forest: ForestTables
 
@@ -258,7 +258,7 @@ class CompiledForest:
 @dataclass(frozen=True)
 class CompiledSteps:
     """A one-column-per-tree HistGradientBoostingClassifier or an interaction-free EBM as
-    step functions (stroke_risk.tree_tables): P = expit(baseline + one lookup per column).
+    step functions (stroke_risk.models.tree_tables): P = expit(baseline + one lookup per column).
 
     The models add the same float64 leaf/term values tree by tree or term by term; the
     lookups add them per column, so the raw scores differ only in summation order (~1e-15).
@@ -381,7 +381,7 @@ class ReferenceModel:
 
 
 def probe_columns(engineer: EngineerSpec | None, n_random: int = 400) -> FeatureColumns:
-    """Return the probe batch (stroke_risk.serving_artifact.probe_batch) as FeatureColumns."""
+    """The probe batch (stroke_risk.models.serving_artifact.probe_batch) as FeatureColumns."""
     probe = probe_batch(None if engineer is None else engineer.config, n_random)
     return FeatureColumns(probe.numeric, probe.binary, probe.categorical, probe.n_rows)
 

@@ -1,10 +1,10 @@
-"""Per-prediction risk factors for /predict (issue #5), computed by stroke_risk.explain.
+"""Per-prediction risk factors for /predict (issue #5), computed by stroke_risk.models.explain.
 
 One ``MatrixExplainer`` is built per loaded model, at load time, from the data-only serving
 artifact (the raw field of each design-matrix column and the model's tables; no pipeline,
 no pickle). It explains the design matrix that app/compiled.py builds for scoring, so a
 request transforms its records once for both. Contributions are per raw field, on the
-log-odds scale, and exact for the model family in use (see stroke_risk/explain.py for
+log-odds scale, and exact for the model family in use (see stroke_risk/models/explain.py for
 what each family's contribution means):
 
     base_value + sum of the ten contributions == log(p / (1 - p))   (within 1e-6)
@@ -31,14 +31,14 @@ from app.compiled import (
     ProbabilityModel,
     probe_columns,
 )
-from stroke_risk.explain import (
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.models.explain import (
     FOREST_PROBABILITY_FLOOR,
     Explanation,
     MatrixExplainer,
     PipelineExplainer,
 )
-from stroke_risk.schema import FEATURE_NAMES
-from stroke_risk.serving_artifact import ServingModel
+from stroke_risk.models.serving_artifact import ServingModel
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ _FEATURE_NAME_TABLE = np.asarray(FEATURE_NAMES, dtype=object)
 def served_log_odds(probability: np.ndarray, explainer: MatrixExplainer) -> np.ndarray:
     """Return the log-odds the explanations add up to for served probabilities.
 
-    As stroke_risk.explain.model_logit: a random forest's probability is clipped first.
+    As stroke_risk.models.explain.model_logit: a random forest's probability is clipped first.
     """
     if explainer.clips_probability:
         probability = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
@@ -131,7 +131,7 @@ def risk_factor_lists(
 
     Items are ``{"feature", "value", "contribution"}`` with the canonical field name and
     the value the model scored (missing bmi: None). Same items and order as
-    stroke_risk.explain.top_risk_factors_batch (ties keep schema order), built from whole
+    stroke_risk.models.explain.top_risk_factors_batch (ties keep schema order), built from whole
     arrays: a 10,000-record batch takes ~10 ms instead of ~50 ms.
     """
     if len(records) == 1:

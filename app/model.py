@@ -1,6 +1,6 @@
 """Load the verified model revision and build what the endpoints score and explain with.
 
-The service reads only the data-only serving artifact (stroke_risk/serving_artifact.py),
+The service reads only the data-only serving artifact (stroke_risk/models/serving_artifact.py),
 never the pickled pipeline: nothing it loads can run code.
 """
 
@@ -34,8 +34,8 @@ from app.explanations import build_explainer, explain_columns
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from stroke_risk.explain import MatrixExplainer
-    from stroke_risk.serving_artifact import ServingModel
+    from stroke_risk.models.explain import MatrixExplainer
+    from stroke_risk.models.serving_artifact import ServingModel
 
 logger = logging.getLogger(__name__)
 

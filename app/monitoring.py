@@ -17,7 +17,7 @@ loaded, ``init_monitoring``:
 - mounts ``POST /feedback``, validated by app.api_models.Feedback, answering with the
   app's own error format.
 
-The computations are pure functions of stroke_risk.drift and stroke_risk.live_monitoring;
+The computations are pure functions of stroke_risk.monitoring.drift and stroke_risk.monitoring.live;
 this module reads the log and exports. The reference profile is checked against dvc.lock
 like the model: a missing, stale or edited profile stops the server with one line, as
 does a prediction log that cannot be opened.
@@ -60,7 +60,8 @@ from app.factory import (
 from app.openapi import openapi_document
 from app.payload import RequestError, parse_json
 from app.settings import Settings, SettingsError
-from stroke_risk.live_monitoring import (
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.monitoring.live import (
     Figure,
     FigureSettings,
     LiveWindows,
@@ -69,7 +70,7 @@ from stroke_risk.live_monitoring import (
     classifier_drift_auc,
     live_figures,
 )
-from stroke_risk.prediction_log import (
+from stroke_risk.monitoring.prediction_log import (
     BATCH_TOKEN_LENGTH,
     DuplicateFeedbackError,
     PredictionLog,
@@ -79,7 +80,6 @@ from stroke_risk.prediction_log import (
     UnknownPredictionError,
     Window,
 )
-from stroke_risk.schema import FEATURE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ class BackgroundJob:
 class LiveMetricsCollector(Collector):
     """Prometheus collector exporting the whole service's figures, the same in every worker.
 
-    Only rows of ``model_version`` count. The figures (stroke_risk.live_monitoring
+    Only rows of ``model_version`` count. The figures (stroke_risk.monitoring.live
     .live_figures of the shared log's windows) live in a SharedFigures file next to the
     log: recomputed by one process at most every ``settings.monitor_cache_seconds`` and
     exported by all, so the answer does not depend on which worker or replica is

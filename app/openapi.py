@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the service, generated from its definitions.
 
-Records come from stroke_risk.schema (record_json_schema); every other body from the
+Records come from stroke_risk.data.schema (record_json_schema); every other body from the
 pydantic models of app/api_models.py, which /feedback also validates with.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 from app.api_models import component_schemas
 from app.auth import ANY_SCOPE, ENDPOINT_SCOPES
 from app.payload import BATCH_KEY, EXPLAIN_PARAMETER
-from stroke_risk.schema import EXAMPLE_RECORD, FIELD_ALIASES, record_json_schema
+from stroke_risk.data.schema import EXAMPLE_RECORD, FIELD_ALIASES, record_json_schema
 
 SECURITY_SCHEME = "bearer"
 

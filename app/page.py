@@ -4,7 +4,7 @@ A default extension of create_app (app/factory.py DEFAULT_EXTENSIONS); the bluep
 the only owner of ``/static`` (the app itself serves no static folder), and its assets
 are the files of ``app/static``.
 
-The form is rendered from ``stroke_risk.schema`` (categories, ranges, units), so it cannot
+The form is rendered from ``stroke_risk.data.schema`` (categories, ranges, units), so it cannot
 drift from what /predict accepts. With JavaScript the page posts JSON to /predict with
 fetch; without it the form posts to ``/`` and the page dispatches the same JSON to
 /predict inside the process, so both paths show exactly the API's answer and errors.
@@ -54,7 +54,7 @@ from app.auth import (
 )
 from app.credentials import Credential
 from app.factory import service_state
-from stroke_risk.schema import (
+from stroke_risk.data.schema import (
     FEATURES,
     FEATURES_BY_NAME,
     BinaryField,

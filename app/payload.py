@@ -17,7 +17,7 @@ import orjson
 
 from app.columns import FeatureColumns
 from app.validation import BatchValidation, flatten_errors, validate_records
-from stroke_risk.schema import FieldError
+from stroke_risk.data.schema import FieldError
 
 BATCH_KEY = "instances"
 # Query parameter of /predict: "false" leaves the risk factors out of the answer.

@@ -28,7 +28,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from stroke_risk.schema import FEATURE_NAMES
+from stroke_risk.data.schema import FEATURE_NAMES
 
 DEFAULT_PROJECT_DIR = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "STROKE_"
@@ -41,7 +41,7 @@ _DEFAULT_RELATIVE_PATHS: dict[str, Path] = {
     "reference_profile_path": Path("models/reference_profile.json"),
     "metrics_path": Path("reports/metrics.json"),
     "dvc_lock_path": Path("dvc.lock"),
-    # What `make release` records (stroke_risk/release.py): which release a model is.
+    # What `make release` records (stroke_risk/release/publish.py): which release a model is.
     "releases_path": Path("releases.json"),
     # The prediction log of live monitoring: runtime state, git-ignored (/var/).
     "monitor_db_path": Path("var/monitoring/predictions.sqlite"),
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     max_batch_size: PositiveInt = 1000
     max_body_bytes: PositiveInt = 1 << 20
     git_commit: str | None = None
-    # Public ed25519 key of the release signer (STROKE_TRUSTED_KEY; stroke_risk/signing.py):
+    # Public ed25519 key of the release signer (STROKE_TRUSTED_KEY; stroke_risk/release/signing.py):
     # when set, a model no release signs with it is refused at start-up.
     trusted_key: Path | None = None
     use_compiled_path: bool = True

@@ -1,6 +1,6 @@
-"""Validate many records at once against stroke_risk.schema, column by column.
+"""Validate many records at once against stroke_risk.data.schema, column by column.
 
-``stroke_risk.schema.validate_record`` is the authority: it decides what is valid and
+``stroke_risk.data.schema.validate_record`` is the authority: it decides what is valid and
 phrases every error. Calling it per record costs ~15 us, too slow for a 10,000-record
 batch or a million-row file, so ``validate_columns`` first checks whole columns with a
 few vectorised tests derived from the same FEATURES specs. A row those tests accept is
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from app.columns import FeatureColumns, set_row
-from stroke_risk.schema import (
+from stroke_risk.data.schema import (
     FEATURE_NAMES,
     FEATURES,
     FIELD_ALIASES,

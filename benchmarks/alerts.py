@@ -5,7 +5,7 @@ population with the training split's marginals (null_population: raking weights 
 categorical fields, numeric fields jittered then mapped onto training quantiles by rank;
 why: monitoring/README.md, "Alert quality"), scored by the repository's model
 (models/model.joblib). At every evaluation the service's own computation
-(stroke_risk.live_monitoring.live_figures, the function behind app/monitoring.py's gauges,
+(stroke_risk.monitoring.live.live_figures, the function behind app/monitoring.py's gauges,
 on the windows the service reads from its log, with the default settings) gives the
 figures, and each alert of monitoring/prometheus/alert_rules.yml is evaluated on them:
 its condition (a predicate here whose threshold text must appear in the rule's expr, so
@@ -48,15 +48,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from stroke_risk.drift import category_key, compute_drift
-from stroke_risk.live_monitoring import (
+from stroke_risk.data.schema import FEATURE_NAMES, FEATURES, NumericField
+from stroke_risk.monitoring.drift import category_key, compute_drift
+from stroke_risk.monitoring.live import (
     Figure,
     FigureSettings,
     LiveWindows,
     classifier_drift_auc,
     live_figures,
 )
-from stroke_risk.schema import FEATURE_NAMES, FEATURES, NumericField
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RULES = REPO_ROOT / "monitoring" / "prometheus" / "alert_rules.yml"

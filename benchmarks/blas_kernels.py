@@ -5,7 +5,7 @@ files as they are in the working tree) runs `dvc repro --force`; the benchmark p
 its `dvc.lock` (which holds the md5 of every output: model, out-of-fold predictions, reports)
 equals the working tree's, and which outputs differ if not.
 
-It also measures the noise the rounding in stroke_risk/reproducible_fit.py absorbs: the final
+It also measures the noise the rounding in stroke_risk/models/reproducible_fit.py absorbs: the final
 model refitted WITHOUT rounding under each variant, the largest relative difference of its
 coefficients from the as-found fit, and the chance that noise of that size moves a rounded
 parameter across a grid boundary (2 x noise / grid spacing per parameter, summed over the
@@ -49,10 +49,10 @@ RAW_FIT = """
 import json, sys
 import numpy as np
 from stroke_risk.io import load_params
-from stroke_risk.modeling import build_model_pipeline
+from stroke_risk.models.pipelines import build_model_pipeline
 from stroke_risk.params import FeaturizeParams, ModelParams, TrainParams, read_section
-from stroke_risk.schema import TARGET
-from stroke_risk.settings import feature_config_from_params, read_prepared
+from stroke_risk.data.schema import TARGET
+from stroke_risk.data.prepared import feature_config_from_params, read_prepared
 
 params = load_params()
 family = read_section(params, "model", ModelParams).family
@@ -168,7 +168,7 @@ def main() -> None:
         print(
             f"| {name} | {'yes' if equal else 'NO'} | {', '.join(differing) or '-'} | {noise:.1e} |"
         )
-    from stroke_risk.reproducible_fit import SIGNIFICANT_BITS
+    from stroke_risk.models.reproducible_fit import SIGNIFICANT_BITS
 
     spacing = 2.0**-SIGNIFICANT_BITS
     per_parameter = 2 * worst_noise / spacing

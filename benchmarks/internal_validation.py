@@ -24,8 +24,11 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from stroke_risk.data.prepared import feature_config_from_params, read_prepared
+from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params
-from stroke_risk.modeling import FAMILIES, build_model_pipeline, suggest_params
+from stroke_risk.models.pipelines import FAMILIES, build_model_pipeline, suggest_params
+from stroke_risk.models.tuning import load_search_space
 from stroke_risk.params import (
     CVParams,
     InstabilityParams,
@@ -33,9 +36,6 @@ from stroke_risk.params import (
     ValidateTuningParams,
     read_section,
 )
-from stroke_risk.schema import TARGET
-from stroke_risk.settings import feature_config_from_params, read_prepared
-from stroke_risk.tuning import load_search_space
 
 
 def sampled_params(family: str, seed: int) -> dict:

@@ -55,8 +55,8 @@ from typing import Any
 
 import requests
 
+from stroke_risk.data.schema import EXAMPLE_RECORD
 from stroke_risk.ports import free_port
-from stroke_risk.schema import EXAMPLE_RECORD
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
@@ -387,7 +387,7 @@ LARGEST_TREE_PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def largest_pipeline(family: str) -> Any:
     """Return the largest serving pipeline of a tree family, fitted on brain.csv."""
-    from stroke_risk.data import load_dataset
+    from stroke_risk.data.load import load_dataset
     from tests.app.conftest import fit_serving_pipeline_with
 
     frame = load_dataset(REPO_ROOT / "data" / "raw" / "brain.csv")
@@ -398,7 +398,7 @@ def largest_pipeline(family: str) -> Any:
 def tree_project(family: str, pipeline: Any, workdir: Path) -> Path:
     """Write a fitted pipeline into a temporary project (models/, reports/metrics.json,
     dvc.lock with their md5s); return its directory."""
-    from stroke_risk.data import load_dataset
+    from stroke_risk.data.load import load_dataset
     from tests.app.conftest import training_profile, write_artifacts
 
     frame = load_dataset(REPO_ROOT / "data" / "raw" / "brain.csv")
@@ -645,8 +645,8 @@ def healthcare_records() -> list[dict[str, Any]]:
     """Return the 5,110 rows of the larger shipped CSV as JSON records."""
     import math
 
-    from stroke_risk.data import load_dataset
-    from stroke_risk.schema import FEATURE_NAMES
+    from stroke_risk.data.load import load_dataset
+    from stroke_risk.data.schema import FEATURE_NAMES
 
     frame = load_dataset(HEALTHCARE_CSV)[list(FEATURE_NAMES)]
     records = frame.to_dict("records")
@@ -707,7 +707,7 @@ def start_mlflow(workdir: Path) -> Running:
         **os.environ,
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-        "PYTHONPATH": str(REPO_ROOT),  # the pipeline unpickles stroke_risk.features
+        "PYTHONPATH": str(REPO_ROOT),  # the pipeline unpickles stroke_risk.data.features
         # mlflow starts `uvicorn` by name: the virtualenv's bin must be on PATH.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }

@@ -2,7 +2,7 @@
 
 Starts a throwaway PostgreSQL cluster (Debian's postgresql; as root it runs as the
 `postgres` user), gives each run its own empty Optuna database, and runs the documented
-worker command `python -m stroke_risk.tuning worker` with the repository's params.yaml
+worker command `python -m stroke_risk.models.tuning worker` with the repository's params.yaml
 (full CV budget; `--n-jobs 1` and one BLAS thread, so each worker uses one core):
 
 - 1 worker x N trials, then 2 workers x N/2 trials started together on one shared study,
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from stroke_risk.ports import free_port
-from stroke_risk.tracking_server import PostgresCluster, init_optuna_schema
+from stroke_risk.tracking.server import PostgresCluster, init_optuna_schema
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.7
@@ -56,7 +56,7 @@ def run_workers(url: str, password: str, n_workers: int, n_trials: int) -> tuple
             [
                 sys.executable,
                 "-m",
-                "stroke_risk.tuning",
+                "stroke_risk.models.tuning",
                 "worker",
                 "--storage",
                 url,

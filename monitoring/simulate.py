@@ -44,8 +44,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from stroke_risk.drift import PSI_SIGNIFICANT, psi_band
-from stroke_risk.schema import (
+from stroke_risk.data.schema import (
     FEATURE_NAMES,
     FEATURES_BY_NAME,
     TARGET,
@@ -53,6 +52,7 @@ from stroke_risk.schema import (
     CategoricalField,
     NumericField,
 )
+from stroke_risk.monitoring.drift import PSI_SIGNIFICANT, psi_band
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "raw" / "brain.csv"
 DRIFT_PATTERN = re.compile(
@@ -148,7 +148,7 @@ def apply_drift(
 
 def load_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of the raw CSV (ten fields + stroke) as JSON-ready dicts (NaN bmi -> None)."""
-    from stroke_risk.data import load_dataset  # pandas/sklearn only when reading a file
+    from stroke_risk.data.load import load_dataset  # pandas/sklearn only when reading a file
 
     frame = load_dataset(path)
     rows: list[dict[str, Any]] = []

@@ -21,15 +21,18 @@ import joblib
 import pandas as pd
 from sklearn.inspection import permutation_importance
 
-from stroke_risk.calibration import (
+from stroke_risk.cli import StageError, run_stage
+from stroke_risk.data.features import cut_bands
+from stroke_risk.data.load import file_sha256
+from stroke_risk.data.prepared import read_prepared
+from stroke_risk.data.schema import FEATURE_NAMES, TARGET
+from stroke_risk.evaluation.calibration import (
     CALIBRATION_CI_METHOD,
     calibration_intercept_slope,
     smoothed_calibration_curve,
 )
-from stroke_risk.cli import StageError, run_stage
-from stroke_risk.data import file_sha256
-from stroke_risk.decision_curve import decision_curve, useful_ranges
-from stroke_risk.evaluation import (
+from stroke_risk.evaluation.decision_curve import decision_curve, useful_ranges
+from stroke_risk.evaluation.metrics import (
     baseline_metrics,
     calibration_table,
     expected_calibration_error,
@@ -38,11 +41,8 @@ from stroke_risk.evaluation import (
     rounded,
     subgroup_metrics,
 )
-from stroke_risk.features import cut_bands
 from stroke_risk.io import load_params, write_csv, write_json
 from stroke_risk.params import EvaluateParams, MlflowParams, read_section
-from stroke_risk.schema import FEATURE_NAMES, TARGET
-from stroke_risk.settings import read_prepared
 
 
 def main() -> None:
@@ -217,7 +217,7 @@ def main() -> None:
         pd.DataFrame({TARGET: y_test, "probability": probability}).round(8),
     )
 
-    from stroke_risk.tracking import RevisionFiles, log_model_revision, tracking_uri
+    from stroke_risk.tracking.mlflow_runs import RevisionFiles, log_model_revision, tracking_uri
 
     files = RevisionFiles(
         model=Path(args.model),

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 
 from stroke_risk.cli import run_stage
-from stroke_risk.features import add_engineered_features, build_reference_profile
+from stroke_risk.data.features import add_engineered_features, build_reference_profile
+from stroke_risk.data.prepared import feature_config_from_params, read_prepared
+from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params, write_csv, write_json
 from stroke_risk.params import FeaturizeParams, read_section
-from stroke_risk.schema import TARGET
-from stroke_risk.settings import feature_config_from_params, read_prepared
 
 
 def main() -> None:

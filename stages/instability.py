@@ -18,14 +18,16 @@ import json
 from functools import partial
 
 from stroke_risk.cli import run_stage
-from stroke_risk.instability import (
+from stroke_risk.data.prepared import feature_config_from_params, read_prepared
+from stroke_risk.data.schema import TARGET
+from stroke_risk.evaluation.instability import (
     METHOD,
     bootstrap_predictions,
     instability_summary,
     per_patient_instability,
 )
 from stroke_risk.io import load_params, write_csv, write_json
-from stroke_risk.modeling import build_model_pipeline
+from stroke_risk.models.pipelines import build_model_pipeline
 from stroke_risk.params import (
     FeaturizeParams,
     InstabilityParams,
@@ -33,8 +35,6 @@ from stroke_risk.params import (
     TrainParams,
     read_section,
 )
-from stroke_risk.schema import TARGET
-from stroke_risk.settings import feature_config_from_params, read_prepared
 
 
 def main() -> None:

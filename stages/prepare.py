@@ -11,10 +11,15 @@ from __future__ import annotations
 import argparse
 
 from stroke_risk.cli import run_stage
-from stroke_risk.data import data_provenance, drop_exact_duplicates, load_dataset, stratified_split
+from stroke_risk.data.load import (
+    data_provenance,
+    drop_exact_duplicates,
+    load_dataset,
+    stratified_split,
+)
+from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params, write_csv, write_json
 from stroke_risk.params import DataParams, SplitParams, read_section
-from stroke_risk.schema import TARGET
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ from typing import Any
 import pandas as pd
 
 from stroke_risk.cli import run_stage
-from stroke_risk.instability_plot import instability_png, read_instability_table
 from stroke_risk.io import write_text
-from stroke_risk.model_card import build_model_card, lookup, metric_value
-from stroke_risk.plots import render_report_figures, write_png
-from stroke_risk.tripod import build_tripod_report
+from stroke_risk.reports.instability_plot import instability_png, read_instability_table
+from stroke_risk.reports.model_card import build_model_card, lookup, metric_value
+from stroke_risk.reports.plots import render_report_figures, write_png
+from stroke_risk.reports.tripod import build_tripod_report
 
 
 def read_json(path: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Reads params: model.family, threshold.*, train.seed, featurize (feature definitions).
 Writes: models/model.joblib (raw fields -> probability; the pipeline the later stages and
 MLflow load), models/serving_model.npz (the same model as data only, the one file the
-service loads: stroke_risk/serving_artifact.py), models/model_metadata.json.
+service loads: stroke_risk/models/serving_artifact.py), models/model_metadata.json.
 MLflow logging happens once the model is evaluated (stages/evaluate.py).
 """
 
@@ -17,11 +17,15 @@ import joblib
 import pandas as pd
 
 from stroke_risk.cli import run_stage
-from stroke_risk.data import file_md5, file_sha256
-from stroke_risk.environment import library_versions
-from stroke_risk.evaluation import select_threshold, threshold_metrics
+from stroke_risk.data.load import file_md5, file_sha256
+from stroke_risk.data.prepared import feature_config_from_params, read_prepared
+from stroke_risk.data.schema import FEATURES, TARGET
+from stroke_risk.evaluation.metrics import select_threshold, threshold_metrics
 from stroke_risk.io import atomic_path, load_params, write_json
-from stroke_risk.modeling import build_model_pipeline, build_serving_pipeline, split_params
+from stroke_risk.models.environment import library_versions
+from stroke_risk.models.pipelines import build_model_pipeline, build_serving_pipeline, split_params
+from stroke_risk.models.reproducible_fit import fit_reproducibly
+from stroke_risk.models.serving_artifact import export_pipeline, serving_model_bytes
 from stroke_risk.params import (
     FeaturizeParams,
     ModelParams,
@@ -29,10 +33,6 @@ from stroke_risk.params import (
     TrainParams,
     read_section,
 )
-from stroke_risk.reproducible_fit import fit_reproducibly
-from stroke_risk.schema import FEATURES, TARGET
-from stroke_risk.serving_artifact import export_pipeline, serving_model_bytes
-from stroke_risk.settings import feature_config_from_params, read_prepared
 
 
 def main() -> None:

@@ -14,11 +14,11 @@ import argparse
 import pandas as pd
 
 from stroke_risk.cli import run_stage
+from stroke_risk.data.prepared import read_prepared
+from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params, write_csv, write_json
+from stroke_risk.models.tuning import evaluate_params, run_study, study_spec_from_params
 from stroke_risk.params import TuneParams, read_section
-from stroke_risk.schema import TARGET
-from stroke_risk.settings import read_prepared
-from stroke_risk.tuning import evaluate_params, run_study, study_spec_from_params
 
 
 def main() -> None:

@@ -16,16 +16,16 @@ from __future__ import annotations
 import argparse
 
 from stroke_risk.cli import run_stage
+from stroke_risk.data.prepared import read_prepared
+from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params, write_json
-from stroke_risk.params import TuneParams, ValidateTuningParams, read_section
-from stroke_risk.schema import TARGET
-from stroke_risk.settings import read_prepared
-from stroke_risk.tuning import (
+from stroke_risk.models.tuning import (
     NestedCVSettings,
     nested_cv_report,
     nested_tuning_cv,
     study_spec_from_params,
 )
+from stroke_risk.params import TuneParams, ValidateTuningParams, read_section
 
 
 def main() -> None:

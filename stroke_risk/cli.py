@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from stroke_risk.data import DataValidationError
+from stroke_risk.data.load import DataValidationError
 
 
 class StageError(RuntimeError):
@@ -15,8 +15,8 @@ class StageError(RuntimeError):
 # DVC deletes a stage's outputs before running it (prepare's are `persist`, so a bad CSV
 # costs nothing); this one command brings back the committed params and every output.
 # What `make restore` runs: the committed params, lock and reports, then every output from the
-# cache, the remote, or a rebuild, saying which (stroke_risk/remote.py).
-RESTORE_COMMAND = "python -m stroke_risk.remote restore"
+# cache, the remote, or a rebuild, saying which (stroke_risk/tracking/dvc_remote.py).
+RESTORE_COMMAND = "python -m stroke_risk.tracking.dvc_remote restore"
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:

@@ -42,10 +42,16 @@ def module_file(name: str, root: Path) -> Path | None:
     return None
 
 
+def _only_a_docstring(path: Path) -> bool:
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
+
+
 def import_closure(entry_points: Iterable[str], root: Path) -> list[str]:
     """Project files (relative POSIX paths, sorted) that the entry modules import, transitively.
 
-    Package `__init__.py` files are left out unless imported by name: they hold no code here.
+    Package `__init__.py` files that hold nothing but a docstring are left out: importing a
+    room runs no code of its own.
     """
     pending = [name for name in entry_points]
     seen: set[Path] = set()
@@ -55,7 +61,7 @@ def import_closure(entry_points: Iterable[str], root: Path) -> list[str]:
             continue
         seen.add(path)
         pending.extend(imported_modules(path.read_text()))
-    files = {p for p in seen if p.name != "__init__.py" or p.stat().st_size > 0}
+    files = {p for p in seen if p.name != "__init__.py" or not _only_a_docstring(p)}
     return sorted(p.relative_to(root).as_posix() for p in files)
 
 
@@ -69,7 +75,7 @@ def files_digest(paths: Iterable[str], root: Path) -> str:
 
 # Unpickling a model runs the code of the classes inside it: a stage that loads the model
 # file depends on the modules that define them.
-PICKLED_ARTIFACTS = {"models/model.joblib": ("stroke_risk.modeling",)}
+PICKLED_ARTIFACTS = {"models/model.joblib": ("stroke_risk.models.pipelines",)}
 
 
 def stage_code_files(stage: Mapping[str, Any], root: Path) -> list[str]:

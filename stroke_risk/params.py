@@ -35,7 +35,7 @@ class FeaturizeParams(Section):
     profile_seed: int
 
 
-# The model families the project can build (stroke_risk.modeling builds each; conf/model/
+# The model families the project can build (stroke_risk.models.pipelines builds each; conf/model/
 # and conf/search_space/ hold one file per family).
 ModelFamily = Literal["logreg", "random_forest", "xgboost", "ebm", "hgb_monotonic"]
 

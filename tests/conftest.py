@@ -50,7 +50,7 @@ def brain_raw_text() -> str:
 
 @pytest.fixture(scope="session")
 def brain_frame() -> pd.DataFrame:
-    from stroke_risk.data import load_dataset
+    from stroke_risk.data.load import load_dataset
 
     return load_dataset(BRAIN_CSV)
 

@@ -28,7 +28,7 @@ Check = Callable[[Path], list[str]]
 
 def compose_conf(root: Path) -> dict[str, Any]:
     """Compose conf/ with Hydra the way `dvc exp run` does (defaults list, resolved)."""
-    from stroke_risk.experiment import compose_params
+    from stroke_risk.tracking.experiment_overrides import compose_params
 
     return compose_params(root)
 

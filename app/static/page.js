@@ -4,7 +4,7 @@
  * Progressive enhancement: without this script the form posts to "/" and the server
  * renders the same result. Display rules (percent format, value text, decision text)
  * mirror app/page.py; the labels and sentences come from the #page-config JSON the
- * server renders from stroke_risk.schema, so they are defined once. Text is only ever
+ * server renders from stroke_risk.data.schema, so they are defined once. Text is only ever
  * set with textContent (no HTML from responses), and there are no inline handlers, so
  * the page runs under a strict Content-Security-Policy.
  */

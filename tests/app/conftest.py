@@ -33,13 +33,17 @@ from app.compiled import CompiledModel, artifact_of_pipeline
 from app.explanations import build_explainer
 from app.model import LoadedModel, build_scorer, load_model
 from app.settings import Settings
-from stroke_risk.explain import MatrixExplainer
-from stroke_risk.features import FeatureConfig, add_engineered_features, build_reference_profile
-from stroke_risk.modeling import build_model_pipeline, build_serving_pipeline
+from stroke_risk.data.features import (
+    FeatureConfig,
+    add_engineered_features,
+    build_reference_profile,
+)
+from stroke_risk.data.schema import EXAMPLE_RECORD, FEATURE_NAMES, TARGET
+from stroke_risk.models.explain import MatrixExplainer
+from stroke_risk.models.pipelines import build_model_pipeline, build_serving_pipeline
+from stroke_risk.models.serving_artifact import read_serving_model, write_serving_model
 from stroke_risk.params import ModelFamily
 from stroke_risk.ports import free_port
-from stroke_risk.schema import EXAMPLE_RECORD, FEATURE_NAMES, TARGET
-from stroke_risk.serving_artifact import read_serving_model, write_serving_model
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
 from tests.processes import start_process, stop_process, track, wait_until_ready
 
@@ -192,8 +196,8 @@ def fitted_pipelines(brain_frame: pd.DataFrame) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def shipped_frames() -> dict[str, pd.DataFrame]:
-    """Both shipped CSVs read with stroke_risk.data.load_dataset."""
-    from stroke_risk.data import load_dataset
+    """Both shipped CSVs read with stroke_risk.data.load.load_dataset."""
+    from stroke_risk.data.load import load_dataset
 
     return {name: load_dataset(path) for name, path in SHIPPED_CSVS.items()}
 

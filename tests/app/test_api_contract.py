@@ -16,7 +16,7 @@ from app.factory import CALLBACKS_KEY, create_app, service_state
 from app.model import LoadedModel
 from app.openapi import openapi_document
 from app.settings import Settings
-from stroke_risk.schema import record_json_schema
+from stroke_risk.data.schema import record_json_schema
 from tests.app.conftest import RECORD, TEST_THRESHOLD, served_version
 
 

@@ -14,7 +14,7 @@ import pytest
 from app.batch import main, score_file
 from app.model import LoadedModel
 from app.settings import Settings
-from stroke_risk.schema import FEATURE_NAMES
+from stroke_risk.data.schema import FEATURE_NAMES
 from tests.conftest import HEALTHCARE_CSV, REPO_ROOT
 
 BAD_LINES = [

@@ -21,8 +21,8 @@ from app.compiled import (
 from app.factory import create_app
 from app.model import build_scorer, load_model
 from app.validation import validate_records
-from stroke_risk import tree_tables
-from stroke_risk.schema import FEATURE_NAMES
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.models import tree_tables
 from tests.app.conftest import FAMILIES, frame_records, served_paths
 
 

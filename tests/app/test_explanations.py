@@ -14,14 +14,14 @@ from app.explanations import risk_factor_lists, served_log_odds
 from app.factory import create_app
 from app.model import load_model
 from app.settings import Settings
-from stroke_risk.explain import (
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.models.explain import (
     MatrixExplainer,
     PipelineExplainer,
     explain_prediction,
     model_logit,
     top_risk_factors_batch,
 )
-from stroke_risk.schema import FEATURE_NAMES
 from tests.app.conftest import FAMILIES, RECORD, frame_records
 
 # What the issue asks: base + contributions equals the served log-odds within this.
@@ -44,7 +44,7 @@ def test_served_contributions_add_up_to_the_served_log_odds(
 ) -> None:
     """Every row of both CSVs, in 1000-record batches: base_value + the ten contributions
     is log(p / (1 - p)) of the served probability (forests: p clipped to [1e-6, 1 - 1e-6]),
-    and the contributions are those stroke_risk.explain computes from the pipeline itself."""
+    and the contributions are those stroke_risk.models.explain computes from the pipeline itself."""
     client = all_factors_app(project_factory(family)).test_client()
     pipeline = fitted_pipelines[family]
     clip = family == "random_forest"

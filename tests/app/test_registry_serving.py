@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import requests
 
-from stroke_risk.data import load_dataset
+from stroke_risk.data.load import load_dataset
 from stroke_risk.ports import free_port
 from tests.app.conftest import (
     SHIPPED_CSVS,
@@ -44,7 +44,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_workspace(
         tmp_path_factory.mktemp("registry-workspace"), tmp_path_factory.mktemp("remote")
     )
-    run([sys.executable, "-m", "stroke_risk.tracking", "sync"], root, env=tracking_env(root))
+    run(
+        [sys.executable, "-m", "stroke_risk.tracking.mlflow_runs", "sync"],
+        root,
+        env=tracking_env(root),
+    )
     return root
 
 

@@ -83,7 +83,7 @@ def test_a_malformed_releases_file_is_logged_and_served_as_unreleased(
 def test_the_repository_releases_file_is_valid_and_shipped_in_the_image(
     repo_root: Any,
 ) -> None:
-    from stroke_risk.release import read_releases
+    from stroke_risk.release.publish import read_releases
 
     assert isinstance(read_releases((repo_root / "releases.json").read_text()), list)
     assert "COPY releases.json" in (repo_root / "Dockerfile").read_text()

@@ -20,7 +20,7 @@ import requests
 import yaml
 
 from app.settings import Settings
-from stroke_risk.schema import FEATURE_NAMES
+from stroke_risk.data.schema import FEATURE_NAMES
 from tests.app.conftest import (
     ARTIFACT_PATHS,
     RECORD,

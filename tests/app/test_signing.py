@@ -1,7 +1,7 @@
 """Authenticity: with STROKE_TRUSTED_KEY the real server serves only a release-signed model.
 
-Key pairs are made by `python -m stroke_risk.signing keygen` (the documented command) in
-tmp_path; releases.json records are signed by stroke_risk.signing.sign_release, what
+Key pairs are made by `python -m stroke_risk.release.signing keygen` (the documented command) in
+tmp_path; releases.json records are signed by stroke_risk.release.signing.sign_release, what
 `make release` calls (tests/release/test_release_e2e.py runs the release itself).
 """
 
@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from app.settings import Settings
-from stroke_risk.signing import (
+from stroke_risk.release.signing import (
     SigningError,
     check_signed,
     load_private_key,
@@ -38,7 +38,7 @@ from tests.app.conftest import (
 def keygen(path: Path) -> Path:
     """Run the documented key-generation command; return the public key's path."""
     result = subprocess.run(
-        [sys.executable, "-m", "stroke_risk.signing", "keygen", "--out", str(path)],
+        [sys.executable, "-m", "stroke_risk.release.signing", "keygen", "--out", str(path)],
         cwd=path.parent if path.parent.exists() else "/",
         capture_output=True,
         text=True,
@@ -161,7 +161,7 @@ def test_a_tampered_signature_does_not_verify(keys: dict, project: Path) -> None
 def test_keygen_refuses_a_path_inside_a_repository_and_an_existing_key(
     keys: dict, tmp_path: Path
 ) -> None:
-    from stroke_risk.signing import keygen as make_key
+    from stroke_risk.release.signing import keygen as make_key
 
     with pytest.raises(SigningError, match="inside the git work tree"):
         make_key(REPO_ROOT / "release.key")

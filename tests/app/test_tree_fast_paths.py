@@ -21,10 +21,10 @@ from app.explanations import build_explainer, explain_columns
 from app.factory import create_app
 from app.model import build_scorer, load_model
 from app.validation import validate_records
-from stroke_risk import tree_tables
-from stroke_risk.explain import PipelineExplainer
-from stroke_risk.schema import FEATURE_NAMES
-from stroke_risk.tree_tables import boosted_trees, step_functions
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.models import tree_tables
+from stroke_risk.models.explain import PipelineExplainer
+from stroke_risk.models.tree_tables import boosted_trees, step_functions
 from tests.app.conftest import (
     FAMILIES,
     frame_records,

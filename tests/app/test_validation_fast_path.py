@@ -1,4 +1,4 @@
-"""The column-wise validator agrees with stroke_risk.schema.validate_record on every record."""
+"""The column-wise validator agrees with stroke_risk.data.schema.validate_record on every record."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from app.factory import new_prediction_ids
 from app.metrics import PROBABILITY_BUCKETS, observe_many
 from app.payload import parse_json
 from app.validation import SMALL_BATCH, validate_records
-from stroke_risk.schema import (
+from stroke_risk.data.schema import (
     FEATURES,
     BinaryField,
     CategoricalField,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from stroke_risk.features import FeatureConfig, add_engineered_features
-from stroke_risk.schema import TARGET
+from stroke_risk.data.features import FeatureConfig, add_engineered_features
+from stroke_risk.data.schema import TARGET
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import statsmodels.api as sm
 from scipy.special import expit
 
-from stroke_risk.calibration import (
+from stroke_risk.evaluation.calibration import (
     calibration_intercept_slope,
     fit_logistic,
     intercept_and_slope,
@@ -14,7 +14,7 @@ from stroke_risk.calibration import (
     smoothed_calibration_curve,
     spline_knots,
 )
-from stroke_risk.evaluation import resample_weights
+from stroke_risk.evaluation.metrics import resample_weights
 
 
 def simulated(distortion: float, shift: float, seed: int = 0, n: int = 3000):

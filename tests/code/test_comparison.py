@@ -14,7 +14,7 @@ import yaml
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from stroke_risk.comparison import (
+from stroke_risk.evaluation.comparison import (
     ComparisonError,
     compare,
     corrected_resampled_ttest,

@@ -3,13 +3,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stroke_risk.data import (
+from stroke_risk.data.load import (
     DataValidationError,
     drop_exact_duplicates,
     load_dataset,
     stratified_split,
 )
-from stroke_risk.schema import FEATURE_NAMES, TARGET
+from stroke_risk.data.schema import FEATURE_NAMES, TARGET
 
 HEADER = ",".join([*FEATURE_NAMES, TARGET])
 ROWS = [

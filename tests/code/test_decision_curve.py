@@ -4,14 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stroke_risk.decision_curve import (
+from stroke_risk.evaluation.decision_curve import (
     decision_curve,
     describe_ranges,
     net_benefit,
     treat_all_net_benefit,
     useful_ranges,
 )
-from stroke_risk.evaluation import resample_weights
+from stroke_risk.evaluation.metrics import resample_weights
 
 
 def test_hand_worked_example():

@@ -10,7 +10,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from stroke_risk.evaluation import (
+from stroke_risk.evaluation.metrics import (
     all_metrics,
     bootstrap_intervals,
     calibration_table,
@@ -208,7 +208,7 @@ def test_subgroup_intervals_bracket_the_estimates(scored):
 def test_baselines_use_training_statistics_only():
     import pandas as pd
 
-    from stroke_risk.evaluation import baseline_metrics
+    from stroke_risk.evaluation.metrics import baseline_metrics
 
     train = pd.DataFrame({"age": [20.0, 30.0, 70.0, 80.0], "stroke": [0, 0, 1, 1]})
     test = pd.DataFrame({"age": [25.0, 75.0, 78.0], "stroke": [0, 1, 0]})
@@ -220,7 +220,7 @@ def test_baselines_use_training_statistics_only():
 
 
 def test_plot_tables_match_the_decision_rule(scored):
-    from stroke_risk.evaluation import plot_tables
+    from stroke_risk.evaluation.metrics import plot_tables
 
     y, p = scored
     tables = plot_tables(

@@ -1,4 +1,5 @@
-"""`python -m stroke_risk.experiment run`: -S overrides are checked before DVC runs anything."""
+"""`python -m stroke_risk.tracking.experiment_overrides run`: -S overrides are checked before
+DVC runs anything."""
 
 import os
 import shutil
@@ -7,7 +8,11 @@ import sys
 
 import pytest
 
-from stroke_risk.experiment import check_overrides, set_params, sweep_combinations
+from stroke_risk.tracking.experiment_overrides import (
+    check_overrides,
+    set_params,
+    sweep_combinations,
+)
 from tests.conftest import REPO_ROOT
 
 
@@ -86,7 +91,16 @@ def test_the_command_refuses_before_dvc_touches_anything(tmp_path):
         shutil.copytree(source, target) if source.is_dir() else shutil.copy(source, target)
     before = (tmp_path / "params.yaml").read_bytes()
     result = subprocess.run(
-        [sys.executable, "-m", "stroke_risk.experiment", "run", "-n", "x", "-S", "train.sed=1"],
+        [
+            sys.executable,
+            "-m",
+            "stroke_risk.tracking.experiment_overrides",
+            "run",
+            "-n",
+            "x",
+            "-S",
+            "train.sed=1",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

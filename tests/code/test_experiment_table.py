@@ -9,7 +9,7 @@ import subprocess
 
 import yaml
 
-from stroke_risk.experiment_table import changed_params, main, render
+from stroke_risk.reports.experiment_table import changed_params, main, render
 
 LONG_PATH = "/data/hospital-a/exports/2026-11/stroke-registry-with-a-very-long-name.csv"
 

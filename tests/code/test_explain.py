@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import xgboost
 
-from stroke_risk.data import load_dataset
-from stroke_risk.explain import (
+from stroke_risk.data.features import ENGINEERED_FEATURES, FeatureConfig
+from stroke_risk.data.load import load_dataset
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.models.explain import (
     ENGINEERED_SOURCES,
     FOREST_PROBABILITY_FLOOR,
     PipelineExplainer,
@@ -23,14 +25,12 @@ from stroke_risk.explain import (
     top_risk_factors_batch,
     transformed_sources,
 )
-from stroke_risk.features import ENGINEERED_FEATURES, FeatureConfig
-from stroke_risk.modeling import (
+from stroke_risk.models.pipelines import (
     FAMILIES,
     FEATURE_SETS,
     build_model_pipeline,
     build_serving_pipeline,
 )
-from stroke_risk.schema import FEATURE_NAMES
 from tests.conftest import HEALTHCARE_CSV
 
 SMALL_PARAMS = {

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from stroke_risk.features import (
+from stroke_risk.data.features import (
     FeatureConfig,
     FeatureEngineer,
     add_engineered_features,
@@ -9,7 +9,7 @@ from stroke_risk.features import (
     build_reference_profile,
     cut_bands,
 )
-from stroke_risk.schema import FEATURE_NAMES, TARGET
+from stroke_risk.data.schema import FEATURE_NAMES, TARGET
 
 
 def test_band_labels_and_cuts_are_half_open():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.special import logit
 
-from stroke_risk.features import FeatureConfig
-from stroke_risk.modeling import (
+from stroke_risk.data.features import FeatureConfig
+from stroke_risk.models.pipelines import (
     FEATURE_SETS,
     MONOTONE_INCREASING,
     build_model_pipeline,
@@ -64,8 +64,8 @@ def test_age_bands_cannot_be_monotone():
 
 def with_engineered(frame, column, values):
     """Copies of frame's rows with one raw field set to each value, features recomputed."""
-    from stroke_risk.features import add_engineered_features
-    from stroke_risk.schema import FEATURE_NAMES
+    from stroke_risk.data.features import add_engineered_features
+    from stroke_risk.data.schema import FEATURE_NAMES
 
     raw = frame[list(FEATURE_NAMES)]
     out = []

@@ -11,14 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stroke_risk.model_card import (
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.reports.model_card import (
     baseline_comparison,
     build_model_card,
     fields_used,
     fmt_interval,
     group_sort_key,
 )
-from stroke_risk.plots import (
+from stroke_risk.reports.plots import (
     calibration_png,
     decision_curve_png,
     importance_png,
@@ -27,7 +28,6 @@ from stroke_risk.plots import (
     render_report_figures,
     roc_png,
 )
-from stroke_risk.schema import FEATURE_NAMES
 from tests.conftest import REPO_ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -490,7 +490,7 @@ def test_subgroup_intervals_shown_and_few_strokes_withheld(inputs):
 
 
 def test_tripod_report_covers_every_item_and_the_sample_size(inputs):
-    from stroke_risk.tripod import build_tripod_report, checklist_rows
+    from stroke_risk.reports.tripod import build_tripod_report, checklist_rows
 
     rows = checklist_rows(**inputs)
     items = [row[0] for row in rows]
@@ -512,7 +512,7 @@ def test_tripod_report_covers_every_item_and_the_sample_size(inputs):
 
 
 def test_no_skill_warning_names_the_evidence_and_stays_silent_for_a_skilled_model():
-    from stroke_risk.model_card import no_skill_warning
+    from stroke_risk.reports.model_card import no_skill_warning
 
     chance = {"test": {"roc_auc": {"value": 0.52, "ci_low": 0.44, "ci_high": 0.60}}}
     warning = no_skill_warning({"cv": {"roc_auc": 0.54, "roc_auc_std": 0.036}}, chance)

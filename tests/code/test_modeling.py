@@ -3,16 +3,16 @@ import optuna
 import pandas as pd
 import pytest
 
-from stroke_risk.features import FeatureConfig
-from stroke_risk.modeling import (
+from stroke_risk.data.features import FeatureConfig
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.models.pipelines import (
     FAMILIES,
     build_model_pipeline,
     build_serving_pipeline,
     cross_validate_pipeline,
     suggest_params,
 )
-from stroke_risk.schema import FEATURE_NAMES
-from stroke_risk.tuning import study_name
+from stroke_risk.models.tuning import study_name
 
 SMALL_PARAMS = {
     "logreg": {"C": 0.1, "max_iter": 2000},
@@ -94,8 +94,8 @@ def test_study_name_is_stable_and_sensitive():
 
 
 def test_prepared_frame_round_trip(tmp_path, brain_frame):
+    from stroke_risk.data.prepared import read_prepared
     from stroke_risk.io import write_csv
-    from stroke_risk.settings import read_prepared
 
     frame = brain_frame.head(30).copy()
     frame.loc[0, "bmi"] = np.nan

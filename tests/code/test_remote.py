@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stroke_risk.remote import (
+from stroke_risk.tracking.dvc_remote import (
     DEFAULT_REMOTE_URL,
     create_private_directory,
     local_remote_problem,
@@ -98,7 +98,7 @@ def scratch_repository(root: Path) -> dict[str, str]:
 
 def push(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stroke_risk.remote", "push"],
+        [sys.executable, "-m", "stroke_risk.tracking.dvc_remote", "push"],
         cwd=root,
         env=env,
         capture_output=True,

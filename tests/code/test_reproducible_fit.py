@@ -14,9 +14,9 @@ import joblib
 import numpy as np
 import pytest
 
-from stroke_risk.features import FeatureConfig
-from stroke_risk.modeling import build_model_pipeline
-from stroke_risk.reproducible_fit import (
+from stroke_risk.data.features import FeatureConfig
+from stroke_risk.models.pipelines import build_model_pipeline
+from stroke_risk.models.reproducible_fit import (
     SIGNIFICANT_BITS,
     canonicalize_fitted,
     fit_reproducibly,

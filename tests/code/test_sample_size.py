@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from stroke_risk.sample_size import (
+from stroke_risk.evaluation.sample_size import (
     cox_snell_r2_from_c,
     expected_shrinkage,
     max_cox_snell_r2,

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from stroke_risk.schema import (
+from stroke_risk.data.schema import (
     EXAMPLE_RECORD,
     FEATURE_NAMES,
     FEATURES_BY_NAME,

@@ -4,7 +4,7 @@ import copy
 import re
 from pathlib import Path
 
-from stroke_risk.summary import summary_lines
+from stroke_risk.reports.summary import summary_lines
 
 EVALUATION = {
     "test": {

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stroke_risk.features import FeatureConfig
-from stroke_risk.tuning import (
+from stroke_risk.data.features import FeatureConfig
+from stroke_risk.models.tuning import (
     CVSettings,
     NestedCVSettings,
     StudySpec,
@@ -189,7 +189,7 @@ def test_nested_cv_removes_selection_optimism_on_noise():
 
 
 def test_cv_result_std_is_the_sample_standard_deviation():
-    from stroke_risk.modeling import CVResult
+    from stroke_risk.models.pipelines import CVResult
 
     scores = [{"roc_auc": value} for value in (0.80, 0.82, 0.87)]
     result = CVResult(scores, np.zeros(3))

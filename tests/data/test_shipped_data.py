@@ -2,8 +2,8 @@
 
 import pytest
 
-from stroke_risk.data import load_dataset, read_raw_csv
-from stroke_risk.schema import TARGET
+from stroke_risk.data.load import load_dataset, read_raw_csv
+from stroke_risk.data.schema import TARGET
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV
 
 

@@ -9,7 +9,7 @@ import joblib
 import pandas as pd
 import pytest
 
-from stroke_risk.schema import FEATURE_NAMES
+from stroke_risk.data.schema import FEATURE_NAMES
 from tests.conftest import REPO_ROOT
 
 MODEL_PATH = REPO_ROOT / "models" / "model.joblib"

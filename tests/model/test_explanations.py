@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from stroke_risk.explain import explain, explainer_for, model_logit, top_risk_factors
+from stroke_risk.models.explain import explain, explainer_for, model_logit, top_risk_factors
 from tests.model.conftest import patient
 
 

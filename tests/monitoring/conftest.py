@@ -39,7 +39,7 @@ def brain_csv() -> Path:
 @pytest.fixture(scope="session")
 def training_frame(brain_csv: Path) -> Any:
     """The validated raw data set (features + stroke)."""
-    from stroke_risk.data import load_dataset
+    from stroke_risk.data.load import load_dataset
 
     return load_dataset(brain_csv)
 
@@ -47,7 +47,7 @@ def training_frame(brain_csv: Path) -> Any:
 @pytest.fixture(scope="session")
 def reference_profile(training_frame: Any) -> dict[str, Any]:
     """A real reference profile, built the way the featurize stage builds it."""
-    from stroke_risk.features import build_reference_profile
+    from stroke_risk.data.features import build_reference_profile
 
     return build_reference_profile(training_frame, target="stroke", seed=0)
 
@@ -55,7 +55,7 @@ def reference_profile(training_frame: Any) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def training_records(training_frame: Any) -> list[dict[str, Any]]:
     """The data set's rows as plain JSON-ready records of the ten fields."""
-    from stroke_risk.schema import FEATURE_NAMES
+    from stroke_risk.data.schema import FEATURE_NAMES
 
     records = []
     for row in training_frame[list(FEATURE_NAMES)].to_dict("records"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import os
 import re
@@ -152,26 +151,42 @@ def test_serving_lock_agrees_with_the_pipeline_and_dev_locks() -> None:
         assert not differ, f"{lock} pins {differ} differently from requirements/serving.txt"
 
 
+def docker_pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as Docker reads it: anchored at the context root, `*` and `?`
+    within one path segment, `**` across any number of them."""
+    parts = re.split(r"(\*\*/?|\*|\?)", pattern.strip("/"))
+    wildcards = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wildcards.get(p, re.escape(p)) for p in parts) + r"\Z")
+
+
 def dockerignore_excludes(path: str) -> bool:
-    """Docker's rule: the last matching pattern wins; '!' re-includes."""
+    """Docker's rule: the last matching pattern wins; '!' re-includes; a matched folder
+    excludes what it holds."""
     excluded = False
     for raw in (REPO_ROOT / ".dockerignore").read_text().splitlines():
         pattern = raw.strip()
         if not pattern or pattern.startswith("#"):
             continue
         negate = pattern.startswith("!")
-        pattern = pattern.lstrip("!").rstrip("/")
+        regex = docker_pattern(pattern.lstrip("!"))
         prefixes = [path] + [str(p) for p in Path(path).parents if str(p) != "."]
-        if any(
-            fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p, f"**/{pattern}") for p in prefixes
-        ):
+        if any(regex.match(p) for p in prefixes):
             excluded = not negate
     return excluded
 
 
 @pytest.mark.parametrize(
     "path",
-    [".venv", ".git", "mlruns", "mlflow.db", "data/raw/brain.csv", ".dvc/cache", "var/x.sqlite"],
+    [
+        ".venv",
+        ".git",
+        "mlruns",
+        "mlflow.db",
+        "data/raw/brain.csv",
+        ".dvc/cache",
+        "var/x.sqlite",
+        "app/__pycache__/x.pyc",
+    ],
 )
 def test_dockerignore_keeps_local_state_and_data_out(path: str) -> None:
     assert dockerignore_excludes(path)
@@ -181,7 +196,8 @@ def test_dockerignore_keeps_local_state_and_data_out(path: str) -> None:
     "path",
     [
         "requirements.txt",
-        "stroke_risk/schema.py",
+        "stroke_risk/data/schema.py",
+        "stroke_risk/monitoring/drift.py",
         "app/settings.py",
         "models/serving_model.npz",
         "models/model_metadata.json",

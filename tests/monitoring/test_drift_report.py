@@ -1,4 +1,4 @@
-"""stroke_risk.drift_report: the offline drift report's figures, inputs, errors and page."""
+"""stroke_risk.reports.drift_report: the offline drift report's figures, inputs, errors and page."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
-from stroke_risk.data import DataValidationError
-from stroke_risk.drift import compute_drift
-from stroke_risk.drift_report import (
+from stroke_risk.data.load import DataValidationError
+from stroke_risk.data.schema import FEATURE_NAMES, TARGET
+from stroke_risk.monitoring.drift import compute_drift
+from stroke_risk.monitoring.live import bin_record
+from stroke_risk.monitoring.prediction_log import PredictionLog, PredictionRecord
+from stroke_risk.reports.drift_report import (
     DriftReportError,
     build_drift_report,
     field_distribution,
@@ -26,9 +29,6 @@ from stroke_risk.drift_report import (
     render_html,
     summary_text,
 )
-from stroke_risk.live_monitoring import bin_record
-from stroke_risk.prediction_log import PredictionLog, PredictionRecord
-from stroke_risk.schema import FEATURE_NAMES, TARGET
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 

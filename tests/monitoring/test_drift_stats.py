@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from stroke_risk.drift import (
+from stroke_risk.data.features import numeric_profile
+from stroke_risk.monitoring.drift import (
     PSI_EPSILON,
     categorical_psi,
     category_counts,
@@ -22,7 +23,6 @@ from stroke_risk.drift import (
     population_stability_index,
     unseen_category_rate,
 )
-from stroke_risk.features import numeric_profile
 
 # A tiny profile whose numbers can be checked by hand.
 NUMERIC_PROFILE: dict[str, Any] = {

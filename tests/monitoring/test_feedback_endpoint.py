@@ -11,7 +11,7 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, Counter
 
 from app.monitoring import MONITOR_KEY, LiveMonitor, feedback_blueprint
-from stroke_risk.prediction_log import PredictionLog, PredictionRecord
+from stroke_risk.monitoring.prediction_log import PredictionLog, PredictionRecord
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from sklearn.metrics import roc_auc_score
 
 from app.monitoring import LiveMetricsCollector, install_monitoring
 from app.settings import Settings
-from stroke_risk.drift import compute_drift
-from stroke_risk.live_monitoring import check_reference_profile, live_performance
-from stroke_risk.prediction_log import LabelledPrediction, PredictionLog, Window
+from stroke_risk.monitoring.drift import compute_drift
+from stroke_risk.monitoring.live import check_reference_profile, live_performance
+from stroke_risk.monitoring.prediction_log import LabelledPrediction, PredictionLog, Window
 
 SETTINGS = Settings(
     monitor_drift_window_records=500,
@@ -321,7 +321,7 @@ def test_pipeline_reference_profile_fits_the_drift_code(training_records: list[d
         pytest.skip("models/reference_profile.json not built (run dvc repro)")
     import json
 
-    from stroke_risk.drift import compute_drift
+    from stroke_risk.monitoring.drift import compute_drift
 
     profile = json.loads(path.read_text())
     check_reference_profile(profile)
@@ -377,7 +377,7 @@ def test_live_performance_needs_enough_labels_of_each_class(
 
 
 def test_estimated_performance_tracks_the_labelled_figures_when_calibrated() -> None:
-    from stroke_risk.live_monitoring import estimated_performance
+    from stroke_risk.monitoring.live import estimated_performance
 
     rng = np.random.default_rng(7)
     probabilities = rng.beta(0.6, 9.0, 20_000)  # ~6 % prevalence, calibrated by construction
@@ -416,7 +416,7 @@ def swapped_age_glucose(records: list[dict]) -> list[dict]:
 def test_multivariate_drift_catches_a_swapped_relationship_psi_misses(
     reference_profile: dict, training_records: list[dict]
 ) -> None:
-    from stroke_risk.live_monitoring import classifier_drift_auc
+    from stroke_risk.monitoring.live import classifier_drift_auc
 
     # A reference where glucose rises with age, and a live window where it falls: every
     # field's own distribution is identical, so per-field PSI cannot see the change.
@@ -441,8 +441,8 @@ def test_multivariate_drift_catches_a_swapped_relationship_psi_misses(
 def test_reference_profile_keeps_a_seeded_joint_sample_of_valid_records(
     training_frame: pd.DataFrame, reference_profile: dict
 ) -> None:
-    from stroke_risk.features import JOINT_SAMPLE_SIZE, build_reference_profile
-    from stroke_risk.schema import FEATURE_NAMES, validate_record
+    from stroke_risk.data.features import JOINT_SAMPLE_SIZE, build_reference_profile
+    from stroke_risk.data.schema import FEATURE_NAMES, validate_record
 
     sample = reference_profile["joint_sample"]
     assert len(sample) == JOINT_SAMPLE_SIZE <= 500
@@ -495,7 +495,7 @@ import sklearn.ensemble  # imported by the preloaded app in a real worker
 
 from app.monitoring import LiveMetricsCollector
 from app.settings import Settings
-from stroke_risk.prediction_log import PredictionLog
+from stroke_risk.monitoring.prediction_log import PredictionLog
 
 profile = json.loads(Path(sys.argv[1]).read_text())
 live = [dict(r, age=min(r["age"] + 25, 120)) for r in profile["joint_sample"] * 20]
@@ -550,8 +550,8 @@ def test_profile_correlations_are_the_live_statistic_on_all_training_rows(
 ) -> None:
     from scipy import stats
 
-    from stroke_risk.drift import rank_correlation
-    from stroke_risk.features import CORRELATION_PAIRS
+    from stroke_risk.data.features import CORRELATION_PAIRS
+    from stroke_risk.monitoring.drift import rank_correlation
 
     stored = reference_profile["correlations"]
     assert sorted(stored) == sorted(f"{a}:{b}" for a, b in CORRELATION_PAIRS)
@@ -572,7 +572,7 @@ def test_profile_correlations_are_the_live_statistic_on_all_training_rows(
 def test_correlation_drift_sees_a_broken_age_glucose_relationship(
     reference_profile: dict, training_records: list[dict]
 ) -> None:
-    from stroke_risk.live_monitoring import correlation_drift
+    from stroke_risk.monitoring.live import correlation_drift
 
     rng = np.random.default_rng(5)
     chosen = rng.choice(len(training_records), size=1000, replace=False)

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from app.monitoring import MONITOR_KEY, LiveMonitor, feedback_blueprint, install_monitoring
 from app.settings import Settings
-from stroke_risk.drift import compute_drift
-from stroke_risk.prediction_log import PredictionLog, PredictionRecord, Retention, Window
+from stroke_risk.monitoring.drift import compute_drift
+from stroke_risk.monitoring.prediction_log import PredictionLog, PredictionRecord, Retention, Window
 
 MARKER = "zz-marker-patient-7f3a"
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from stroke_risk.prediction_log import (
+from stroke_risk.data.schema import EXAMPLE_RECORD
+from stroke_risk.monitoring.prediction_log import (
     DuplicateFeedbackError,
     DuplicatePredictionError,
     InvalidLabelError,
@@ -19,7 +20,6 @@ from stroke_risk.prediction_log import (
     UnknownPredictionError,
     Window,
 )
-from stroke_risk.schema import EXAMPLE_RECORD
 
 RECORD: dict[str, Any] = {**EXAMPLE_RECORD, "gender": "Female", "bmi": None}
 

@@ -20,7 +20,7 @@ from monitoring.simulate import (
     predict_payload,
     synthetic_row,
 )
-from stroke_risk.schema import FEATURE_NAMES, validate_record
+from stroke_risk.data.schema import FEATURE_NAMES, validate_record
 
 RECORD: dict[str, Any] = {
     "gender": "Male",

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from app.page import decision_text, format_number, format_percent, risk_factor_views
-from stroke_risk.schema import FEATURES, NumericField
+from stroke_risk.data.schema import FEATURES, NumericField
 from tests.app.conftest import Server
 from tests.page.conftest import HIGH_RISK_RECORD, LOW_RISK_RECORD, artifact_dir
 

@@ -22,7 +22,7 @@ from app.page import (
     record_from_form,
     summary_applies,
 )
-from stroke_risk.schema import (
+from stroke_risk.data.schema import (
     FEATURE_NAMES,
     FEATURES,
     BinaryField,

@@ -79,11 +79,12 @@ def test_the_dependency_check_catches_a_missing_file(tmp_path):
     from stroke_risk.code_deps import undeclared_code_deps
 
     stages = load_yaml("dvc.yaml")["stages"]
-    stages["tune"]["deps"].remove("stroke_risk/evaluation.py")
-    stages["evaluate"]["deps"].remove("stroke_risk/modeling.py")  # needed to unpickle
+    stages["tune"]["deps"].remove("stroke_risk/evaluation/metrics.py")
+    stages["evaluate"]["deps"].remove("stroke_risk/models/pipelines.py")  # needed to unpickle
     assert undeclared_code_deps(stages, REPO_ROOT) == [
-        "stage 'tune' runs stroke_risk/evaluation.py but dvc.yaml does not list it in deps",
-        "stage 'evaluate' runs stroke_risk/modeling.py but dvc.yaml does not list it in deps",
+        "stage 'tune' runs stroke_risk/evaluation/metrics.py but dvc.yaml does not list it in deps",
+        "stage 'evaluate' runs stroke_risk/models/pipelines.py but dvc.yaml does not list it"
+        " in deps",
     ]
 
 
@@ -98,6 +99,6 @@ def test_every_family_has_a_search_space():
     spaces = {p.stem for p in (REPO_ROOT / "conf" / "search_space").glob("*.yaml")}
     assert families == spaces
     # The typed params accept exactly the families conf/ offers (and modeling builds).
-    from stroke_risk.modeling import FAMILIES
+    from stroke_risk.models.pipelines import FAMILIES
 
     assert families == set(FAMILIES)

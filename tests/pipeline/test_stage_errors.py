@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from stroke_risk.schema import TARGET
+from stroke_risk.data.schema import TARGET
 from tests.conftest import REPO_ROOT, copy_tracked_files
 from tests.pipeline.conftest import run
 

@@ -1,5 +1,5 @@
 """A real release in a scratch copy of the repository: real `dvc repro`, a local DVC remote,
-the MLflow store the train stage writes, `python -m stroke_risk.release` as `make release`
+the MLflow store the train stage writes, `python -m stroke_risk.release.publish` as `make release`
 runs it. The tests run in order and share the scratch repository; each refusal is checked
 to leave no tag, commit, changelog, releases.json or alias behind.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stroke_risk.release import release_for_model
+from stroke_risk.release.publish import release_for_model
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,9 @@ def run(command: list[str], root: Path, check: bool = True, **extra: str):
 
 
 def release(root: Path, version: str, **extra: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "stroke_risk.release", version], root, check=False, **extra)
+    return run(
+        [sys.executable, "-m", "stroke_risk.release.publish", version], root, check=False, **extra
+    )
 
 
 def refused(root: Path, version: str, **extra: str) -> str:
@@ -114,7 +116,7 @@ def make_run(root: Path) -> None:
     has one (there the train stage no longer registers the model itself)."""
     run(["dvc", "repro"], root)
     if '"sync"' in (root / "stroke_risk" / "tracking.py").read_text():
-        run([sys.executable, "-m", "stroke_risk.tracking", "sync"], root)
+        run([sys.executable, "-m", "stroke_risk.tracking.mlflow_runs", "sync"], root)
 
 
 def audit(root: Path) -> list[dict]:
@@ -129,7 +131,7 @@ def commit_all(root: Path, message: str) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def release_key(tmp_path_factory) -> Path:
     """A signing key pair outside the repository; every release command signs with it."""
-    from stroke_risk.signing import KEY_VARIABLE, keygen
+    from stroke_risk.release.signing import KEY_VARIABLE, keygen
 
     private = tmp_path_factory.mktemp("keys") / "release.key"
     public = keygen(private)
@@ -174,7 +176,7 @@ def test_a_release_without_a_signing_key_is_refused(repo, tmp_path):
     absent = tmp_path / "none" / "release.key"
     line = refused(repo, "1.0.0", STROKE_RELEASE_KEY=str(absent))
     assert f"no release signing key at {absent}" in line
-    assert "python -m stroke_risk.signing keygen --out" in line
+    assert "python -m stroke_risk.release.signing keygen --out" in line
 
 
 def test_unpushed_outputs_are_refused(repo):
@@ -274,7 +276,7 @@ def test_a_release_tags_promotes_and_records(repo, release_key):
     assert record["source_commit"] == source
     assert release_for_model(md5, repo / "releases.json") == "1.0.0"
     # Signed: the service's check finds this release for the artifact and metadata it loads.
-    from stroke_risk.signing import check_signed, load_public_key
+    from stroke_risk.release.signing import check_signed, load_public_key
 
     signed_version = check_signed(
         [record],
@@ -349,7 +351,15 @@ def test_a_stale_pipeline_is_refused_then_a_new_model_is_released(repo):
     # Released anyway with a reason: recorded in the CHANGELOG and the audit trail.
     reason = "clinical lead accepts recall below 0.99 for this pilot"
     result = run(
-        [sys.executable, "-m", "stroke_risk.release", "release", "1.1.0", "--override", reason],
+        [
+            sys.executable,
+            "-m",
+            "stroke_risk.release.publish",
+            "release",
+            "1.1.0",
+            "--override",
+            reason,
+        ],
         repo,
     )
     assert "released over 1 failed gate(s)" in result.stdout
@@ -389,7 +399,14 @@ def test_rollback_returns_production_to_the_previous_release(repo):
     releases = {r["version"]: r for r in json.loads((repo / "releases.json").read_text())}
     assert alias_version(repo) == releases["1.1.0"]["registry_version"]
     result = run(
-        [sys.executable, "-m", "stroke_risk.release", "rollback", "--reason", "recall dropped"],
+        [
+            sys.executable,
+            "-m",
+            "stroke_risk.release.publish",
+            "rollback",
+            "--reason",
+            "recall dropped",
+        ],
         repo,
     )
     assert "rolled back: @production moved from MLflow version" in result.stdout
@@ -425,7 +442,9 @@ def test_rollback_returns_production_to_the_previous_release(repo):
 
 def refused_command(root: Path, arguments: list[str]) -> str:
     before = snapshot(root)
-    result = run([sys.executable, "-m", "stroke_risk.release", *arguments], root, check=False)
+    result = run(
+        [sys.executable, "-m", "stroke_risk.release.publish", *arguments], root, check=False
+    )
     assert result.returncode == 1 and snapshot(root) == before, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
     return line

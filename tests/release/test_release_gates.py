@@ -9,8 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stroke_risk.comparison import Run
-from stroke_risk.release import (
+from stroke_risk.evaluation.comparison import Run
+from stroke_risk.release.gates import (
+    GateResult,
+    ProductionGate,
+    evaluation_gates,
+    load_gates,
+    parse_gates,
+    production_gate,
+)
+from stroke_risk.release.publish import (
     GatesFailed,
     alias_move,
     append_audit,
@@ -21,15 +29,7 @@ from stroke_risk.release import (
     release_notes,
     rollback_target,
 )
-from stroke_risk.release_file import ReleaseError
-from stroke_risk.release_gates import (
-    GateResult,
-    ProductionGate,
-    evaluation_gates,
-    load_gates,
-    parse_gates,
-    production_gate,
-)
+from stroke_risk.release.records import ReleaseError
 from tests.conftest import REPO_ROOT
 
 

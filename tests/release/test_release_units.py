@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stroke_risk.release import (
+from stroke_risk.release.publish import (
     ReleaseError,
     Step,
     add_to_changelog,
@@ -135,7 +135,7 @@ def test_existing_versions_and_unchanged_models_are_refused():
 def test_the_registered_version_is_the_one_with_both_hashes(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from stroke_risk.release import registered_version_for
+    from stroke_risk.release.publish import registered_version_for
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.create_experiment("e")

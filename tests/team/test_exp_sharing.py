@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stroke_risk.data import file_md5
-from stroke_risk.remote import output_hashes
+from stroke_risk.data.load import file_md5
+from stroke_risk.tracking.dvc_remote import output_hashes
 from tests.pipeline.conftest import TINY, make_workspace
 from tests.team.conftest import git, run
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stroke_risk.data import file_md5
+from stroke_risk.data.load import file_md5
 from tests.pipeline.conftest import make_workspace
 from tests.team.conftest import run
 
@@ -41,7 +41,7 @@ def workspace(pushed_repo: Path, tmp_path: Path) -> Path:
 
 
 def locked_md5(root: Path, path: str) -> str:
-    from stroke_risk.remote import output_hashes
+    from stroke_risk.tracking.dvc_remote import output_hashes
 
     return output_hashes([path], root / "dvc.lock")[path]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stroke_risk.tracking import (
+from stroke_risk.tracking.mlflow_runs import (
     METADATA_HASH_TAG,
     MODEL_HASH_TAG,
     SOURCE_RUN_TAG,
@@ -93,7 +93,7 @@ def test_runs_are_named_after_the_dvc_experiment(source_store: str) -> None:
 
 
 def copy(source: str, destination: str, cwd: Path) -> str:
-    command = [sys.executable, "-m", "stroke_risk.tracking", "copy", "--from", source]
+    command = [sys.executable, "-m", "stroke_risk.tracking.mlflow_runs", "copy", "--from", source]
     return run([*command, "--to", destination], cwd, env=ENV, timeout=300).stdout
 
 
@@ -104,7 +104,7 @@ def test_copy_keeps_identity_and_content_and_is_idempotent(
     import pandas as pd
     from mlflow import MlflowClient
 
-    from stroke_risk.schema import EXAMPLE_RECORD
+    from stroke_risk.data.schema import EXAMPLE_RECORD
 
     destination = f"sqlite:///{tmp_path / 'server.db'}"
     first = copy(source_store, destination, tmp_path)
@@ -156,7 +156,14 @@ def test_copy_skips_a_revision_the_destination_logged_itself(
 
 
 def test_copy_to_the_same_store_is_refused(source_store: str, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "stroke_risk.tracking", "copy", "--from", source_store]
+    command = [
+        sys.executable,
+        "-m",
+        "stroke_risk.tracking.mlflow_runs",
+        "copy",
+        "--from",
+        source_store,
+    ]
     result = run([*command, "--to", source_store], tmp_path, check=False, env=ENV)
     assert result.returncode != 0
     assert "source and destination are the same store" in result.stderr
@@ -166,8 +173,8 @@ def test_an_applied_experiment_is_synced_under_its_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`dvc exp apply NAME && make sync` (no DVC_EXP_NAME): the run still says NAME."""
-    from stroke_risk.data import file_md5
-    from stroke_risk.tracking import revision_record, run_name
+    from stroke_risk.data.load import file_md5
+    from stroke_risk.tracking.mlflow_runs import revision_record, run_name
 
     files = revision_copy(tmp_path / "outputs")
     repo = tmp_path / "repo"

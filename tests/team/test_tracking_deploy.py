@@ -12,7 +12,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from stroke_risk.tracking_server import DATABASES, DEFAULT_DB_USER
+from stroke_risk.tracking.server import DATABASES, DEFAULT_DB_USER
 from tests.conftest import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy" / "tracking"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stroke_risk.tracking_server import (
+from stroke_risk.tracking.server import (
     database_url,
     free_port,
     password_from_pgpass,
@@ -29,8 +29,8 @@ from tests.team.conftest import TrackingStack, command_env, copy_repo, run
 LOAD_BACK = """
 import json, sys
 import joblib, mlflow, pandas as pd
-from stroke_risk.registry_model import predict_frame
-from stroke_risk.schema import EXAMPLE_RECORD
+from stroke_risk.models.pyfunc import predict_frame
+from stroke_risk.data.schema import EXAMPLE_RECORD
 client = mlflow.MlflowClient()
 version = client.get_model_version_by_alias("stroke-risk", "candidate")
 run = client.get_run(version.run_id)
@@ -60,7 +60,7 @@ def test_pgpass_lines_round_trip_passwords_with_separators() -> None:
 def query(stack: TrackingStack, database: str, sql: str) -> list[tuple]:
     import psycopg
 
-    from stroke_risk.tracking_server import password_from_pgpass
+    from stroke_risk.tracking.server import password_from_pgpass
 
     password = password_from_pgpass(stack.pgpass.read_text(), "stroke")
     with psycopg.connect(
@@ -167,7 +167,7 @@ def test_a_non_loopback_host_without_auth_is_one_line() -> None:
 def test_auth_runs_mlflow_basic_auth_app_with_a_secret_outside_the_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stroke_risk.tracking_server import auth_env, mlflow_server_command
+    from stroke_risk.tracking.server import auth_env, mlflow_server_command
 
     command = mlflow_server_command(
         backend_store_uri="postgresql+psycopg://stroke@db/mlflow",
@@ -190,7 +190,7 @@ def test_auth_runs_mlflow_basic_auth_app_with_a_secret_outside_the_config(
 def tracking_server_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = command_env(**env)
     return subprocess.run(
-        [sys.executable, "-m", "stroke_risk.tracking_server", *args],
+        [sys.executable, "-m", "stroke_risk.tracking.server", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -242,7 +242,7 @@ def test_a_password_in_the_url_is_refused(tmp_path: Path) -> None:
 def test_an_unreachable_tracking_server_is_reported_in_seconds() -> None:
     import time
 
-    from stroke_risk.tracking_server import TrackingServerError, check_tracking_uri
+    from stroke_risk.tracking.server import TrackingServerError, check_tracking_uri
 
     port = free_port()
     start = time.monotonic()
@@ -257,7 +257,7 @@ def test_an_unreachable_tracking_server_is_reported_in_seconds() -> None:
 
 @pytest.mark.e2e
 def test_a_running_tracking_server_passes_the_check(tracking_stack: TrackingStack) -> None:
-    from stroke_risk.tracking_server import check_tracking_uri
+    from stroke_risk.tracking.server import check_tracking_uri
 
     check_tracking_uri(tracking_stack.url)
 
@@ -266,7 +266,7 @@ def test_a_running_tracking_server_passes_the_check(tracking_stack: TrackingStac
 def test_a_second_start_on_the_same_state_refuses_and_leaves_the_first_running(
     tracking_stack: TrackingStack,
 ) -> None:
-    from stroke_risk.tracking_server import check_tracking_uri
+    from stroke_risk.tracking.server import check_tracking_uri
 
     result = tracking_server_cli(
         "--state-dir",

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stroke_risk.pr_report import MARKER
+from stroke_risk.reports.pr_report import MARKER
 from tests.conftest import REPO_ROOT
 from tests.team.conftest import VENV_BIN
 

@@ -98,9 +98,11 @@ def test_the_command_exits_non_zero_on_a_problem(project):
 
 def test_a_stage_missing_a_code_dependency_is_named(project):
     dvc_yaml = (project / "dvc.yaml").read_text()
-    (project / "dvc.yaml").write_text(dvc_yaml.replace("      - stroke_risk/tuning.py\n", "", 1))
+    (project / "dvc.yaml").write_text(
+        dvc_yaml.replace("      - stroke_risk/models/tuning.py\n", "", 1)
+    )
     problems = run_checks(project)
     assert problems == [
-        "dvc.yaml deps match the code: stage 'tune' runs stroke_risk/tuning.py but dvc.yaml "
+        "dvc.yaml deps match the code: stage 'tune' runs stroke_risk/models/tuning.py but dvc.yaml "
         "does not list it in deps"
     ]

@@ -1,0 +1,3 @@
+"""Floor 4, documents written from the pipeline's outputs: model card, TRIPOD+AI, figures, PR
+report, summaries.
+"""
