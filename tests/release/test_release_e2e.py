@@ -112,11 +112,9 @@ def locked_model_md5(root: Path) -> str:
 
 
 def make_run(root: Path) -> None:
-    """What `make run` does: the pipeline, then the MLflow sync where the tracking module
-    has one (there the train stage no longer registers the model itself)."""
+    """What `make run` does: the pipeline, then the MLflow sync."""
     run(["dvc", "repro"], root)
-    if '"sync"' in (root / "stroke_risk" / "tracking.py").read_text():
-        run([sys.executable, "-m", "stroke_risk.tracking.mlflow_runs", "sync"], root)
+    run([sys.executable, "-m", "stroke_risk.tracking.mlflow_runs", "sync"], root)
 
 
 def audit(root: Path) -> list[dict]:
