@@ -237,7 +237,7 @@ def authenticate(state: AuthState, scope: str) -> Credential | Response:
     """Return the request's credential when it grants scope, else the 401/403 answer."""
     in_process = request.environ.get(CREDENTIAL_ENVIRON_KEY)
     if isinstance(in_process, Credential):
-        credential: Credential | None = in_process
+        credential = in_process
     elif state.open:
         credential = OPEN_CREDENTIAL
     else:
@@ -253,15 +253,16 @@ def authenticate(state: AuthState, scope: str) -> Credential | Response:
                     "must be 'Bearer <token>'",
                     scope,
                 )
-            credential = state.store.authenticate(token.strip())
-            if credential is None:
+            known = state.store.authenticate(token.strip())
+            if known is None:
                 return auth_error(
                     401, "invalid credentials", "Authorization", "the token is not known", scope
                 )
+            credential = known
         else:
             session = read_session(state, request.cookies.get(SESSION_COOKIE))
-            credential = session_credential(state, session)
-            if credential is None or session is None:
+            signed_in = session_credential(state, session)
+            if signed_in is None or session is None:
                 return auth_error(
                     401,
                     "authentication required",
@@ -277,6 +278,7 @@ def authenticate(state: AuthState, scope: str) -> Credential | Response:
                     "a signed-in page must send its session's CSRF token; reload the page",
                     scope,
                 )
+            credential = signed_in
     if scope != ANY_SCOPE and not credential.allows(scope):
         granted = ", ".join(sorted(credential.scopes)) or "none"
         return auth_error(

@@ -18,13 +18,14 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import RequestTimeout
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+if TYPE_CHECKING:  # the standard WSGI type (typeshed), as Flask.wsgi_app declares it
+    from _typeshed.wsgi import WSGIEnvironment
 
 
 class BodyTimeout(RequestTimeout):
@@ -97,18 +98,11 @@ class DeadlineInput:
             yield line
 
 
-def with_body_deadline(wsgi_app: WSGIApp, seconds: float) -> WSGIApp:
-    """Return wsgi_app with every request body read under a deadline of seconds."""
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("CONTENT_LENGTH", "0") not in ("", "0") or environ.get(
-            "HTTP_TRANSFER_ENCODING"
-        ):
-            environ["wsgi.input"] = DeadlineInput(
-                environ["wsgi.input"],
-                time.monotonic() + seconds,
-                environ.get("gunicorn.socket"),
-            )
-        return wsgi_app(environ, start_response)
-
-    return app
+def bound_body_reads(environ: WSGIEnvironment, seconds: float) -> None:
+    """Make the request's body reads (if it has a body) fail after seconds from now."""
+    if environ.get("CONTENT_LENGTH", "0") not in ("", "0") or environ.get("HTTP_TRANSFER_ENCODING"):
+        environ["wsgi.input"] = DeadlineInput(
+            environ["wsgi.input"],
+            time.monotonic() + seconds,
+            environ.get("gunicorn.socket"),
+        )

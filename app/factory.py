@@ -27,14 +27,14 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.artifacts import ArtifactError
 from app.auth import auth_state, init_auth
-from app.body_deadline import with_body_deadline
+from app.body_deadline import bound_body_reads
 from app.explanations import risk_factor_lists
 from app.ids import new_prediction_ids
 from app.metrics import ServiceMetrics
@@ -55,6 +55,9 @@ from app.service_state import (
 from app.settings import Settings, SettingsError
 from app.validation import metric_field
 
+if TYPE_CHECKING:  # the standard WSGI types (typeshed), as Flask.wsgi_app declares them
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
 logger = logging.getLogger(__name__)
 
 Extension = Callable[[Flask], None]
@@ -65,6 +68,18 @@ API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 # The full service: the clinician page and live monitoring.
 DEFAULT_EXTENSIONS: tuple[Extension, ...] = (init_page, init_monitoring)
+
+
+class ServiceFlask(Flask):
+    """Flask whose request bodies are read under a deadline (app/body_deadline.py)."""
+
+    def __init__(self, import_name: str, *, body_timeout_seconds: float, **options: Any) -> None:
+        super().__init__(import_name, **options)
+        self.body_timeout_seconds = body_timeout_seconds
+
+    def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        bound_body_reads(environ, self.body_timeout_seconds)
+        return super().wsgi_app(environ, start_response)
 
 
 class ServiceStartError(RuntimeError):
@@ -261,11 +276,12 @@ def handle_http_error(error: HTTPException) -> Response:
         details = [{"field": "(body)", "message": f"must arrive within {seconds:g} s"}]
     elif status == 429:
         message = "too many requests"
-        limit = getattr(getattr(error, "limit", None), "limit", None)
+        rate_limit = getattr(getattr(error, "limit", None), "limit", None)
         details = [
             {
                 "field": "(credential)",
-                "message": f"this credential sent more than {limit or 'its limit'}; retry later",
+                "message": f"this credential sent more than {rate_limit or 'its limit'}; "
+                "retry later",
             }
         ]
     else:
@@ -361,12 +377,13 @@ def create_app(
     except (ArtifactError, SettingsError) as error:
         raise ServiceStartError(f"stroke-risk server cannot start: {error}") from None
     # No app-level static route: the page blueprint owns /static (app/static).
-    app = Flask(__name__, static_folder=None)
+    app = ServiceFlask(
+        __name__, static_folder=None, body_timeout_seconds=settings.body_timeout_seconds
+    )
     # No redirects: werkzeug would build their Location from the request's Host header
     # (GET /static//x -> http://<any host>/static/x); unmatched paths are a JSON 404.
     # (strict_slashes only redirects to rules ending in "/", and only "/" does.)
     app.url_map.merge_slashes = False
-    app.wsgi_app = with_body_deadline(app.wsgi_app, settings.body_timeout_seconds)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config[CALLBACKS_KEY] = []
     metrics_state = ServiceMetrics()

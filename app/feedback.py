@@ -164,10 +164,8 @@ def limit_feedback(app: Flask, settings: Settings) -> Limiter:
         default_limits=[],
         headers_enabled=False,
     )
-    endpoint = f"{feedback_blueprint.name}.feedback"
-    app.view_functions[endpoint] = limiter.limit(settings.feedback_rate_limit)(  # type: ignore[assignment]
-        app.view_functions[endpoint]
-    )
+    # The limit of the blueprint applies to its one route, /feedback, in this app only.
+    limiter.limit(settings.feedback_rate_limit)(feedback_blueprint)
     return limiter
 
 

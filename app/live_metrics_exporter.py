@@ -166,7 +166,7 @@ class LiveMetricsCollector(Collector):
         self._multivariate_value: float | None = None
         # Called before the log is read (the monitor's flush), so this worker's own
         # buffered records are counted.
-        self.before_read: Callable[[], None] | None = None
+        self.before_read: Callable[[], object] | None = None
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         # Lets the registry check name clashes without querying the store.

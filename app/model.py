@@ -100,7 +100,11 @@ class LoadedModel:
             return float(cv["positive_rate"])
         prevalence = self.metadata.get("training_prevalence")
         recall, specificity = cv.get("recall"), cv.get("specificity")
-        if all(isinstance(v, (int, float)) for v in (prevalence, recall, specificity)):
+        if (
+            isinstance(prevalence, (int, float))
+            and isinstance(recall, (int, float))
+            and isinstance(specificity, (int, float))
+        ):
             return float(prevalence * recall + (1 - prevalence) * (1 - specificity))
         return None
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask.globals import app_ctx
 from werkzeug.test import EnvironBuilder
 
 from app.auth import (
@@ -356,7 +357,9 @@ def parse_evaluation(document: Any) -> ThresholdSummary | None:
     threshold = document.get("threshold")
     if not isinstance(threshold, dict) or (value := _number(threshold.get("value"))) is None:
         return None
-    test = document.get("test") if isinstance(document.get("test"), dict) else {}
+    test = document.get("test")
+    if not isinstance(test, dict):
+        test = {}
     policy = threshold.get("policy")
     summary = ThresholdSummary(
         threshold=value,
@@ -582,7 +585,7 @@ def page_session() -> Session:
             g.new_session_cookie = session_cookie(state)
             session = read_session(state, g.new_session_cookie)
         g.page_session = session
-    return g.page_session  # type: ignore[no-any-return]
+    return g.page_session
 
 
 def start_session(name: str) -> None:
@@ -734,7 +737,7 @@ def predict_in_process(record: dict[str, Any], credential: Credential) -> tuple[
     A fresh application context keeps the outer request's ``g`` untouched. The inner
     request is authorised as credential (the signed-in clinician).
     """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = app_ctx.app  # the app itself, not the current_app proxy
     builder = EnvironBuilder(path=PREDICT_PATH, method="POST", json=record)
     try:
         environ = builder.get_environ()

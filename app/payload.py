@@ -9,6 +9,7 @@ for a float become infinity (reported as not finite) instead of crashing float()
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,12 +107,21 @@ def _key_count(document: Any) -> int:
     return count
 
 
+def first_repeated(keys: Iterable[str]) -> str:
+    """Return the first key that occurs a second time; ValueError when none does."""
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise ValueError("no key is repeated")
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """object_pairs_hook: the object as a dict; RequestError (400) naming a repeated key."""
     document = dict(pairs)
     if len(document) != len(pairs):
-        seen: set[str] = set()
-        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        repeated = first_repeated(key for key, _ in pairs)
         raise RequestError(
             400,
             "duplicate key in JSON object",

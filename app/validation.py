@@ -91,7 +91,8 @@ def canonical_record(record: Any) -> dict[str, Any] | None:
     keys = record.keys()
     if keys in CANONICAL_KEY_SETS:
         return record
-    renamed = {FIELD_ALIASES.get(key, key): value for key, value in record.items()}
+    fields: dict[str, Any] = record  # a JSON object: its keys are strings
+    renamed = {FIELD_ALIASES.get(key, key): value for key, value in fields.items()}
     if len(renamed) != len(record) or not REQUIRED_FIELDS <= renamed.keys() <= ALL_FIELDS:
         return None
     return renamed

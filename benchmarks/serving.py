@@ -225,7 +225,10 @@ class WrkResult:
 
 def to_ms(text: str) -> float:
     """Return a wrk duration ('812.00us', '1.23ms', '2.00s') in milliseconds."""
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    number, unit = match.groups()
     return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
@@ -293,6 +296,8 @@ def sequential_latency_ms(
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"{url!r} names no host")
     payload = json.dumps(body).encode()
     headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
     headers.update(extra_headers or {})

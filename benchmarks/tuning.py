@@ -100,12 +100,19 @@ def study_throughput(url: str, password: str) -> tuple[int, float, float]:
     )
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    first = min(t.datetime_start for t in complete)
-    last = max(t.datetime_complete for t in complete)
-    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in complete]
-    rate = len(complete) / (last - first).total_seconds()
-    return len(complete), rate, statistics.median(durations)
+    # A complete trial has both times (optuna types them optional for running trials).
+    spans = [
+        (t.datetime_start, t.datetime_complete)
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and t.datetime_start is not None
+        and t.datetime_complete is not None
+    ]
+    first = min(start for start, _ in spans)
+    last = max(end for _, end in spans)
+    durations = [(end - start).total_seconds() for start, end in spans]
+    rate = len(spans) / (last - first).total_seconds()
+    return len(spans), rate, statistics.median(durations)
 
 
 def main() -> None:

@@ -87,7 +87,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     workers.) Session fixtures are built once per worker that needs them."""
     groups: dict[pytest.Item, str] = {}
     for item in items:
-        if item.get_closest_marker("e2e") or INTEGRATION_FIXTURES & set(item.fixturenames):
+        fixtures = set(item.fixturenames) if isinstance(item, pytest.Function) else set()
+        if item.get_closest_marker("e2e") or INTEGRATION_FIXTURES & fixtures:
             item.add_marker(pytest.mark.integration)
         groups[item] = item.path.relative_to(REPO_ROOT).as_posix()
     # xdist hands files out in this order: files with an end-to-end test first, then
