@@ -164,7 +164,7 @@ class LiveMetricsCollector(Collector):
         self._lock = threading.Lock()
         self._multivariate_job: BackgroundJob | None = None
         self._multivariate_value: float | None = None
-        # Called before the log is read (the monitor's flush), so this worker's own
+        # Called before the log is read (the prediction-log writer's flush), so this worker's own
         # buffered records are counted.
         self.before_read: Callable[[], object] | None = None
 
