@@ -36,6 +36,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from app.credentials import SCOPES, Credential, CredentialError, CredentialStore, read_credentials
+from app.responses import error_response
 from app.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -225,8 +226,6 @@ def session_credential(state: AuthState, session: Session | None) -> Credential 
 
 
 def auth_error(status: int, error: str, field: str, message: str, scope: str) -> Response:
-    from app.factory import error_response
-
     headers = {}
     if status == 401:
         wanted = "" if scope == ANY_SCOPE else f', scope="{scope}"'

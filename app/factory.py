@@ -9,7 +9,7 @@ By default the app is the whole service: the API (this module), the clinician pa
   register blueprints and Prometheus collectors via
   ``service_state(app).metrics.register_collector``. An extension refuses to start the
   server by raising app.artifacts.ArtifactError or app.settings.SettingsError (one line).
-- ``app.config["PREDICTION_CALLBACKS"]``: callables
+- ``app.config[CALLBACKS_KEY]`` (app/service_state.py): callables
   ``on_predictions(records, probabilities, decisions, prediction_ids)`` run after every
   successful /predict, inside the request context (``service_state(current_app).model``
   gives the model version) -- except for batches of DEFERRED_CALLBACK_MIN_RECORDS or
@@ -23,16 +23,12 @@ By default the app is the whole service: the API (this module), the clinician pa
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -40,45 +36,39 @@ from app.artifacts import ArtifactError
 from app.auth import auth_state, init_auth
 from app.body_deadline import with_body_deadline
 from app.explanations import risk_factor_lists
+from app.ids import new_prediction_ids
 from app.metrics import ServiceMetrics
 from app.model import LoadedModel, load_model
+from app.monitoring import init_monitoring
 from app.openapi import openapi_document
+from app.page import init_page
 from app.payload import EXPLAIN_PARAMETER, RequestError, parse_explain, parse_predict_request
+from app.responses import error_response, is_json_request, json_response
+from app.service_state import (
+    CALLBACKS_KEY,
+    DEFERRED_CALLBACK_MIN_RECORDS,
+    STATE_KEY,
+    PredictionCallback,
+    ServiceState,
+    service_state,
+)
 from app.settings import Settings, SettingsError
 from app.validation import metric_field
 
 logger = logging.getLogger(__name__)
 
-STATE_KEY = "stroke_risk"
-CALLBACKS_KEY = "PREDICTION_CALLBACKS"
-# Batches at least this large run the prediction callbacks after the response is sent.
-DEFERRED_CALLBACK_MIN_RECORDS = 100
-JSON_TYPE = "application/json"
+Extension = Callable[[Flask], None]
+
 # On every answer of the API: its JSON echoes patient values, so no cache may keep it and
 # no browser may sniff it into something else.
 API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
-# The full service: the clinician page and live monitoring (they import this module, so
-# they are named here and imported by create_app).
-DEFAULT_EXTENSIONS = ("app.page:init_page", "app.monitoring:init_monitoring")
-
-PredictionCallback = Callable[[list[dict[str, Any]], list[float], list[bool], list[str]], None]
-Extension = Callable[[Flask], None]
+# The full service: the clinician page and live monitoring.
+DEFAULT_EXTENSIONS: tuple[Extension, ...] = (init_page, init_monitoring)
 
 
 class ServiceStartError(RuntimeError):
     """The server cannot start; str() is one line (gunicorn prints it as "Error: ...")."""
-
-
-@dataclass
-class ServiceState:
-    """What the endpoints share: settings, the loaded model (None = not ready), metrics."""
-
-    settings: Settings
-    model: LoadedModel | None
-    metrics: ServiceMetrics
-    openapi: dict[str, Any]
-    route_templates: frozenset[str] = frozenset()
 
 
 def install_model(app: Flask, model: LoadedModel) -> None:
@@ -93,93 +83,6 @@ def install_model(app: Flask, model: LoadedModel) -> None:
         model.release,
     )
     state.model = model
-
-
-def service_state(app: Flask) -> ServiceState:
-    """Return the ServiceState of an app built by create_app."""
-    return app.extensions[STATE_KEY]
-
-
-def json_response(
-    payload: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    """Return a JSON response serialised with orjson (fast, floats round-trip exactly)."""
-    return Response(orjson.dumps(payload), status=status, mimetype=JSON_TYPE, headers=headers)
-
-
-def error_response(
-    status: int,
-    error: str,
-    details: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """Return {"error": ..., "details": [...]} with the status.
-
-    Serialised by the standard library with ASCII escapes: error texts may quote user
-    input, which can hold lone surrogates that orjson refuses to encode.
-    """
-    body = json.dumps({"error": error, "details": details or []}, ensure_ascii=True)
-    return Response(body, status=status, mimetype=JSON_TYPE, headers=headers)
-
-
-# Prediction ids start with the time they were issued: 12 hex digits of Unix milliseconds.
-ID_TIME_DIGITS = 12
-
-
-_RANDOM_POOL_BYTES = 4096
-_random_pool: list[str] = [""]
-
-
-def _reset_random_pool() -> None:
-    _random_pool[0] = ""  # a forked worker must not reuse its parent's bytes
-
-
-os.register_at_fork(after_in_child=_reset_random_pool)
-
-
-def random_hex(digits: int) -> str:
-    """Return digits random hex digits from os.urandom.
-
-    Small requests are served from a per-process pool read 4 KiB at a time (one
-    getrandom call per ~400 ids instead of one per request); the pool is emptied in a
-    forked child, so workers never share random bits.
-    """
-    if digits > _RANDOM_POOL_BYTES:
-        return os.urandom((digits + 1) // 2).hex()[:digits]
-    pool = _random_pool[0]
-    if len(pool) < digits:
-        pool = os.urandom(_RANDOM_POOL_BYTES).hex()
-    _random_pool[0] = pool[digits:]
-    return pool[:digits]
-
-
-def new_prediction_ids(count: int) -> list[str]:
-    """Return count UUIDv7s as 32 hex digits: issue time in ms (12 digits), then random bits.
-
-    Because an id tells when it was issued, feedback for an unknown id that is too old to
-    be waiting in a worker's log buffer is refused at once (app/monitoring.py). One record
-    gets 74 random bits. The records of a batch share their first 16 hex digits (time,
-    version and 12 random bits: the batch token that a prediction log logging the batch
-    after the response marks pending) and differ in 62 random bits.
-    """
-    token = f"{time.time_ns() // 1_000_000:012x}"[-ID_TIME_DIGITS:] + "7" + random_hex(3)
-    if count == 1:
-        return [token + _variant_tail(random_hex(16))]
-    text = random_hex(16 * count)
-    return [token + _variant_tail(text[start : start + 16]) for start in range(0, 16 * count, 16)]
-
-
-def _variant_tail(digits: str) -> str:
-    """Return 16 random hex digits with the RFC 4122 variant bits (first digit 8-b)."""
-    return "89ab"[int(digits[0], 16) & 3] + digits[1:]
-
-
-def prediction_id_age_seconds(prediction_id: str) -> float | None:
-    """Return how long ago an id of new_prediction_ids was issued; None if it is not one."""
-    issued = prediction_id[:ID_TIME_DIGITS]
-    if len(prediction_id) != 32 or not all(c in "0123456789abcdef" for c in prediction_id):
-        return None
-    return time.time() - int(issued, 16) / 1000
 
 
 # --- endpoints -------------------------------------------------------------------------
@@ -246,14 +149,6 @@ def predict() -> Response:
         else:
             run_callbacks(*arguments)
     return response
-
-
-def is_json_request() -> bool:
-    """Return whether the request declares a JSON body (UTF-8, the only charset allowed)."""
-    if request.environ.get("CONTENT_TYPE") == JSON_TYPE:
-        return True  # the usual header, without parsing it
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
-    return request.mimetype == JSON_TYPE and charset in {"utf-8", "utf8"}
 
 
 def read_body(limit: int) -> bytes:
@@ -436,7 +331,7 @@ def resolve_extensions(
     extensions=None means DEFAULT_EXTENSIONS; the configured "module:function" names
     (STROKE_EXTENSIONS) follow, skipping any already in the list.
     """
-    chosen = list(map(load_extension, DEFAULT_EXTENSIONS) if extensions is None else extensions)
+    chosen = list(DEFAULT_EXTENSIONS if extensions is None else extensions)
     for extension in map(load_extension, configured):
         if extension not in chosen:
             chosen.append(extension)

@@ -227,9 +227,9 @@ def worker_exit(server: Any, worker: Any) -> None:
     """
     if os.getpid() != worker.pid:
         return
-    monitoring = sys.modules.get("app.monitoring")
-    if monitoring is not None:
-        monitoring.flush_all()
+    prediction_writer = sys.modules.get("app.prediction_writer")
+    if prediction_writer is not None:
+        prediction_writer.flush_all()
     leaving = sys.exc_info()[1]
     if worker_class == "gevent" and isinstance(leaving, SystemExit):
         code = leaving.code if isinstance(leaving.code, int) else 0 if leaving.code is None else 1

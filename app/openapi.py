@@ -33,7 +33,7 @@ def _simple_get(summary: str, schema: dict[str, Any], extra: dict[str, Any] | No
 
 
 def feedback_path() -> dict[str, Any]:
-    """Return the /feedback path item (live monitoring, app/monitoring.py)."""
+    """Return the /feedback path item (live monitoring, app/feedback.py)."""
     return {
         "post": {
             "summary": "Record the true outcome of an earlier prediction",

@@ -53,7 +53,7 @@ from app.auth import (
     session_credential,
 )
 from app.credentials import Credential
-from app.factory import service_state
+from app.service_state import service_state
 from stroke_risk.data.schema import (
     FEATURES,
     FEATURES_BY_NAME,

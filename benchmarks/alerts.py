@@ -5,8 +5,9 @@ population with the training split's marginals (null_population: raking weights 
 categorical fields, numeric fields jittered then mapped onto training quantiles by rank;
 why: monitoring/README.md, "Alert quality"), scored by the repository's model
 (models/model.joblib). At every evaluation the service's own computation
-(stroke_risk.monitoring.live.live_figures, the function behind app/monitoring.py's gauges,
-on the windows the service reads from its log, with the default settings) gives the
+(stroke_risk.monitoring.live.live_figures, the function behind the gauges of
+app/live_metrics_exporter.py, on the windows the service reads from its log, with the
+default settings) gives the
 figures, and each alert of monitoring/prometheus/alert_rules.yml is evaluated on them:
 its condition (a predicate here whose threshold text must appear in the rule's expr, so
 the two cannot drift apart) and its ``for:`` duration read from the rule file.

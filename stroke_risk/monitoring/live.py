@@ -1,6 +1,6 @@
 """Live monitoring computations: pure functions of a live window (no I/O, no web framework).
 
-The service (app/monitoring.py) reads windows from the prediction log and exports what
+The service (app/live_metrics_exporter.py) reads windows from the prediction log and exports what
 these functions return as Prometheus gauges:
 
 - ``check_reference_profile``: the keys drift relies on (docs/CONTRACTS.md);
@@ -489,7 +489,7 @@ def live_figures(
 ) -> list[Figure]:
     """Every drift and performance figure of the service except the drift classifier's.
 
-    The one computation behind the exported gauges (app/monitoring.py) and the
+    The one computation behind the exported gauges (app/live_metrics_exporter.py) and the
     alert-quality benchmark (benchmarks/alerts.py).
     """
     from stroke_risk.monitoring.drift import compute_drift

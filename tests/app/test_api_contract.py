@@ -12,9 +12,10 @@ import pytest
 from flask import Blueprint, Flask
 from prometheus_client.core import GaugeMetricFamily
 
-from app.factory import CALLBACKS_KEY, create_app, service_state
+from app.factory import create_app
 from app.model import LoadedModel
 from app.openapi import openapi_document
+from app.service_state import CALLBACKS_KEY, service_state
 from app.settings import Settings
 from stroke_risk.data.schema import record_json_schema
 from tests.app.conftest import RECORD, TEST_THRESHOLD, served_version

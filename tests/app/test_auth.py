@@ -37,6 +37,7 @@ from app.credentials import (
 )
 from app.factory import ServiceStartError, create_app
 from app.model import LoadedModel
+from app.monitoring import MONITOR_KEY
 from app.settings import Settings, SettingsError
 from tests.app.conftest import RECORD
 from tests.page.conftest import HIGH_RISK_RECORD, form_values, page_csrf_token
@@ -253,7 +254,7 @@ def test_a_label_records_the_credential_that_sent_it_and_is_rate_limited(
         headers=bearer(tokens["everything"]),
     )
     assert other.status_code == 201
-    store = app.extensions["stroke_monitoring"].store
+    store = app.extensions[MONITOR_KEY].writer.store
     assert [store.labelled_by(i) for i in ids] == ["labeller"] * 3 + [None, "everything"]
 
 

@@ -14,15 +14,11 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app.factory import (
-    CALLBACKS_KEY,
-    DEFERRED_CALLBACK_MIN_RECORDS,
-    create_app,
-    resolve_extensions,
-)
+from app.factory import create_app, resolve_extensions
 from app.model import LoadedModel
-from app.monitoring import init_monitoring
+from app.monitoring import MONITOR_KEY, init_monitoring
 from app.page import init_page
+from app.service_state import CALLBACKS_KEY, DEFERRED_CALLBACK_MIN_RECORDS
 from app.settings import Settings
 from tests.app.conftest import RECORD
 from tests.page.conftest import submit
@@ -70,8 +66,8 @@ def test_every_scored_record_is_logged_and_feedback_is_accepted(
     app: Flask, settings: Settings
 ) -> None:
     client = app.test_client()
-    monitor = app.extensions["stroke_monitoring"]
-    assert monitor in app.config[CALLBACKS_KEY]
+    writer = app.extensions[MONITOR_KEY].writer
+    assert writer in app.config[CALLBACKS_KEY]
     single = client.post("/predict", json=RECORD).json
     batch = client.post("/predict", json={"instances": [RECORD, {**RECORD, "bmi": None}]}).json
     page = submit(client, {k: "" if v is None else str(v) for k, v in RECORD.items()})
@@ -107,16 +103,16 @@ def test_every_scored_record_is_logged_and_feedback_is_accepted(
 
 def test_the_master_holds_no_open_prediction_log(app: Flask) -> None:
     """Under gunicorn create_app runs before the fork: no SQLite handle may be inherited."""
-    store = app.extensions["stroke_monitoring"].store
+    store = app.extensions[MONITOR_KEY].writer.store
     assert getattr(store._local, "connection", None) is None  # noqa: SLF001
     app.test_client().post("/predict", json=RECORD)
-    app.extensions["stroke_monitoring"].flush()
+    app.extensions[MONITOR_KEY].writer.flush()
     assert store.count() == 1  # reopened on first use
 
 
 def test_no_model_means_no_monitoring(settings: Settings) -> None:
     app = create_app(settings, load=False)
-    assert "stroke_monitoring" not in app.extensions
+    assert MONITOR_KEY not in app.extensions
     assert app.test_client().post("/feedback", json={}).status_code == 404
     assert not settings.monitor_db_path.exists()
 

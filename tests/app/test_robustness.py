@@ -28,8 +28,10 @@ from typing import Any
 import requests
 from flask import Flask
 
-from app.factory import create_app, new_prediction_ids, prediction_id_age_seconds
+from app.factory import create_app
+from app.ids import new_prediction_ids, prediction_id_age_seconds
 from app.model import LoadedModel
+from app.monitoring import MONITOR_KEY
 from app.settings import Settings
 from tests.app.conftest import RECORD, Server
 
@@ -235,7 +237,7 @@ def test_feedback_waits_for_a_prediction_buffered_in_another_worker(
     first: Flask = create_app(settings, model=logreg_model)
     second: Flask = create_app(settings, model=logreg_model)
     served = first.test_client().post("/predict", json=RECORD).json
-    assert first.extensions["stroke_monitoring"].buffered() == 1  # not in the log yet
+    assert first.extensions[MONITOR_KEY].writer.buffered() == 1  # not in the log yet
     answer = second.test_client().post(
         "/feedback", json={"prediction_id": served["prediction_id"], "stroke": 1}
     )

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from app.columns import FeatureColumns
-from app.factory import new_prediction_ids
+from app.ids import new_prediction_ids
 from app.metrics import PROBABILITY_BUCKETS, observe_many
 from app.payload import parse_json
 from app.validation import SMALL_BATCH, validate_records

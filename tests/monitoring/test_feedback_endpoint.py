@@ -10,7 +10,8 @@ import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter
 
-from app.monitoring import MONITOR_KEY, LiveMonitor, feedback_blueprint
+from app.feedback import FEEDBACK_KEY, FeedbackState, feedback_blueprint
+from app.prediction_writer import PredictionLogWriter
 from stroke_risk.monitoring.prediction_log import PredictionLog, PredictionRecord
 
 
@@ -28,7 +29,9 @@ def feedback_app(tmp_path: Path) -> tuple[Any, CollectorRegistry]:
     for outcome in ("accepted", "rejected"):
         counter.labels(outcome=outcome)
     app = Flask("feedback-test")
-    app.extensions[MONITOR_KEY] = LiveMonitor(store, None, counter, model_version="v1")  # type: ignore[arg-type]
+    app.extensions[FEEDBACK_KEY] = FeedbackState(
+        PredictionLogWriter(store, model_version="v1"), counter
+    )
     app.register_blueprint(feedback_blueprint)
     return app.test_client(), registry
 

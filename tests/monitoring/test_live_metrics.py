@@ -14,7 +14,8 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
 from sklearn.metrics import roc_auc_score
 
-from app.monitoring import LiveMetricsCollector, install_monitoring
+from app.live_metrics_exporter import LiveMetricsCollector
+from app.monitoring import MONITOR_KEY, install_monitoring
 from app.settings import Settings
 from stroke_risk.monitoring.drift import compute_drift
 from stroke_risk.monitoring.live import check_reference_profile, live_performance
@@ -44,10 +45,11 @@ def labelled(pairs: list[tuple[float, int]]) -> list[LabelledPrediction]:
 
 
 def make_app(tmp_path: Path, profile: dict[str, Any], **kwargs: Any) -> tuple[Flask, Any, Any]:
+    """Return (app, its prediction-log writer, its registry) with live monitoring installed."""
     app = Flask("test-monitoring")
     registry = CollectorRegistry()
     settings = kwargs.pop("settings", SETTINGS).replace(monitor_db_path=tmp_path / "log.sqlite")
-    monitor = install_monitoring(
+    monitoring = install_monitoring(
         app,
         settings=settings,
         reference_profile=profile,
@@ -56,7 +58,7 @@ def make_app(tmp_path: Path, profile: dict[str, Any], **kwargs: Any) -> tuple[Fl
         registry=registry,
         **kwargs,
     )
-    return app, monitor, registry
+    return app, monitoring.writer, registry
 
 
 def performance(data: list[LabelledPrediction], threshold: float) -> Any:
@@ -282,7 +284,7 @@ def test_install_registers_metrics_and_mounts_feedback(
     tmp_path: Path, reference_profile: dict
 ) -> None:
     app, monitor, registry = make_app(tmp_path, reference_profile)
-    assert app.extensions["stroke_monitoring"] is monitor
+    assert app.extensions[MONITOR_KEY].writer is monitor
     assert registry.get_sample_value("stroke_feedback_total", {"outcome": "accepted"}) == 0
     assert registry.get_sample_value("stroke_feedback_total", {"outcome": "rejected"}) == 0
     assert any(rule.rule == "/feedback" for rule in app.url_map.iter_rules())
@@ -465,11 +467,11 @@ def test_multivariate_drift_auc_is_exported_from_the_profiles_joint_sample(
     older = [{**record, "age": min(record["age"] + 25, 120)} for record in same]
 
     def exported_auc(directory: Path, profile: dict, records: list[dict]) -> float | None:
-        _, monitor, registry = make_app(directory, profile)
+        app, monitor, registry = make_app(directory, profile)
         score(monitor, records)
         # The first scrape starts the fit in a thread and exports nothing yet.
         assert registry.get_sample_value("stroke_multivariate_drift_auc") is None
-        job = monitor.collector._multivariate_job
+        job = app.extensions[MONITOR_KEY].collector._multivariate_job
         if job is not None:
             job.wait(timeout=60)
         return registry.get_sample_value("stroke_multivariate_drift_auc")
@@ -493,7 +495,7 @@ from pathlib import Path
 import gevent
 import sklearn.ensemble  # imported by the preloaded app in a real worker
 
-from app.monitoring import LiveMetricsCollector
+from app.live_metrics_exporter import LiveMetricsCollector
 from app.settings import Settings
 from stroke_risk.monitoring.prediction_log import PredictionLog
 

@@ -14,7 +14,9 @@ import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter
 
-from app.monitoring import MONITOR_KEY, LiveMonitor, feedback_blueprint, install_monitoring
+from app.feedback import FEEDBACK_KEY, FeedbackState, feedback_blueprint
+from app.monitoring import install_monitoring
+from app.prediction_writer import PredictionLogWriter
 from app.settings import Settings
 from stroke_risk.monitoring.drift import compute_drift
 from stroke_risk.monitoring.prediction_log import PredictionLog, PredictionRecord, Retention, Window
@@ -108,7 +110,9 @@ def test_unknown_feedback_does_not_wait_for_the_write_lock(tmp_path: Path) -> No
     log.record_predictions([prediction("known")])
     app = Flask("feedback")
     counter = Counter("stroke_feedback_total", "f", ["outcome"], registry=CollectorRegistry())
-    app.extensions[MONITOR_KEY] = LiveMonitor(log, None, counter, model_version="v1")  # type: ignore[arg-type]
+    app.extensions[FEEDBACK_KEY] = FeedbackState(
+        PredictionLogWriter(log, model_version="v1"), counter
+    )
     app.register_blueprint(feedback_blueprint)
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # another worker mid-write
@@ -144,7 +148,7 @@ def test_binned_store_keeps_no_raw_numbers_and_gives_the_same_psi(
         decision_threshold=0.5,
         model_version="v1",
         registry=registry,
-    )
+    ).writer
     ids = [f"b{i}" for i in range(len(records))]
     assert monitor(records, [0.1] * len(records), [False] * len(records), ids)
     stored = monitor.store.recent_features(Window(None, None))

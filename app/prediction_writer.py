@@ -1,0 +1,185 @@
+"""The buffered writer of scored records to the prediction log, one per worker.
+
+PredictionLogWriter is the prediction callback live monitoring installs
+(app/monitoring.py): small requests' records are buffered per worker and written every
+STROKE_MONITOR_FLUSH_SECONDS in one transaction (a transaction per request costs more
+than scoring the record), large batches in their own transaction after the response;
+with STROKE_MONITOR_STORE=binned only reference-bin indices and categories are kept,
+never the raw numbers. A store failure is logged without feature values and never
+fails a prediction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from app.service_state import DEFERRED_CALLBACK_MIN_RECORDS
+from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.monitoring.live import bin_record
+from stroke_risk.monitoring.prediction_log import (
+    BATCH_TOKEN_LENGTH,
+    PredictionLog,
+    PredictionLogError,
+    PredictionRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+# A large /predict batch is logged just after its response is sent (app/factory.py): it
+# is marked pending this long, and feedback for one of its ids waits for it up to this
+# long (app/feedback.py).
+FEEDBACK_GRACE_SECONDS = 2.0
+
+
+class PredictionLogWriter:
+    """The prediction callback: writes each request's scored records to the prediction log.
+
+    Callable as ``writer(records, probabilities, decisions, ids)`` (app/factory.py's
+    prediction callbacks, app/service_state.py CALLBACKS_KEY); ``defer(ids)`` is called
+    before a large batch's response is sent and its logging deferred, so feedback for
+    those ids waits instead of failing.
+
+    With ``flush_seconds`` > 0, requests of fewer than DEFERRED_CALLBACK_MIN_RECORDS
+    records are buffered in this process and written by a background thread (a greenlet
+    under gevent) every flush_seconds, many requests per transaction; ``flush()`` writes
+    the buffer now (the collector and /feedback call it before reading; gunicorn's
+    worker_exit hook calls flush_all()). A worker killed with SIGKILL loses at most
+    flush_seconds of its log, never a prediction. Otherwise each request is written in
+    its own transaction.
+    """
+
+    def __init__(
+        self,
+        store: PredictionLog,
+        *,
+        model_version: str,
+        reference_profile: Mapping[str, Any] | None = None,
+        binned: bool = False,
+        flush_seconds: float = 0.0,
+    ) -> None:
+        self.store = store
+        self.model_version = model_version
+        self.reference_profile = reference_profile
+        self.binned = binned
+        self.flush_seconds = flush_seconds
+        self._buffer: list[PredictionRecord] = []
+        self._buffer_lock = threading.Lock()
+        self._flusher_pid: int | None = None
+        _WRITERS.add(self)
+
+    def defer(self, prediction_ids: Sequence[str]) -> None:
+        """Mark the batch of these ids (sharing their first 16 hex digits) pending."""
+        try:
+            self.store.mark_pending(prediction_ids[0][:BATCH_TOKEN_LENGTH], FEEDBACK_GRACE_SECONDS)
+        except sqlite3.Error as error:
+            logger.warning("live monitoring: batch not marked pending (%s)", type(error).__name__)
+
+    def on_predictions(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        probabilities: Sequence[float],
+        decisions: Sequence[bool],
+        prediction_ids: Sequence[str],
+        model_version: str | None = None,
+    ) -> bool:
+        """Record one request's scored records in one transaction; True if stored.
+
+        A store failure is logged (never with feature values) and returns False instead of
+        failing the prediction. Unequal list lengths are a caller bug: ValueError.
+        """
+        lengths = {len(records), len(probabilities), len(decisions), len(prediction_ids)}
+        if len(lengths) != 1:
+            raise ValueError(
+                "records, probabilities, decisions and prediction_ids differ in length"
+            )
+        version = model_version or self.model_version
+        profile = self.reference_profile
+        batch = [
+            PredictionRecord(
+                prediction_id=prediction_id,
+                features=(
+                    bin_record(profile, record)
+                    if self.binned and profile is not None
+                    else {name: record.get(name) for name in FEATURE_NAMES}
+                ),
+                probability=float(probability),
+                decision=bool(decision),
+                model_version=version,
+            )
+            for record, probability, decision, prediction_id in zip(
+                records, probabilities, decisions, prediction_ids, strict=True
+            )
+        ]
+        if self.flush_seconds > 0 and len(batch) < DEFERRED_CALLBACK_MIN_RECORDS:
+            self._ensure_flusher()
+            with self._buffer_lock:
+                self._buffer.extend(batch)
+            return True
+        token = prediction_ids[0][:BATCH_TOKEN_LENGTH] if len(batch) > 1 else None
+        return self._store(batch, token)
+
+    __call__ = on_predictions
+
+    def buffered(self) -> int:
+        """Return how many records this process holds that are not in the log yet."""
+        return len(self._buffer)
+
+    def holds(self, prediction_id: str) -> bool:
+        """Return whether this process's buffer holds the prediction (not logged yet)."""
+        with self._buffer_lock:
+            return any(record.prediction_id == prediction_id for record in self._buffer)
+
+    def flush(self) -> bool:
+        """Write this process's buffered records in one transaction; True unless it failed."""
+        with self._buffer_lock:
+            batch, self._buffer = self._buffer, []
+        return self._store(batch, None) if batch else True
+
+    def _ensure_flusher(self) -> None:
+        """Start this process's flusher (threads do not survive gunicorn's fork)."""
+        if self._flusher_pid == os.getpid():
+            return
+        self._flusher_pid = os.getpid()
+        reference = weakref.ref(self)
+        interval = self.flush_seconds
+
+        def loop() -> None:
+            while True:
+                time.sleep(interval)
+                writer = reference()
+                if writer is None:
+                    return
+                writer.flush()
+                del writer
+
+        threading.Thread(target=loop, name="prediction-log-flush", daemon=True).start()
+
+    def _store(self, batch: list[PredictionRecord], token: str | None) -> bool:
+        try:
+            self.store.record_predictions(batch, pending_token=token)
+        except (sqlite3.Error, PredictionLogError, ValueError, TypeError) as error:
+            # ValueError/TypeError: feature values that are not JSON (e.g. infinity).
+            logger.warning(
+                "live monitoring: %d prediction(s) not recorded (%s)",
+                len(batch),
+                type(error).__name__,
+            )
+            return False
+        return True
+
+
+# Every writer of this process, for flush_all (gunicorn's worker_exit hook).
+_WRITERS: weakref.WeakSet[PredictionLogWriter] = weakref.WeakSet()
+
+
+def flush_all() -> None:
+    """Write the buffered records of every writer in this process (at worker exit)."""
+    for writer in list(_WRITERS):
+        writer.flush()
