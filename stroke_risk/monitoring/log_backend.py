@@ -10,6 +10,7 @@ at the log path is used.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -18,9 +19,13 @@ from stroke_risk.monitoring.prediction_log import (
     PredictionLog,
     PredictionRecord,
     Retention,
+    StoreUnavailableError,
     Window,
 )
 from stroke_risk.monitoring.shared_figures import FigureStore
+
+# What either backend raises when the store cannot be used (callers log and go on).
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, StoreUnavailableError)
 
 
 class PredictionStore(Protocol):
