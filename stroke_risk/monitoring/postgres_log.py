@@ -113,6 +113,21 @@ def connect(database_url: str, **options: Any) -> psycopg.Connection[Any]:
     )
 
 
+def cooperative_waits() -> None:
+    """Under gevent, make psycopg wait through the patched select().
+
+    psycopg picks its wait function when imported: the service's gunicorn master imports
+    it before gevent patches the forked workers, so it keeps the blocking C wait, and
+    every query (a flush's COMMIT waits for the WAL to reach the disk) would stall every
+    request of the worker. Called in each process before its first connection.
+    """
+    from psycopg import waiting
+
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("select"):
+        waiting.wait = waiting.wait_select
+
+
 def describe_url(database_url: str) -> str:
     """host:port/database as user, for messages (no password, even if the URL has one)."""
     info = psycopg.conninfo.conninfo_to_dict(database_url)
@@ -204,6 +219,7 @@ class PostgresPredictionLog:
         self.clock = clock
         self._pool_lock = threading.Lock()
         self._pool_pid = os.getpid()
+        cooperative_waits()
         self._idle: list[psycopg.Connection[Any]] = []
         self._batches_since_prune = 0
         self._counter_lock = threading.Lock()
@@ -235,6 +251,7 @@ class PostgresPredictionLog:
         with self._pool_lock:
             if self._pool_pid != os.getpid():
                 self._pool_pid, self._idle = os.getpid(), []
+                cooperative_waits()
             if self._idle:
                 return self._idle.pop()
         return self._open()
