@@ -58,6 +58,8 @@ _VARIABLE_NAMES: dict[str, str] = {
     "worker_class": "WEB_WORKER_CLASS",
     "log_level": "LOG_LEVEL",
 }
+# Settings whose refused value is never echoed in an error (a URL may carry a password).
+_SECRET_BEARING = frozenset({"monitor_database_url"})
 # Scopes and credentials: app/credentials.py; what each endpoint needs: app/auth.py.
 AUTH_MODES = ("tokens", "open")
 
@@ -295,6 +297,8 @@ def describe_error(error: ValidationError, environ: Mapping[str, str]) -> str:
         name = str(problem["loc"][0]) if problem["loc"] else "?"
         variable = variable_name(name) if name in Settings.model_fields else name
         given = environ.get(variable, problem.get("input"))
+        if name in _SECRET_BEARING:
+            given = "(not shown: it may hold a password)"
         message = str(problem["msg"]).replace("Input should be", "must be")
         parts.append(f"{variable}={str(given)[:80]!r}: {message}")
     return "; ".join(parts)
