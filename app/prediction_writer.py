@@ -27,7 +27,7 @@ from typing import Any
 
 from app.service_state import DEFERRED_CALLBACK_MIN_RECORDS
 from stroke_risk.data.schema import FEATURE_NAMES
-from stroke_risk.monitoring.journal import PredictionJournal, replay_orphans
+from stroke_risk.monitoring.journal import Generation, PredictionJournal, replay_orphans
 from stroke_risk.monitoring.live import bin_record
 from stroke_risk.monitoring.log_backend import STORE_ERRORS, PredictionStore
 from stroke_risk.monitoring.prediction_log import (
@@ -86,28 +86,45 @@ class PredictionLogWriter:
         self._buffer: list[PredictionRecord] = []
         self._buffer_lock = threading.Lock()
         self._flusher_pid: int | None = None
+        # Large batches journalled by defer(), by token, until logged after their answer.
+        self._deferred: dict[str, tuple[list[PredictionRecord], Generation]] = {}
         _WRITERS.add(self)
 
-    def defer(self, prediction_ids: Sequence[str]) -> None:
-        """Mark the batch of these ids (sharing their first 16 hex digits) pending."""
-        try:
-            self.store.mark_pending(prediction_ids[0][:BATCH_TOKEN_LENGTH], FEEDBACK_GRACE_SECONDS)
-        except STORE_ERRORS as error:
-            logger.warning("live monitoring: batch not marked pending (%s)", type(error).__name__)
-
-    def on_predictions(
+    def defer(
         self,
         records: Sequence[Mapping[str, Any]],
         probabilities: Sequence[float],
         decisions: Sequence[bool],
         prediction_ids: Sequence[str],
-        model_version: str | None = None,
-    ) -> bool:
-        """Record one request's scored records in one transaction; True if stored.
+    ) -> None:
+        """Before a large batch's answer: mark it pending (its ids share their first 16
+        hex digits) and, with a journal, journal it in a file of its own, so a worker
+        killed before the batch is logged (after the answer) loses none of it."""
+        token = prediction_ids[0][:BATCH_TOKEN_LENGTH]
+        try:
+            self.store.mark_pending(token, FEEDBACK_GRACE_SECONDS)
+        except STORE_ERRORS as error:
+            logger.warning("live monitoring: batch not marked pending (%s)", type(error).__name__)
+        if self.journal is None:
+            return
+        self._ensure_flusher()  # its replays also cover this batch's journal
+        batch = self._records(records, probabilities, decisions, prediction_ids, None)
+        try:
+            generation = self.journal.append_separately(batch, self.clock())
+        except (OSError, ValueError, TypeError) as error:
+            logger.warning("prediction journal: append failed (%s)", type(error).__name__)
+            return
+        with self._buffer_lock:
+            self._deferred[token] = (batch, generation)
 
-        A store failure is logged (never with feature values) and returns False instead of
-        failing the prediction. Unequal list lengths are a caller bug: ValueError.
-        """
+    def _records(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        probabilities: Sequence[float],
+        decisions: Sequence[bool],
+        prediction_ids: Sequence[str],
+        model_version: str | None,
+    ) -> list[PredictionRecord]:
         lengths = {len(records), len(probabilities), len(decisions), len(prediction_ids)}
         if len(lengths) != 1:
             raise ValueError(
@@ -115,7 +132,7 @@ class PredictionLogWriter:
             )
         version = model_version or self.model_version
         profile = self.reference_profile
-        batch = [
+        return [
             PredictionRecord(
                 prediction_id=prediction_id,
                 features=(
@@ -131,6 +148,29 @@ class PredictionLogWriter:
                 records, probabilities, decisions, prediction_ids, strict=True
             )
         ]
+
+    def on_predictions(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        probabilities: Sequence[float],
+        decisions: Sequence[bool],
+        prediction_ids: Sequence[str],
+        model_version: str | None = None,
+    ) -> bool:
+        """Record one request's scored records in one transaction; True if stored.
+
+        A store failure is logged (never with feature values) and returns False instead of
+        failing the prediction. Unequal list lengths are a caller bug: ValueError.
+        """
+        token = prediction_ids[0][:BATCH_TOKEN_LENGTH] if prediction_ids else ""
+        with self._buffer_lock:
+            deferred = self._deferred.pop(token, None) if len(prediction_ids) > 1 else None
+        if deferred is not None:
+            batch, generation = deferred  # built and journalled by defer()
+            stored = self._store(batch, token)
+            (PredictionJournal.discard if stored else PredictionJournal.release)(generation)
+            return stored
+        batch = self._records(records, probabilities, decisions, prediction_ids, model_version)
         if self.flush_seconds > 0 and len(batch) < DEFERRED_CALLBACK_MIN_RECORDS:
             self._ensure_flusher()
             with self._buffer_lock:
@@ -144,8 +184,7 @@ class PredictionLogWriter:
                         )
                 self._buffer.extend(batch)
             return True
-        token = prediction_ids[0][:BATCH_TOKEN_LENGTH] if len(batch) > 1 else None
-        return self._store(batch, token)
+        return self._store(batch, token if len(batch) > 1 else None)
 
     __call__ = on_predictions
 

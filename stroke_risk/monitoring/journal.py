@@ -138,6 +138,18 @@ class PredictionJournal:
         with self._lock:
             write_all(self._generation().descriptor, data)
 
+    def append_separately(
+        self, records: Sequence[PredictionRecord], created_at: float
+    ) -> Generation:
+        """Write records to a generation of their own (a large batch logged after its
+        answer); discard or release it once they are committed or not."""
+        data = encode(records, created_at)
+        with self._lock:
+            self._generation()  # this process's file names
+            generation = self._new_generation()
+        write_all(generation.descriptor, data)
+        return generation
+
     def seal(self) -> Generation:
         """Start a new generation; return the previous one (still locked) to discard or
         release once its records are committed or not."""

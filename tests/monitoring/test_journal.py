@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from stroke_risk.monitoring.journal import PredictionJournal, replay_orphans
 from stroke_risk.monitoring.prediction_log import PredictionLog, PredictionRecord
@@ -63,3 +64,45 @@ def test_journal_files_are_private(tmp_path: Path) -> None:
         os.umask(old)
     assert os.stat(journal.directory).st_mode & 0o777 == 0o700
     assert {os.stat(p).st_mode & 0o777 for p in journal.directory.iterdir()} == {0o600}
+
+
+def writer_for(tmp_path: Path, log: PredictionLog) -> Any:
+    from app.prediction_writer import PredictionLogWriter
+
+    return PredictionLogWriter(
+        log,
+        model_version="v1",
+        flush_seconds=5.0,
+        journal=PredictionJournal(tmp_path / "journal"),
+    )
+
+
+def large_batch(count: int) -> tuple[list[dict[str, Any]], list[float], list[bool], list[str]]:
+    token = "abcdef0123456789"
+    ids = [f"{token}{index:016x}" for index in range(count)]
+    return [{"age": 70.0}] * count, [0.4] * count, [True] * count, ids
+
+
+def test_a_large_batch_journalled_before_its_answer_survives_the_worker(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log.sqlite")
+    arguments = large_batch(150)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - dies between the answer and the deferred logging
+        writer_for(tmp_path, log).defer(*arguments)
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(child, 0)
+    assert log.count() == 0
+    assert replay_orphans(tmp_path / "journal", log) == 150
+    assert log.stored_ids() == set(arguments[3])
+
+
+def test_a_large_batch_logged_after_its_answer_leaves_no_journal(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log.sqlite")
+    writer = writer_for(tmp_path, log)
+    arguments = large_batch(150)
+    writer.defer(*arguments)
+    assert log.is_pending(arguments[3][0])
+    assert writer.on_predictions(*arguments)
+    assert log.stored_ids() == set(arguments[3]) and not log.is_pending(arguments[3][0])
+    journalled = b"".join(p.read_bytes() for p in (tmp_path / "journal").glob("*.jsonl"))
+    assert arguments[3][0].encode() not in journalled
