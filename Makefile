@@ -165,6 +165,7 @@ notebook: $(DEV_STAMP)
 benchmark: $(DEV_STAMP)
 	python -m benchmarks.pipeline
 	python -m benchmarks.serving
+	python -m benchmarks.prediction_log
 	dvc repro featurize
 	python -m benchmarks.tuning
 

@@ -16,8 +16,9 @@ By default the app is the whole service: the API (this module), the clinician pa
   more, where they run after the response has been sent, outside the request context.
   records are dicts of the ten canonical fields (bmi None when missing), the rest are
   lists in the same order. A failing callback is logged, never
-  fails the prediction. A callback with a ``defer(prediction_ids)`` method is told before
-  a large batch's response is sent that its call will come after the response.
+  fails the prediction. A callback with a ``defer(records, probabilities, decisions,
+  prediction_ids)`` method is told before a large batch's response is sent that its
+  call will come after the response (the prediction log journals the batch then).
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def predict() -> Response:
             for callback in callbacks:
                 defer = getattr(callback, "defer", None)
                 if defer is not None:
-                    defer(prediction_ids)
+                    defer(records, probabilities, decisions, prediction_ids)
             response.call_on_close(lambda: run_callbacks(*arguments))
         else:
             run_callbacks(*arguments)

@@ -10,7 +10,6 @@ for briefly; any other unknown id is refused at once. Every answer increments
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from app.payload import RequestError, parse_json
 from app.prediction_writer import FEEDBACK_GRACE_SECONDS, PredictionLogWriter
 from app.responses import error_response, is_json_request, json_response
 from app.settings import Settings
+from stroke_risk.monitoring.log_backend import STORE_ERRORS
 from stroke_risk.monitoring.prediction_log import DuplicateFeedbackError, UnknownPredictionError
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def feedback_response(writer: PredictionLogWriter) -> Response:
                 }
             ],
         )
-    except sqlite3.Error as error:
+    except STORE_ERRORS as error:
         logger.warning("feedback: prediction log unavailable (%s)", type(error).__name__)
         return error_response(
             503, "feedback store unavailable", [{"field": "(store)", "message": "try again later"}]

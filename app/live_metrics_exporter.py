@@ -4,14 +4,14 @@ LiveMetricsCollector exports, for the current model version's rows of the predic
 log: drift, live performance (label-based, once enough labels of each class exist),
 calibration, label-free estimated performance and multivariate drift. The figures are
 computed by stroke_risk.monitoring.live.live_figures once for the whole service and
-kept in a SharedFigures file (app/shared_figures.py), so every worker and replica
+kept in the log's figure store (stroke_risk/monitoring/shared_figures.py: a file next
+to the SQLite log, a row of the PostgreSQL log), so every worker and replica
 exports the same numbers. FIGURE_METRICS names and documents every exported gauge.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +22,6 @@ from prometheus_client.registry import Collector
 
 from app.background_job import BackgroundJob
 from app.settings import Settings
-from app.shared_figures import SharedFigures, shared_figures_path, stored_figures
 from stroke_risk.monitoring.live import (
     Figure,
     FigureSettings,
@@ -30,7 +29,9 @@ from stroke_risk.monitoring.live import (
     classifier_drift_auc,
     live_figures,
 )
-from stroke_risk.monitoring.prediction_log import PredictionLog, Window
+from stroke_risk.monitoring.log_backend import STORE_ERRORS, PredictionStore
+from stroke_risk.monitoring.prediction_log import Window
+from stroke_risk.monitoring.shared_figures import stored_figures
 
 logger = logging.getLogger(__name__)
 
@@ -131,17 +132,18 @@ class LiveMetricsCollector(Collector):
     """Prometheus collector exporting the whole service's figures, the same in every worker.
 
     Only rows of ``model_version`` count. The figures (stroke_risk.monitoring.live
-    .live_figures of the shared log's windows) live in a SharedFigures file next to the
-    log: recomputed by one process at most every ``settings.monitor_cache_seconds`` and
-    exported by all, so the answer does not depend on which worker or replica is
-    scraped. The drift classifier's AUC has its own shared file, refitted by one process
+    .live_figures of the shared log's windows) live in the log's figure store (a file next
+    to the SQLite log, a row of the PostgreSQL log): recomputed by one process at most
+    every ``settings.monitor_cache_seconds`` and exported by all, so the answer does not
+    depend on which worker or replica is
+    scraped. The drift classifier's AUC is stored the same way, refitted by one process
     in a background thread at most every MULTIVARIATE_SECONDS. A store error is logged
     (without any feature value) and the scrape exports the last stored figures.
     """
 
     def __init__(
         self,
-        store: PredictionLog,
+        store: PredictionStore,
         reference_profile: Mapping[str, Any],
         *,
         decision_threshold: float,
@@ -157,10 +159,8 @@ class LiveMetricsCollector(Collector):
         self.binned = settings.monitor_store == "binned"
         self.joint_sample = None if self.binned else reference_profile.get("joint_sample")
         self.clock = clock  # wall time: compared across processes
-        self.figures = SharedFigures(shared_figures_path(store.path, model_version, "figures"))
-        self.multivariate = SharedFigures(
-            shared_figures_path(store.path, model_version, "multivariate")
-        )
+        self.figures = store.shared_figures("figures", model_version)
+        self.multivariate = store.shared_figures("multivariate", model_version)
         self._lock = threading.Lock()
         self._multivariate_job: BackgroundJob | None = None
         self._multivariate_value: float | None = None
@@ -215,14 +215,14 @@ class LiveMetricsCollector(Collector):
                 if held and not self._is_fresh(document, max_age):
                     try:
                         figures = self.compute()
-                    except sqlite3.Error as error:
+                        self.figures.write(self.clock(), figures)
+                        self._refresh_multivariate(figures)
+                    except STORE_ERRORS as error:
                         logger.warning(
                             "live monitoring: cannot read the prediction log (%s)",
                             type(error).__name__,
                         )
                     else:
-                        self.figures.write(self.clock(), figures)
-                        self._refresh_multivariate(figures)
                         document = self.figures.read()
         if document is None:
             return None
@@ -261,7 +261,13 @@ class LiveMetricsCollector(Collector):
                 )
                 return
             figures = [] if value is None else [Figure("stroke_multivariate_drift_auc", value)]
-            self.multivariate.write(self.clock(), figures)
+            try:
+                self.multivariate.write(self.clock(), figures)
+            except STORE_ERRORS as error:
+                logger.warning(
+                    "live monitoring: drift classifier not stored (%s)", type(error).__name__
+                )
+                return
             self._multivariate_value = value
 
     def collect(self) -> Iterable[GaugeMetricFamily]:

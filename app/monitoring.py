@@ -1,8 +1,9 @@
 """Live monitoring in the service: wiring the prediction log, its exporter and /feedback.
 
 A default extension of create_app (app/factory.py DEFAULT_EXTENSIONS). With a model
-loaded, ``init_monitoring`` opens the shared SQLite prediction log (Settings
-monitor_db_path, STROKE_MONITOR_DB) and installs:
+loaded, ``init_monitoring`` opens the shared prediction log -- PostgreSQL when
+STROKE_MONITOR_DATABASE_URL is set (every host shares it), else the SQLite file
+STROKE_MONITOR_DB (one host) -- and installs:
 
 - the prediction callback that writes every scored record to it
   (app/prediction_writer.py PredictionLogWriter, buffered per worker);
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -35,8 +36,10 @@ from app.openapi import openapi_document
 from app.prediction_writer import PredictionLogWriter
 from app.service_state import CALLBACKS_KEY, service_state
 from app.settings import Settings, SettingsError
+from stroke_risk.monitoring.journal import PredictionJournal
 from stroke_risk.monitoring.live import check_reference_profile
-from stroke_risk.monitoring.prediction_log import PredictionLog, Retention
+from stroke_risk.monitoring.log_backend import STORE_ERRORS, open_prediction_log
+from stroke_risk.monitoring.prediction_log import Retention
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,17 @@ def retention(settings: Settings) -> Retention:
     )
 
 
+def journal_directory(settings: Settings) -> Path:
+    """This host's journal folder: next to the SQLite log's path (also with PostgreSQL)."""
+    path = settings.monitor_db_path
+    return path.with_name(path.name + ".journal")
+
+
+def describe_log(settings: Settings) -> str:
+    """Where the prediction log is, for messages (a URL never holds a password here)."""
+    return settings.monitor_database_url or str(settings.monitor_db_path)
+
+
 def install_monitoring(
     app: Flask,
     *,
@@ -81,7 +95,11 @@ def install_monitoring(
     and in every forked worker regardless.
     """
     check_reference_profile(reference_profile)
-    store = PredictionLog(settings.monitor_db_path, retention=retention(settings))
+    store = open_prediction_log(
+        path=settings.monitor_db_path,
+        database_url=settings.monitor_database_url,
+        retention=retention(settings),
+    )
     store.run_retention_every(
         settings.monitor_retention_interval_seconds, start_now=start_retention_timer
     )
@@ -98,6 +116,11 @@ def install_monitoring(
         reference_profile=reference_profile,
         binned=settings.monitor_store == "binned",
         flush_seconds=flush_seconds,
+        journal=(
+            PredictionJournal(journal_directory(settings))
+            if settings.monitor_journal and flush_seconds > 0
+            else None
+        ),
     )
     # The feedback counter is registered before the collector, as it always was, so the
     # exposition keeps its order.
@@ -144,13 +167,18 @@ def init_monitoring(app: Flask) -> None:
             start_retention_timer=not forking,
             flush_seconds=settings.monitor_flush_seconds,
         )
-    except (OSError, sqlite3.Error) as error:
+    except (OSError, *STORE_ERRORS) as error:
+        fix = (
+            "check STROKE_MONITOR_DATABASE_URL and the database"
+            if settings.monitor_database_url
+            else "set STROKE_MONITOR_DB to a writable file"
+        )
         raise SettingsError(
-            f"cannot open the prediction log {settings.monitor_db_path} "
-            f"({type(error).__name__}: {error}); set STROKE_MONITOR_DB to a writable file"
+            f"cannot open the prediction log {describe_log(settings)} "
+            f"({type(error).__name__}: {error}); {fix}"
         ) from None
     # Under gunicorn this runs in the master before it forks the workers: close its
-    # connection so no worker inherits an open SQLite handle (each opens its own).
+    # connections so no worker inherits an open handle (each opens its own).
     monitoring.writer.store.close()
     app.config[CALLBACKS_KEY].append(monitoring.writer)
     state.openapi = openapi_document(
@@ -158,6 +186,6 @@ def init_monitoring(app: Flask) -> None:
     )
     logger.info(
         "live monitoring: prediction log %s (%s values)",
-        settings.monitor_db_path,
+        describe_log(settings),
         settings.monitor_store,
     )

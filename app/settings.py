@@ -58,6 +58,8 @@ _VARIABLE_NAMES: dict[str, str] = {
     "worker_class": "WEB_WORKER_CLASS",
     "log_level": "LOG_LEVEL",
 }
+# Settings whose refused value is never echoed in an error (a URL may carry a password).
+_SECRET_BEARING = frozenset({"monitor_database_url"})
 # Scopes and credentials: app/credentials.py; what each endpoint needs: app/auth.py.
 AUTH_MODES = ("tokens", "open")
 
@@ -140,6 +142,13 @@ class Settings(BaseSettings):
     # Small requests' records are logged by each worker every this many seconds, many per
     # transaction (0: one transaction per request, on the request path).
     monitor_flush_seconds: Annotated[float, Field(ge=0, le=5)] = 0.05
+    # The prediction log on PostgreSQL (postgresql://ROLE@HOST:PORT/DB; the password from
+    # PGPASSWORD or a pgpass file, never the URL): every host shares it. Unset: the
+    # SQLite file monitor_db_path (one host).
+    monitor_database_url: str | None = None
+    # Buffered records are journalled per worker before the answer (a killed worker's
+    # are replayed): stroke_risk/monitoring/journal.py. Off: faster, a crash loses the buffer.
+    monitor_journal: bool = True
 
     # --- authentication (app/auth.py, README "Security")
     # tokens: every scored, labelled or metrics request needs a credential; open: none
@@ -197,6 +206,20 @@ class Settings(BaseSettings):
     def _none_disables(cls, value: Any) -> Any:
         """The word "none" switches an optional bound off."""
         return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+    @field_validator("monitor_database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        """A PostgreSQL URL without password (libpq reads PGPASSWORD or the pgpass file)."""
+        from urllib.parse import urlsplit
+
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql://ROLE@HOST:PORT/DB URL")
+        if urlsplit(value).password is not None:
+            raise ValueError("must not hold a password: set PGPASSWORD or a pgpass file")
+        return value
 
     @field_validator("extensions", mode="before")
     @classmethod
@@ -274,6 +297,8 @@ def describe_error(error: ValidationError, environ: Mapping[str, str]) -> str:
         name = str(problem["loc"][0]) if problem["loc"] else "?"
         variable = variable_name(name) if name in Settings.model_fields else name
         given = environ.get(variable, problem.get("input"))
+        if name in _SECRET_BEARING:
+            given = "(not shown: it may hold a password)"
         message = str(problem["msg"]).replace("Input should be", "must be")
         parts.append(f"{variable}={str(given)[:80]!r}: {message}")
     return "; ".join(parts)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.postgres_server import postgres_server  # noqa: F401  (a session fixture)
 from tests.processes import reap_all
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +74,7 @@ INTEGRATION_FIXTURES = frozenset(
         "workspace",
         "remote",
         "repo",
+        "postgres_server",
     }
 )
 

@@ -32,9 +32,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from stroke_risk.monitoring.shared_figures import FileFigures
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,10 @@ DEFAULT_PRUNE_EVERY = 200
 
 class PredictionLogError(Exception):
     """Base class of the store's own errors."""
+
+
+class StoreUnavailableError(PredictionLogError):
+    """The store could not be reached or refused a statement (the message names which)."""
 
 
 class DuplicatePredictionError(PredictionLogError):
@@ -285,11 +292,29 @@ class PredictionLog:
         """
         if not records:
             return
-        now = self.clock()
+        self._insert(records, self.clock(), pending_token=pending_token, replay=False)
+        if self._prune_due():
+            self.enforce_retention()
+
+    def replay_predictions(self, records: Sequence[PredictionRecord], created_at: float) -> int:
+        """Insert records journalled at created_at, skipping ids already stored; return
+        how many were new (a journal may be replayed twice, or after its batch committed)."""
+        if not records:
+            return 0
+        return self._insert(records, created_at, pending_token=None, replay=True)
+
+    def _insert(
+        self,
+        records: Sequence[PredictionRecord],
+        created_at: float,
+        *,
+        pending_token: str | None,
+        replay: bool,
+    ) -> int:
         rows = [
             (
                 r.prediction_id,
-                now,
+                created_at,
                 r.model_version,
                 features_json(r.features),
                 float(r.probability),
@@ -297,13 +322,16 @@ class PredictionLog:
             )
             for r in records
         ]
+        verb = "INSERT OR IGNORE" if replay else "INSERT"
         try:
             with self._write() as connection:
+                before = connection.total_changes
                 connection.executemany(
-                    "INSERT INTO predictions (prediction_id, created_at, model_version,"
+                    f"{verb} INTO predictions (prediction_id, created_at, model_version,"
                     " features, probability, decision) VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                inserted = connection.total_changes - before
                 if pending_token is not None:
                     connection.execute(
                         "DELETE FROM pending_batches WHERE token = ?", (pending_token,)
@@ -322,8 +350,7 @@ class PredictionLog:
             raise DuplicatePredictionError(
                 "a prediction id in this batch is already stored"
             ) from None
-        if self._prune_due():
-            self.enforce_retention()
+        return inserted
 
     def mark_pending(self, token: str, seconds: float) -> None:
         """Note that a batch whose ids start with token will be recorded within seconds.
@@ -550,3 +577,14 @@ class PredictionLog:
     def count(self) -> int:
         """Number of stored predictions."""
         return int(self._connection().execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+
+    def stored_ids(self) -> set[str]:
+        """Every stored prediction id (tests and audits; not for the request path)."""
+        rows = self._connection().execute("SELECT prediction_id FROM predictions")
+        return {pid for (pid,) in rows}
+
+    def shared_figures(self, kind: str, model_version: str) -> FileFigures:
+        """The whole-service figures of one kind and model version, in a file next to the log."""
+        from stroke_risk.monitoring.shared_figures import FileFigures, shared_figures_path
+
+        return FileFigures(shared_figures_path(self.path, model_version, kind))
