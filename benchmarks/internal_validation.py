@@ -27,7 +27,8 @@ from threadpoolctl import threadpool_limits
 from stroke_risk.data.prepared import feature_config_from_params, read_prepared
 from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params
-from stroke_risk.models.pipelines import FAMILIES, build_model_pipeline, suggest_params
+from stroke_risk.models.families import FAMILIES
+from stroke_risk.models.pipelines import build_model_pipeline, suggest_params
 from stroke_risk.models.tuning import load_search_space
 from stroke_risk.params import (
     CVParams,

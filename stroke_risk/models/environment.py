@@ -5,16 +5,11 @@ from __future__ import annotations
 import platform
 from importlib import metadata as importlib_metadata
 
-# Distributions whose versions shape a fitted model or are needed to unpickle it.
-MODEL_LIBRARIES = (
-    "scikit-learn",
-    "xgboost-cpu",
-    "interpret-core",
-    "numpy",
-    "pandas",
-    "scipy",
-    "joblib",
-)
+from stroke_risk.models.families import model_libraries
+
+# Distributions whose versions shape a fitted model or are needed to unpickle it: every
+# family's estimator library (stroke_risk.models.families), then the numeric core.
+MODEL_LIBRARIES = (*model_libraries(), "numpy", "pandas", "scipy", "joblib")
 
 
 def library_versions() -> dict[str, str]:

@@ -72,15 +72,13 @@ from sklearn.preprocessing import OneHotEncoder
 
 from stroke_risk.data.features import ENGINEERED
 from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.models.families import model_tables
 from stroke_risk.models.tree_tables import (
     BoostedTrees,
     ForestTables,
     LogisticTables,
+    ModelTables,
     StepFunctions,
-    boosted_trees,
-    forest_tables,
-    logistic_tables,
-    step_functions,
 )
 
 # Raw field each engineered column is computed from (the table in stroke_risk.data.features).
@@ -326,26 +324,6 @@ class _AdditiveBoostingExplainer:
 
 
 _Family = _LinearExplainer | _XGBoostExplainer | _ForestExplainer | _AdditiveBoostingExplainer
-# What a family explainer is built from: the tables of stroke_risk.models.tree_tables, read from a
-# fitted model (model_tables) or from the serving artifact (stroke_risk/models/serving_artifact.py).
-ModelTables = LogisticTables | BoostedTrees | ForestTables | StepFunctions
-
-
-def model_tables(model: Any) -> ModelTables:
-    """Return the data-only tables of a fitted classifier of the five families; raise
-    TypeError for a model type without tables and ValueError for an unsupported variant."""
-    from sklearn.linear_model import LogisticRegression
-
-    kind = type(model).__name__
-    if isinstance(model, LogisticRegression):
-        return logistic_tables(model)
-    if kind == "XGBClassifier":
-        return boosted_trees(model)
-    if kind in {"RandomForestClassifier", "ExtraTreesClassifier"}:
-        return forest_tables(model)
-    if kind in {"ExplainableBoostingClassifier", "HistGradientBoostingClassifier"}:
-        return step_functions(model)
-    raise TypeError(f"no explanation method for model type {kind}")
 
 
 def _family_explainer(tables: ModelTables, aggregate: np.ndarray) -> _Family:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -24,12 +23,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from stroke_risk.data.features import FeatureConfig, FeatureEngineer, band_labels
 from stroke_risk.data.schema import CATEGORICAL_FEATURES, FEATURES_BY_NAME, CategoricalField
 from stroke_risk.evaluation.metrics import probability_metrics
+from stroke_risk.models.families import family_named
 from stroke_risk.models.reproducible_fit import fit_reproducibly
-from stroke_risk.params import ModelFamily
 
-FAMILIES: tuple[str, ...] = get_args(ModelFamily)
-
-# Engineered or raw columns along which predicted risk must never fall (hgb_monotonic):
+# Engineered or raw columns along which predicted risk must never fall (a family with
+# monotonic_cst, stroke_risk.models.families):
 # older age, higher glucose, hypertension, heart disease. age_squared rises with age
 # because ages are non-negative.
 MONOTONE_INCREASING = frozenset(
@@ -118,33 +116,9 @@ def build_preprocessor(feature_set: FeatureSet, feature_config: FeatureConfig) -
 
 
 def build_estimator(family: str, params: Mapping[str, Any], seed: int) -> Any:
-    """The bare estimator of a model family with its hyperparameters."""
-    if family == "logreg":
-        return LogisticRegression(random_state=seed, **params)
-    if family == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier
-
-        return RandomForestClassifier(random_state=seed, **params)
-    if family == "xgboost":
-        from xgboost import XGBClassifier
-
-        return XGBClassifier(random_state=seed, **params)
-    if family == "ebm":
-        from interpret.glassbox import ExplainableBoostingClassifier
-
-        # interactions=0 keeps the model a sum of one shape function per column, so its
-        # per-field contributions are exact; the config may not switch them back on.
-        return ExplainableBoostingClassifier(random_state=seed, **{**params, "interactions": 0})
-    if family == "hgb_monotonic":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        # One column per tree: the log-odds are a sum of one function per column, so
-        # per-field contributions are exact. monotonic_cst is set by build_model_pipeline,
-        # which knows the column order.
-        return HistGradientBoostingClassifier(
-            random_state=seed, **{**params, "interaction_cst": "no_interactions"}
-        )
-    raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
+    """The bare estimator of a model family with its hyperparameters (its record in
+    stroke_risk.models.families); UnknownFamily (a one-line ParamsError) for an unknown name."""
+    return family_named(family).build_estimator(params, seed)
 
 
 def split_params(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -165,7 +139,7 @@ def build_model_pipeline(
         )
     feature_set = FEATURE_SETS[feature_set_name]
     estimator = build_estimator(family, estimator_params, seed)
-    if family == "hgb_monotonic":
+    if family_named(family).monotonic_cst:
         estimator.set_params(
             monotonic_cst=monotonic_constraints(feature_set, feature_config, feature_set_name)
         )
@@ -186,7 +160,8 @@ def monotonic_constraints(
     if bands:
         raise ValueError(
             f"feature_set {name!r} has {', '.join(bands)}, whose one-hot columns cannot be "
-            "constrained to be monotone; use feature_set 'compact' or 'monotone' for hgb_monotonic"
+            "constrained to be monotone; use feature_set 'compact' or 'monotone' for a "
+            "monotone family"
         )
     constraints = [
         int(c in MONOTONE_INCREASING) for c in (*feature_set.numeric, *feature_set.binary)

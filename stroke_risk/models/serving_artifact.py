@@ -44,17 +44,18 @@ from stroke_risk.data.schema import (
     CategoricalField,
     NumericField,
 )
+from stroke_risk.models.families import model_tables
 from stroke_risk.models.tree_tables import (
     BoostedTrees,
     ForestTables,
     LogisticTables,
+    ModelTables,
     step_functions_of_tables,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from stroke_risk.models.explain import ModelTables
 
 FORMAT = "stroke-risk-serving-model"
 FORMAT_VERSION = 1
@@ -275,13 +276,13 @@ def _preprocessor_parts(transformer: Any) -> tuple[tuple[Part, ...], int]:
 
 def export_pipeline(pipeline: Any, pipeline_md5: str = "") -> ServingModel:
     """Return the serving model of a fitted serving pipeline ([FeatureEngineer,]
-    ColumnTransformer, classifier of the five families; docs/CONTRACTS.md), with the
+    ColumnTransformer, classifier of a family of stroke_risk.models.families;
+    docs/CONTRACTS.md), with the
     pipeline's own probabilities on the probe batch. Raises UnsupportedPipeline (one line)
     for anything it cannot express as data."""
     from sklearn.pipeline import Pipeline
 
     from stroke_risk.data.features import FeatureEngineer
-    from stroke_risk.models.explain import model_tables
 
     if not isinstance(pipeline, Pipeline):
         raise UnsupportedPipeline(f"artifact is a {type(pipeline).__name__}, not a Pipeline")

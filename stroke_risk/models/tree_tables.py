@@ -296,20 +296,10 @@ def _hgb_tree_values(nodes: np.ndarray, X: np.ndarray) -> np.ndarray:
     return nodes["value"][node].astype(np.float64)
 
 
-def step_functions(model: Any) -> StepFunctions:
-    """Return the step functions of a fitted binary classifier that is a sum of one function
-    per column: a HistGradientBoostingClassifier whose trees each split on one column, or an
-    ExplainableBoostingClassifier without interactions; raise ValueError for anything else.
-    """
-    kind = type(model).__name__
-    if kind == "HistGradientBoostingClassifier":
-        return _hgb_step_functions(model)
-    if kind == "ExplainableBoostingClassifier":
-        return _ebm_step_functions(model)
-    raise ValueError(f"{kind} is not a sum of one step function per column")
-
-
-def _hgb_step_functions(model: Any) -> StepFunctions:
+def hgb_step_functions(model: Any) -> StepFunctions:
+    """The step functions of a fitted HistGradientBoostingClassifier whose trees each split
+    on one column; ValueError for anything else (several columns per tree, categorical
+    splits, several classes)."""
     if model.n_trees_per_iteration_ != 1:
         raise ValueError("multi-class HistGradientBoosting model")
     if getattr(model, "is_categorical_", None) is not None and np.any(model.is_categorical_):
@@ -351,11 +341,12 @@ def _hgb_step_functions(model: Any) -> StepFunctions:
     return _assemble(constant, n_columns, steps, centres)
 
 
-def _ebm_step_functions(model: Any) -> StepFunctions:
-    """An EBM's term scores as step functions. interpret bins a value x into
-    1 + #(cuts <= x) (missing: bin 0); #(cuts <= x) is #(t < x) for t the float64 just
-    below each cut, so the thresholds are those. Contributions are the term scores
-    themselves (interpret centres them at fit time): no centres."""
+def ebm_step_functions(model: Any) -> StepFunctions:
+    """An ExplainableBoostingClassifier's term scores (no interactions) as step functions.
+    interpret bins a value x into 1 + #(cuts <= x) (missing: bin 0); #(cuts <= x) is
+    #(t < x) for t the float64 just below each cut, so the thresholds are those.
+    Contributions are the term scores themselves (interpret centres them at fit time): no
+    centres."""
     n_columns = int(model.n_features_in_)
     if np.ndim(model.intercept_) and np.size(model.intercept_) != 1:
         raise ValueError("multi-class Explainable Boosting model")
@@ -547,3 +538,8 @@ def logistic_tables(model: Any) -> LogisticTables:
     if coef.shape[0] != 1 or [int(c) for c in model.classes_] != [0, 1]:
         raise ValueError("logistic regression that is not binary with classes [0, 1]")
     return LogisticTables(coef, np.asarray(model.intercept_, dtype=np.float64))
+
+
+# What an explainer, the serving artifact and the compiled fast path are built from: the
+# tables of one fitted estimator (stroke_risk.models.families says which a family exports).
+ModelTables = LogisticTables | BoostedTrees | ForestTables | StepFunctions

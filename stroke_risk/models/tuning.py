@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from stroke_risk.code_deps import files_digest, import_closure
 from stroke_risk.data.features import FeatureConfig
+from stroke_risk.models.families import SEARCH_SPACE_DIR, family_named
 from stroke_risk.models.pipelines import (
     CVResult,
     build_model_pipeline,
@@ -39,7 +40,6 @@ from stroke_risk.models.reproducible_fit import fit_reproducibly
 # Metrics where lower is better; everything else is maximised.
 MINIMISED_METRICS = {"brier"}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SEARCH_SPACE_DIR = "conf/search_space"
 
 
 class TuningError(ValueError):
@@ -83,8 +83,9 @@ class StudyResult:
 
 
 def load_search_space(family: str, root: Path = PROJECT_ROOT) -> tuple[dict, dict]:
-    """(fixed params, search space) of a family from conf/search_space/<family>.yaml."""
-    path = root / SEARCH_SPACE_DIR / f"{family}.yaml"
+    """(fixed params, search space) of a family from its conf/search_space/<family>.yaml;
+    UnknownFamily for a name without a record (stroke_risk.models.families)."""
+    path = root / family_named(family).search_space
     if not path.is_file():
         known = sorted(p.stem for p in (root / SEARCH_SPACE_DIR).glob("*.yaml"))
         raise TuningError(f"model.family '{family}' has no {path.name} (known: {known})")

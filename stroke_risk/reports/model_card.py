@@ -17,6 +17,7 @@ from typing import Any
 from stroke_risk.data.schema import FEATURE_NAMES
 from stroke_risk.evaluation.decision_curve import describe_ranges
 from stroke_risk.models.explain import source_field
+from stroke_risk.models.families import FAMILIES
 from stroke_risk.models.pipelines import FEATURE_SETS
 
 # (key, label, higher is better)
@@ -69,34 +70,6 @@ THRESHOLD_POLICY_TEXT = {
     "net_benefit": (
         "the threshold that maximises out-of-fold net benefit at the stated harm/benefit "
         "ratio (the harm of a needless follow-up relative to the benefit of finding a stroke)"
-    ),
-}
-EXPLANATION_TEXT = {
-    "logreg": (
-        "coefficient x standardised value, summed per input field (exact). A numeric field at "
-        "its training mean contributes 0; a binary field contributes 0 when absent; a "
-        "categorical field contributes its category's coefficient. The base value is the "
-        "intercept."
-    ),
-    "xgboost": (
-        "decision-path (Saabas) contributions on the log-odds, XGBoost's own "
-        "`approx_contribs`, summed per input field: they add up exactly to the log-odds; the "
-        "base value is the base margin plus each tree's cover-weighted mean leaf value."
-    ),
-    "random_forest": (
-        "decision-path (Saabas) contributions on the probability scale, rescaled per "
-        "prediction to sum exactly to the log-odds difference from the forest's base rate. "
-        "The total is exact; the split between fields is an approximation."
-    ),
-    "ebm": (
-        "the Explainable Boosting Machine's own per-field shape functions, read off its "
-        "lookup tables (exact: the model is a sum of one function per field, no interactions); "
-        "the base value is its intercept."
-    ),
-    "hgb_monotonic": (
-        "exact per-field contributions: the gradient boosting is constrained to one field per "
-        "tree (no interactions), so the log-odds are a sum of one function per field, each "
-        "non-decreasing in age, glucose, hypertension and heart disease."
     ),
 }
 
@@ -633,8 +606,8 @@ def subgroup_section(evaluation: Mapping[str, Any]) -> list[str]:
 
 
 def explanation_section(metadata: Mapping[str, Any]) -> list[str]:
-    family = str(lookup(metadata, "model_family", default=""))
-    method = EXPLANATION_TEXT.get(family, "not available for this model family.")
+    family = FAMILIES.get(str(lookup(metadata, "model_family", default="")))
+    method = family.explanation if family else "not available for this model family."
     return [
         "## Per-prediction explanations",
         "",

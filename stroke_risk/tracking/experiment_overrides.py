@@ -140,11 +140,26 @@ def check_overrides(root: Path, overrides: Sequence[str]) -> list[str]:
         return problems
     for combination in combinations:
         params = compose_params(root, combination)
-        for problem in validate_all(params) + missing_inputs(root, params):
+        for problem in validate_all(params) + unknown_family(params) + missing_inputs(root, params):
             line = f"-S {' '.join(combination)}: {problem}"
             if line not in problems:
                 problems.append(line)
     return problems
+
+
+def unknown_family(params: Mapping[str, Any]) -> list[str]:
+    """The model family the params name, if no record of stroke_risk.models.families has it
+    (the typed params only check it is a name)."""
+    from stroke_risk.models.families import UnknownFamily, family_named
+
+    name = (params.get("model") or {}).get("family")
+    if not isinstance(name, str) or not name:
+        return []  # validate_all reports it
+    try:
+        family_named(name)
+    except UnknownFamily as error:
+        return [str(error)]
+    return []
 
 
 def missing_inputs(root: Path, params: Mapping[str, Any]) -> list[str]:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import joblib
 import pandas as pd
@@ -40,41 +40,22 @@ from stroke_risk.data.features import (
 )
 from stroke_risk.data.schema import EXAMPLE_RECORD, FEATURE_NAMES, TARGET
 from stroke_risk.models.explain import MatrixExplainer
+from stroke_risk.models.families import FAMILIES as FAMILY_RECORDS
 from stroke_risk.models.pipelines import build_model_pipeline, build_serving_pipeline
 from stroke_risk.models.serving_artifact import read_serving_model, write_serving_model
-from stroke_risk.params import ModelFamily
 from stroke_risk.ports import free_port
 from tests.conftest import BRAIN_CSV, HEALTHCARE_CSV, REPO_ROOT
 from tests.processes import start_process, stop_process, track, wait_until_ready
 
-# Every family the project can build, from its one definition (stroke_risk.params).
-FAMILIES: tuple[str, ...] = get_args(ModelFamily)
-# Small but real models of each family, and the feature set each is fitted on (the full set
-# exercises every encoder; the monotone gradient boosting takes the monotone set).
+# Every family the project can build, from its one definition (stroke_risk.models.families).
+FAMILIES: tuple[str, ...] = tuple(FAMILY_RECORDS)
+# Small but real models of each family (their records' small_params) and the widest feature
+# set each can take (the full set exercises every encoder; a monotone family takes the
+# monotone set).
 SMALL_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
-    "logreg": ({"C": 0.5, "max_iter": 2000}, "full"),
-    "random_forest": (
-        {"n_estimators": 25, "max_depth": 8, "min_samples_leaf": 3, "n_jobs": 1},
-        "full",
-    ),
-    "xgboost": (
-        {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.1, "n_jobs": 1},
-        "full",
-    ),
-    "ebm": ({"outer_bags": 2, "max_rounds": 300, "max_bins": 64, "n_jobs": 1}, "full"),
-    # 60 rounds of up to 16 leaves; the search space allows up to 400.
-    "hgb_monotonic": (
-        {
-            "max_iter": 60,
-            "max_leaf_nodes": 16,
-            "learning_rate": 0.1,
-            "min_samples_leaf": 10,
-            "early_stopping": False,
-        },
-        "monotone",
-    ),
+    name: (dict(family.small_params), family.widest_feature_set)
+    for name, family in FAMILY_RECORDS.items()
 }
-assert set(SMALL_PARAMS) == set(FAMILIES), "tests/app/conftest.py: one SMALL_PARAMS per family"
 TEST_THRESHOLD = 0.08
 SHIPPED_CSVS = {"brain": BRAIN_CSV, "healthcare": HEALTHCARE_CSV}
 

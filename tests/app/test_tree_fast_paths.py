@@ -24,7 +24,8 @@ from app.validation import validate_records
 from stroke_risk.data.schema import FEATURE_NAMES
 from stroke_risk.models import tree_tables
 from stroke_risk.models.explain import PipelineExplainer
-from stroke_risk.models.tree_tables import boosted_trees, step_functions
+from stroke_risk.models.families import FAMILIES as FAMILY_RECORDS
+from stroke_risk.models.tree_tables import boosted_trees, hgb_step_functions
 from tests.app.conftest import (
     FAMILIES,
     frame_records,
@@ -33,8 +34,14 @@ from tests.app.conftest import (
     write_artifacts,
 )
 
-# The boosted families (fitted once per session by tests/app/conftest.py's fitted_pipelines).
-BOOSTED_FAMILIES = ("ebm", "hgb_monotonic", "xgboost")
+# The boosted families: XGBoost trees or sums of step functions (fitted once per session by
+# tests/app/conftest.py's fitted_pipelines).
+BOOSTED_FAMILIES = tuple(
+    name for name, family in FAMILY_RECORDS.items() if family.export.kind in {"xgboost", "steps"}
+)
+STEP_FUNCTION_FAMILIES = tuple(
+    name for name, family in FAMILY_RECORDS.items() if family.export.kind == "steps"
+)
 # XGBoost adds float32 leaves; the Saabas credits are float64: what rounding may leave.
 FLOAT32_NOISE = 1e-4
 
@@ -67,13 +74,13 @@ def test_risk_factors_leave_only_rounding_before_any_residual_is_spread(
     probability, explanation = explain_columns(explainer, scorer, columns)
     assert np.max(np.abs(probability - expected)) <= TOLERANCE
     assert explanation.raw_residual is not None
-    raw_bound = FLOAT32_NOISE if family == "xgboost" else 1e-9
+    raw_bound = FLOAT32_NOISE if FAMILY_RECORDS[family].export.kind == "xgboost" else 1e-9
     assert np.max(np.abs(explanation.raw_residual)) <= raw_bound
     if csv_name == "healthcare":
         assert frame["bmi"].isna().sum() == 201  # missing bmi rows were among those checked
 
 
-@pytest.mark.parametrize("family", ["ebm", "hgb_monotonic"])
+@pytest.mark.parametrize("family", STEP_FUNCTION_FAMILIES)
 def test_additive_models_are_served_by_step_functions(family: str, fitted_pipelines: dict) -> None:
     scorer, _ = served_paths(fitted_pipelines[family])
     assert scorer.kind == "compiled:step_functions"
@@ -196,7 +203,7 @@ def test_step_functions_follow_the_missing_branch(brain_frame: pd.DataFrame) -> 
     model = HistGradientBoostingClassifier(
         max_iter=50, max_leaf_nodes=8, interaction_cst="no_interactions", random_state=0
     ).fit(X, y)
-    steps = step_functions(model)
+    steps = hgb_step_functions(model)
     rows = np.vstack([X, X[:50] + 0.5, np.full((1, X.shape[1]), np.nan)])
     expected = model.decision_function(rows)
     raw = steps.raw(steps.column_scores(rows))
@@ -287,21 +294,21 @@ def test_xgboost_tables_use_the_trees_predict_proba_uses(brain_frame: pd.DataFra
     assert np.max(np.abs(explainer_margin - margin)) <= FLOAT32_NOISE
 
 
-# An explainer whose base is off by `offset` (e.g. the wrong tree range), per family: the
-# attribute each family's explainer derives its base from, and an error the start-up check
-# must catch. XGBoost's float32 residual and the forest's rescaling onto the logit would make
-# the final sum exact whatever the base: the check bounds the raw residual instead.
+# An explainer whose base is off by `offset` (e.g. the wrong tree range), per export kind
+# (families of one kind share an explainer): the attribute the explainer derives its base
+# from, and an error the start-up check must catch. XGBoost's float32 residual and the
+# forest's rescaling onto the logit would make the final sum exact whatever the base: the
+# check bounds the raw residual instead.
 CORRUPTIONS = {
-    "logreg": ("base_value", 0.001),
-    "random_forest": ("base_probability", 0.001),
+    "logistic": ("base_value", 0.001),
+    "forest": ("base_probability", 0.001),
     "xgboost": ("base_value", 0.05),
-    "ebm": ("base_value", 0.001),
-    "hgb_monotonic": ("base_value", 0.001),
+    "steps": ("base_value", 0.001),
 }
 
 
 def test_every_family_has_a_corruption_case() -> None:
-    assert set(CORRUPTIONS) == set(FAMILIES)
+    assert {family.export.kind for family in FAMILY_RECORDS.values()} <= set(CORRUPTIONS)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -312,7 +319,7 @@ def test_an_explainer_whose_base_is_off_is_not_served(
     model = artifact_of_pipeline(pipeline)
     scorer = build_scorer(model)
     assert build_explainer(model, scorer) is not None
-    attribute, offset = CORRUPTIONS[family]
+    attribute, offset = CORRUPTIONS[FAMILY_RECORDS[family].export.kind]
     family_explainer = type(PipelineExplainer(pipeline).family)
     original = family_explainer.__init__
 

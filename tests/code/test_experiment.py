@@ -32,7 +32,10 @@ from tests.conftest import REPO_ROOT
         (["tune.n_trials=0"], "param 'tune.n_trials' = 0: Input should be greater than or equal"),
         (["+train.extra=1"], "unknown param 'train.extra' (known: train.seed)"),
         (["threshold.policy=best"], "Input should be 'min_recall', 'max_f1', 'youden' or"),
-        (["model.family=xgbost"], "param 'model.family' = 'xgbost': Input should be 'logreg',"),
+        (
+            ["model.family=xgbost"],
+            "param 'model.family' = 'xgbost': unknown model family (known: logreg,",
+        ),
         (
             ["data.raw_path=/nonexistent/my.csv"],
             "data.raw_path: no such file '/nonexistent/my.csv'",

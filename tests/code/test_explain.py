@@ -25,21 +25,19 @@ from stroke_risk.models.explain import (
     top_risk_factors_batch,
     transformed_sources,
 )
+from stroke_risk.models.families import FAMILIES
 from stroke_risk.models.pipelines import (
-    FAMILIES,
     FEATURE_SETS,
     build_model_pipeline,
     build_serving_pipeline,
 )
 from tests.conftest import HEALTHCARE_CSV
 
+# Each family's small configuration (its record in stroke_risk.models.families); the forest
+# is deep with small leaves here, so many leaves predict exactly 0 and the logit clipping runs.
 SMALL_PARAMS = {
-    "logreg": {"C": 0.5, "max_iter": 2000},
-    # deep, small leaves: many leaves predict exactly 0, exercising the logit clipping
+    **{name: dict(family.small_params) for name, family in FAMILIES.items()},
     "random_forest": {"n_estimators": 40, "max_depth": 10, "min_samples_leaf": 2, "n_jobs": 1},
-    "xgboost": {"n_estimators": 60, "max_depth": 3, "n_jobs": 1},
-    "ebm": {"outer_bags": 2, "max_rounds": 300, "n_jobs": 1},
-    "hgb_monotonic": {"max_iter": 40, "max_leaf_nodes": 6, "early_stopping": False},
 }
 
 
@@ -59,8 +57,8 @@ def serving_pipeline(featurized, family: str, feature_set: str):
     key = (family, feature_set)
     if key not in _PIPELINES:
         X, y = featurized
-        if family == "hgb_monotonic" and feature_set == "full":
-            feature_set = "monotone"  # age bands cannot be monotone-constrained
+        if feature_set == "full":
+            feature_set = FAMILIES[family].widest_feature_set  # bands cannot be monotone
         params = {**SMALL_PARAMS[family], "feature_set": feature_set}
         config = FeatureConfig()
         fitted = build_model_pipeline(family, params, feature_config=config, seed=0).fit(X, y)

@@ -5,8 +5,8 @@ import pytest
 
 from stroke_risk.data.features import FeatureConfig
 from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.models.families import FAMILIES
 from stroke_risk.models.pipelines import (
-    FAMILIES,
     build_model_pipeline,
     build_serving_pipeline,
     cross_validate_pipeline,
@@ -14,21 +14,17 @@ from stroke_risk.models.pipelines import (
 )
 from stroke_risk.models.tuning import study_name
 
-SMALL_PARAMS = {
-    "logreg": {"C": 0.1, "max_iter": 2000},
-    "random_forest": {"n_estimators": 20, "max_depth": 4, "n_jobs": 1},
-    "xgboost": {"n_estimators": 20, "max_depth": 2, "n_jobs": 1},
-    "ebm": {"outer_bags": 2, "max_rounds": 200, "n_jobs": 1},
-    "hgb_monotonic": {"max_iter": 20, "early_stopping": False},
-}
+# Each family's small configuration (its record in stroke_risk.models.families).
+SMALL_PARAMS = {name: dict(family.small_params) for name, family in FAMILIES.items()}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("feature_set", ["compact", "full"])
 def test_each_family_fits_and_serves_raw_fields(featurized, brain_frame, family, feature_set):
     X, y = featurized
-    if family == "hgb_monotonic" and feature_set == "full":
-        feature_set = "monotone"  # age bands cannot be constrained (tests/code/test_glassbox.py)
+    if feature_set == "full":
+        # age bands cannot be monotone-constrained (tests/code/test_glassbox.py)
+        feature_set = FAMILIES[family].widest_feature_set
     params = {**SMALL_PARAMS[family], "feature_set": feature_set}
     fitted = build_model_pipeline(family, params, feature_config=FeatureConfig(), seed=0).fit(X, y)
     serving = build_serving_pipeline(fitted, FeatureConfig())

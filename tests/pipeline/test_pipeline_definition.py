@@ -98,7 +98,10 @@ def test_every_family_has_a_search_space():
     families = {p.stem for p in (REPO_ROOT / "conf" / "model").glob("*.yaml")}
     spaces = {p.stem for p in (REPO_ROOT / "conf" / "search_space").glob("*.yaml")}
     assert families == spaces
-    # The typed params accept exactly the families conf/ offers (and modeling builds).
-    from stroke_risk.models.pipelines import FAMILIES
+    # The registry has a record for exactly the families conf/ offers, at its paths.
+    from stroke_risk.models.families import FAMILIES
 
     assert families == set(FAMILIES)
+    for family in FAMILIES.values():
+        assert load_yaml(str(family.model_conf)) == {"family": family.name}
+        assert (REPO_ROOT / family.search_space).is_file()
