@@ -62,6 +62,7 @@ from stroke_risk.data.schema import (
     Field,
     NumericField,
 )
+from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES, policy_setting
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +284,9 @@ class ThresholdSummary:
 
     threshold: float
     policy: str | None = None
-    target_recall: float | None = None
+    # The value of the one `threshold.*` setting the policy reads (target recall for
+    # min_recall), None when it reads none (stroke_risk/evaluation/thresholds.py).
+    policy_setting: float | None = None
     cv_recall: float | None = None
     cv_specificity: float | None = None
     test_recall: Interval | None = None
@@ -324,12 +327,9 @@ def threshold_sentences(summary: ThresholdSummary) -> tuple[str, ...]:
         f"The model flags a patient when the estimated risk is at least "
         f"{format_percent(summary.threshold)}."
     ]
-    if summary.policy == "min_recall" and summary.target_recall is not None:
-        sentences.append(
-            "This threshold was chosen on the training data to flag at least "
-            f"{share(summary.target_recall)} of patients with a recorded stroke, "
-            "accepting more false alarms in exchange."
-        )
+    policy = THRESHOLD_POLICIES.get(summary.policy or "")
+    if policy is not None and (policy.setting is None or summary.policy_setting is not None):
+        sentences.append(policy.clinician_sentence(summary.policy_setting))
     if summary.cv_recall is not None and summary.cv_specificity is not None:
         sentences.append(
             f"In cross-validation it flagged {share(summary.cv_recall)} of patients who had a "
@@ -358,10 +358,11 @@ def parse_evaluation(document: Any) -> ThresholdSummary | None:
         return None
     test = document.get("test") if isinstance(document.get("test"), dict) else {}
     policy = threshold.get("policy")
+    known = THRESHOLD_POLICIES.get(policy) if isinstance(policy, str) else None
     summary = ThresholdSummary(
         threshold=value,
         policy=policy if isinstance(policy, str) else None,
-        target_recall=_number(threshold.get("target_recall")),
+        policy_setting=_number(policy_setting(known, threshold)) if known else None,
         cv_recall=_number(threshold.get("cv_recall")),
         cv_specificity=_number(threshold.get("cv_specificity")),
         test_recall=_interval(test.get("recall")),

@@ -20,7 +20,8 @@ from stroke_risk.cli import run_stage
 from stroke_risk.data.load import file_md5, file_sha256
 from stroke_risk.data.prepared import feature_config_from_params, read_prepared
 from stroke_risk.data.schema import FEATURES, TARGET
-from stroke_risk.evaluation.metrics import select_threshold, threshold_metrics
+from stroke_risk.evaluation.metrics import threshold_metrics
+from stroke_risk.evaluation.thresholds import select_threshold
 from stroke_risk.io import atomic_path, load_params, write_json
 from stroke_risk.models.environment import library_versions
 from stroke_risk.models.pipelines import build_model_pipeline, build_serving_pipeline, split_params

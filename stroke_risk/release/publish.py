@@ -49,6 +49,7 @@ from typing import Any
 
 import yaml
 
+from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES, policy_setting
 from stroke_risk.release.gates import (
     GATES_FILE,
     GateResult,
@@ -227,8 +228,9 @@ def changelog_section(release: Mapping[str, Any], notes: str) -> str:
     """The Markdown section of one release; `notes` (Markdown) end it when given."""
     threshold = release["threshold"]
     policy = threshold.get("policy", "?")
-    if policy == "min_recall":
-        policy = f"min_recall, target recall {threshold.get('target_recall')}"
+    known = THRESHOLD_POLICIES.get(policy)
+    if known is not None and known.setting is not None:
+        policy = f"{policy}, {known.setting_label} {policy_setting(known, threshold)}"
     lines = [
         f"## [{release['version']}] - {release['date']}",
         "",

@@ -16,6 +16,7 @@ from typing import Any
 
 from stroke_risk.data.schema import FEATURE_NAMES
 from stroke_risk.evaluation.decision_curve import describe_ranges
+from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES, policy_setting
 from stroke_risk.models.explain import source_field
 from stroke_risk.models.pipelines import FEATURE_SETS
 
@@ -57,18 +58,6 @@ DATA_PROVENANCE = {
         "`data/raw/healthcare-dataset-stroke-data.csv`, the public Kaggle *Stroke Prediction "
         'Dataset*. Its publisher gives no source ("confidential source") and restricts it to '
         "educational use."
-    ),
-}
-THRESHOLD_POLICY_TEXT = {
-    "min_recall": (
-        "the highest threshold whose out-of-fold recall on the training split is at least "
-        "the target recall, i.e. the most specific rule that meets the sensitivity target"
-    ),
-    "max_f1": "the threshold that maximises out-of-fold F1 on the training split",
-    "youden": "the threshold that maximises out-of-fold sensitivity + specificity - 1",
-    "net_benefit": (
-        "the threshold that maximises out-of-fold net benefit at the stated harm/benefit "
-        "ratio (the harm of a needless follow-up relative to the benefit of finding a stroke)"
     ),
 }
 EXPLANATION_TEXT = {
@@ -436,23 +425,27 @@ def internal_validation_section(
 
 def threshold_section(metadata: Mapping[str, Any], evaluation: Mapping[str, Any]) -> list[str]:
     threshold = lookup(evaluation, "threshold", default={}) or {}
-    policy = threshold.get("policy", lookup(metadata, "threshold_policy", "policy"))
-    target_recall = threshold.get(
-        "target_recall", lookup(metadata, "threshold_policy", "target_recall")
-    )
+    # evaluation.json repeats the policy's params; metadata is the fallback for older reports.
+    settings = {**(lookup(metadata, "threshold_policy", default={}) or {}), **threshold}
+    policy = settings.get("policy")
     value = threshold.get("value", lookup(metadata, "decision_threshold"))
     test = lookup(evaluation, "test", default={}) or {}
-    description = THRESHOLD_POLICY_TEXT.get(str(policy), f"policy `{policy}`")
+    known = THRESHOLD_POLICIES.get(str(policy))
+    description = known.description if known else f"policy `{policy}`"
     rows = []
     for key, label, _ in THRESHOLD_METRICS:
         cv = threshold.get(f"cv_{key}", lookup(metadata, "threshold_cv_metrics", key))
         rows.append([label, fmt(cv), fmt_interval(test.get(key))])
-    target = "" if policy != "min_recall" else f" (target recall {fmt(target_recall, 2)})"
+    shown_setting = (
+        f" ({known.setting_label} {fmt(policy_setting(known, settings), 2)})"
+        if known and known.setting
+        else ""
+    )
     return [
         "## Decision threshold",
         "",
         f"A patient is flagged when the predicted probability is at least **{fmt(value, 4)}**. "
-        f"Policy `{policy}`{target}: {description}. The threshold was chosen on out-of-fold "
+        f"Policy `{policy}`{shown_setting}: {description}. The threshold was chosen on out-of-fold "
         "predictions, never on the test split; the test column shows how it transfers.",
         "",
         *table(["at the threshold", "out-of-fold (training)", "test (95% CI)"], rows),

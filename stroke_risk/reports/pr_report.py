@@ -47,6 +47,7 @@ from stroke_risk.evaluation.comparison import (
     paired_tests,
 )
 from stroke_risk.evaluation.comparison import git_reader as comparison_git_reader
+from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES
 from stroke_risk.io import write_text
 
 METRICS_PATH = "reports/metrics.json"
@@ -277,10 +278,13 @@ def model_rows(base: Snapshot, head: Snapshot) -> list[list[str]]:
 
     def policy(s: Snapshot) -> str:
         policy_name = s.params.get("threshold.policy")
-        target = s.params.get("threshold.target_recall")
-        return (
-            "—" if policy_name is None else f"{policy_name} (target recall {format_value(target)})"
-        )
+        if policy_name is None:
+            return "—"
+        known = THRESHOLD_POLICIES.get(policy_name)
+        if known is None or known.setting is None:
+            return str(policy_name)
+        setting = s.params.get(f"threshold.{known.setting}")
+        return f"{policy_name} ({known.setting_label} {format_value(setting)})"
 
     rows = []
     for name, get in (
