@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.load import (
     data_provenance,
@@ -24,9 +25,10 @@ from stroke_risk.params import DataParams, SplitParams, read_section
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out-dir", default="data/prepared")
-    parser.add_argument("--summary", default="reports/data_summary.json")
+    parser.add_argument("--params", default=paths.PARAMS)
+    parser.add_argument("--train", default=paths.PREPARED_TRAIN)
+    parser.add_argument("--test", default=paths.PREPARED_TEST)
+    parser.add_argument("--summary", default=paths.DATA_SUMMARY)
     args = parser.parse_args()
     params = load_params(args.params)
     data = read_section(params, "data", DataParams)
@@ -48,8 +50,8 @@ def main() -> None:
         "n_positive_test": int(split.test[TARGET].sum()),
         "bmi_missing": int(deduplicated["bmi"].isna().sum()),
     }
-    write_csv(f"{args.out_dir}/train.csv", split.train)
-    write_csv(f"{args.out_dir}/test.csv", split.test)
+    write_csv(args.train, split.train)
+    write_csv(args.test, split.test)
     write_json(args.summary, summary)
 
 

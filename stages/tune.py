@@ -13,6 +13,7 @@ import argparse
 
 import pandas as pd
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.prepared import read_prepared
 from stroke_risk.data.schema import TARGET
@@ -23,10 +24,10 @@ from stroke_risk.params import TuneParams, read_section
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--train", default="data/features/train.csv")
-    parser.add_argument("--report", default="reports/tuning.json")
-    parser.add_argument("--oof", default="data/oof/oof_predictions.csv")
+    parser.add_argument("--params", default=paths.PARAMS)
+    parser.add_argument("--train", default=paths.FEATURES_TRAIN)
+    parser.add_argument("--report", default=paths.TUNING_REPORT)
+    parser.add_argument("--oof", default=paths.OOF_PREDICTIONS)
     args = parser.parse_args()
     params = load_params(args.params)
     tune = read_section(params, "tune", TuneParams)
