@@ -54,6 +54,7 @@ from app.auth import (
 )
 from app.credentials import Credential
 from app.factory import service_state
+from stroke_risk import paths
 from stroke_risk.data.schema import (
     FEATURES,
     FEATURES_BY_NAME,
@@ -68,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 PAGE_KEY = "stroke_risk_page"
 PREDICT_PATH = "/predict"
-EVALUATION_PATH = Path("reports") / "evaluation.json"
+EVALUATION_PATH = Path(paths.EVALUATION)
 # The evaluation report rounds the threshold to 6 decimals; the model keeps full precision.
 THRESHOLD_TOLERANCE = 1e-6
 TOKEN_FIELD = "token"

@@ -25,6 +25,7 @@ import yaml
 from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedKFold
 
+from stroke_risk import paths
 from stroke_risk.code_deps import files_digest, import_closure
 from stroke_risk.data.features import FeatureConfig
 from stroke_risk.models.pipelines import (
@@ -501,7 +502,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("command", choices=["worker"])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--train", default="data/features/train.csv")
+    parser.add_argument("--train", default=paths.FEATURES_TRAIN)
     parser.add_argument("--storage", help="SQLAlchemy URL (default: tune.storage)")
     parser.add_argument("--n-trials", type=int, required=True)
     parser.add_argument("--worker-index", type=int, default=0, help="distinct per worker")

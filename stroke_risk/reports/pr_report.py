@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from stroke_risk import paths
 from stroke_risk.evaluation.comparison import (
     CV_METHOD,
     NESTED_KEY,
@@ -50,10 +51,10 @@ from stroke_risk.evaluation.comparison import git_reader as comparison_git_reade
 from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES
 from stroke_risk.io import write_text
 
-METRICS_PATH = "reports/metrics.json"
-PARAMS_PATH = "params.yaml"
-EVALUATION_PATH = "reports/evaluation.json"
-TUNING_PATH = "reports/tuning.json"
+METRICS_PATH = paths.METRICS
+PARAMS_PATH = paths.PARAMS
+EVALUATION_PATH = paths.EVALUATION
+TUNING_PATH = paths.TUNING_REPORT
 MARKER = "<!-- stroke-risk pr-report -->"
 BASE_COLOUR, HEAD_COLOUR = "#8c8c8c", "#d62728"
 
@@ -85,7 +86,7 @@ def _false_positive_rate(metrics: Mapping[str, float]) -> float | None:
 CURVES = (
     Curve(
         "roc",
-        "reports/plots/roc.csv",
+        paths.plot_table("roc"),
         "fpr",
         "tpr",
         "ROC (test split)",
@@ -95,7 +96,7 @@ CURVES = (
     ),
     Curve(
         "pr",
-        "reports/plots/pr.csv",
+        paths.plot_table("pr"),
         "recall",
         "precision",
         "Precision-recall (test split)",
@@ -105,7 +106,7 @@ CURVES = (
     ),
     Curve(
         "calibration",
-        "reports/plots/calibration.csv",
+        paths.plot_table("calibration"),
         "mean_predicted",
         "observed_rate",
         "Calibration (test split)",
