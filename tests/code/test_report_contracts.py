@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from stroke_risk import paths
+from stroke_risk.cli import StageError
 from stroke_risk.data.features import FeatureConfig, cut_bands
 from stroke_risk.data.schema import TARGET
 from stroke_risk.evaluation import report_contracts
@@ -25,7 +26,9 @@ from stroke_risk.evaluation.report_contracts import (
 )
 from stroke_risk.models.metadata import choose_threshold, model_metadata
 from stroke_risk.models.tuned_model import TunedModel, tuned_model
-from stroke_risk.params import EvaluateParams, ThresholdParams
+from stroke_risk.params import EvaluateParams, MlflowParams, ThresholdParams
+from stroke_risk.ports import free_port
+from stroke_risk.tracking.mlflow_runs import RevisionFiles, log_evaluated_revision
 from tests.conftest import REPO_ROOT
 
 SETTINGS = EvaluateParams(
@@ -153,3 +156,16 @@ def test_tuned_model_refuses_a_report_of_another_family():
         tuned_model(params, {"family": "logreg", "best_params": {}}, tuning_path="tuning.json")
     spec = tuned_model(params, {"family": "xgboost", "best_params": {"a": 1}}, tuning_path="t")
     assert spec.seed == 1 and spec.feature_config.age_band_edges == (18.0, 40.0)
+
+
+def test_unreachable_tracking_server_stops_evaluate_with_one_line(monkeypatch):
+    """Nothing listens on the port: the stage error names the cause and the fix, no traceback."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    settings = MlflowParams(experiment="e", registered_model="m", alias="candidate")
+    with pytest.raises(StageError) as stopped:
+        log_evaluated_revision(RevisionFiles().under(REPO_ROOT), settings)
+    message = str(stopped.value)
+    assert message.startswith("MLflow logging failed (") and "\n" not in message
+    assert message.endswith(
+        "check MLFLOW_TRACKING_URI or unset it to use the repository's mlflow.db"
+    )
