@@ -20,9 +20,8 @@ from stroke_risk.cli import run_stage
 from stroke_risk.data.prepared import read_prepared
 from stroke_risk.data.schema import TARGET
 from stroke_risk.evaluation.instability import (
-    METHOD,
     bootstrap_predictions,
-    instability_summary,
+    instability_report,
     per_patient_instability,
 )
 from stroke_risk.io import load_params, read_json, write_csv, write_json
@@ -52,19 +51,10 @@ def main() -> None:
         seed=settings.seed,
         n_jobs=settings.n_jobs,
     )
-    summary = instability_summary(original, bootstrap)
+    report = instability_report(original, bootstrap, seed=settings.seed)
     write_csv(args.table, per_patient_instability(original, bootstrap).round(6))
-    write_json(
-        args.summary,
-        {
-            "method": METHOD,
-            "n_bootstrap": settings.n_bootstrap,
-            "seed": settings.seed,
-            "patients": len(y),
-            **{name: round(value, 6) for name, value in summary.items()},
-        },
-    )
-    print(f"prediction instability: MAPE {summary['mape']:.4f} over {settings.n_bootstrap} refits")
+    write_json(args.summary, report)
+    print(f"prediction instability: MAPE {report['mape']:.4f} over {settings.n_bootstrap} refits")
 
 
 if __name__ == "__main__":

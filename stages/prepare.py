@@ -13,12 +13,11 @@ import argparse
 from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.load import (
-    data_provenance,
+    data_summary,
     drop_exact_duplicates,
     load_dataset,
     stratified_split,
 )
-from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params, write_csv, write_json
 from stroke_risk.params import DataParams, SplitParams, read_section
 
@@ -37,19 +36,7 @@ def main() -> None:
     dataset = load_dataset(data.raw_path)
     deduplicated = drop_exact_duplicates(dataset)
     split = stratified_split(deduplicated, test_size=split_params.test_size, seed=split_params.seed)
-    summary = {
-        **data_provenance(data.raw_path, dataset),
-        "n_rows_raw": len(dataset),
-        "duplicates_dropped": len(dataset) - len(deduplicated),
-        "n_rows": len(deduplicated),
-        "n_positive": int(deduplicated[TARGET].sum()),
-        "prevalence": round(float(deduplicated[TARGET].mean()), 6),
-        "n_train": len(split.train),
-        "n_test": len(split.test),
-        "n_positive_train": int(split.train[TARGET].sum()),
-        "n_positive_test": int(split.test[TARGET].sum()),
-        "bmi_missing": int(deduplicated["bmi"].isna().sum()),
-    }
+    summary = data_summary(data.raw_path, dataset, deduplicated, split)
     write_csv(args.train, split.train)
     write_csv(args.test, split.test)
     write_json(args.summary, summary)

@@ -413,6 +413,34 @@ def nested_cv_method(settings: NestedCVSettings, n_trials: int) -> str:
     )
 
 
+def tuning_report(
+    study: StudyResult, best: CVResult, *, spec: StudySpec, n_trials: int
+) -> dict[str, Any]:
+    """reports/tuning.json: best params, the trials they came from, the best params' CV
+    summary (mean and sd per metric) and per-fold scores."""
+    cv: dict[str, float] = {}
+    for name in ("roc_auc", "average_precision", "brier"):
+        cv[name] = round(best.mean(name), 6)
+        cv[f"{name}_std"] = round(best.std(name), 6)
+    return {
+        "study_name": study.study_name,
+        "study": {
+            "storage": study.storage,
+            "trials_used": study.trials_used,
+            "best_trial": study.best_trial,
+        },
+        "family": spec.family,
+        "metric": spec.metric,
+        "n_trials": n_trials,
+        "best_params": study.best_params,
+        "cv": cv,
+        "fold_scores": [
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fold.items()}
+            for fold in best.fold_scores
+        ],
+    }
+
+
 def nested_cv_report(
     result: NestedCVResult,
     *,
