@@ -1,4 +1,4 @@
-"""The evaluate and train stages' contract builders against the committed reports they wrote."""
+"""The stages' report builders against the committed reports they wrote (shapes, not values)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,15 @@ from sklearn.pipeline import make_pipeline
 from stroke_risk import paths
 from stroke_risk.cli import StageError
 from stroke_risk.data.features import FeatureConfig, cut_bands
+from stroke_risk.data.load import (
+    data_summary,
+    drop_exact_duplicates,
+    load_dataset,
+    stratified_split,
+)
 from stroke_risk.data.schema import TARGET
 from stroke_risk.evaluation import report_contracts
+from stroke_risk.evaluation.instability import instability_report
 from stroke_risk.evaluation.report_contracts import (
     evaluate_on_test,
     evaluation_plot_tables,
@@ -169,3 +176,27 @@ def test_unreachable_tracking_server_stops_evaluate_with_one_line(monkeypatch):
     assert message.endswith(
         "check MLFLOW_TRACKING_URI or unset it to use the repository's mlflow.db"
     )
+
+
+def test_data_summary_counts_what_prepare_kept_and_split(tmp_path, brain_raw_text):
+    raw = tmp_path / "raw.csv"
+    lines = brain_raw_text.splitlines()
+    raw.write_text("\n".join([*lines, lines[1], lines[2]]) + "\n")  # two exact duplicates
+    dataset = load_dataset(raw)
+    deduplicated = drop_exact_duplicates(dataset)
+    split = stratified_split(deduplicated, test_size=0.25, seed=0)
+    summary = data_summary(raw, dataset, deduplicated, split)
+    assert set(summary) == set(committed(paths.DATA_SUMMARY))
+    assert summary["duplicates_dropped"] == 2
+    assert summary["n_train"] + summary["n_test"] == summary["n_rows"] == len(lines) - 1
+    assert summary["n_positive_train"] + summary["n_positive_test"] == summary["n_positive"]
+
+
+def test_instability_report_has_the_keys_of_the_committed_report():
+    rng = np.random.default_rng(0)
+    original = rng.random(30)
+    bootstrap = np.clip(original + rng.normal(0, 0.05, (12, 30)), 0, 1)
+    report = instability_report(original, bootstrap, seed=3)
+    assert set(report) == set(committed(paths.INSTABILITY_SUMMARY))
+    assert (report["n_bootstrap"], report["patients"], report["seed"]) == (12, 30, 3)
+    assert 0 < report["mape"] < 0.1
