@@ -42,6 +42,8 @@ from stroke_risk.monitoring.log_backend import STORE_ERRORS, open_prediction_log
 from stroke_risk.monitoring.prediction_log import Retention
 
 logger = logging.getLogger(__name__)
+# Opening the prediction log fails with these; the service then stops with one line.
+STORE_OPEN_ERRORS: tuple[type[Exception], ...] = (OSError, *STORE_ERRORS)
 
 MONITOR_KEY = "stroke_monitoring"
 # Set by app/gunicorn_conf.py: the app is built in a master that forks its workers.
@@ -167,7 +169,7 @@ def init_monitoring(app: Flask) -> None:
             start_retention_timer=not forking,
             flush_seconds=settings.monitor_flush_seconds,
         )
-    except (OSError, *STORE_ERRORS) as error:
+    except STORE_OPEN_ERRORS as error:
         fix = (
             "check STROKE_MONITOR_DATABASE_URL and the database"
             if settings.monitor_database_url

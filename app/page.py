@@ -55,6 +55,7 @@ from app.auth import (
 )
 from app.credentials import Credential
 from app.service_state import service_state
+from stroke_risk import paths
 from stroke_risk.data.schema import (
     FEATURES,
     FEATURES_BY_NAME,
@@ -63,12 +64,13 @@ from stroke_risk.data.schema import (
     Field,
     NumericField,
 )
+from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES, policy_setting
 
 logger = logging.getLogger(__name__)
 
 PAGE_KEY = "stroke_risk_page"
 PREDICT_PATH = "/predict"
-EVALUATION_PATH = Path("reports") / "evaluation.json"
+EVALUATION_PATH = Path(paths.EVALUATION)
 # The evaluation report rounds the threshold to 6 decimals; the model keeps full precision.
 THRESHOLD_TOLERANCE = 1e-6
 TOKEN_FIELD = "token"
@@ -284,7 +286,9 @@ class ThresholdSummary:
 
     threshold: float
     policy: str | None = None
-    target_recall: float | None = None
+    # The value of the one `threshold.*` setting the policy reads (target recall for
+    # min_recall), None when it reads none (stroke_risk/evaluation/thresholds.py).
+    policy_setting: float | None = None
     cv_recall: float | None = None
     cv_specificity: float | None = None
     test_recall: Interval | None = None
@@ -325,12 +329,9 @@ def threshold_sentences(summary: ThresholdSummary) -> tuple[str, ...]:
         f"The model flags a patient when the estimated risk is at least "
         f"{format_percent(summary.threshold)}."
     ]
-    if summary.policy == "min_recall" and summary.target_recall is not None:
-        sentences.append(
-            "This threshold was chosen on the training data to flag at least "
-            f"{share(summary.target_recall)} of patients with a recorded stroke, "
-            "accepting more false alarms in exchange."
-        )
+    policy = THRESHOLD_POLICIES.get(summary.policy or "")
+    if policy is not None and (policy.setting is None or summary.policy_setting is not None):
+        sentences.append(policy.clinician_sentence(summary.policy_setting))
     if summary.cv_recall is not None and summary.cv_specificity is not None:
         sentences.append(
             f"In cross-validation it flagged {share(summary.cv_recall)} of patients who had a "
@@ -361,10 +362,11 @@ def parse_evaluation(document: Any) -> ThresholdSummary | None:
     if not isinstance(test, dict):
         test = {}
     policy = threshold.get("policy")
+    known = THRESHOLD_POLICIES.get(policy) if isinstance(policy, str) else None
     summary = ThresholdSummary(
         threshold=value,
         policy=policy if isinstance(policy, str) else None,
-        target_recall=_number(threshold.get("target_recall")),
+        policy_setting=_number(policy_setting(known, threshold)) if known else None,
         cv_recall=_number(threshold.get("cv_recall")),
         cv_specificity=_number(threshold.get("cv_specificity")),
         test_recall=_interval(test.get("recall")),

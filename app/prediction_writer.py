@@ -38,6 +38,15 @@ from stroke_risk.monitoring.prediction_log import (
 
 logger = logging.getLogger(__name__)
 
+# What a replay of a dead worker's journal, or a deferred batch, may raise; logged, not served.
+JOURNAL_REPLAY_ERRORS: tuple[type[Exception], ...] = (*STORE_ERRORS, OSError)
+DEFERRED_LOGGING_ERRORS: tuple[type[Exception], ...] = (
+    *STORE_ERRORS,
+    PredictionLogError,
+    ValueError,
+    TypeError,
+)
+
 # A large /predict batch is logged just after its response is sent (app/factory.py): it
 # is marked pending this long, and feedback for one of its ids waits for it up to this
 # long (app/feedback.py).
@@ -222,7 +231,7 @@ class PredictionLogWriter:
             return 0
         try:
             return replay_orphans(self.journal.directory, self.store)
-        except (*STORE_ERRORS, OSError) as error:
+        except JOURNAL_REPLAY_ERRORS as error:
             logger.warning("prediction journal: replay failed (%s)", type(error).__name__)
             return 0
 
@@ -256,7 +265,7 @@ class PredictionLogWriter:
     def _store(self, batch: list[PredictionRecord], token: str | None) -> bool:
         try:
             self.store.record_predictions(batch, pending_token=token)
-        except (*STORE_ERRORS, PredictionLogError, ValueError, TypeError) as error:
+        except DEFERRED_LOGGING_ERRORS as error:
             # ValueError/TypeError: feature values that are not JSON (e.g. infinity).
             logger.warning(
                 "live monitoring: %d prediction(s) not recorded (%s)",

@@ -28,6 +28,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from stroke_risk import paths
 from stroke_risk.data.schema import FEATURE_NAMES
 
 DEFAULT_PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -36,11 +37,11 @@ ENV_PREFIX = "STROKE_"
 # Paths relative to the project dir unless given absolute.
 _DEFAULT_RELATIVE_PATHS: dict[str, Path] = {
     # The data-only serving artifact (never the pickled pipeline, models/model.joblib).
-    "model_path": Path("models/serving_model.npz"),
-    "metadata_path": Path("models/model_metadata.json"),
-    "reference_profile_path": Path("models/reference_profile.json"),
-    "metrics_path": Path("reports/metrics.json"),
-    "dvc_lock_path": Path("dvc.lock"),
+    "model_path": Path(paths.SERVING_MODEL),
+    "metadata_path": Path(paths.MODEL_METADATA),
+    "reference_profile_path": Path(paths.REFERENCE_PROFILE),
+    "metrics_path": Path(paths.METRICS),
+    "dvc_lock_path": Path(paths.DVC_LOCK),
     # What `make release` records (stroke_risk/release/publish.py): which release a model is.
     "releases_path": Path("releases.json"),
     # The prediction log of live monitoring: runtime state, git-ignored (/var/).

@@ -70,9 +70,10 @@ from monitoring.simulate import (
     fetch_service_figures,
     format_service_figures,
 )
+from stroke_risk import paths
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVICE_ARTIFACTS = ("models/serving_model.npz", "models/reference_profile.json", "dvc.lock")
+SERVICE_ARTIFACTS = (paths.SERVING_MODEL, paths.REFERENCE_PROFILE, paths.DVC_LOCK)
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 LOOPBACK = "127.0.0.1"

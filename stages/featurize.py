@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.features import add_engineered_features, build_reference_profile
 from stroke_risk.data.prepared import feature_config_from_params, read_prepared
@@ -21,10 +22,10 @@ from stroke_risk.params import FeaturizeParams, read_section
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--train", default="data/prepared/train.csv")
-    parser.add_argument("--features", default="data/features/train.csv")
-    parser.add_argument("--profile", default="models/reference_profile.json")
+    parser.add_argument("--params", default=paths.PARAMS)
+    parser.add_argument("--train", default=paths.PREPARED_TRAIN)
+    parser.add_argument("--features", default=paths.FEATURES_TRAIN)
+    parser.add_argument("--profile", default=paths.REFERENCE_PROFILE)
     args = parser.parse_args()
     params = read_section(load_params(args.params), "featurize", FeaturizeParams)
 

@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import argparse
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.load import (
-    data_provenance,
+    data_summary,
     drop_exact_duplicates,
     load_dataset,
     stratified_split,
 )
-from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params, write_csv, write_json
 from stroke_risk.params import DataParams, SplitParams, read_section
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out-dir", default="data/prepared")
-    parser.add_argument("--summary", default="reports/data_summary.json")
+    parser.add_argument("--params", default=paths.PARAMS)
+    parser.add_argument("--train", default=paths.PREPARED_TRAIN)
+    parser.add_argument("--test", default=paths.PREPARED_TEST)
+    parser.add_argument("--summary", default=paths.DATA_SUMMARY)
     args = parser.parse_args()
     params = load_params(args.params)
     data = read_section(params, "data", DataParams)
@@ -35,21 +36,9 @@ def main() -> None:
     dataset = load_dataset(data.raw_path)
     deduplicated = drop_exact_duplicates(dataset)
     split = stratified_split(deduplicated, test_size=split_params.test_size, seed=split_params.seed)
-    summary = {
-        **data_provenance(data.raw_path, dataset),
-        "n_rows_raw": len(dataset),
-        "duplicates_dropped": len(dataset) - len(deduplicated),
-        "n_rows": len(deduplicated),
-        "n_positive": int(deduplicated[TARGET].sum()),
-        "prevalence": round(float(deduplicated[TARGET].mean()), 6),
-        "n_train": len(split.train),
-        "n_test": len(split.test),
-        "n_positive_train": int(split.train[TARGET].sum()),
-        "n_positive_test": int(split.test[TARGET].sum()),
-        "bmi_missing": int(deduplicated["bmi"].isna().sum()),
-    }
-    write_csv(f"{args.out_dir}/train.csv", split.train)
-    write_csv(f"{args.out_dir}/test.csv", split.test)
+    summary = data_summary(data.raw_path, dataset, deduplicated, split)
+    write_csv(args.train, split.train)
+    write_csv(args.test, split.test)
     write_json(args.summary, summary)
 
 

@@ -11,37 +11,31 @@ reports/figures/{roc,pr,calibration,decision_curve,importance,instability}.png
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
-from stroke_risk.io import write_text
+from stroke_risk.io import read_json, write_text
 from stroke_risk.reports.instability_plot import instability_png, read_instability_table
 from stroke_risk.reports.model_card import build_model_card, lookup, metric_value
 from stroke_risk.reports.plots import render_report_figures, write_png
 from stroke_risk.reports.tripod import build_tripod_report
 
 
-def read_json(path: str) -> dict[str, Any]:
-    with open(path) as handle:
-        return json.load(handle)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--metadata", default="models/model_metadata.json")
-    parser.add_argument("--metrics", default="reports/metrics.json")
-    parser.add_argument("--evaluation", default="reports/evaluation.json")
-    parser.add_argument("--data-summary", default="reports/data_summary.json")
-    parser.add_argument("--plots", default="reports/plots")
-    parser.add_argument("--instability", default="reports/instability.csv")
-    parser.add_argument("--figures", default="reports/figures")
-    parser.add_argument("--card", default="reports/model_card.md")
-    parser.add_argument("--tripod", default="reports/tripod_ai.md")
+    parser.add_argument("--metadata", default=paths.MODEL_METADATA)
+    parser.add_argument("--metrics", default=paths.METRICS)
+    parser.add_argument("--evaluation", default=paths.EVALUATION)
+    parser.add_argument("--data-summary", default=paths.DATA_SUMMARY)
+    parser.add_argument("--plots", default=paths.PLOTS_DIR)
+    parser.add_argument("--instability", default=paths.INSTABILITY_TABLE)
+    parser.add_argument("--figures", default=paths.FIGURES_DIR)
+    parser.add_argument("--card", default=paths.MODEL_CARD)
+    parser.add_argument("--tripod", default=paths.TRIPOD_REPORT)
     args = parser.parse_args()
     metadata, metrics = read_json(args.metadata), read_json(args.metrics)
     evaluation, data_summary = read_json(args.evaluation), read_json(args.data_summary)

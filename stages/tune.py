@@ -13,20 +13,26 @@ import argparse
 
 import pandas as pd
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.prepared import read_prepared
 from stroke_risk.data.schema import TARGET
 from stroke_risk.io import load_params, write_csv, write_json
-from stroke_risk.models.tuning import evaluate_params, run_study, study_spec_from_params
+from stroke_risk.models.tuning import (
+    evaluate_params,
+    run_study,
+    study_spec_from_params,
+    tuning_report,
+)
 from stroke_risk.params import TuneParams, read_section
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--train", default="data/features/train.csv")
-    parser.add_argument("--report", default="reports/tuning.json")
-    parser.add_argument("--oof", default="data/oof/oof_predictions.csv")
+    parser.add_argument("--params", default=paths.PARAMS)
+    parser.add_argument("--train", default=paths.FEATURES_TRAIN)
+    parser.add_argument("--report", default=paths.TUNING_REPORT)
+    parser.add_argument("--oof", default=paths.OOF_PREDICTIONS)
     args = parser.parse_args()
     params = load_params(args.params)
     tune = read_section(params, "tune", TuneParams)
@@ -50,33 +56,7 @@ def main() -> None:
         n_jobs=tune.n_jobs,
     )
     write_csv(args.oof, pd.DataFrame({TARGET: y, "oof_probability": best.oof_probability}))
-    write_json(
-        args.report,
-        {
-            "study_name": study.study_name,
-            "study": {
-                "storage": study.storage,
-                "trials_used": study.trials_used,
-                "best_trial": study.best_trial,
-            },
-            "family": spec.family,
-            "metric": spec.metric,
-            "n_trials": tune.n_trials,
-            "best_params": study.best_params,
-            "cv": {
-                "roc_auc": round(best.mean("roc_auc"), 6),
-                "roc_auc_std": round(best.std("roc_auc"), 6),
-                "average_precision": round(best.mean("average_precision"), 6),
-                "average_precision_std": round(best.std("average_precision"), 6),
-                "brier": round(best.mean("brier"), 6),
-                "brier_std": round(best.std("brier"), 6),
-            },
-            "fold_scores": [
-                {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fold.items()}
-                for fold in best.fold_scores
-            ],
-        },
-    )
+    write_json(args.report, tuning_report(study, best, spec=spec, n_trials=tune.n_trials))
 
 
 if __name__ == "__main__":

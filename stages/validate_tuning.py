@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.prepared import read_prepared
 from stroke_risk.data.schema import TARGET
@@ -30,9 +31,9 @@ from stroke_risk.params import TuneParams, ValidateTuningParams, read_section
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--train", default="data/features/train.csv")
-    parser.add_argument("--report", default="reports/nested_cv.json")
+    parser.add_argument("--params", default=paths.PARAMS)
+    parser.add_argument("--train", default=paths.FEATURES_TRAIN)
+    parser.add_argument("--report", default=paths.NESTED_CV_REPORT)
     args = parser.parse_args()
     params = load_params(args.params)
     tune = read_section(params, "tune", TuneParams)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from stroke_risk import paths
+
 PROJECT_PACKAGES = ("stroke_risk", "stages", "app")
 
 
@@ -75,7 +77,7 @@ def files_digest(paths: Iterable[str], root: Path) -> str:
 
 # Unpickling a model runs the code of the classes inside it: a stage that loads the model
 # file depends on the modules that define them.
-PICKLED_ARTIFACTS = {"models/model.joblib": ("stroke_risk.models.pipelines",)}
+PICKLED_ARTIFACTS = {paths.MODEL: ("stroke_risk.models.pipelines",)}
 
 
 def stage_code_files(stage: Mapping[str, Any], root: Path) -> list[str]:

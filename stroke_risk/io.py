@@ -47,6 +47,12 @@ def write_json(path: str | Path, payload: Any) -> None:
         temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file (an input of a stage: a missing file is a FileNotFoundError)."""
+    with open(path) as handle:
+        return json.load(handle)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text)

@@ -8,9 +8,11 @@ before any output is written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stroke_risk.evaluation.thresholds import THRESHOLD_POLICY_NAMES
 
 
 class Section(BaseModel):
@@ -79,8 +81,17 @@ class InstabilityParams(Section):
     n_jobs: int = Field(ge=1)
 
 
+# The names of the threshold policies' table (stroke_risk/evaluation/thresholds.py), as a
+# Literal so a misspelt policy gets pydantic's message listing every allowed name. mypy
+# cannot read a Literal built at run time, so it sees a str.
+if TYPE_CHECKING:
+    ThresholdPolicyName = str
+else:
+    ThresholdPolicyName = Literal[THRESHOLD_POLICY_NAMES]
+
+
 class ThresholdParams(Section):
-    policy: Literal["min_recall", "max_f1", "youden", "net_benefit"]
+    policy: ThresholdPolicyName
     target_recall: float = Field(gt=0, le=1)
     # net_benefit: harm of a needless follow-up / benefit of a found stroke
     harm_benefit_ratio: float = Field(gt=0)

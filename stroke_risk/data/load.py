@@ -194,6 +194,26 @@ def data_provenance(path: str | Path, dataset: pd.DataFrame) -> dict[str, object
     }
 
 
+def data_summary(
+    path: str | Path, dataset: pd.DataFrame, deduplicated: pd.DataFrame, split: Split
+) -> dict[str, object]:
+    """reports/data_summary.json: provenance of the raw file, the rows it held, kept and put
+    in each split, and the strokes among them."""
+    return {
+        **data_provenance(path, dataset),
+        "n_rows_raw": len(dataset),
+        "duplicates_dropped": len(dataset) - len(deduplicated),
+        "n_rows": len(deduplicated),
+        "n_positive": int(deduplicated[TARGET].sum()),
+        "prevalence": round(float(deduplicated[TARGET].mean()), 6),
+        "n_train": len(split.train),
+        "n_test": len(split.test),
+        "n_positive_train": int(split.train[TARGET].sum()),
+        "n_positive_test": int(split.test[TARGET].sum()),
+        "bmi_missing": int(deduplicated["bmi"].isna().sum()),
+    }
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes (used to tie a model to its training data)."""
     digest = hashlib.sha256()

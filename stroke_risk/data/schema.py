@@ -81,6 +81,11 @@ BINARY_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if isinstance(
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
     f.name for f in FEATURES if isinstance(f, CategoricalField)
 )
+# The fields the evaluation reports per subgroup (reports/evaluation.json `subgroups`): a
+# categorical or binary field by its values, a numeric field by the bands of the feature
+# config's `<name>_band_edges` (reported as `<name>_band`).
+SUBGROUP_FIELDS: tuple[str, ...] = ("gender", "age", "hypertension")
+
 # A valid record (the first patient of the data set): the OpenAPI example, and the fixture
 # that tests and benchmarks start from. Treat as read-only; copy with dict(EXAMPLE_RECORD).
 EXAMPLE_RECORD: dict[str, Any] = {

@@ -38,6 +38,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
+from stroke_risk import paths
 from stroke_risk.evaluation.metrics import percentile_interval, resample_weights, weighted_metrics
 
 COMPARED_METRICS = ("roc_auc", "average_precision", "brier")
@@ -129,21 +130,21 @@ def git_reader(repo: Path, revision: str) -> Reader:
 def load_run(name: str, read: Reader, *, baseline: str | None = None) -> Run:
     """A run from its params.yaml and report files; missing test predictions are allowed
     (older experiments), missing CV scores are not."""
-    texts = {path: read(path) for path in ("params.yaml", "reports/tuning.json")}
+    texts = {path: read(path) for path in (paths.PARAMS, paths.TUNING_REPORT)}
     missing = [path for path, text in texts.items() if text is None]
     if missing:
         raise ComparisonError(
             f"{name}: {', '.join(missing)} not found; run the pipeline for it (dvc exp run)"
         )
-    params = yaml.safe_load(texts["params.yaml"] or "")
-    tuning = json.loads(texts["reports/tuning.json"] or "{}")
-    evaluation_text = read("reports/evaluation.json") or "{}"
+    params = yaml.safe_load(texts[paths.PARAMS] or "")
+    tuning = json.loads(texts[paths.TUNING_REPORT] or "{}")
+    evaluation_text = read(paths.EVALUATION) or "{}"
     evaluation = json.loads(evaluation_text)
-    predictions_text = read("reports/test_predictions.csv")
-    metrics = flatten(json.loads(read("reports/metrics.json") or "{}"))
+    predictions_text = read(paths.TEST_PREDICTIONS)
+    metrics = flatten(json.loads(read(paths.METRICS) or "{}"))
     data = params.get("data", {})
     fingerprint = hashlib.sha256(
-        "\0".join([texts["reports/tuning.json"] or "", evaluation_text]).encode()
+        "\0".join([texts[paths.TUNING_REPORT] or "", evaluation_text]).encode()
     ).hexdigest()
     return Run(
         name=name,

@@ -95,3 +95,20 @@ def instability_summary(original: np.ndarray, bootstrap: np.ndarray) -> dict[str
         "range95_width_median": float(np.median(width)),
         "range95_width_p90": float(np.quantile(width, 0.9)),
     }
+
+
+def instability_report(
+    original: np.ndarray, bootstrap: np.ndarray, *, seed: int
+) -> dict[str, object]:
+    """reports/instability.json: the method, the refits' count and seed, the patients and
+    the instability_summary figures (rounded to 6 digits)."""
+    return {
+        "method": METHOD,
+        "n_bootstrap": len(bootstrap),
+        "seed": seed,
+        "patients": len(original),
+        **{
+            name: round(value, 6)
+            for name, value in instability_summary(original, bootstrap).items()
+        },
+    }

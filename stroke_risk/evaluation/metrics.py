@@ -1,4 +1,4 @@
-"""Threshold selection, metrics with bootstrap confidence intervals, calibration."""
+"""Metrics with bootstrap confidence intervals, calibration (threshold policies: thresholds.py)."""
 
 from __future__ import annotations
 
@@ -6,65 +6,6 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve, roc_curve
-
-THRESHOLD_POLICIES = ("min_recall", "max_f1", "youden", "net_benefit")
-
-
-def select_threshold(
-    y_true: np.ndarray,
-    probability: np.ndarray,
-    *,
-    policy: str,
-    target_recall: float,
-    harm_benefit_ratio: float | None = None,
-) -> float:
-    """Pick a decision threshold from (out-of-fold) scores.
-
-    - ``min_recall``: the highest threshold whose recall is at least target_recall, i.e.
-      the most specific rule that still meets the clinical sensitivity target;
-    - ``max_f1``: the threshold maximising F1;
-    - ``youden``: the threshold maximising sensitivity + specificity - 1;
-    - ``net_benefit``: the threshold maximising net benefit TP/n - FP/n * harm_benefit_ratio,
-      where harm_benefit_ratio is the harm of a needless follow-up relative to the benefit of
-      catching a stroke. For calibrated scores the answer is near the threshold probability
-      ratio / (1 + ratio); choosing it on the scores keeps it right when they are not.
-    Candidate thresholds are the observed scores, so the result is one of them.
-    """
-    y_true = np.asarray(y_true).astype(int)
-    probability = np.asarray(probability, dtype=float)
-    candidates = np.unique(probability)[::-1]  # descending: recall grows as we go
-    positives = y_true.sum()
-    negatives = len(y_true) - positives
-    order = np.argsort(-probability, kind="stable")
-    sorted_scores = probability[order]
-    sorted_labels = y_true[order]
-    # True/false positives when predicting positive for score >= candidate.
-    cumulative_tp = np.cumsum(sorted_labels)
-    cumulative_fp = np.cumsum(1 - sorted_labels)
-    last_index = np.searchsorted(-sorted_scores, -candidates, side="right") - 1
-    tp = cumulative_tp[last_index]
-    fp = cumulative_fp[last_index]
-    recall = tp / positives
-    if policy == "min_recall":
-        meeting = np.nonzero(recall >= target_recall)[0]
-        return float(candidates[meeting[0]]) if len(meeting) else float(candidates[-1])
-    if policy == "max_f1":
-        f1 = 2 * tp / (2 * tp + fp + (positives - tp))
-        return float(candidates[int(np.argmax(f1))])
-    if policy == "youden":
-        youden = recall - fp / negatives
-        return float(candidates[int(np.argmax(youden))])
-    if policy == "net_benefit":
-        if harm_benefit_ratio is None or not harm_benefit_ratio > 0:
-            raise ValueError(
-                "threshold.harm_benefit_ratio must be a positive number for policy "
-                f"net_benefit, got {harm_benefit_ratio!r}"
-            )
-        benefit = tp - fp * harm_benefit_ratio
-        return float(candidates[int(np.argmax(benefit))])
-    raise ValueError(
-        f"unknown threshold policy {policy!r}; expected one of {', '.join(THRESHOLD_POLICIES)}"
-    )
 
 
 def ranking_metrics(y_true: np.ndarray, probability: np.ndarray) -> tuple[float, float]:

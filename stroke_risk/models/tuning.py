@@ -25,6 +25,7 @@ import yaml
 from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedKFold
 
+from stroke_risk import paths
 from stroke_risk.code_deps import files_digest, import_closure
 from stroke_risk.data.features import FeatureConfig
 from stroke_risk.models.families import SEARCH_SPACE_DIR, family_named
@@ -413,6 +414,34 @@ def nested_cv_method(settings: NestedCVSettings, n_trials: int) -> str:
     )
 
 
+def tuning_report(
+    study: StudyResult, best: CVResult, *, spec: StudySpec, n_trials: int
+) -> dict[str, Any]:
+    """reports/tuning.json: best params, the trials they came from, the best params' CV
+    summary (mean and sd per metric) and per-fold scores."""
+    cv: dict[str, float] = {}
+    for name in ("roc_auc", "average_precision", "brier"):
+        cv[name] = round(best.mean(name), 6)
+        cv[f"{name}_std"] = round(best.std(name), 6)
+    return {
+        "study_name": study.study_name,
+        "study": {
+            "storage": study.storage,
+            "trials_used": study.trials_used,
+            "best_trial": study.best_trial,
+        },
+        "family": spec.family,
+        "metric": spec.metric,
+        "n_trials": n_trials,
+        "best_params": study.best_params,
+        "cv": cv,
+        "fold_scores": [
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fold.items()}
+            for fold in best.fold_scores
+        ],
+    }
+
+
 def nested_cv_report(
     result: NestedCVResult,
     *,
@@ -502,7 +531,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("command", choices=["worker"])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--train", default="data/features/train.csv")
+    parser.add_argument("--train", default=paths.FEATURES_TRAIN)
     parser.add_argument("--storage", help="SQLAlchemy URL (default: tune.storage)")
     parser.add_argument("--n-trials", type=int, required=True)
     parser.add_argument("--worker-index", type=int, default=0, help="distinct per worker")

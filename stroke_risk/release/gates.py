@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from stroke_risk import paths
 from stroke_risk.evaluation.comparison import (
     COMPARED_METRICS,
     THRESHOLD_METRICS,
@@ -199,7 +200,7 @@ def evaluation_gates(gates: Gates, evaluation: Mapping[str, Any]) -> list[GateRe
         interval = _test_interval(evaluation, metric)
         if interval is None:
             results.append(
-                GateResult(name, False, f"reports/evaluation.json has no test.{metric} with a CI")
+                GateResult(name, False, f"{paths.EVALUATION} has no test.{metric} with a CI")
             )
             continue
         value, low, high = interval
@@ -220,7 +221,7 @@ def evaluation_gates(gates: Gates, evaluation: Mapping[str, Any]) -> list[GateRe
         ) or {}
         if slope.get("ci_low") is None or slope.get("ci_high") is None:
             results.append(
-                GateResult(name, False, "reports/evaluation.json has no calibration.test slope CI")
+                GateResult(name, False, f"{paths.EVALUATION} has no calibration.test slope CI")
             )
         else:
             low, high = float(slope["ci_low"]), float(slope["ci_high"])

@@ -49,6 +49,8 @@ from typing import Any
 
 import yaml
 
+from stroke_risk import paths
+from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES, policy_setting
 from stroke_risk.release.gates import (
     GATES_FILE,
     GateResult,
@@ -74,10 +76,10 @@ __all__ = ["ReleaseError", "read_releases", "release", "release_for_model"]
 
 ARTIFACT = "stroke-risk"
 STAGE = "production"
-MODEL_PATH = "models/model.joblib"
+MODEL_PATH = paths.MODEL
 TRAIN_STAGE = "train"
 CHANGELOG_FILE = "CHANGELOG.md"
-METADATA_PATH = "models/model_metadata.json"
+METADATA_PATH = paths.MODEL_METADATA
 UNRELEASED_HEADING = "## [Unreleased]"
 # Append-only JSON Lines: every move of the `@production` alias (release, rollback).
 AUDIT_FILE = "releases_audit.jsonl"
@@ -192,7 +194,7 @@ def build_release(
     if missing or "threshold" not in evaluation:
         absent = ", ".join(missing or ["threshold"])
         raise ReleaseError(
-            f"reports/evaluation.json lacks {absent}; run `make run` and commit the reports"
+            f"{paths.EVALUATION} lacks {absent}; run `make run` and commit the reports"
         )
     return {
         "version": version,
@@ -227,8 +229,9 @@ def changelog_section(release: Mapping[str, Any], notes: str) -> str:
     """The Markdown section of one release; `notes` (Markdown) end it when given."""
     threshold = release["threshold"]
     policy = threshold.get("policy", "?")
-    if policy == "min_recall":
-        policy = f"min_recall, target recall {threshold.get('target_recall')}"
+    known = THRESHOLD_POLICIES.get(policy)
+    if known is not None and known.setting is not None:
+        policy = f"{policy}, {known.setting_label} {policy_setting(known, threshold)}"
     lines = [
         f"## [{release['version']}] - {release['date']}",
         "",
@@ -510,7 +513,7 @@ def check_release_gates(
     from stroke_risk.evaluation.comparison import directory_reader, load_run
 
     gates = load_gates(root)
-    results = evaluation_gates(gates, _read_json(root, "reports/evaluation.json"))
+    results = evaluation_gates(gates, _read_json(root, paths.EVALUATION))
     if gates.production is not None:
         candidate = load_run("candidate", directory_reader(root))
         production, label = (None, None)
@@ -649,7 +652,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 # ------------------------------------------------- signing (stroke_risk/release/signing.py)
 
-SERVING_MODEL_PATH = "models/serving_model.npz"
+SERVING_MODEL_PATH = paths.SERVING_MODEL
 
 
 def release_signing_key() -> Any:
@@ -718,16 +721,16 @@ def release(
     registered_model = (params.get("mlflow") or {}).get("registered_model", ARTIFACT)
     client = mlflow_client(tracking_uri(root), root)
     registry_version = registered_version_for(client, registered_model, model_md5, metadata_md5)
-    summary = _read_json(root, "reports/data_summary.json")
+    summary = _read_json(root, paths.DATA_SUMMARY)
     record = build_release(
         version=version,
         model_md5=model_md5,
         registry_version=registry_version,
         source_commit=_git(root, "rev-parse", "HEAD").strip(),
         released_on=today or dt.date.today(),
-        evaluation=_read_json(root, "reports/evaluation.json"),
-        metrics=_read_json(root, "reports/metrics.json"),
-        metadata=_read_json(root, "models/model_metadata.json"),
+        evaluation=_read_json(root, paths.EVALUATION),
+        metrics=_read_json(root, paths.METRICS),
+        metadata=_read_json(root, METADATA_PATH),
         data_name=str(
             summary.get("known_dataset")
             or summary.get("source")

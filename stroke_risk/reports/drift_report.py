@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from stroke_risk import paths
 from stroke_risk.data.load import DataValidationError, read_raw_csv, validate_raw_frame
 from stroke_risk.data.schema import FEATURE_NAMES, FEATURES, NumericField
 from stroke_risk.io import write_text
@@ -48,7 +49,7 @@ from stroke_risk.monitoring.drift import (
 )
 from stroke_risk.monitoring.live import check_reference_profile, classifier_drift_auc
 
-DEFAULT_REFERENCE = Path("models/reference_profile.json")
+DEFAULT_REFERENCE = Path(paths.REFERENCE_PROFILE)
 DEFAULT_OUTPUT = Path("drift-report.html")
 # The drift classifier is fitted on at most this many current records (a seeded sample):
 # beyond a few thousand rows its AUC barely moves, while the fit time keeps growing.

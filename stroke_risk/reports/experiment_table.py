@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from stroke_risk import paths
 from stroke_risk.evaluation.comparison import (
     DEFAULT_COMMITS,
     MISSING,
@@ -52,7 +53,7 @@ class Row:
 
 def read_outputs(read: Reader) -> tuple[dict[str, Any], dict[str, Any]]:
     """(params, metrics) of a revision, flattened; empty when a file is missing."""
-    params_text, metrics_text = read("params.yaml"), read("reports/metrics.json")
+    params_text, metrics_text = read(paths.PARAMS), read(paths.METRICS)
     params = flatten(yaml.safe_load(params_text) or {}) if params_text else {}
     metrics = flatten(json.loads(metrics_text)) if metrics_text else {}
     return params, metrics

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from stroke_risk import paths
 from stroke_risk.evaluation.comparison import (
     CV_METHOD,
     NESTED_KEY,
@@ -47,12 +48,13 @@ from stroke_risk.evaluation.comparison import (
     paired_tests,
 )
 from stroke_risk.evaluation.comparison import git_reader as comparison_git_reader
+from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES
 from stroke_risk.io import write_text
 
-METRICS_PATH = "reports/metrics.json"
-PARAMS_PATH = "params.yaml"
-EVALUATION_PATH = "reports/evaluation.json"
-TUNING_PATH = "reports/tuning.json"
+METRICS_PATH = paths.METRICS
+PARAMS_PATH = paths.PARAMS
+EVALUATION_PATH = paths.EVALUATION
+TUNING_PATH = paths.TUNING_REPORT
 MARKER = "<!-- stroke-risk pr-report -->"
 BASE_COLOUR, HEAD_COLOUR = "#8c8c8c", "#d62728"
 
@@ -84,7 +86,7 @@ def _false_positive_rate(metrics: Mapping[str, float]) -> float | None:
 CURVES = (
     Curve(
         "roc",
-        "reports/plots/roc.csv",
+        paths.plot_table("roc"),
         "fpr",
         "tpr",
         "ROC (test split)",
@@ -94,7 +96,7 @@ CURVES = (
     ),
     Curve(
         "pr",
-        "reports/plots/pr.csv",
+        paths.plot_table("pr"),
         "recall",
         "precision",
         "Precision-recall (test split)",
@@ -104,7 +106,7 @@ CURVES = (
     ),
     Curve(
         "calibration",
-        "reports/plots/calibration.csv",
+        paths.plot_table("calibration"),
         "mean_predicted",
         "observed_rate",
         "Calibration (test split)",
@@ -277,10 +279,13 @@ def model_rows(base: Snapshot, head: Snapshot) -> list[list[str]]:
 
     def policy(s: Snapshot) -> str:
         policy_name = s.params.get("threshold.policy")
-        target = s.params.get("threshold.target_recall")
-        return (
-            "—" if policy_name is None else f"{policy_name} (target recall {format_value(target)})"
-        )
+        if policy_name is None:
+            return "—"
+        known = THRESHOLD_POLICIES.get(policy_name)
+        if known is None or known.setting is None:
+            return str(policy_name)
+        setting = s.params.get(f"threshold.{known.setting}")
+        return f"{policy_name} ({known.setting_label} {format_value(setting)})"
 
     rows = []
     for name, get in (

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stroke_risk import paths
 from stroke_risk.data.features import FeatureConfig
 from stroke_risk.evaluation.decision_curve import describe_ranges
 from stroke_risk.evaluation.sample_size import SampleSize, expected_shrinkage, riley_sample_size
@@ -26,7 +27,7 @@ from stroke_risk.reports.model_card import (
 )
 
 ANSWERED, PARTLY, CANNOT = "answered", "partly", "cannot be answered"
-CARD = "`reports/model_card.md`"
+CARD = f"`{paths.MODEL_CARD}`"
 # Riley et al.'s fallback when no prior model is known: Nagelkerke R2 of 0.15.
 CONSERVATIVE_NAGELKERKE_R2 = 0.15
 
@@ -231,7 +232,7 @@ def checklist_rows(
             PARTLY,
             (
                 "Inclusion is whatever the source contains; the pipeline's own exclusions (schema "
-                "validation, duplicate rows) are counted in `reports/data_summary.json`."
+                f"validation, duplicate rows) are counted in `{paths.DATA_SUMMARY}`."
             ),
         ),
         ("6c", "Treatments", CANNOT, "No treatment or medication fields."),
@@ -348,7 +349,7 @@ def checklist_rows(
             "How predictions were computed for evaluation",
             ANSWERED,
             (
-                "`models/model.joblib` (one pipeline from raw fields to probability) scored the "
+                f"`{paths.MODEL}` (one pipeline from raw fields to probability) scored the "
                 "test split; the service uses an equivalent compiled scorer checked against it at "
                 "start-up."
             ),
@@ -420,7 +421,7 @@ def checklist_rows(
             "20a",
             "Flow of participants",
             ANSWERED,
-            "`reports/data_summary.json` (rows read, dropped, split, strokes per split).",
+            f"`{paths.DATA_SUMMARY}` (rows read, dropped, split, strokes per split).",
         ),
         (
             "20b",
@@ -436,7 +437,7 @@ def checklist_rows(
             "Development vs evaluation predictor distributions",
             PARTLY,
             (
-                "Same population by construction; `models/reference_profile.json` holds the "
+                f"Same population by construction; `{paths.REFERENCE_PROFILE}` holds the "
                 "training distributions the monitor compares live traffic with."
             ),
         ),
@@ -454,7 +455,7 @@ def checklist_rows(
             "Full model specification",
             ANSWERED,
             (
-                "`models/model.joblib` with `models/model_metadata.json` (hyperparameters, feature "
+                f"`{paths.MODEL}` with `{paths.MODEL_METADATA}` (hyperparameters, feature "
                 "definitions, library versions); served by the REST API. Free to reuse under the "
                 "repository licence."
             ),

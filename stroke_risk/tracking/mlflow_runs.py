@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stroke_risk import paths
+from stroke_risk.cli import StageError
 from stroke_risk.data.load import file_md5
+from stroke_risk.params import MlflowParams
 
 MODEL_HASH_TAG = "model_md5"
 # The threshold lives in the metadata: the same model file with another threshold is
@@ -44,12 +47,12 @@ SOURCE_RUN_TAG = "copied_from_run_id"
 class RevisionFiles:
     """The pipeline outputs that describe one model revision."""
 
-    model: Path = Path("models/model.joblib")
-    metadata: Path = Path("models/model_metadata.json")
-    tuning: Path = Path("reports/tuning.json")
-    metrics: Path = Path("reports/metrics.json")
-    evaluation: Path = Path("reports/evaluation.json")
-    data_summary: Path = Path("reports/data_summary.json")
+    model: Path = Path(paths.MODEL)
+    metadata: Path = Path(paths.MODEL_METADATA)
+    tuning: Path = Path(paths.TUNING_REPORT)
+    metrics: Path = Path(paths.METRICS)
+    evaluation: Path = Path(paths.EVALUATION)
+    data_summary: Path = Path(paths.DATA_SUMMARY)
 
     def under(self, root: Path) -> RevisionFiles:
         return RevisionFiles(**{name: root / path for name, path in vars(self).items()})
@@ -245,6 +248,26 @@ def log_model_revision(
     version = _register(mlflow, client, run_id, registered_model, md5)
     client.set_registered_model_alias(registered_model, alias, version)
     return LoggedRevision(run_id, version, changed=True)
+
+
+def log_evaluated_revision(files: RevisionFiles, settings: MlflowParams) -> str:
+    """Log the evaluate stage's revision (log_model_revision); return the line it prints.
+
+    Any failure (store unreachable, bad credentials) becomes a StageError of one line that
+    says how to fix it, so the stage prints no traceback.
+    """
+    try:
+        logged = log_model_revision(files, **settings.model_dump())
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
+        raise StageError(
+            f"MLflow logging failed ({reason}); check MLFLOW_TRACKING_URI "
+            f"or unset it to use the repository's mlflow.db"
+        ) from None
+    return (
+        f"MLflow ({tracking_uri().split('@')[-1]}): run {logged.run_id}, "
+        f"{settings.registered_model} version {logged.version} is @{settings.alias}"
+    )
 
 
 def _register(mlflow: Any, client: Any, run_id: str, registered_model: str, md5: str) -> str:
@@ -492,7 +515,7 @@ def _copy_command(source: str, destination: str | None) -> None:
 
 def _sync_command(params_file: str) -> None:
     from stroke_risk.io import load_params
-    from stroke_risk.params import MlflowParams, ParamsError, read_section
+    from stroke_risk.params import ParamsError, read_section
     from stroke_risk.tracking.server import TrackingServerError
 
     files = RevisionFiles()

@@ -18,12 +18,17 @@ from stroke_risk.evaluation.metrics import (
     metrics_with_intervals,
     probability_metrics,
     resample_weights,
-    select_threshold,
     subgroup_metrics,
     threshold_metrics,
     weighted_metrics,
     weighted_ranking_metrics,
 )
+from stroke_risk.evaluation.thresholds import (
+    THRESHOLD_POLICIES,
+    THRESHOLD_POLICY_NAMES,
+    select_threshold,
+)
+from stroke_risk.params import ParamsError, ThresholdParams, read_section
 
 
 @pytest.fixture(params=[0, 1, 2])
@@ -55,30 +60,57 @@ def test_threshold_metrics_match_sklearn(scored):
         assert metrics["specificity"] == pytest.approx(np.mean(predicted[y == 0] == 0))
 
 
-def brute_force_threshold(y, p, policy, target):
+# Each policy's objective written the slow, obvious way (a candidate's value; higher wins).
+# A policy added to the table without one here fails test_threshold_selection_matches_brute_force.
+BRUTE_FORCE_OBJECTIVES = {
+    "min_recall": lambda y, p, t, m: t if m["recall"] >= 0.8 else -np.inf,
+    "max_f1": lambda y, p, t, m: m["f1"],
+    "youden": lambda y, p, t, m: m["recall"] + m["specificity"] - 1,
+    "net_benefit": lambda y, p, t, m: (
+        np.mean((p >= t) & (y == 1)) - np.mean((p >= t) & (y == 0)) * 0.05
+    ),
+}
+
+
+def brute_force_threshold(y, p, policy):
+    objective = BRUTE_FORCE_OBJECTIVES[policy]
     best, best_value = None, -np.inf
     for candidate in np.unique(p):
-        m = threshold_metrics(y, p, candidate)
-        if policy == "min_recall":
-            value = candidate if m["recall"] >= target else -np.inf
-        elif policy == "max_f1":
-            value = m["f1"]
-        elif policy == "net_benefit":
-            flagged = p >= candidate
-            value = np.mean(flagged & (y == 1)) - np.mean(flagged & (y == 0)) * 0.05
-        else:
-            value = m["recall"] + m["specificity"] - 1
+        value = objective(y, p, candidate, threshold_metrics(y, p, candidate))
         # ties: prefer the higher threshold, as select_threshold scans from the top
         if value > best_value or (value == best_value and candidate > best):
             best, best_value = candidate, value
     return best
 
 
-@pytest.mark.parametrize("policy", ["min_recall", "max_f1", "youden", "net_benefit"])
+@pytest.mark.parametrize("policy", THRESHOLD_POLICY_NAMES)
 def test_threshold_selection_matches_brute_force(scored, policy):
     y, p = scored
     chosen = select_threshold(y, p, policy=policy, target_recall=0.8, harm_benefit_ratio=0.05)
-    assert chosen == pytest.approx(brute_force_threshold(y, p, policy, 0.8))
+    assert chosen == pytest.approx(brute_force_threshold(y, p, policy))
+
+
+def test_params_accept_exactly_the_policies_of_the_table():
+    for name in THRESHOLD_POLICY_NAMES:
+        section = {"policy": name, "target_recall": 0.8, "harm_benefit_ratio": 0.05}
+        assert read_section({"threshold": section}, "threshold", ThresholdParams).policy == name
+    with pytest.raises(ParamsError, match="threshold.policy.*'min_recall', 'max_f1'"):
+        read_section(
+            {"threshold": {"policy": "magic", "target_recall": 0.8, "harm_benefit_ratio": 0.05}},
+            "threshold",
+            ThresholdParams,
+        )
+
+
+@pytest.mark.parametrize("policy", THRESHOLD_POLICY_NAMES)
+def test_each_policy_reads_a_real_setting_and_explains_itself(policy):
+    record = THRESHOLD_POLICIES[policy]
+    assert record.name == policy
+    if record.setting is not None:
+        assert record.setting in ThresholdParams.model_fields
+        assert record.setting_label
+    sentence = record.clinician_sentence(0.8)
+    assert sentence.endswith(".") and "threshold" in sentence
 
 
 def test_min_recall_threshold_meets_target_and_is_highest(scored):

@@ -18,6 +18,7 @@ from stroke_risk.reports.model_card import (
     fields_used,
     fmt_interval,
     group_sort_key,
+    threshold_section,
 )
 from stroke_risk.reports.plots import (
     calibration_png,
@@ -543,3 +544,23 @@ def test_card_reports_nested_cv_and_prediction_instability(inputs):
 def test_card_names_the_calibration_interval_method(inputs):
     inputs["evaluation"]["calibration"]["intercept_slope_ci_method"] = "profile likelihood, 95%"
     assert "Intervals of the intercept and slope: profile likelihood, 95%." in card_of(inputs)
+
+
+@pytest.mark.parametrize(
+    ("settings", "shown"),
+    [
+        (
+            {"policy": "min_recall", "target_recall": 0.8},
+            "Policy `min_recall` (target recall 0.80): ",
+        ),
+        ({"policy": "net_benefit", "harm_benefit_ratio": 0.05}, "(harm/benefit ratio 0.05): "),
+        ({"policy": "max_f1", "target_recall": 0.8}, "Policy `max_f1`: the threshold that max"),
+    ],
+)
+def test_threshold_section_describes_the_policy_from_its_record(settings, shown):
+    """The policy's text and setting come from the threshold table, from evaluation or metadata."""
+    for metadata, evaluation in (
+        ({"threshold_policy": settings}, {"threshold": {"value": 0.1}}),
+        ({}, {"threshold": {"value": 0.1, **settings}}),
+    ):
+        assert shown in " ".join(threshold_section(metadata, evaluation))

@@ -202,6 +202,24 @@ def test_partial_evaluation_report_gives_what_it_has() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        ({"policy": "min_recall", "target_recall": 0.75}, "flag at least 75% of patients"),
+        ({"policy": "net_benefit", "harm_benefit_ratio": 0.05}, "follow-up as 0.05 of the"),
+        ({"policy": "youden", "target_recall": 0.75}, "sensitivity plus specificity"),
+    ],
+)
+def test_the_policy_sentence_comes_from_the_policy_table(threshold, expected) -> None:
+    summary = parse_evaluation({"threshold": {"value": 0.1, **threshold}})
+    assert summary is not None and len(summary.sentences) == 2
+    assert expected in summary.sentences[1]
+    # A policy whose setting is missing from the report gets no sentence rather than a "?".
+    if "target_recall" in threshold and threshold["policy"] == "min_recall":
+        bare = parse_evaluation({"threshold": {"value": 0.1, "policy": "min_recall"}})
+        assert bare is not None and len(bare.sentences) == 1
+
+
 def test_form_post_without_javascript_shows_the_api_answer(page_client: FlaskClient) -> None:
     for record in (HIGH_RISK_RECORD, LOW_RISK_RECORD):
         api = page_client.post("/predict", json=record).get_json()

@@ -201,6 +201,22 @@ def test_changelog_section_carries_md5_metrics_with_cis_and_threshold(record):
     assert section.rstrip().endswith("- a note")
 
 
+@pytest.mark.parametrize(
+    ("threshold", "shown"),
+    [
+        ({"policy": "min_recall", "target_recall": 0.8}, "(min_recall, target recall 0.8)"),
+        (
+            {"policy": "net_benefit", "harm_benefit_ratio": 0.05},
+            "(net_benefit, harm/benefit ratio 0.05)",
+        ),
+        ({"policy": "youden", "target_recall": 0.8}, "(youden)"),
+    ],
+)
+def test_changelog_names_the_policy_with_the_setting_it_reads(record, threshold, shown):
+    section = changelog_section({**record, "threshold": {"value": 0.1, **threshold}}, notes="")
+    assert f"- Decision threshold: 0.1 {shown}\n" in section
+
+
 def test_build_release_refuses_reports_without_cis():
     with pytest.raises(ReleaseError, match="evaluation.json lacks roc_auc.*make run"):
         build_release(

@@ -1,0 +1,108 @@
+"""Where the pipeline's artifacts live: each path spelled once, relative to the repository root.
+
+The stages' defaults, the service's settings, release, MLflow logging and the report tools
+read these names. `STAGE_OUTPUTS` and `STAGE_INPUTS` say which stage writes and reads each
+artifact; tests/pipeline/test_artifact_paths.py holds them equal to dvc.yaml's outs and
+deps, so moving a file is one edit here plus the matching edit of dvc.yaml, checked.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PARAMS: Final = "params.yaml"
+DVC_LOCK: Final = "dvc.lock"
+
+# prepare
+PREPARED_TRAIN: Final = "data/prepared/train.csv"
+PREPARED_TEST: Final = "data/prepared/test.csv"
+DATA_SUMMARY: Final = "reports/data_summary.json"
+# featurize
+FEATURES_TRAIN: Final = "data/features/train.csv"
+REFERENCE_PROFILE: Final = "models/reference_profile.json"
+# tune
+OOF_PREDICTIONS: Final = "data/oof/oof_predictions.csv"
+TUNING_REPORT: Final = "reports/tuning.json"
+# validate_tuning
+NESTED_CV_REPORT: Final = "reports/nested_cv.json"
+# instability
+INSTABILITY_SUMMARY: Final = "reports/instability.json"
+INSTABILITY_TABLE: Final = "reports/instability.csv"
+# train: the pickled pipeline (stages, MLflow), its data-only copy (the one file the service
+# loads) and its metadata (threshold, params, feature config).
+MODEL: Final = "models/model.joblib"
+SERVING_MODEL: Final = "models/serving_model.npz"
+MODEL_METADATA: Final = "models/model_metadata.json"
+# evaluate
+METRICS: Final = "reports/metrics.json"
+EVALUATION: Final = "reports/evaluation.json"
+TEST_PREDICTIONS: Final = "reports/test_predictions.csv"
+PLOTS_DIR: Final = "reports/plots"
+# The plot tables evaluate writes into PLOTS_DIR (`dvc plots` draws them, report reads them).
+PLOT_TABLES: Final = (
+    "roc",
+    "pr",
+    "calibration",
+    "confusion",
+    "importance",
+    "calibration_smooth",
+    "calibration_smooth_cv",
+    "decision_curve",
+)
+# report
+MODEL_CARD: Final = "reports/model_card.md"
+TRIPOD_REPORT: Final = "reports/tripod_ai.md"
+FIGURES_DIR: Final = "reports/figures"
+
+
+def plot_table(name: str) -> str:
+    """The CSV of plot table `name` (one of PLOT_TABLES) under PLOTS_DIR."""
+    return f"{PLOTS_DIR}/{name}.csv"
+
+
+# What each stage writes (dvc.yaml outs and metrics).
+STAGE_OUTPUTS: Final[dict[str, tuple[str, ...]]] = {
+    "prepare": (PREPARED_TRAIN, PREPARED_TEST, DATA_SUMMARY),
+    "featurize": (FEATURES_TRAIN, REFERENCE_PROFILE),
+    "tune": (OOF_PREDICTIONS, TUNING_REPORT),
+    "validate_tuning": (NESTED_CV_REPORT,),
+    "instability": (INSTABILITY_SUMMARY, INSTABILITY_TABLE),
+    "train": (MODEL, SERVING_MODEL, MODEL_METADATA),
+    "evaluate": (
+        METRICS,
+        EVALUATION,
+        TEST_PREDICTIONS,
+        *(plot_table(name) for name in PLOT_TABLES),
+    ),
+    "report": (MODEL_CARD, TRIPOD_REPORT, FIGURES_DIR),
+}
+
+# The artifacts of other stages each stage reads (dvc.yaml deps other than code, conf/ and
+# the raw data).
+STAGE_INPUTS: Final[dict[str, tuple[str, ...]]] = {
+    "prepare": (),
+    "featurize": (PREPARED_TRAIN,),
+    "tune": (FEATURES_TRAIN,),
+    "validate_tuning": (FEATURES_TRAIN,),
+    "instability": (FEATURES_TRAIN, TUNING_REPORT),
+    "train": (FEATURES_TRAIN, OOF_PREDICTIONS, TUNING_REPORT),
+    "evaluate": (
+        PREPARED_TRAIN,
+        PREPARED_TEST,
+        MODEL,
+        MODEL_METADATA,
+        TUNING_REPORT,
+        DATA_SUMMARY,
+        OOF_PREDICTIONS,
+        NESTED_CV_REPORT,
+        INSTABILITY_SUMMARY,
+    ),
+    "report": (
+        MODEL_METADATA,
+        METRICS,
+        EVALUATION,
+        DATA_SUMMARY,
+        INSTABILITY_TABLE,
+        *(plot_table(name) for name in PLOT_TABLES if name != "confusion"),
+    ),
+}
