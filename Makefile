@@ -83,6 +83,7 @@ lint: $(DEV_STAMP)
 	ruff check .
 	ruff format --check .
 	mypy
+	lint-imports --no-cache
 	nbstripout --verify --keep-id notebook/*.ipynb
 	python -m tools.consistency
 

@@ -20,13 +20,9 @@ from functools import partial
 from stroke_risk.cli import run_stage
 from stroke_risk.data.prepared import feature_config_from_params, read_prepared
 from stroke_risk.data.schema import TARGET
-from stroke_risk.evaluation.instability import (
-    METHOD,
-    bootstrap_predictions,
-    instability_summary,
-    per_patient_instability,
-)
+from stroke_risk.evaluation.instability import METHOD, instability_summary, per_patient_instability
 from stroke_risk.io import load_params, write_csv, write_json
+from stroke_risk.models.bootstrap_refits import bootstrap_predictions
 from stroke_risk.models.pipelines import build_model_pipeline
 from stroke_risk.params import (
     FeaturizeParams,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from stroke_risk.data.load import DataValidationError
+
+class InputProblemsError(ValueError):
+    """Bad input with every problem found, one line each (the data room's
+    DataValidationError is one; defined here so this ground module imports no room)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
 class StageError(RuntimeError):
@@ -27,7 +34,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     """
     try:
         main()
-    except DataValidationError as error:
+    except InputProblemsError as error:
         print(f"stage {name} failed: invalid input data:", file=sys.stderr)
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)

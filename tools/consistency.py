@@ -11,6 +11,7 @@ so a new one is a function appended to CHECKS.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -97,10 +98,43 @@ def check_params_types(root: Path) -> list[str]:
     return validate_all(yaml.safe_load((root / PARAMS_FILE).read_text()))
 
 
+def check_import_layers(root: Path) -> list[str]:
+    """The import contracts of pyproject.toml (layers, no cycles between rooms) hold.
+
+    import-linter reads root's packages (it runs in root); each problem is one broken
+    import chain as import-linter prints it, e.g. `stroke_risk.data is not allowed to import
+    stroke_risk.models: - stroke_risk.data.prepared -> stroke_risk.models.pipelines (l.9)`.
+    """
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], cwd=root, capture_output=True, text=True
+    )
+    if result.returncode == 0:
+        return []
+    return broken_import_chains(result.stdout + result.stderr)
+
+
+def broken_import_chains(report: str) -> list[str]:
+    """One line per broken rule of import-linter's `Broken contracts` section, with the import
+    chains that break it (its whole output when that section is missing, e.g. a bad config)."""
+    _, found, broken = report.partition("Broken contracts")
+    problems: list[str] = []
+    for paragraph in (broken if found else report).split("\n\n"):
+        line = " ".join(paragraph.split())
+        if not line or "---" in line:  # empty, or a contract's underlined title
+            continue
+        if line.startswith("- ") and problems:
+            problems[-1] += " " + line
+        else:
+            problems.append(line)
+    return problems
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("params.yaml is the composition of conf/", check_params_composition),
     ("dvc.yaml deps match the code", check_stage_dependencies),
     ("params.yaml fits the typed sections", check_params_types),
+    ("imports follow the layers in pyproject.toml", check_import_layers),
 ]
 
 
