@@ -23,7 +23,7 @@ class StageError(RuntimeError):
 # costs nothing); this one command brings back the committed params and every output.
 # What `make restore` runs: the committed params, lock and reports, then every output from the
 # cache, the remote, or a rebuild, saying which (stroke_risk/tracking/dvc_remote.py).
-RESTORE_COMMAND = "python -m stroke_risk.tracking.dvc_remote restore"
+RESTORE_COMMAND = "python -m stroke_risk.commands.dvc_remote restore"
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:

@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 README = "README.md"
 # What a block may show: the README's name of the command -> the argv that produces it.
 COMMANDS: dict[str, list[str]] = {
-    "python -m stroke_risk.reports.summary": [sys.executable, "-m", "stroke_risk.reports.summary"],
+    "python -m stroke_risk.commands.summary": [
+        sys.executable,
+        "-m",
+        "stroke_risk.commands.summary",
+    ],
 }
 BLOCK = re.compile(
     r"(?P<head><!-- output of: (?P<command>[^>]+?) -->\n```\n)(?P<body>.*?)(?P<tail>```\n"

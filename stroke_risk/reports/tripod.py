@@ -313,7 +313,7 @@ def checklist_rows(
                 "preprocessing step fitted in-fold); selection optimism estimated by nested CV "
                 "around the whole search, prediction instability by bootstrap refits (Riley & "
                 "Collins 2023); families compared by `python -m "
-                "stroke_risk.evaluation.comparison` with the corrected resampled t-test"
+                "stroke_risk.commands.compare` with the corrected resampled t-test"
                 " (Nadeau & Bengio)."
             ),
         ),

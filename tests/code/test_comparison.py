@@ -14,6 +14,7 @@ import yaml
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from stroke_risk.commands.compare import main
 from stroke_risk.evaluation.comparison import (
     ComparisonError,
     compare,
@@ -22,7 +23,6 @@ from stroke_risk.evaluation.comparison import (
     directory_reader,
     experiment_revisions,
     load_run,
-    main,
     paired_bootstrap,
     paired_tests,
     recent_baselines,

@@ -9,7 +9,8 @@ import subprocess
 
 import yaml
 
-from stroke_risk.reports.experiment_table import changed_params, main, render
+from stroke_risk.commands.exps import main
+from stroke_risk.reports.experiment_table import changed_params, render
 
 LONG_PATH = "/data/hospital-a/exports/2026-11/stroke-registry-with-a-very-long-name.csv"
 

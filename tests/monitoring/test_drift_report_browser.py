@@ -58,7 +58,7 @@ def report_page(
     reference_profile: dict[str, Any],
     training_records: list[dict[str, Any]],
 ) -> Path:
-    """The page `python -m stroke_risk.reports.drift_report --data` writes for aged patients."""
+    """The page `python -m stroke_risk.commands.drift_report --data` writes for aged patients."""
     directory = tmp_path_factory.mktemp("drift-report")
     data = write_csv(
         directory / "aged.csv", aged(training_records[:1000], 25), columns=list(FEATURE_NAMES)
@@ -67,7 +67,7 @@ def report_page(
     reference.write_text(json.dumps(reference_profile))
     page = directory / "report.html"
     result = subprocess.run(
-        [sys.executable, "-m", "stroke_risk.reports.drift_report", "--data", str(data)]
+        [sys.executable, "-m", "stroke_risk.commands.drift_report", "--data", str(data)]
         + ["--reference", str(reference), "--out", str(page)],
         cwd=REPO_ROOT,
         capture_output=True,

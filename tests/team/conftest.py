@@ -146,7 +146,7 @@ def two_commit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @dataclass
 class TrackingStack:
-    """`python -m stroke_risk.tracking.server` running: local PostgreSQL + MLflow server."""
+    """`python -m stroke_risk.commands.tracking_server` running: PostgreSQL + MLflow server."""
 
     state_dir: Path
     url: str
@@ -199,7 +199,7 @@ def tracking_stack() -> Iterator[TrackingStack]:
     command = [
         sys.executable,
         "-m",
-        "stroke_risk.tracking.server",
+        "stroke_risk.commands.tracking_server",
         "--state-dir",
         str(state_dir),
         "--pg-port",

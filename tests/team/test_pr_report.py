@@ -1,4 +1,4 @@
-"""`python -m stroke_risk.reports.pr_report` (what `make pr-report BASE=...` runs), for real.
+"""`python -m stroke_risk.commands.pr_report` (what `make pr-report BASE=...` runs), for real.
 
 A scratch repository with two commits, each reproduced by `dvc repro`: the second lowers
 threshold.target_recall, so the test recall and precision change and the report must show
@@ -172,7 +172,7 @@ def test_curve_spec_overlays_both_revisions_with_operating_points() -> None:
 
 def pr_report(root: Path, base: str, out: str = "pr-report.md"):
     return run(
-        ["python", "-m", "stroke_risk.reports.pr_report", "--base", base, "--out", out],
+        ["python", "-m", "stroke_risk.commands.pr_report", "--base", base, "--out", out],
         root,
         check=False,
         timeout=120,

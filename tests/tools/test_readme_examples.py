@@ -20,5 +20,5 @@ def test_a_hand_edited_figure_is_caught_and_regenerated(tmp_path: Path) -> None:
     edited = current.replace("ROC-AUC 0.", "ROC-AUC 9.", 1)
     (tmp_path / README).write_text(text.replace(current, edited), encoding="utf-8")
     (problem,) = stale_blocks(tmp_path)
-    assert "python -m stroke_risk.reports.summary" in problem
+    assert "python -m stroke_risk.commands.summary" in problem
     assert regenerated((tmp_path / README).read_text(encoding="utf-8"), tmp_path) == text
