@@ -1,5 +1,7 @@
-"""The log-odds (logit) of probabilities: the one definition calibration, the explainers, the
-service and the benchmarks use."""
+"""The log-odds (logit) of probabilities, the one definition every caller uses.
+
+Calibration, the explainers, the service's risk factors and the alert benchmark all call it.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""A run's committed files, read from a folder or a git revision, and nested params/metrics
-flattened to one level: what comparison, the PR report, the experiment table and MLflow
-sync read runs with."""
+"""A run's files read from a folder or a git revision; nested params/metrics flattened.
+
+What comparison, the PR report, the experiment table and MLflow sync read runs with.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""`make compare`: experiments side by side with CIs and paired tests against their baselines
-(stroke_risk.evaluation.comparison).
+"""`make compare`: experiments side by side, with CIs and paired tests against baselines.
+
+The library it calls: stroke_risk.evaluation.comparison.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`make drift-report`: the offline HTML drift report of a CSV file or a prediction-log window
-(stroke_risk.reports.drift_report).
+"""`make drift-report`: the offline HTML drift report of a CSV or a prediction-log window.
+
+The library it calls: stroke_risk.reports.drift_report.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`make push` / `make pull` / `make restore`: the DVC remote with its run cache
-(stroke_risk.tracking.dvc_remote).
+"""`make push` / `make pull` / `make restore`: the DVC remote, run cache included.
+
+The library it calls: stroke_risk.tracking.dvc_remote.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`make exp`: `dvc exp run` with its -S overrides checked first
-(stroke_risk.tracking.experiment_overrides).
+"""`make exp`: `dvc exp run` with its -S overrides checked first.
+
+The library it calls: stroke_risk.tracking.experiment_overrides.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`make exps`: the experiments of recent commits under their baselines, changed params first
-(stroke_risk.reports.experiment_table).
+"""`make exps`: the experiments of recent commits under their baselines.
+
+The library it calls: stroke_risk.reports.experiment_table.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`make sync` / `make copy-runs`: log the workspace's model revision to MLflow, or copy runs
-to another store (stroke_risk.tracking.mlflow_runs).
+"""`make sync` / `make copy-runs`: log this model revision to MLflow, or copy runs.
+
+The library it calls: stroke_risk.tracking.mlflow_runs.
 """
 
 from __future__ import annotations

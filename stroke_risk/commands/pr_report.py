@@ -1,5 +1,6 @@
-"""`make pr-report`: the Markdown metrics and curves report of a branch against a base revision
-(stroke_risk.reports.pr_report).
+"""`make pr-report`: a branch's metrics and curves against a base revision, as Markdown.
+
+The library it calls: stroke_risk.reports.pr_report.
 """
 
 from __future__ import annotations

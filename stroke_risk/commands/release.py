@@ -1,5 +1,6 @@
-"""`make release` / `make rollback` / `make release-history`: gated releases and @production
-moves (stroke_risk.release.publish).
+"""`make release` / `rollback` / `release-history`: gated releases and @production moves.
+
+The library it calls: stroke_risk.release.publish.
 """
 
 from __future__ import annotations

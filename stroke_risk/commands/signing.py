@@ -1,5 +1,6 @@
-"""`python -m stroke_risk.commands.signing keygen`: a release signing key pair
-(stroke_risk.release.signing).
+"""`python -m stroke_risk.commands.signing keygen`: a release signing key pair.
+
+The library it calls: stroke_risk.release.signing.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The plain-language summary `make run` ends with, printed from the committed reports
-(stroke_risk.reports.summary).
+"""The plain-language summary `make run` ends with, from the committed reports.
+
+The library it calls: stroke_risk.reports.summary.
 """
 
 from __future__ import annotations

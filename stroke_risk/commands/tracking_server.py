@@ -1,5 +1,6 @@
-"""`make tracking-server`: a shared MLflow tracking server on PostgreSQL
-(stroke_risk.tracking.server).
+"""`make tracking-server`: a shared MLflow tracking server on PostgreSQL.
+
+The library it calls: stroke_risk.tracking.server.
 """
 
 from __future__ import annotations

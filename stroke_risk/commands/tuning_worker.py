@@ -1,5 +1,6 @@
-"""`python -m stroke_risk.commands.tuning_worker`: add trials to the shared Optuna study the
-tune stage would use (stroke_risk.models.tuning).
+"""`python -m stroke_risk.commands.tuning_worker`: trials for a shared Optuna study.
+
+The library it calls: stroke_risk.models.tuning.
 """
 
 from __future__ import annotations

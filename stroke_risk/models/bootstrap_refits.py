@@ -1,5 +1,7 @@
-"""Refits of a pipeline on seeded bootstrap resamples and their predictions (prediction
-instability, stroke_risk.evaluation.instability, summarises them)."""
+"""Refits of a pipeline on seeded bootstrap resamples, and their predictions.
+
+stroke_risk.evaluation.instability summarises them as prediction instability.
+"""
 
 from __future__ import annotations
 

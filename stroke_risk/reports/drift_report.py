@@ -1,5 +1,6 @@
-"""Offline drift report: a CSV file or a window of the prediction log against the training
-reference, as one self-contained HTML page (no network, no live service).
+"""Offline drift report: a CSV or a prediction-log window vs the training reference, as HTML.
+
+One self-contained HTML page (no network, no live service), written by the command:
 
     python -m stroke_risk.commands.drift_report --data new_patients.csv --out drift-report.html
     python -m stroke_risk.commands.drift_report --log var/monitoring/predictions.sqlite --since 24h

@@ -1,4 +1,4 @@
-"""`make exps`: the experiments of recent commits, what each changed, its headline metrics.
+"""The experiment table: recent commits' experiments, what each changed, headline metrics.
 
     python -m stroke_risk.commands.exps               # last 5 commits, 100 columns
     python -m stroke_risk.commands.exps --commits 20 --width 160

@@ -1,4 +1,4 @@
-"""`make push` / `make pull` / `make restore`: DVC outputs with one clear line when they fail.
+"""The DVC remote: push, pull and restore outputs, with one clear line when they fail.
 
 DVC alone answers a committed output that is neither in the cache nor in the remote with
 "Checkout failed ... Is your cache up to date?" (and `dvc checkout` first deletes the
