@@ -83,9 +83,8 @@ lint: $(DEV_STAMP)
 	ruff check .
 	ruff format --check .
 	mypy
-	lint-imports --no-cache
 	nbstripout --verify --keep-id notebook/*.ipynb
-	python -m tools.consistency
+	python -m tools.consistency  # includes the import layers of pyproject.toml (lint-imports)
 
 # The suite runs on TEST_WORKERS pytest-xdist workers; --dist loadfile keeps each test file on
 # one worker, so its module fixtures are built once (tests/conftest.py orders the files).
