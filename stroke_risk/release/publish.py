@@ -480,7 +480,8 @@ class GatesFailed(ReleaseError):
 def production_run(root: Path, releases: Sequence[Mapping[str, Any]], version: str) -> Any:
     """The comparison Run of the release whose MLflow version `@production` points at, read
     from its source commit, and its label; None when no release record has that version."""
-    from stroke_risk.evaluation.comparison import ComparisonError, git_reader, load_run
+    from stroke_risk.evaluation.comparison import ComparisonError, load_run
+    from stroke_risk.run_files import git_reader
 
     record = next((r for r in releases if str(r.get("registry_version")) == version), None)
     if record is None:
@@ -502,7 +503,8 @@ def check_release_gates(
 ) -> list[GateResult]:
     """Every gate of conf/release/gates.yaml on the workspace's test results; raises
     GatesFailed naming each failure unless `override` gives a reason."""
-    from stroke_risk.evaluation.comparison import directory_reader, load_run
+    from stroke_risk.evaluation.comparison import load_run
+    from stroke_risk.run_files import directory_reader
 
     gates = load_gates(root)
     results = evaluation_gates(gates, _read_json(root, "reports/evaluation.json"))

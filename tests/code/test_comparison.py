@@ -20,13 +20,13 @@ from stroke_risk.evaluation.comparison import (
     compare,
     corrected_resampled_ttest,
     direction,
-    directory_reader,
     experiment_revisions,
     load_run,
     paired_bootstrap,
     paired_tests,
     recent_baselines,
 )
+from stroke_risk.run_files import directory_reader
 from tests.code.fake_experiments import commit_experiment, git_repo
 
 

@@ -24,10 +24,10 @@ from stroke_risk.reports.pr_report import (
     Verdict,
     changes,
     curve_spec,
-    flatten,
     format_value,
     render_markdown,
 )
+from stroke_risk.run_files import flatten
 from tests.team.conftest import BASE_TARGET_RECALL, HEAD_TARGET_RECALL, git, run
 
 
@@ -50,6 +50,10 @@ def committed_metrics(root: Path, revision: str) -> dict[str, float]:
 
 
 def test_flatten_and_changes_list_changed_added_and_removed_keys() -> None:
+    assert flatten({"test": {"roc_auc": 0.8}, "n": 3}, separator="_") == {
+        "test_roc_auc": 0.8,
+        "n": 3,
+    }
     old = flatten({"a": {"b": 1, "c": [1, 2]}, "gone": 3})
     new = flatten({"a": {"b": 2, "c": [1, 2]}, "added": 4})
     assert old == {"a.b": 1, "a.c": [1, 2], "gone": 3}
