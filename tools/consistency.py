@@ -11,6 +11,7 @@ so a new one is a function appended to CHECKS.
 from __future__ import annotations
 
 import argparse
+import ast
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -130,11 +131,52 @@ def broken_import_chains(report: str) -> list[str]:
     return problems
 
 
+# The package's command-line programs live here; every other module is library code.
+COMMANDS_FOLDER = "stroke_risk/commands"
+
+
+def check_programs_in_commands(root: Path) -> list[str]:
+    """No library module of stroke_risk/ is a program: argparse and `__main__` blocks live in
+    stroke_risk/commands/ (the library is called with typed arguments, never a command line)."""
+    problems = []
+    for path in sorted((root / "stroke_risk").rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(f"{COMMANDS_FOLDER}/"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if _imports_argparse(tree) or _has_main_block(tree):
+            problems.append(
+                f"{relative} is a command-line program (argparse or a __main__ block): move the "
+                f"program to {COMMANDS_FOLDER}/ and keep the library functions it calls here"
+            )
+    return problems
+
+
+def _imports_argparse(tree: ast.Module) -> bool:
+    return any(
+        (isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names))
+        or (isinstance(node, ast.ImportFrom) and node.module == "argparse")
+        for node in ast.walk(tree)
+    )
+
+
+def _has_main_block(tree: ast.Module) -> bool:
+    """An `if __name__ == "__main__":` at module level."""
+    return any(
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+        for node in tree.body
+    )
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("params.yaml is the composition of conf/", check_params_composition),
     ("dvc.yaml deps match the code", check_stage_dependencies),
     ("params.yaml fits the typed sections", check_params_types),
     ("imports follow the layers in pyproject.toml", check_import_layers),
+    ("the library holds no command-line program", check_programs_in_commands),
 ]
 
 

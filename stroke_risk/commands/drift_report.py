@@ -28,8 +28,6 @@ from stroke_risk.reports.drift_report import (
     summary_text,
 )
 
-# --- the command -----------------------------------------------------------------------
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

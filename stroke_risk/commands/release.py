@@ -26,8 +26,6 @@ from stroke_risk.release.publish import (
     rollback,
 )
 
-# ---------------------------------------------------------------- command line
-
 SUBCOMMANDS = ("release", "rollback", "history")
 
 

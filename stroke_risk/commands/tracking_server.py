@@ -27,8 +27,6 @@ from stroke_risk.tracking.server import (
     mlflow_server,
 )
 
-# --- command line ---------------------------------------------------------------------------
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(

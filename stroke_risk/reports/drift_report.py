@@ -11,7 +11,7 @@ classifier's AUC from stroke_risk.monitoring.live.classifier_drift_auc, all agai
 models/reference_profile.json (the profile the service compares its live window with).
 ``build_drift_report`` is pure computation; ``render_html`` turns its result into the page
 (figures drawn to inline SVG by vl-convert, so the page has no script and loads nothing);
-the rest reads inputs and writes the page.
+stroke_risk.commands.drift_report reads the inputs and writes the page.
 
 A log written with STROKE_MONITOR_STORE=binned keeps reference-bin indices instead of the
 numbers; its report has chi-square p-values for numeric fields and no multivariate figure,

@@ -13,6 +13,7 @@ from tests.conftest import REPO_ROOT
 from tools.consistency import (
     check_import_layers,
     check_params_composition,
+    check_programs_in_commands,
     differences,
     main,
     run_checks,
@@ -127,3 +128,14 @@ def test_an_import_against_the_layers_is_named_with_its_line(project):
     )
     assert cycle.startswith("No cycles are allowed in stroke_risk.")
     assert cycle.endswith("- .data -> .models (1 import)")
+
+
+def test_a_program_in_the_library_is_named(project):
+    assert check_programs_in_commands(project) == []
+    summary = project / "stroke_risk" / "reports" / "summary.py"
+    summary.write_text(summary.read_text() + '\nif __name__ == "__main__":\n    print("hi")\n')
+    (problem,) = check_programs_in_commands(project)
+    assert problem.startswith("stroke_risk/reports/summary.py is a command-line program")
+    summary.write_text("import argparse\n")
+    (problem,) = check_programs_in_commands(project)
+    assert problem.startswith("stroke_risk/reports/summary.py is a command-line program")
