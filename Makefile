@@ -36,25 +36,25 @@ $(DEV_STAMP): requirements/dev.txt requirements.txt | $(VENV)/bin/python
 
 run: $(RUNTIME_STAMP)
 	dvc repro
-	python -m stroke_risk.tracking.mlflow_runs sync
+	python -m stroke_risk.commands.mlflow_runs sync
 	@echo
-	@python -m stroke_risk.reports.summary
+	@python -m stroke_risk.commands.summary
 
 # The DVC remote (default: a local directory, see .dvc/config), run cache included.
 push: $(RUNTIME_STAMP)
-	python -m stroke_risk.tracking.dvc_remote push
+	python -m stroke_risk.commands.dvc_remote push
 
 pull: $(RUNTIME_STAMP)
-	python -m stroke_risk.tracking.dvc_remote pull
+	python -m stroke_risk.commands.dvc_remote pull
 
 # Back to the last committed params and outputs after a failed or unwanted run, or after
 # `git checkout REV`: outputs missing from the cache come from the remote, else `dvc repro`.
 restore: $(RUNTIME_STAMP)
-	python -m stroke_risk.tracking.dvc_remote restore
+	python -m stroke_risk.commands.dvc_remote restore
 
 # Make sure the workspace's model revision is in MLflow (a no-op when it is).
 sync: $(RUNTIME_STAMP)
-	python -m stroke_risk.tracking.mlflow_runs sync
+	python -m stroke_risk.commands.mlflow_runs sync
 
 # Copy this clone's MLflow runs (mlflow.db) to another store, e.g. the shared server, with
 # their names, tags, params, metrics, artifacts and registered versions; runs (model
@@ -62,7 +62,7 @@ sync: $(RUNTIME_STAMP)
 TO ?=
 copy-runs: $(RUNTIME_STAMP)
 	@test -n "$(TO)" || { echo "usage: make copy-runs TO=http://host:5001" >&2; exit 2; }
-	python -m stroke_risk.tracking.mlflow_runs copy --to '$(TO)'
+	python -m stroke_risk.commands.mlflow_runs copy --to '$(TO)'
 
 system-deps:
 	@missing=""; \
@@ -84,7 +84,7 @@ lint: $(DEV_STAMP)
 	ruff format --check .
 	mypy
 	nbstripout --verify --keep-id notebook/*.ipynb
-	python -m tools.consistency
+	python -m tools.consistency  # includes the import layers of pyproject.toml (lint-imports)
 
 # The suite runs on TEST_WORKERS pytest-xdist workers; --dist loadfile keeps each test file on
 # one worker, so its module fixtures are built once (tests/conftest.py orders the files).
@@ -107,7 +107,7 @@ serve: $(RUNTIME_STAMP)
 # plots of BASE and the workspace, rendered offline (pr-report.md + pr-report/).
 BASE ?= main
 pr-report: $(RUNTIME_STAMP)
-	python -m stroke_risk.reports.pr_report --base $(BASE) --out pr-report.md
+	python -m stroke_risk.commands.pr_report --base $(BASE) --out pr-report.md
 
 # `dvc plots diff` of BASE and the workspace (ROC, PR, calibration, confusion, decision
 # curve, importance overlaid), drawn offline: dvc_plots/diff/index.html (git-ignored).
@@ -121,14 +121,14 @@ plots-diff: $(RUNTIME_STAMP)
 # or bad value): make exp ARGS="-n xgb -S model=xgboost"
 ARGS ?=
 exp: $(RUNTIME_STAMP)
-	python -m stroke_risk.tracking.experiment_overrides run $(ARGS)
+	python -m stroke_risk.commands.exp_run run $(ARGS)
 
 # The experiments of the last COMMITS commits, each block under its baseline commit: the params
 # each changed first (never hidden), then family, CV and test ROC-AUC, recall/specificity at the
 # threshold; fits 100 columns. Older experiments: dvc exp list -A, or COMMITS=50.
 COMMITS ?= 5
 exps: $(RUNTIME_STAMP)
-	python -m stroke_risk.reports.experiment_table --commits $(COMMITS)
+	python -m stroke_risk.commands.exps --commits $(COMMITS)
 
 # One table of the baselines and experiments of the last COMMITS commits (family, CV ROC-AUC
 # ± sd, nested CV when present, test ROC-AUC with CI, recall/specificity at the threshold), and
@@ -136,7 +136,7 @@ exps: $(RUNTIME_STAMP)
 # EXPS="name1 name2" limits it to those experiments (and their baselines).
 EXPS ?=
 compare: $(RUNTIME_STAMP)
-	python -m stroke_risk.evaluation.comparison $(EXPS) --commits $(COMMITS) --output comparison.md
+	python -m stroke_risk.commands.compare $(EXPS) --commits $(COMMITS) --output comparison.md
 
 # Release the checked-out model: refuses unless the tree and `dvc status` are clean, the
 # outputs are pushed and every gate of conf/release/gates.yaml passes (OVERRIDE="reason"
@@ -146,15 +146,15 @@ compare: $(RUNTIME_STAMP)
 # them are safe.
 release: $(RUNTIME_STAMP)
 	@test -n "$(VERSION)" || { echo "usage: make release VERSION=1.2.0 [OVERRIDE=\"reason\"]" >&2; exit 2; }
-	python -m stroke_risk.release.publish release $(VERSION) $(if $(OVERRIDE),--override "$$OVERRIDE")
+	python -m stroke_risk.commands.release release $(VERSION) $(if $(OVERRIDE),--override "$$OVERRIDE")
 
 # Move @production back to the previous release (TO=1.0.0 for another), recorded like a release.
 rollback: $(RUNTIME_STAMP)
-	python -m stroke_risk.release.publish rollback $(if $(TO),--to $(TO)) $(if $(REASON),--reason "$$REASON")
+	python -m stroke_risk.commands.release rollback $(if $(TO),--to $(TO)) $(if $(REASON),--reason "$$REASON")
 
 # Every move of @production: when, who, from, to, why.
 release-history: $(RUNTIME_STAMP)
-	python -m stroke_risk.release.publish history
+	python -m stroke_risk.commands.release history
 
 # Executes the demo notebook against a running service (make serve in another shell);
 # the result, with every output, is notebook/demo.executed.ipynb (git-ignored).
@@ -186,13 +186,13 @@ SINCE ?=
 UNTIL ?=
 OUT ?= drift-report.html
 drift-report: $(RUNTIME_STAMP)
-	python -m stroke_risk.reports.drift_report --out '$(OUT)' $(if $(DATA),--data '$(DATA)',--log \
+	python -m stroke_risk.commands.drift_report --out '$(OUT)' $(if $(DATA),--data '$(DATA)',--log \
 	  '$(or $(LOG),$(STROKE_MONITOR_DB),var/monitoring/predictions.sqlite)' \
 	  $(if $(SINCE),--since '$(SINCE)') $(if $(UNTIL),--until '$(UNTIL)'))
 
 # A shared MLflow tracking server on a local PostgreSQL (ARGS="--help" for the options).
 tracking-server: $(RUNTIME_STAMP)
-	python -m stroke_risk.tracking.server $(ARGS)
+	python -m stroke_risk.commands.tracking_server $(ARGS)
 
 format: $(DEV_STAMP)
 	ruff format .

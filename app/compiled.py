@@ -71,29 +71,10 @@ class ProbabilityModel(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class EngineerSpec:
-    """The fitted FeatureEngineer's config; the columns come from features.ENGINEERED."""
-
-    config: FeatureConfig
-
-    @property
-    def age_band_edges(self) -> np.ndarray:
-        return np.asarray(self.config.age_band_edges, dtype=np.float64)
-
-    @property
-    def bmi_category_edges(self) -> np.ndarray:
-        return np.asarray(self.config.bmi_category_edges, dtype=np.float64)
-
-    @property
-    def high_glucose_cut(self) -> float:
-        return float(self.config.high_glucose_cut)
-
-
 class Source:
     """Raw and engineered columns of one batch; engineered ones from features.ENGINEERED."""
 
-    def __init__(self, columns: FeatureColumns, engineer: EngineerSpec | None):
+    def __init__(self, columns: FeatureColumns, engineer: FeatureConfig | None):
         self.columns = columns
         self.engineer = engineer
 
@@ -101,7 +82,7 @@ class Source:
         feature = ENGINEERED_BY_NAME.get(name)
         if feature is None or self.engineer is None:
             raise KeyError(name)
-        return feature, self.engineer.config
+        return feature, self.engineer
 
     def numeric(self, name: str) -> np.ndarray:
         """Return a numeric or binary column as the float64 values the pipeline sees."""
@@ -121,17 +102,17 @@ class Source:
         return feature.band_codes(self.columns.numeric[feature.source], config)
 
 
-def source_labels(name: str, engineer: EngineerSpec | None) -> list[str]:
+def source_labels(name: str, engineer: FeatureConfig | None) -> list[str]:
     """Return the label list that Source.codes(name) indexes into."""
     if name in CATEGORICAL_FEATURES:
         return list(schema_categories(name))
     feature = ENGINEERED_BY_NAME.get(name)
     if engineer is None or feature is None or feature.kind != "categorical":
         raise UnsupportedPipeline(f"categorical column {name!r} is not produced here")
-    return feature.band_labels_of(engineer.config)
+    return feature.band_labels_of(engineer)
 
 
-def known_numeric(name: str, engineer: EngineerSpec | None) -> bool:
+def known_numeric(name: str, engineer: FeatureConfig | None) -> bool:
     """Return whether Source.numeric can produce the column."""
     raw = name in NUMERIC_FEATURES or name in BINARY_FEATURES
     feature = ENGINEERED_BY_NAME.get(name)
@@ -203,7 +184,7 @@ def scaler_step(mean: np.ndarray | None, scale: np.ndarray | None) -> Callable[[
     return standardise
 
 
-def numeric_block(part: NumericPart, engineer: EngineerSpec | None) -> NumericBlock:
+def numeric_block(part: NumericPart, engineer: FeatureConfig | None) -> NumericBlock:
     """Return the block that fills a numeric part's output columns."""
     unknown = [column for column in part.names if not known_numeric(column, engineer)]
     if unknown:
@@ -217,7 +198,7 @@ def numeric_block(part: NumericPart, engineer: EngineerSpec | None) -> NumericBl
     return NumericBlock(part.names, steps, slice(*part.out))
 
 
-def one_hot_block(part: OneHotPart, engineer: EngineerSpec | None) -> OneHotBlock:
+def one_hot_block(part: OneHotPart, engineer: FeatureConfig | None) -> OneHotBlock:
     """Return the one-hot block of a categorical part."""
     remaps: list[np.ndarray] = []
     offset = 0
@@ -299,7 +280,7 @@ def estimator_scorer(tables: Any) -> tuple[str, Callable[[np.ndarray], np.ndarra
 class CompiledModel:
     """Design matrix builder + estimator scorer; predict_proba(columns) -> P(stroke)."""
 
-    engineer: EngineerSpec | None
+    engineer: FeatureConfig | None
     blocks: tuple[NumericBlock | OneHotBlock, ...]
     width: int
     scorer: Callable[[np.ndarray], np.ndarray]
@@ -334,7 +315,7 @@ def compile_serving(model: ServingModel) -> CompiledModel:
 
     Raises UnsupportedPipeline when the artifact names a column this code cannot produce.
     """
-    engineer = None if model.feature_config is None else EngineerSpec(model.feature_config)
+    engineer = model.feature_config
     blocks = tuple(
         one_hot_block(part, engineer)
         if isinstance(part, OneHotPart)
@@ -380,9 +361,9 @@ class ReferenceModel:
 # --- agreement check -------------------------------------------------------------------
 
 
-def probe_columns(engineer: EngineerSpec | None, n_random: int = 400) -> FeatureColumns:
+def probe_columns(engineer: FeatureConfig | None, n_random: int = 400) -> FeatureColumns:
     """The probe batch (stroke_risk.models.serving_artifact.probe_batch) as FeatureColumns."""
-    probe = probe_batch(None if engineer is None else engineer.config, n_random)
+    probe = probe_batch(engineer, n_random)
     return FeatureColumns(probe.numeric, probe.binary, probe.categorical, probe.n_rows)
 
 

@@ -32,6 +32,7 @@ from app.compiled import (
     probe_columns,
 )
 from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.log_odds import logit
 from stroke_risk.models.explain import (
     FOREST_PROBABILITY_FLOOR,
     Explanation,
@@ -58,9 +59,8 @@ def served_log_odds(probability: np.ndarray, explainer: MatrixExplainer) -> np.n
     As stroke_risk.models.explain.model_logit: a random forest's probability is clipped first.
     """
     if explainer.clips_probability:
-        probability = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
-    with np.errstate(divide="ignore"):
-        return np.log(probability) - np.log1p(-probability)
+        return logit(probability, floor=FOREST_PROBABILITY_FLOOR)
+    return logit(probability, floor=0.0)
 
 
 def explain_columns(

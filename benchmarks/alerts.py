@@ -50,6 +50,7 @@ import pandas as pd
 import yaml
 
 from stroke_risk.data.schema import FEATURE_NAMES, FEATURES, NumericField
+from stroke_risk.log_odds import logit
 from stroke_risk.monitoring.drift import category_key, compute_drift
 from stroke_risk.monitoring.live import (
     Figure,
@@ -316,7 +317,7 @@ def shifted_labels(
     if shift == "prevalence x2":
         target = np.minimum(2 * p, 1.0)
     elif shift == "calibration +0.7":
-        target = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + 0.7)))
+        target = 1 / (1 + np.exp(-(logit(p, floor=0.0) + 0.7)))
     else:
         return labels
     added = rng.random(len(p)) < (target - p) / (1 - p)

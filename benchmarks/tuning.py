@@ -2,7 +2,7 @@
 
 Starts a throwaway PostgreSQL cluster (Debian's postgresql; as root it runs as the
 `postgres` user), gives each run its own empty Optuna database, and runs the documented
-worker command `python -m stroke_risk.models.tuning worker` with the repository's params.yaml
+worker command `python -m stroke_risk.commands.tuning_worker` with the repository's params.yaml
 (full CV budget; `--n-jobs 1` and one BLAS thread, so each worker uses one core):
 
 - 1 worker x N trials, then 2 workers x N/2 trials started together on one shared study,
@@ -56,8 +56,7 @@ def run_workers(url: str, password: str, n_workers: int, n_trials: int) -> tuple
             [
                 sys.executable,
                 "-m",
-                "stroke_risk.models.tuning",
-                "worker",
+                "stroke_risk.commands.tuning_worker",
                 "--storage",
                 url,
                 "--n-trials",

@@ -1,5 +1,6 @@
-"""The parts of `make demo ALERT_DEMO=1` (python -m monitoring.demo --fire) that make an
-alert fire within a minute and show it delivered.
+"""What makes an alert of `make demo ALERT_DEMO=1` fire within a minute and be delivered.
+
+Used by `python -m monitoring.demo --fire`:
 
 - ``shorten_hold_times``: the repository's alert rules (monitoring/prometheus/
   alert_rules.yml) with every ``for:`` replaced by a short one, generated from the real

@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -71,12 +70,12 @@ from monitoring.simulate import (
     format_service_figures,
 )
 from stroke_risk import paths
+from stroke_risk.ports import LOOPBACK, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_ARTIFACTS = (paths.SERVING_MODEL, paths.REFERENCE_PROFILE, paths.DVC_LOCK)
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
-LOOPBACK = "127.0.0.1"
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")  # Debian's name first
 ALERT_POLL_SECONDS = 0.4
 HOLD_TIME = re.compile(r"^[1-9][0-9]*[sm]$")
@@ -84,13 +83,6 @@ HOLD_TIME = re.compile(r"^[1-9][0-9]*[sm]$")
 
 class DemoError(Exception):
     """A reason the demo cannot run, as one line with the fix."""
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

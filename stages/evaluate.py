@@ -8,7 +8,7 @@ metrics and the evaluation).
 Writes: reports/metrics.json (flat, stable keys for `dvc metrics`), reports/evaluation.json
 (CIs, baselines, calibration, decision curves, subgroups), reports/plots/*.csv (for
 `dvc plots`), reports/test_predictions.csv (for paired comparisons between experiments);
-the contracts are built by stroke_risk/evaluation/report_contracts.py. Then logs the
+the contracts are built by stroke_risk/reports/evaluation_reports.py. Then logs the
 evaluated model revision to MLflow once (run, registered version, alias).
 """
 
@@ -24,15 +24,15 @@ from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.load import file_sha256
 from stroke_risk.data.prepared import read_prepared
-from stroke_risk.evaluation.report_contracts import (
+from stroke_risk.io import load_params, read_json, write_csv, write_json
+from stroke_risk.params import EvaluateParams, MlflowParams, read_section
+from stroke_risk.reports.evaluation_reports import (
     evaluate_on_test,
     evaluation_plot_tables,
     evaluation_report,
     metrics_report,
     predictions_table,
 )
-from stroke_risk.io import load_params, read_json, write_csv, write_json
-from stroke_risk.params import EvaluateParams, MlflowParams, read_section
 from stroke_risk.tracking.mlflow_runs import RevisionFiles, log_evaluated_revision
 
 

@@ -19,12 +19,9 @@ from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.prepared import read_prepared
 from stroke_risk.data.schema import TARGET
-from stroke_risk.evaluation.instability import (
-    bootstrap_predictions,
-    instability_report,
-    per_patient_instability,
-)
+from stroke_risk.evaluation.instability import instability_report, per_patient_instability
 from stroke_risk.io import load_params, read_json, write_csv, write_json
+from stroke_risk.models.bootstrap_refits import bootstrap_predictions
 from stroke_risk.models.tuned_model import tuned_model
 from stroke_risk.params import InstabilityParams, read_section
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from stroke_risk.data.load import DataValidationError
+
+class InputProblemsError(ValueError):
+    """Bad input with every problem found, one line each (the data room's
+    DataValidationError is one; defined here so this ground module imports no room)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
 class StageError(RuntimeError):
@@ -16,7 +23,7 @@ class StageError(RuntimeError):
 # costs nothing); this one command brings back the committed params and every output.
 # What `make restore` runs: the committed params, lock and reports, then every output from the
 # cache, the remote, or a rebuild, saying which (stroke_risk/tracking/dvc_remote.py).
-RESTORE_COMMAND = "python -m stroke_risk.tracking.dvc_remote restore"
+RESTORE_COMMAND = "python -m stroke_risk.commands.dvc_remote restore"
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
@@ -27,7 +34,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     """
     try:
         main()
-    except DataValidationError as error:
+    except InputProblemsError as error:
         print(f"stage {name} failed: invalid input data:", file=sys.stderr)
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)

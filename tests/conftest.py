@@ -14,6 +14,9 @@ import pytest
 from tests.postgres_server import postgres_server  # noqa: F401  (a session fixture)
 from tests.processes import reap_all
 
+# The browser fixture lives in its own module, shared by every browser test.
+pytest_plugins = ("tests.browser",)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Safety nets so no test writes into the repository by accident: any app started without
 # an explicit prediction-log path, and hypothesis' example database, use a scratch folder.

@@ -11,6 +11,8 @@ so a new one is a function appended to CHECKS.
 from __future__ import annotations
 
 import argparse
+import ast
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -97,10 +99,84 @@ def check_params_types(root: Path) -> list[str]:
     return validate_all(yaml.safe_load((root / PARAMS_FILE).read_text()))
 
 
+def check_import_layers(root: Path) -> list[str]:
+    """The import contracts of pyproject.toml (layers, no cycles between rooms) hold.
+
+    import-linter reads root's packages (it runs in root); each problem is one broken
+    import chain as import-linter prints it, e.g. `stroke_risk.data is not allowed to import
+    stroke_risk.models: - stroke_risk.data.prepared -> stroke_risk.models.pipelines (l.9)`.
+    """
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], cwd=root, capture_output=True, text=True
+    )
+    if result.returncode == 0:
+        return []
+    return broken_import_chains(result.stdout + result.stderr)
+
+
+def broken_import_chains(report: str) -> list[str]:
+    """One line per broken rule of import-linter's `Broken contracts` section, with the import
+    chains that break it (its whole output when that section is missing, e.g. a bad config)."""
+    _, found, broken = report.partition("Broken contracts")
+    problems: list[str] = []
+    for paragraph in (broken if found else report).split("\n\n"):
+        line = " ".join(paragraph.split())
+        if not line or "---" in line:  # empty, or a contract's underlined title
+            continue
+        if line.startswith("- ") and problems:
+            problems[-1] += " " + line
+        else:
+            problems.append(line)
+    return problems
+
+
+# The package's command-line programs live here; every other module is library code.
+COMMANDS_FOLDER = "stroke_risk/commands"
+
+
+def check_programs_in_commands(root: Path) -> list[str]:
+    """No library module of stroke_risk/ is a program: argparse and `__main__` blocks live in
+    stroke_risk/commands/ (the library is called with typed arguments, never a command line)."""
+    problems = []
+    for path in sorted((root / "stroke_risk").rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(f"{COMMANDS_FOLDER}/"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if _imports_argparse(tree) or _has_main_block(tree):
+            problems.append(
+                f"{relative} is a command-line program (argparse or a __main__ block): move the "
+                f"program to {COMMANDS_FOLDER}/ and keep the library functions it calls here"
+            )
+    return problems
+
+
+def _imports_argparse(tree: ast.Module) -> bool:
+    return any(
+        (isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names))
+        or (isinstance(node, ast.ImportFrom) and node.module == "argparse")
+        for node in ast.walk(tree)
+    )
+
+
+def _has_main_block(tree: ast.Module) -> bool:
+    """An `if __name__ == "__main__":` at module level."""
+    return any(
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+        for node in tree.body
+    )
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("params.yaml is the composition of conf/", check_params_composition),
     ("dvc.yaml deps match the code", check_stage_dependencies),
     ("params.yaml fits the typed sections", check_params_types),
+    ("imports follow the layers in pyproject.toml", check_import_layers),
+    ("the library holds no command-line program", check_programs_in_commands),
 ]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from stroke_risk.cli import InputProblemsError
 from stroke_risk.data.schema import (
     BINARY_FEATURES,
     FEATURE_NAMES,
@@ -27,12 +28,8 @@ MISSING_MARKERS = ["", "N/A", "NA", "n/a", "NaN", "nan"]
 EXPECTED_COLUMNS = (*FEATURE_NAMES, TARGET)
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InputProblemsError):
     """Raised when a raw file does not match the schema; the message lists every problem."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
 
 
 def read_raw_csv(path: str | Path) -> pd.DataFrame:

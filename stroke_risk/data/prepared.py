@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from stroke_risk.data.features import FeatureConfig
+from stroke_risk.data.features import ENGINEERED_CATEGORICAL, FeatureConfig
 from stroke_risk.data.schema import CATEGORICAL_FEATURES
 
 
@@ -22,5 +22,5 @@ def feature_config_from_params(featurize: Mapping[str, Any]) -> FeatureConfig:
 
 def read_prepared(path: str) -> pd.DataFrame:
     """Read a prepared or featurized CSV with categories as strings and bmi NaN intact."""
-    categorical = {c: str for c in (*CATEGORICAL_FEATURES, "age_band", "bmi_category")}
+    categorical = {c: str for c in (*CATEGORICAL_FEATURES, *ENGINEERED_CATEGORICAL)}
     return pd.read_csv(path, dtype=categorical, keep_default_na=False, na_values=[""])

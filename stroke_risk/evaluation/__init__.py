@@ -1,3 +1,1 @@
-"""Floor 2, judging a model: metrics with intervals, thresholds, calibration, decision curves,
-comparisons, sample size, instability.
-"""
+"""Floor 2, judging a model: metrics, thresholds, calibration, decision curves, comparisons."""

@@ -23,14 +23,11 @@ from scipy.special import expit
 from scipy.stats import chi2
 
 from stroke_risk.evaluation.metrics import percentile_interval, resample_weights
+from stroke_risk.log_odds import logit
 
+# Probabilities are clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP] before their logit, so a model
+# that outputs exactly 0 or 1 still has a finite linear predictor.
 LOGIT_CLIP = 1e-6
-
-
-def logit(probability: np.ndarray) -> np.ndarray:
-    """log(p / (1 - p)), with p clipped away from 0 and 1 so it stays finite."""
-    p = np.clip(np.asarray(probability, dtype=float), LOGIT_CLIP, 1 - LOGIT_CLIP)
-    return np.log(p / (1 - p))
 
 
 def fit_logistic(
@@ -122,7 +119,7 @@ def intercept_and_slope(
 
     start_* are Newton starting points (the full-sample fit makes bootstrap fits converge
     in a few steps); they do not change the result."""
-    lp = logit(probability)
+    lp = logit(probability, floor=LOGIT_CLIP)
     ones = np.ones((len(lp), 1))
     intercept = fit_logistic(ones, y_true, weights, offset=lp, start=start_intercept)[:, 0]
     slope = fit_logistic(np.c_[ones, lp], y_true, weights, start=start_slope)[:, 1]
@@ -185,7 +182,7 @@ def calibration_intercept_slope(
     likelihood keeps the likelihood's asymmetry that a Wald interval throws away.
     """
     y = np.asarray(y_true, dtype=float)
-    lp = logit(probability)
+    lp = logit(probability, floor=LOGIT_CLIP)
     ones = np.ones((len(lp), 1))
     full = np.ones(len(lp))
     intercept = float(fit_logistic(ones, y, full, offset=lp)[0, 0])
@@ -266,12 +263,14 @@ def smoothed_calibration_curve(
     observed, ci_low, ci_high. Knots are fixed from the full sample, so every resample fits
     the same basis.
     """
-    lp = logit(probability)
+    lp = logit(probability, floor=LOGIT_CLIP)
     knots = spline_knots(lp, n_knots)
     design = np.c_[np.ones(len(lp)), restricted_cubic_spline(lp, knots)]
     low, high = np.quantile(probability, [0.01, 0.99])
     grid = np.linspace(low, high, grid_size)
-    grid_design = np.c_[np.ones(grid_size), restricted_cubic_spline(logit(grid), knots)]
+    grid_design = np.c_[
+        np.ones(grid_size), restricted_cubic_spline(logit(grid, floor=LOGIT_CLIP), knots)
+    ]
     point = fit_logistic(design, y_true, np.ones(len(lp)))
     weights = resample_weights(len(lp), n_resamples=n_resamples, seed=seed)
     curves = np.concatenate(

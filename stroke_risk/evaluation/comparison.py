@@ -1,8 +1,8 @@
 """Tested comparisons between experiments: one table, and paired tests on shared data.
 
-    python -m stroke_risk.evaluation.comparison                 # experiments of the last 5 commits
-    python -m stroke_risk.evaluation.comparison exp-a exp-b  # experiments, revs or folders
-    python -m stroke_risk.evaluation.comparison --commits 20 --output reports/comparison.md
+    python -m stroke_risk.commands.compare                 # experiments of the last 5 commits
+    python -m stroke_risk.commands.compare exp-a exp-b  # experiments, revs or folders
+    python -m stroke_risk.commands.compare --commits 20 --output reports/comparison.md
 
 Each run is read from the files the pipeline commits with every experiment: params.yaml,
 reports/tuning.json (per-fold CV scores), reports/evaluation.json,
@@ -22,13 +22,11 @@ their folds, so they are compared pairwise:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import subprocess
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from scipy import stats
 
 from stroke_risk import paths
 from stroke_risk.evaluation.metrics import percentile_interval, resample_weights, weighted_metrics
+from stroke_risk.run_files import Reader, directory_reader, flatten, git_reader
 
 COMPARED_METRICS = ("roc_auc", "average_precision", "brier")
 THRESHOLD_METRICS = ("recall", "specificity", "precision")
@@ -58,24 +57,11 @@ TEST_METHOD = "paired patient bootstrap on the shared test split"
 # The optimism-corrected (nested-CV) estimate, when the pipeline writes it (issue 17).
 NESTED_KEY, NESTED_STD_KEY = "cv.roc_auc_nested", "cv.roc_auc_nested_std"
 DEFAULT_COMMITS = 5
-Reader = Callable[[str], str | None]
 MISSING = "–"
 
 
 class ComparisonError(Exception):
     """A run that cannot be read; the message names it and the fix."""
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> {"a.b.c": value}; lists stay values (as `dvc params diff` shows them)."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 @dataclass
@@ -107,24 +93,6 @@ class Run:
         """The decision threshold evaluate used, or None for runs that do not record it."""
         value = self.evaluation.get("threshold", {}).get("value")
         return None if value is None else float(value)
-
-
-def directory_reader(root: Path) -> Reader:
-    def read(path: str) -> str | None:
-        file = root / path
-        return file.read_text() if file.is_file() else None
-
-    return read
-
-
-def git_reader(repo: Path, revision: str) -> Reader:
-    def read(path: str) -> str | None:
-        result = subprocess.run(
-            ["git", "show", f"{revision}:{path}"], cwd=repo, capture_output=True, text=True
-        )
-        return result.stdout if result.returncode == 0 else None
-
-    return read
 
 
 def load_run(name: str, read: Reader, *, baseline: str | None = None) -> Run:
@@ -682,62 +650,3 @@ def compare(
         ]
     lines += [note for note in notes] + ([""] if notes else [])
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m stroke_risk.evaluation.comparison", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "sources",
-        nargs="*",
-        help="experiment names, git revisions or folders holding params.yaml and reports/; "
-        "'workspace' for the working tree (default: the baselines of the last --commits "
-        "commits, their experiments, and the workspace when it differs)",
-    )
-    parser.add_argument(
-        "--reference", help="run to compare the others with (default: each one's baseline)"
-    )
-    parser.add_argument(
-        "--commits",
-        type=int,
-        default=DEFAULT_COMMITS,
-        help=f"how many recent commits' experiments to list (default {DEFAULT_COMMITS})",
-    )
-    parser.add_argument("--repo", default=".", type=Path)
-    parser.add_argument("--resamples", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, help="also write the Markdown report here")
-    args = parser.parse_args(argv)
-    notes: list[str] = []
-    try:
-        if args.sources:
-            runs = named_runs(args.repo, args.sources)
-        else:
-            runs, notes = default_runs(args.repo, args.commits)
-    except (ComparisonError, subprocess.CalledProcessError) as error:
-        message = getattr(error, "stderr", None) or str(error)
-        print(f"compare: {message.strip()}", file=sys.stderr)
-        return 2
-    notes.append(
-        f"Experiments of the last {args.commits} commits; older ones: `dvc exp list -A` "
-        '(names and baselines), then `make compare EXPS="name ..."` or '
-        "`make compare COMMITS=50`."
-    )
-    try:
-        report = compare(
-            runs, reference=args.reference, n_resamples=args.resamples, seed=args.seed, notes=notes
-        )
-    except ComparisonError as error:
-        print(f"compare: {error}", file=sys.stderr)
-        return 2
-    print(report)
-    if args.output:
-        from stroke_risk.io import write_text
-
-        write_text(args.output, report + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,19 +13,15 @@ p_bi:
   patient's 95% range of p_bi.
 
 A model whose refits never change gives MAPE 0; the wider the ranges, the less an
-individual prediction should be read as that patient's risk.
+individual prediction should be read as that patient's risk. The refits themselves are made
+by stroke_risk.models.bootstrap_refits (fitting is model development); this module holds the
+statistics of their predictions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-
-from stroke_risk.models.reproducible_fit import fit_reproducibly
 
 METHOD = (
     "Riley & Collins (2023): the development (training) split resampled with replacement "
@@ -34,40 +30,6 @@ METHOD = (
     "original model's prediction"
 )
 BAND_QUANTILES = (0.025, 0.975)
-
-
-def bootstrap_indices(n_rows: int, *, n_bootstrap: int, seed: int) -> np.ndarray:
-    """(n_bootstrap, n_rows) row positions drawn with replacement, from one seeded stream
-    (drawn up front, so the resamples do not depend on how refits are spread over jobs)."""
-    return np.random.default_rng(seed).integers(0, n_rows, size=(n_bootstrap, n_rows))
-
-
-def bootstrap_predictions(
-    make_pipeline: Callable[[], Any],
-    X: pd.DataFrame,
-    y: np.ndarray,
-    *,
-    n_bootstrap: int,
-    seed: int,
-    n_jobs: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(original predictions (n,), bootstrap predictions (B, n)) for every row of X.
-
-    make_pipeline() returns a fresh, unfitted pipeline (same hyper-parameters and seed each
-    time). The original model is fitted on all rows; model b on resample b. Results do not
-    depend on n_jobs.
-    """
-    draws = bootstrap_indices(len(y), n_bootstrap=n_bootstrap, seed=seed)
-    original = _fit_predict(make_pipeline(), X, y, np.arange(len(y)))
-    refits = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_predict)(make_pipeline(), X, y, rows) for rows in draws
-    )
-    return original, np.vstack(refits)
-
-
-def _fit_predict(pipeline: Any, X: pd.DataFrame, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    fitted = fit_reproducibly(pipeline, X.iloc[rows], y[rows])
-    return np.asarray(fitted.predict_proba(X)[:, 1], dtype=float)
 
 
 def per_patient_instability(original: np.ndarray, bootstrap: np.ndarray) -> pd.DataFrame:

@@ -1,3 +1,1 @@
-"""Floor 3, the models: pipelines per family, tuning, reproducible fits, explanations, fast serving
-tables and the data-only serving artifact.
-"""
+"""Floor 3, the models: pipelines, tuning, reproducible fits, explanations, serving artifact."""

@@ -72,6 +72,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from stroke_risk.data.features import ENGINEERED
 from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.log_odds import logit
 from stroke_risk.models.families import model_tables
 from stroke_risk.models.tree_tables import (
     BoostedTrees,
@@ -131,10 +132,6 @@ def aggregation_matrix(sources: Sequence[str]) -> np.ndarray:
     for row, field_name in enumerate(sources):
         matrix[row, FEATURE_NAMES.index(field_name)] = 1.0
     return matrix
-
-
-def _logit(probability: np.ndarray) -> np.ndarray:
-    return np.log(probability) - np.log1p(-probability)
 
 
 @dataclass(frozen=True)
@@ -200,7 +197,7 @@ class _XGBoostExplainer:
         # probability by rounding noise (|residual| ~1e-6). The raw residual is kept for the
         # serving check; spread over the fields in proportion to their magnitude, it makes
         # the sum exact.
-        residual = _logit(probability) - self.base_value - contributions.sum(axis=1)
+        residual = logit(probability, floor=0.0) - self.base_value - contributions.sum(axis=1)
         self.raw_residual = residual
         return probability, contributions + residual[:, None] * _shares(contributions)
 
@@ -242,7 +239,7 @@ class _ForestExplainer:
         self.forest = forest
         self.credit = self._cumulative_credit(forest, aggregate.argmax(axis=1))
         self.base_probability = float(np.mean(forest.rate[forest.roots]))
-        self.base_value = float(_logit(np.asarray(self.base_probability)))
+        self.base_value = float(logit(np.asarray(self.base_probability), floor=0.0))
 
     @staticmethod
     def _cumulative_credit(forest: ForestTables, field_of_column: np.ndarray) -> np.ndarray:
@@ -280,8 +277,7 @@ class _ForestExplainer:
         # Per tree the credits telescope to leaf rate - root rate, so before the rescaling
         # below (which makes any base value add up) they must sum to p - base rate.
         self.raw_residual = probability - self.base_probability - change
-        clipped = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
-        logit_change = _logit(clipped) - self.base_value
+        logit_change = logit(probability, floor=FOREST_PROBABILITY_FLOOR) - self.base_value
         base = self.base_probability
         # One factor per row maps the probability-scale credit onto the logit change; when
         # the prediction equals the base rate use the logit's slope there instead of 0/0.
@@ -319,7 +315,9 @@ class _AdditiveBoostingExplainer:
         if probability is None:
             probability = expit(self.steps.raw(scores))
         contributions = (scores - self.steps.centres) @ self.aggregate
-        self.raw_residual = _logit(probability) - self.base_value - contributions.sum(axis=1)
+        self.raw_residual = (
+            logit(probability, floor=0.0) - self.base_value - contributions.sum(axis=1)
+        )
         return probability, contributions
 
 
@@ -494,8 +492,8 @@ def model_logit(pipeline: Pipeline, frame: pd.DataFrame) -> np.ndarray:
     """The log-odds that explanations add up to: ``logit(predict_proba)`` (forests clipped)."""
     probability = np.asarray(pipeline.predict_proba(frame)[:, 1], dtype=np.float64)
     if type(pipeline.steps[-1][1]).__name__ == "RandomForestClassifier":
-        probability = np.clip(probability, FOREST_PROBABILITY_FLOOR, 1 - FOREST_PROBABILITY_FLOOR)
-    return _logit(probability)
+        return logit(probability, floor=FOREST_PROBABILITY_FLOOR)
+    return logit(probability, floor=0.0)
 
 
 def _json_value(value: Any) -> Any:

@@ -20,7 +20,11 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from stroke_risk.data.features import FeatureConfig, FeatureEngineer, band_labels
+from stroke_risk.data.features import (
+    ENGINEERED_BY_NAME,
+    FeatureConfig,
+    FeatureEngineer,
+)
 from stroke_risk.data.schema import CATEGORICAL_FEATURES, FEATURES_BY_NAME, CategoricalField
 from stroke_risk.evaluation.metrics import probability_metrics
 from stroke_risk.models.families import family_named
@@ -82,10 +86,8 @@ FEATURE_SETS: dict[str, FeatureSet] = {
 
 def category_domain(column: str, feature_config: FeatureConfig) -> list[str]:
     """The fixed category list of a categorical column (schema or engineered bands)."""
-    if column == "age_band":
-        return band_labels(feature_config.age_band_edges) + ["unknown"]
-    if column == "bmi_category":
-        return band_labels(feature_config.bmi_category_edges) + ["unknown"]
+    if column in ENGINEERED_BY_NAME:
+        return ENGINEERED_BY_NAME[column].band_labels_of(feature_config)
     spec = FEATURES_BY_NAME[column]
     assert isinstance(spec, CategoricalField)
     return list(spec.categories)

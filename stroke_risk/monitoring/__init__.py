@@ -1,3 +1,1 @@
-"""Floor 3, watching the served model: the prediction log, drift and live-performance statistics
-(pure functions).
-"""
+"""Floor 3, watching the served model: prediction log, drift and live-performance statistics."""

@@ -1,10 +1,10 @@
 """Release the trained model: gate it, tag the revision, promote it in MLflow, record it.
 
-    python -m stroke_risk.release.publish release 1.2.0 [--override REASON] [--notes TEXT]
-    python -m stroke_risk.release.publish rollback [--to 1.1.0] [--reason TEXT]
-    python -m stroke_risk.release.publish history
+    python -m stroke_risk.commands.release release 1.2.0 [--override REASON] [--notes TEXT]
+    python -m stroke_risk.commands.release rollback [--to 1.1.0] [--reason TEXT]
+    python -m stroke_risk.commands.release history
 
-`release` (what `make release VERSION=1.2.0` runs; `python -m stroke_risk.release.publish 1.2.0` is
+`release` (what `make release VERSION=1.2.0` runs; `python -m stroke_risk.commands.release 1.2.0` is
 short for it) refuses unless the git working tree is clean, `dvc status` is clean, every output
 is in the DVC remote and every release gate of conf/release/gates.yaml passes on the held-out
 test split (stroke_risk/release/gates.py; each failed gate is one line; `--override REASON`
@@ -35,7 +35,6 @@ imports no MLflow, DVC or numpy even inside functions.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -71,6 +70,7 @@ from stroke_risk.release.records import (
     release_for_model,
 )
 from stroke_risk.release.records import same_revision as _same_revision
+from stroke_risk.tracking.mlflow_runs import project_tracking_uri
 
 __all__ = ["ReleaseError", "read_releases", "release", "release_for_model"]
 
@@ -399,11 +399,6 @@ def _last_line(text: str) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
-def tracking_uri(root: Path) -> str:
-    """MLFLOW_TRACKING_URI, else the project's store `sqlite:///<root>/mlflow.db`."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root.resolve()}/mlflow.db"
-
-
 def mlflow_client(uri: str, root: Path) -> Any:
     """An MlflowClient for an existing store; never creates an empty one."""
     if uri.startswith("sqlite:///"):
@@ -488,7 +483,8 @@ class GatesFailed(ReleaseError):
 def production_run(root: Path, releases: Sequence[Mapping[str, Any]], version: str) -> Any:
     """The comparison Run of the release whose MLflow version `@production` points at, read
     from its source commit, and its label; None when no release record has that version."""
-    from stroke_risk.evaluation.comparison import ComparisonError, git_reader, load_run
+    from stroke_risk.evaluation.comparison import ComparisonError, load_run
+    from stroke_risk.run_files import git_reader
 
     record = next((r for r in releases if str(r.get("registry_version")) == version), None)
     if record is None:
@@ -510,7 +506,8 @@ def check_release_gates(
 ) -> list[GateResult]:
     """Every gate of conf/release/gates.yaml on the workspace's test results; raises
     GatesFailed naming each failure unless `override` gives a reason."""
-    from stroke_risk.evaluation.comparison import directory_reader, load_run
+    from stroke_risk.evaluation.comparison import load_run
+    from stroke_risk.run_files import directory_reader
 
     gates = load_gates(root)
     results = evaluation_gates(gates, _read_json(root, paths.EVALUATION))
@@ -719,7 +716,7 @@ def release(
     check_outputs_pushed(root)
     params = yaml.safe_load((root / "params.yaml").read_text()) or {}
     registered_model = (params.get("mlflow") or {}).get("registered_model", ARTIFACT)
-    client = mlflow_client(tracking_uri(root), root)
+    client = mlflow_client(project_tracking_uri(root), root)
     registry_version = registered_version_for(client, registered_model, model_md5, metadata_md5)
     summary = _read_json(root, paths.DATA_SUMMARY)
     record = build_release(
@@ -898,7 +895,7 @@ def rollback(
     releases = read_releases(releases_path.read_text()) if releases_path.exists() else []
     params = yaml.safe_load((root / "params.yaml").read_text()) or {}
     registered_model = (params.get("mlflow") or {}).get("registered_model", ARTIFACT)
-    client = mlflow_client(tracking_uri(root), root)
+    client = mlflow_client(project_tracking_uri(root), root)
     current = current_alias(client, registered_model, STAGE)
     now, target = rollback_target(releases, current, to)
     assert current is not None  # rollback_target refuses otherwise
@@ -995,52 +992,6 @@ def rollback(
     return entry
 
 
-# ---------------------------------------------------------------- command line
-
-SUBCOMMANDS = ("release", "rollback", "history")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m stroke_risk.release.publish",
-        description="Release the trained model (gated), roll `@production` back, or show every "
-        "move of `@production`. `python -m stroke_risk.release.publish 1.2.0` is short for "
-        "`... release 1.2.0`.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    make = commands.add_parser(
-        "release",
-        help="check the release gates, then record, tag and move @production (make release)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    make.add_argument("version", help="semantic version of the release, e.g. 1.2.0")
-    make.add_argument(
-        "--override",
-        metavar="REASON",
-        help=f"release even though gates of {GATES_FILE} fail; the reason and the failed gates "
-        f'go into {CHANGELOG_FILE} and {AUDIT_FILE} (make release ... OVERRIDE="reason")',
-    )
-    make.add_argument("--notes", help=f"Markdown notes for the release's {CHANGELOG_FILE} section")
-    back = commands.add_parser(
-        "rollback",
-        help="move @production back to the previous release's model version (make rollback)",
-        description="Move @production back to the model version of the release before the "
-        "current one (or of --to VERSION); the move is committed to "
-        f"{AUDIT_FILE} and {CHANGELOG_FILE} and tagged for GTO (unassign + assign).",
-    )
-    back.add_argument("--to", metavar="VERSION", help="the release to return to")
-    back.add_argument("--reason", help="why (recorded in the audit trail and the CHANGELOG)")
-    commands.add_parser(
-        "history",
-        help=f"print every move of @production from {AUDIT_FILE}, oldest first",
-        description=f"Print the audit trail ({AUDIT_FILE}): when, who, from, to, why.",
-    )
-    for sub in commands.choices.values():
-        sub.add_argument("--root", type=Path, default=Path.cwd(), help="project directory")
-    return parser
-
-
 def history_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per alias move: when, action, from -> to, release, who, why."""
     return [
@@ -1048,52 +999,3 @@ def history_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
         f"{e['to']} (release {e['release']})  by {e['who']}: {e['why']}"
         for e in entries
     ]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments and arguments[0] not in SUBCOMMANDS and not arguments[0].startswith("-"):
-        arguments.insert(0, "release")  # `python -m stroke_risk.release.publish 1.2.0`
-    args = build_parser().parse_args(arguments)
-    try:
-        if args.command == "history":
-            path = args.root / AUDIT_FILE
-            text = path.read_text(encoding="utf-8") if path.exists() else ""
-            print("\n".join(history_lines(read_audit(text))) or "no alias moves recorded yet")
-            return 0
-        if args.command == "rollback":
-            entry = rollback(root=args.root, to=args.to, reason=args.reason)
-            print(
-                f"rolled back: @{STAGE} moved from MLflow version {entry['from']} to "
-                f"{entry['to']} (release {entry['release']}); {AUDIT_FILE} and {CHANGELOG_FILE} "
-                "committed"
-            )
-            if entry["stage_tags"]:
-                print(f"publish it: git push origin HEAD {' '.join(entry['stage_tags'])}")
-            return 0
-        record = release(args.version, root=args.root, override=args.override, notes=args.notes)
-    except GatesFailed as error:
-        print(f"release refused: {error}", file=sys.stderr)
-        for line in error.failures:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    except ReleaseError as error:
-        print(f"{args.command} refused: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"released {record['registered_model']} {record['version']}: model md5 "
-        f"{record[MODEL_HASH_TAG]}, MLflow version {record['registry_version']} is "
-        f"@{STAGE}; tags {record['tag']} and {record['stage_tag']}; "
-        f"{CHANGELOG_FILE}, {RELEASES_FILE} and {AUDIT_FILE} committed"
-    )
-    if record.get("override"):
-        failures = [g for g in record["gates"] if not g["passed"]]
-        print(
-            f"released over {len(failures)} failed gate(s); reason recorded: {record['override']}"
-        )
-    print(f"publish it: git push origin HEAD {record['tag']} {record['stage_tag']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,7 @@ tag and is copied into the serving image with releases.json; no extra file or st
 The private key lives outside the repository, by default in
 ~/.config/stroke-risk/release.key (0600), made once with
 
-    python -m stroke_risk.release.signing keygen --out ~/.config/stroke-risk/release.key
+    python -m stroke_risk.commands.signing keygen --out ~/.config/stroke-risk/release.key
 
 which also writes the public key (release.key.pub) to give the services
 (STROKE_TRUSTED_KEY). A service given that public key refuses, in one line, a model no
@@ -25,13 +25,11 @@ authenticity is not checked.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ PURPOSE = "stroke-risk serving model"
 DEFAULT_KEY_PATH = Path("~/.config/stroke-risk/release.key")
 # Environment variable naming the private key `make release` signs with.
 KEY_VARIABLE = "STROKE_RELEASE_KEY"
-KEYGEN_COMMAND = "python -m stroke_risk.release.signing keygen --out"
+KEYGEN_COMMAND = "python -m stroke_risk.commands.signing keygen --out"
 
 
 class SigningError(RuntimeError):
@@ -210,25 +208,3 @@ def check_signed(
         f"unsigned: no release signs this model (serving artifact sha256 {serving_sha[:12]}…, "
         f"metadata sha256 {metadata_sha[:12]}…)"
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    make = commands.add_parser("keygen", help="create a release signing key pair")
-    make.add_argument("--out", type=Path, default=DEFAULT_KEY_PATH, help="private key path")
-    args = parser.parse_args(argv)
-    try:
-        public_path = keygen(args.out)
-    except SigningError as error:
-        print(f"keygen refused: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"private key {args.out.expanduser()} (0600, keep it secret and backed up); "
-        f"public key {public_path}: give it to the services as STROKE_TRUSTED_KEY"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,3 +1,1 @@
-"""Floor 4, documents written from the pipeline's outputs: model card, TRIPOD+AI, figures, PR
-report, summaries.
-"""
+"""Floor 4, documents written from the pipeline's outputs: model card, TRIPOD+AI, figures."""

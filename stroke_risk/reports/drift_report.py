@@ -1,8 +1,9 @@
-"""Offline drift report: a CSV file or a window of the prediction log against the training
-reference, as one self-contained HTML page (no network, no live service).
+"""Offline drift report: a CSV or a prediction-log window vs the training reference, as HTML.
 
-    python -m stroke_risk.reports.drift_report --data new_patients.csv --out drift-report.html
-    python -m stroke_risk.reports.drift_report --log var/monitoring/predictions.sqlite --since 24h
+One self-contained HTML page (no network, no live service), written by the command:
+
+    python -m stroke_risk.commands.drift_report --data new_patients.csv --out drift-report.html
+    python -m stroke_risk.commands.drift_report --log var/monitoring/predictions.sqlite --since 24h
 
 The figures are the service's own: per-field PSI, KS or chi-square p-value, missing and
 unseen-category rates from stroke_risk.monitoring.drift.compute_drift, and the multivariate drift
@@ -10,7 +11,7 @@ classifier's AUC from stroke_risk.monitoring.live.classifier_drift_auc, all agai
 models/reference_profile.json (the profile the service compares its live window with).
 ``build_drift_report`` is pure computation; ``render_html`` turns its result into the page
 (figures drawn to inline SVG by vl-convert, so the page has no script and loads nothing);
-the rest reads inputs and writes the page.
+stroke_risk.commands.drift_report reads the inputs and writes the page.
 
 A log written with STROKE_MONITOR_STORE=binned keeps reference-bin indices instead of the
 numbers; its report has chi-square p-values for numeric fields and no multivariate figure,
@@ -19,14 +20,12 @@ as in the service. The page holds shares per reference bin and category, never a
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import math
 import random
 import re
 import sqlite3
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from stroke_risk import paths
-from stroke_risk.data.load import DataValidationError, read_raw_csv, validate_raw_frame
+from stroke_risk.data.load import read_raw_csv, validate_raw_frame
 from stroke_risk.data.schema import FEATURE_NAMES, FEATURES, NumericField
-from stroke_risk.io import write_text
 from stroke_risk.monitoring.drift import (
     PSI_EPSILON,
     FeatureDrift,
@@ -556,74 +554,3 @@ def load_reference_profile(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise DriftReportError(f"{path}: not valid JSON ({error})") from None
     return profile
-
-
-# --- the command -----------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m stroke_risk.reports.drift_report",
-        description="Write an offline HTML drift report of a CSV file or a window of the"
-        " prediction log against the training reference.",
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="CSV of the raw schema (stroke column optional)")
-    source.add_argument("--log", type=Path, help="the service's prediction log (SQLite)")
-    parser.add_argument("--since", help="with --log: from this time (24h, 7d, or ISO 8601)")
-    parser.add_argument("--until", help="with --log: up to this time (default: now)")
-    parser.add_argument("--model-version", help="with --log: only this model version's rows")
-    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUTPUT)
-    return parser
-
-
-def run(args: argparse.Namespace, *, now: datetime) -> OfflineDriftReport:
-    """Read the inputs, build the report and write the page; DriftReportError on bad input."""
-    profile = load_reference_profile(args.reference)
-    if args.data is not None:
-        if args.since or args.until or args.model_version:
-            raise DriftReportError("--since, --until and --model-version apply to --log only")
-        try:
-            records = records_from_csv(args.data)
-        except FileNotFoundError:
-            raise DriftReportError(f"{args.data}: no such file") from None
-        except DataValidationError as error:
-            raise DriftReportError(f"{args.data}: {error}") from None
-        source, binned = str(args.data), False
-    else:
-        try:
-            since = parse_time(args.since, now=now) if args.since else None
-            until = parse_time(args.until, now=now) if args.until else None
-        except ValueError as error:
-            raise DriftReportError(str(error)) from None
-        window = read_log_window(
-            args.log, since=since, until=until, model_version=args.model_version
-        )
-        records, binned = window.records, window.binned
-        source = (
-            f"{args.log} {describe_window(since, until)}"
-            f" (model version {', '.join(window.model_versions)})"
-        )
-    try:
-        report = build_drift_report(profile, records, source=source, binned=binned)
-    except ValueError as error:
-        raise DriftReportError(f"{args.reference}: {error}") from None
-    write_text(args.out, render_html(report))
-    return report
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        report = run(args, now=datetime.now(UTC))
-    except DriftReportError as error:
-        print(f"drift-report: {error}", file=sys.stderr)
-        return 2
-    print(summary_text(report))
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
-"""`make exps`: the experiments of recent commits, what each changed, its headline metrics.
+"""The experiment table: recent commits' experiments, what each changed, headline metrics.
 
-    python -m stroke_risk.reports.experiment_table               # last 5 commits, 100 columns
-    python -m stroke_risk.reports.experiment_table --commits 20 --width 160
+    python -m stroke_risk.commands.exps               # last 5 commits, 100 columns
+    python -m stroke_risk.commands.exps --commits 20 --width 160
 
 One block per baseline commit that has experiments (HEAD always): the baseline's row, then
 each experiment's, with the params it changed against its baseline first (one per line,
@@ -14,10 +14,7 @@ after a commit; older experiments: `dvc exp list -A` or a larger --commits.
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
-import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,12 +27,9 @@ from stroke_risk import paths
 from stroke_risk.evaluation.comparison import (
     DEFAULT_COMMITS,
     MISSING,
-    Reader,
-    directory_reader,
-    flatten,
-    git_reader,
     recent_baselines,
 )
+from stroke_risk.run_files import Reader, directory_reader, flatten, git_reader
 
 DEFAULT_WIDTH = 100
 GAP = "  "
@@ -159,23 +153,3 @@ def render(repo: Path, commits: int = DEFAULT_COMMITS, width: int = DEFAULT_WIDT
     for title, rows in experiment_blocks(repo, commits):
         lines += ["", *render_block(title, rows, width)]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m stroke_risk.reports.experiment_table", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--commits", type=int, default=DEFAULT_COMMITS)
-    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH)
-    parser.add_argument("--repo", type=Path, default=Path("."))
-    args = parser.parse_args(argv)
-    try:
-        print(render(args.repo, args.commits, args.width))
-    except subprocess.CalledProcessError as error:
-        print(f"exps: {(error.stderr or str(error)).strip()}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

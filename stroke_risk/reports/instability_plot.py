@@ -1,5 +1,6 @@
-"""The prediction instability plot (Riley & Collins 2023), drawn by the report stage from
-the instability stage's per-patient table
+"""The prediction instability plot (Riley & Collins 2023), drawn by the report stage.
+
+It draws the instability stage's per-patient table
 (stroke_risk.evaluation.instability.per_patient_instability).
 
 Kept apart from stroke_risk.evaluation.instability so the costly bootstrap stage does not rerun when

@@ -1,6 +1,6 @@
 """PR report: what a branch did to the model, as Markdown with plots rendered offline.
 
-    python -m stroke_risk.reports.pr_report --base origin/main --out pr-report.md
+    python -m stroke_risk.commands.pr_report --base origin/main --out pr-report.md
 
 compares the base revision's committed outputs (read with `git show`) with the workspace's
 (after `dvc repro`). It leads with a verdict: which headline metrics changed beyond noise and
@@ -16,14 +16,12 @@ images are written only when everything rendered.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,17 +37,15 @@ from stroke_risk.evaluation.comparison import (
     TEST_METHOD,
     ComparisonError,
     PairedTest,
-    directory_reader,
-    flatten,
     format_difference,
     format_p,
     load_run,
     nested_estimate,
     paired_tests,
 )
-from stroke_risk.evaluation.comparison import git_reader as comparison_git_reader
 from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES
 from stroke_risk.io import write_text
+from stroke_risk.run_files import directory_reader, flatten, git_reader
 
 METRICS_PATH = paths.METRICS
 PARAMS_PATH = paths.PARAMS
@@ -473,7 +469,7 @@ def render_markdown(
 def paired_verdict(root: Path, commit: str, *, n_resamples: int, seed: int = 0) -> Verdict:
     """Head (the workspace) against base on the folds and test rows they share."""
     try:
-        base = load_run("base", comparison_git_reader(root, commit))
+        base = load_run("base", git_reader(root, commit))
         head = load_run("head", directory_reader(root))
     except ComparisonError as error:
         return Verdict(untested_reason=str(error))
@@ -532,11 +528,7 @@ def snapshot(label: str, read: Callable[[str], str | None]) -> Snapshot:
 
 
 def git_snapshot(root: Path, commit: str, label: str) -> Snapshot:
-    def read(path: str) -> str | None:
-        shown = git(root, "show", f"{commit}:{path}")
-        return shown.stdout if shown.returncode == 0 else None
-
-    return snapshot(label, read)
+    return snapshot(label, git_reader(root, commit))
 
 
 def workspace_snapshot(root: Path) -> Snapshot:
@@ -545,11 +537,7 @@ def workspace_snapshot(root: Path) -> Snapshot:
     dirty = git(root, "status", "--porcelain", "--", *watched).stdout.strip()
     label = f"head {head}" + (" + uncommitted changes" if dirty else "")
 
-    def read(path: str) -> str | None:
-        file = root / path
-        return file.read_text() if file.is_file() else None
-
-    return snapshot(label, read)
+    return snapshot(label, directory_reader(root))
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -599,25 +587,3 @@ def build_report(root: Path, base_revision: str, out: Path, *, n_resamples: int 
     markdown = render_markdown(base, head, links, verdict)
     write_report(out, markdown, images)
     return markdown
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, help="git revision to compare against")
-    parser.add_argument("--out", type=Path, default=Path("pr-report.md"))
-    parser.add_argument(
-        "--resamples", type=int, default=2000, help="paired bootstrap resamples of the test split"
-    )
-    args = parser.parse_args(argv)
-    root = Path(git(Path.cwd(), "rev-parse", "--show-toplevel").stdout.strip() or Path.cwd())
-    try:
-        build_report(root, args.base, args.out.resolve(), n_resamples=args.resamples)
-    except ReportError as error:
-        print(f"pr-report: {error}", file=sys.stderr)
-        return 2
-    print(f"pr-report: wrote {args.out} and {args.out.parent / args.out.stem}/")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 
@@ -42,16 +39,3 @@ def summary_lines(
         "Full story: reports/model_card.md; every metric key: README 'Metric glossary'; "
         "compare experiments: make exps (what each changed), make compare (paired tests).",
     ]
-
-
-def main() -> None:
-    reports = (Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")) / "reports"
-    evaluation, metrics, data_summary = (
-        json.loads((reports / name).read_text())
-        for name in ("evaluation.json", "metrics.json", "data_summary.json")
-    )
-    print("\n".join(summary_lines(evaluation, metrics, data_summary)))
-
-
-if __name__ == "__main__":
-    main()

@@ -10,10 +10,12 @@ choose from.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from stroke_risk import paths
 from stroke_risk.data.features import FeatureConfig
+from stroke_risk.data.prepared import feature_config_from_params
 from stroke_risk.evaluation.decision_curve import describe_ranges
 from stroke_risk.evaluation.sample_size import SampleSize, expected_shrinkage, riley_sample_size
 from stroke_risk.models.pipelines import FEATURE_SETS, category_domain
@@ -41,13 +43,10 @@ def candidate_parameters(feature_set: str, feature_config: FeatureConfig) -> int
 
 
 def feature_config_of(metadata: Mapping[str, Any]) -> FeatureConfig:
+    """The model's feature config from its metadata; keys it lacks take FeatureConfig's
+    defaults."""
     config = lookup(metadata, "feature_config", default={}) or {}
-    defaults = FeatureConfig()
-    return FeatureConfig(
-        age_band_edges=tuple(config.get("age_band_edges", defaults.age_band_edges)),
-        bmi_category_edges=tuple(config.get("bmi_category_edges", defaults.bmi_category_edges)),
-        high_glucose_cut=float(config.get("high_glucose_cut", defaults.high_glucose_cut)),
-    )
+    return feature_config_from_params({**asdict(FeatureConfig()), **config})
 
 
 def sample_size_assessment(
@@ -314,7 +313,7 @@ def checklist_rows(
                 "preprocessing step fitted in-fold); selection optimism estimated by nested CV "
                 "around the whole search, prediction instability by bootstrap refits (Riley & "
                 "Collins 2023); families compared by `python -m "
-                "stroke_risk.evaluation.comparison` with the corrected resampled t-test"
+                "stroke_risk.commands.compare` with the corrected resampled t-test"
                 " (Nadeau & Bengio)."
             ),
         ),

@@ -1,3 +1,1 @@
-"""Floor 4, where runs and artifacts live: MLflow runs and tracking server, the DVC remote,
-experiment overrides.
-"""
+"""Floor 4, where runs live: MLflow runs and server, the DVC remote, experiment overrides."""

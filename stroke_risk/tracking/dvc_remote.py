@@ -1,4 +1,4 @@
-"""`make push` / `make pull` / `make restore`: DVC outputs with one clear line when they fail.
+"""The DVC remote: push, pull and restore outputs, with one clear line when they fail.
 
 DVC alone answers a committed output that is neither in the cache nor in the remote with
 "Checkout failed ... Is your cache up to date?" (and `dvc checkout` first deletes the
@@ -275,24 +275,3 @@ def remote_directory_problem() -> str | None:
     if path == Path(DEFAULT_REMOTE_URL).expanduser():
         create_private_directory(path)
     return local_remote_problem(path, shared_group=_cache_shared_group())
-
-
-def main() -> None:
-    command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command not in ("push", *COMMANDS):
-        sys.exit("usage: python -m stroke_risk.tracking.dvc_remote push|pull|restore")
-    if command in COMMANDS:
-        try:
-            sys.exit(COMMANDS[command]())
-        except (RuntimeError, subprocess.CalledProcessError) as error:
-            print(f"{command} failed: {error}", file=sys.stderr)
-            sys.exit(1)
-    problem = remote_problem(command) or remote_directory_problem()
-    if problem:
-        print(f"dvc {command} failed: {problem}", file=sys.stderr)
-        sys.exit(1)
-    sys.exit(subprocess.run(["dvc", "push", "--run-cache"]).returncode)
-
-
-if __name__ == "__main__":
-    main()

@@ -7,16 +7,13 @@ then validates the result with the stages' typed params (stroke_risk.params), an
 unknown key, unknown config-group option or bad value in one line with the keys or options
 that exist. When all is well it hands over to `dvc exp run` with the arguments unchanged:
 
-    python -m stroke_risk.tracking.experiment_overrides run -S tune.n_trials=10 -n fewer-trials
+    python -m stroke_risk.commands.exp_run run -S tune.n_trials=10 -n fewer-trials
     make exp ARGS="--queue -S 'model=logreg,xgboost'"
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -181,26 +178,3 @@ def _has_key(params: Mapping[str, Any], key: str) -> bool:
             return False
         node = node[part]
     return True
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if not arguments or arguments[0] != "run":
-        print(
-            "usage: python -m stroke_risk.tracking.experiment_overrides run"
-            " [dvc exp run arguments]",
-            file=sys.stderr,
-        )
-        return 2
-    root = Path.cwd()
-    problems = check_overrides(root, set_params(arguments[1:]))
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    if problems:
-        return 2
-    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
-    os.execv(dvc, [dvc, "exp", "run", *arguments[1:]])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,20 +3,18 @@
 One evaluated model revision = one MLflow run (params, CV and test metrics, tags) and one
 registered version whose artifacts include the exact `models/model.joblib` that dvc.lock
 names. Logging is idempotent, keyed by the model file's md5: rerunning the pipeline, a
-queued or temporary `dvc exp run`, or `python -m stroke_risk.tracking.mlflow_runs sync` after a
+queued or temporary `dvc exp run`, or `python -m stroke_risk.commands.mlflow_runs sync` after a
 fresh
 clone never adds a duplicate, and always completes a run that lacks its test metrics.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import re
 import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from stroke_risk import paths
 from stroke_risk.cli import StageError
 from stroke_risk.data.load import file_md5
 from stroke_risk.params import MlflowParams
+from stroke_risk.run_files import flatten, git_reader
 
 MODEL_HASH_TAG = "model_md5"
 # The threshold lives in the metadata: the same model file with another threshold is
@@ -74,11 +73,16 @@ def repository_root(cwd: Path | None = None) -> Path:
     return Path(*parts)
 
 
+def project_tracking_uri(root: Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else the store of the project at root: its `mlflow.db`
+    (absolute path)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root.resolve() / 'mlflow.db'}"
+
+
 def tracking_uri(cwd: Path | None = None) -> str:
-    """MLFLOW_TRACKING_URI if set, else the repository's own `mlflow.db` (absolute path)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"sqlite:///{repository_root(cwd) / 'mlflow.db'}"
-    )
+    """The tracking URI of the workspace this process runs in (cwd by default):
+    project_tracking_uri of its repository, found also from inside a DVC temp workspace."""
+    return project_tracking_uri(repository_root(cwd))
 
 
 def configure_mlflow() -> Any:
@@ -132,22 +136,19 @@ def experiment_with_outputs(model_md5: str, metadata_md5: str) -> str | None:
     for ref in listed.stdout.split():
         if not EXPERIMENT_REF.fullmatch(ref):  # DVC's queue and executor refs live there too
             continue
-        lock = subprocess.run(["git", "show", f"{ref}:dvc.lock"], capture_output=True, text=True)
-        if lock.returncode == 0 and model_md5 in lock.stdout and metadata_md5 in lock.stdout:
+        lock = git_reader(Path.cwd(), ref)("dvc.lock")
+        if lock is not None and model_md5 in lock and metadata_md5 in lock:
             return ref.rsplit("/", 1)[-1]
     return None
 
 
-def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """{"test": {"roc_auc": x}} -> {"test_roc_auc": x}; numbers only (bools excluded)."""
-    flat: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flat_metrics(value, f"{name}_"))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[name] = float(value)
-    return flat
+    return {
+        name: float(value)
+        for name, value in flatten(metrics, separator="_").items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 def revision_record(files: RevisionFiles) -> dict[str, Any]:
@@ -474,66 +475,3 @@ def _copy_models(
                 model_id=copy.model_id,
             )
             destination.set_tag(new_run_id, VERSION_TAG, str(new_version.version))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m stroke_risk.tracking.mlflow_runs sync`: make sure the workspace's model is logged;
-    `... copy --to URI`: copy this repository's runs to another store (a shared server)."""
-    parser = argparse.ArgumentParser(prog="python -m stroke_risk.tracking.mlflow_runs")
-    parser.add_argument("command", choices=["sync", "copy"])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--to", dest="destination", help="copy: the destination tracking URI")
-    parser.add_argument(
-        "--from", dest="source", help="copy: the source (default: this repository's store)"
-    )
-    args = parser.parse_args(argv)
-    if args.command == "copy":
-        _copy_command(args.source or tracking_uri(), args.destination)
-    else:
-        _sync_command(args.params)
-
-
-def _copy_command(source: str, destination: str | None) -> None:
-    from stroke_risk.tracking.server import TrackingServerError
-
-    if not destination:
-        sys.exit("usage: python -m stroke_risk.tracking.mlflow_runs copy --to URI [--from URI]")
-    if source == destination:
-        sys.exit(f"tracking copy: source and destination are the same store ({source})")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    try:
-        report = copy_runs(source, destination)
-    except TrackingServerError as error:
-        print(f"tracking copy failed: {error}", file=sys.stderr)
-        sys.exit(1)
-    print(
-        f"MLflow {source} -> {destination}: copied {len(report.copied)} run(s)"
-        + (f" ({', '.join(report.copied)})" if report.copied else "")
-        + f", {len(report.skipped)} already there"
-    )
-
-
-def _sync_command(params_file: str) -> None:
-    from stroke_risk.io import load_params
-    from stroke_risk.params import ParamsError, read_section
-    from stroke_risk.tracking.server import TrackingServerError
-
-    files = RevisionFiles()
-    try:
-        settings = read_section(load_params(params_file), "mlflow", MlflowParams)
-        missing = [str(p) for p in vars(files).values() if not Path(p).is_file()]
-        if missing:
-            raise FileNotFoundError(f"missing {', '.join(missing)}: run `dvc repro` first")
-        logged = log_model_revision(files, **settings.model_dump())
-    except (ParamsError, FileNotFoundError, TrackingServerError) as error:
-        print(f"tracking sync failed: {error}", file=sys.stderr)
-        sys.exit(1)
-    state = "logged" if logged.changed else "already logged"
-    print(
-        f"MLflow ({tracking_uri()}): run {logged.run_id} {state}; "
-        f"{settings.registered_model} version {logged.version} is @{settings.alias}"
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -45,7 +45,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("registry-workspace"), tmp_path_factory.mktemp("remote")
     )
     run(
-        [sys.executable, "-m", "stroke_risk.tracking.mlflow_runs", "sync"],
+        [sys.executable, "-m", "stroke_risk.commands.mlflow_runs", "sync"],
         root,
         env=tracking_env(root),
     )

@@ -1,6 +1,6 @@
 """Authenticity: with STROKE_TRUSTED_KEY the real server serves only a release-signed model.
 
-Key pairs are made by `python -m stroke_risk.release.signing keygen` (the documented command) in
+Key pairs are made by `python -m stroke_risk.commands.signing keygen` (the documented command) in
 tmp_path; releases.json records are signed by stroke_risk.release.signing.sign_release, what
 `make release` calls (tests/release/test_release_e2e.py runs the release itself).
 """
@@ -38,7 +38,7 @@ from tests.app.conftest import (
 def keygen(path: Path) -> Path:
     """Run the documented key-generation command; return the public key's path."""
     result = subprocess.run(
-        [sys.executable, "-m", "stroke_risk.release.signing", "keygen", "--out", str(path)],
+        [sys.executable, "-m", "stroke_risk.commands.signing", "keygen", "--out", str(path)],
         cwd=path.parent if path.parent.exists() else "/",
         capture_output=True,
         text=True,

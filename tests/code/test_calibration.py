@@ -6,15 +6,16 @@ import statsmodels.api as sm
 from scipy.special import expit
 
 from stroke_risk.evaluation.calibration import (
+    LOGIT_CLIP,
     calibration_intercept_slope,
     fit_logistic,
     intercept_and_slope,
-    logit,
     restricted_cubic_spline,
     smoothed_calibration_curve,
     spline_knots,
 )
 from stroke_risk.evaluation.metrics import resample_weights
+from stroke_risk.log_odds import logit
 
 
 def simulated(distortion: float, shift: float, seed: int = 0, n: int = 3000):
@@ -34,7 +35,7 @@ def binomial_glm(y, design, offset=None):
 def test_intercept_and_slope_match_statsmodels(distortion, shift):
     y, p = simulated(distortion, shift)
     intercept, slope = intercept_and_slope(y, p, np.ones(len(y)))
-    lp = logit(p)
+    lp = logit(p, floor=LOGIT_CLIP)
     expected_intercept = binomial_glm(y, np.ones((len(y), 1)), offset=lp)[0]
     expected_slope = binomial_glm(y, sm.add_constant(lp))[1]
     assert intercept[0] == pytest.approx(expected_intercept, abs=1e-7)
@@ -58,7 +59,7 @@ def test_bootstrap_fits_equal_fits_on_the_resampled_rows():
     weights = resample_weights(len(y), n_resamples=5, seed=4)
     draws = np.random.default_rng(4).integers(0, len(y), size=(5, len(y)))
     intercepts, slopes = intercept_and_slope(y, p, weights)
-    lp = logit(p)
+    lp = logit(p, floor=LOGIT_CLIP)
     for index, drawn in enumerate(draws):
         expected = binomial_glm(y[drawn], sm.add_constant(lp[drawn]))
         assert slopes[index] == pytest.approx(expected[1], abs=1e-6)
@@ -98,7 +99,7 @@ def brute_force_bounds(y, lp, parameter: str, estimate: float, top: float):
 @pytest.mark.parametrize("distortion, shift, n", [(1.0, 0.0, 1000), (0.8, 0.4, 600)])
 def test_profile_likelihood_intervals_match_a_statsmodels_profile(distortion, shift, n):
     y, p = simulated(distortion, shift, n=n)
-    lp = logit(p)
+    lp = logit(p, floor=LOGIT_CLIP)
     result = calibration_intercept_slope(y, p)
     top = {
         "calibration_intercept": binomial_glm_llf(y, np.ones((n, 1)), offset=lp),
@@ -121,7 +122,9 @@ def test_profile_interval_is_wider_than_wald_for_a_small_sample_slope():
     the symmetric Wald interval (statsmodels' bse) and is not centred on the estimate."""
     y, p = simulated(1.0, 0.0, n=400, seed=3)
     result = calibration_intercept_slope(y, p)["calibration_slope"]
-    fit = sm.GLM(y, sm.add_constant(logit(p)), family=sm.families.Binomial()).fit()
+    fit = sm.GLM(
+        y, sm.add_constant(logit(p, floor=LOGIT_CLIP)), family=sm.families.Binomial()
+    ).fit()
     wald_low, wald_high = fit.conf_int()[1]
     assert result["value"] == pytest.approx(fit.params[1], abs=1e-6)
     assert (result["ci_high"] - result["value"]) != pytest.approx(
@@ -133,17 +136,21 @@ def test_profile_interval_is_wider_than_wald_for_a_small_sample_slope():
 def test_a_resample_without_events_is_nan_not_a_crash():
     y = np.array([0, 0, 0, 1])
     p = np.array([0.1, 0.2, 0.3, 0.4])
-    beta = fit_logistic(np.ones((4, 1)), y, np.array([[1.0, 1.0, 2.0, 0.0]]), offset=logit(p))
+    beta = fit_logistic(
+        np.ones((4, 1)), y, np.array([[1.0, 1.0, 2.0, 0.0]]), offset=logit(p, floor=LOGIT_CLIP)
+    )
     assert np.isnan(beta).all()
 
 
 def test_smoothed_curve_is_the_spline_glm_with_a_band():
     y, p = simulated(1.5, -0.3, n=2000)
     curve = smoothed_calibration_curve(y, p, n_resamples=100, seed=0, grid_size=15)
-    lp = logit(p)
+    lp = logit(p, floor=LOGIT_CLIP)
     knots = spline_knots(lp, 3)
     params = binomial_glm(y, sm.add_constant(restricted_cubic_spline(lp, knots)))
-    grid = sm.add_constant(restricted_cubic_spline(logit(curve["predicted"].to_numpy()), knots))
+    grid = sm.add_constant(
+        restricted_cubic_spline(logit(curve["predicted"].to_numpy(), floor=LOGIT_CLIP), knots)
+    )
     assert curve["observed"].to_numpy() == pytest.approx(expit(grid @ params), abs=1e-7)
     assert (curve["ci_low"] <= curve["observed"]).all()
     assert (curve["observed"] <= curve["ci_high"]).all()

@@ -14,19 +14,20 @@ import yaml
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from stroke_risk.commands.compare import main
 from stroke_risk.evaluation.comparison import (
     ComparisonError,
     compare,
     corrected_resampled_ttest,
     direction,
-    directory_reader,
     experiment_revisions,
     load_run,
-    main,
     paired_bootstrap,
     paired_tests,
     recent_baselines,
 )
+from stroke_risk.run_files import directory_reader
+from tests.code.fake_experiments import commit_experiment, git_repo
 
 
 def test_without_the_correction_it_is_the_plain_paired_t_test():
@@ -152,35 +153,14 @@ def test_command_reads_folders_and_reports_bad_sources(three_runs, tmp_path, cap
 
 def test_experiments_are_found_by_their_git_refs(three_runs, tmp_path):
     repo = tmp_path / "repo"
-    repo.mkdir()
-
-    def git(*args):
-        return subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=repo,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-    git("init", "-q")
+    git = git_repo(repo)
     (repo / "README").write_text("base")
     git("add", "-A")
     git("commit", "-qm", "base")
     head = git("rev-parse", "HEAD")
     for path in three_runs[:2]:
-        for file in (
-            "params.yaml",
-            "reports/tuning.json",
-            "reports/evaluation.json",
-            "reports/test_predictions.csv",
-        ):
-            (repo / file).parent.mkdir(exist_ok=True)
-            (repo / file).write_bytes((path / file).read_bytes())
-        git("add", "-A")
-        git("commit", "-qm", path.name)
-        git("update-ref", f"refs/exps/{head[:2]}/{head[2:]}/{path.name}", "HEAD")
-    git("reset", "-q", "--hard", head)
+        put_run(repo, path)
+        commit_experiment(git, head, path.name)
     assert list(experiment_revisions(repo)) == ["lr", "rf"]
     code = main(["--repo", str(repo), "lr", "rf", "--resamples", "100"])
     assert code == 0
@@ -259,22 +239,6 @@ def test_the_nested_cv_estimate_is_a_column_when_a_run_has_it(tmp_path):
     assert cells == {"new": "0.8312 ± 0.0210", "old": "–"}
 
 
-def git_repo(repo):
-    repo.mkdir()
-
-    def git(*args):
-        return subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=repo,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-    git("init", "-q")
-    return git
-
-
 REPORT_FILES = (
     "params.yaml",
     "reports/tuning.json",
@@ -310,10 +274,7 @@ def test_experiments_of_an_older_commit_are_compared_with_that_commit(tmp_path):
     git("commit", "-qm", "baseline with outputs")
     baseline = git("rev-parse", "HEAD")
     put_run(repo, runs["rf"])
-    git("add", "-A")
-    git("commit", "-qm", "rf")
-    git("update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/rf", "HEAD")
-    git("reset", "-q", "--hard", baseline)
+    commit_experiment(git, baseline, "rf")
     git("commit", "-q", "--allow-empty", "-m", "later work")
 
     assert [b.position for b in recent_baselines(repo)] == ["HEAD", "HEAD~1"]

@@ -1,4 +1,4 @@
-"""`python -m stroke_risk.tracking.experiment_overrides run`: -S overrides are checked before
+"""`python -m stroke_risk.commands.exp_run run`: -S overrides are checked before
 DVC runs anything."""
 
 import os
@@ -97,7 +97,7 @@ def test_the_command_refuses_before_dvc_touches_anything(tmp_path):
         [
             sys.executable,
             "-m",
-            "stroke_risk.tracking.experiment_overrides",
+            "stroke_risk.commands.exp_run",
             "run",
             "-n",
             "x",

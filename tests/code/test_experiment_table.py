@@ -5,11 +5,12 @@ tests/team/test_experiment_listing.py runs the real `dvc exp run`.
 """
 
 import json
-import subprocess
 
 import yaml
 
-from stroke_risk.reports.experiment_table import changed_params, main, render
+from stroke_risk.commands.exps import main
+from stroke_risk.reports.experiment_table import changed_params, render
+from tests.code.fake_experiments import commit_experiment, git_repo
 
 LONG_PATH = "/data/hospital-a/exports/2026-11/stroke-registry-with-a-very-long-name.csv"
 
@@ -30,18 +31,7 @@ def write_outputs(repo, *, target_recall, raw_path="data/raw/brain.csv", recall=
 
 
 def make_repo(repo):
-    repo.mkdir()
-
-    def git(*args):
-        return subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=repo,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-
-    git("init", "-q")
+    git = git_repo(repo)
     write_outputs(repo, target_recall=0.8)
     git("add", "-A")
     git("commit", "-qm", "baseline")
@@ -51,10 +41,7 @@ def make_repo(repo):
         ("ext", 0.8, LONG_PATH, 0.82),
     ):
         write_outputs(repo, target_recall=target, raw_path=raw_path, recall=recall)
-        git("add", "-A")
-        git("commit", "-qm", name)
-        git("update-ref", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}", "HEAD")
-        git("reset", "-q", "--hard", baseline)
+        commit_experiment(git, baseline, name)
     git("commit", "-q", "--allow-empty", "-m", "later work")
     return repo, baseline
 

@@ -9,12 +9,8 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-from stroke_risk.evaluation.instability import (
-    bootstrap_indices,
-    bootstrap_predictions,
-    instability_summary,
-    per_patient_instability,
-)
+from stroke_risk.evaluation.instability import instability_summary, per_patient_instability
+from stroke_risk.models.bootstrap_refits import bootstrap_indices, bootstrap_predictions
 from stroke_risk.reports.instability_plot import instability_png, read_instability_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

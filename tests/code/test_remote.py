@@ -98,7 +98,7 @@ def scratch_repository(root: Path) -> dict[str, str]:
 
 def push(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stroke_risk.tracking.dvc_remote", "push"],
+        [sys.executable, "-m", "stroke_risk.commands.dvc_remote", "push"],
         cwd=root,
         env=env,
         capture_output=True,

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from monitoring.build_dashboards import DASHBOARD_DIR, render_all
+from stroke_risk.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MONITORING = REPO_ROOT / "monitoring"
@@ -392,7 +393,6 @@ def self_signed_certificate(directory: Path) -> None:
 def test_nginx_serves_tls_with_the_committed_config(tmp_path: Path) -> None:
     """nginx -t on nginx.conf + tls.conf with a generated certificate, then nginx for real on
     loopback: a TLS handshake with that certificate, and the balancer's own 404 for /metrics."""
-    import socket
     import ssl
     import time
     import urllib.error
@@ -400,9 +400,7 @@ def test_nginx_serves_tls_with_the_committed_config(tmp_path: Path) -> None:
 
     certs = tmp_path / "certs"
     self_signed_certificate(certs)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     (tmp_path / "tls").mkdir()
     (tmp_path / "tls" / "tls.conf").write_text(
         (MONITORING / "nginx" / "tls.conf")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from stroke_risk.commands.drift_report import main
 from stroke_risk.data.load import DataValidationError
 from stroke_risk.data.schema import FEATURE_NAMES, TARGET
 from stroke_risk.monitoring.drift import compute_drift
@@ -21,7 +22,6 @@ from stroke_risk.reports.drift_report import (
     DriftReportError,
     build_drift_report,
     field_distribution,
-    main,
     numeric_bin_labels,
     parse_time,
     read_log_window,

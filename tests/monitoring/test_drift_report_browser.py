@@ -1,7 +1,6 @@
 """The offline drift report opened in a real headless Chromium with the network refused.
 
-Needs Debian's chromium at /usr/bin/chromium (``make system-deps`` installs it);
-Playwright's own browser download is not used.
+The browser is the suite's one fixture (tests/browser.py).
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +19,6 @@ from tests.monitoring.test_drift_report import aged, write_csv
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless system Chromium driven by Playwright (closed at teardown)."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing: run `make system-deps`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=TIMEOUT_MS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +27,7 @@ def report_page(
     reference_profile: dict[str, Any],
     training_records: list[dict[str, Any]],
 ) -> Path:
-    """The page `python -m stroke_risk.reports.drift_report --data` writes for aged patients."""
+    """The page `python -m stroke_risk.commands.drift_report --data` writes for aged patients."""
     directory = tmp_path_factory.mktemp("drift-report")
     data = write_csv(
         directory / "aged.csv", aged(training_records[:1000], 25), columns=list(FEATURE_NAMES)
@@ -67,7 +36,7 @@ def report_page(
     reference.write_text(json.dumps(reference_profile))
     page = directory / "report.html"
     result = subprocess.run(
-        [sys.executable, "-m", "stroke_risk.reports.drift_report", "--data", str(data)]
+        [sys.executable, "-m", "stroke_risk.commands.drift_report", "--data", str(data)]
         + ["--reference", str(reference), "--out", str(page)],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -241,7 +241,7 @@ def test_a_database_without_the_schema_is_one_line_naming_setup(
     with pytest.raises(StoreUnavailableError) as missing:
         open_prediction_log(path="unused", database_url=url)
     message = str(missing.value)
-    assert "\n" not in message and "postgres_log setup" in message and database in message
+    assert "\n" not in message and "prediction_log_db setup" in message and database in message
 
 
 def test_an_unreachable_database_is_a_store_error_without_the_password(

@@ -30,6 +30,7 @@ import requests
 import yaml
 
 from monitoring.prometheus_config import render_prometheus_config
+from stroke_risk.data.schema import EXAMPLE_RECORD
 from tests.app.conftest import SERVER_COMMAND
 from tests.monitoring.test_prometheus_e2e import (
     REPO_ROOT,
@@ -160,18 +161,7 @@ def test_two_replicas_read_like_one_service(
 
     # --- feedback through the other replica: the shared log makes it work ---------------
     a, b = (f"http://{address}" for address in replicas.values())
-    record = {
-        "gender": "Male",
-        "age": 67.0,
-        "hypertension": 0,
-        "heart_disease": 1,
-        "ever_married": "Yes",
-        "work_type": "Private",
-        "Residence_type": "Urban",
-        "avg_glucose_level": 228.69,
-        "bmi": 36.6,
-        "smoking_status": "formerly smoked",
-    }
+    record = dict(EXAMPLE_RECORD)
     scored = requests.post(f"{a}/predict", json=record, timeout=5).json()
     answer = requests.post(
         f"{b}/feedback", json={"prediction_id": scored["prediction_id"], "stroke": 1}, timeout=5

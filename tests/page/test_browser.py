@@ -1,7 +1,6 @@
 """The clinician page in a real headless Chromium against the real app under gunicorn.
 
-Needs Debian's chromium at /usr/bin/chromium (``make system-deps`` installs it);
-Playwright's own browser download is not used.
+The browser is the suite's one fixture (tests/browser.py).
 """
 
 from __future__ import annotations
@@ -18,39 +17,10 @@ import requests
 from app.page import decision_text, format_number, format_percent, risk_factor_views
 from stroke_risk.data.schema import FEATURES, NumericField
 from tests.app.conftest import Server
+from tests.browser import TIMEOUT_MS
 from tests.page.conftest import HIGH_RISK_RECORD, LOW_RISK_RECORD, artifact_dir
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless system Chromium driven by Playwright (closed at teardown)."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing: run `make system-deps`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=TIMEOUT_MS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

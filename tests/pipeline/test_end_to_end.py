@@ -117,7 +117,7 @@ def test_experiments_switch_model_family_and_data(workspace):
     assert metadata["model_family"] == "xgboost"
 
     # Through the checked entry point (make exp): it hands over to dvc exp run unchanged.
-    experiment = [sys.executable, "-m", "stroke_risk.tracking.experiment_overrides", "run"]
+    experiment = [sys.executable, "-m", "stroke_risk.commands.exp_run", "run"]
     run([*experiment, "-n", "hc", "-S", "data=healthcare", *TINY], workspace, timeout=600)
     summary = json.loads((workspace / "reports/data_summary.json").read_text())
     assert summary["known_dataset"] == "healthcare" and summary["n_rows"] == 5110

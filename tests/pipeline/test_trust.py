@@ -112,14 +112,14 @@ def served_model_version(root: Path, scratch: Path) -> str:
 
 
 def test_a_fresh_clone_pulls_and_serves_the_same_model(workspace, remote, tmp_path):
-    pushed = run(["python", "-m", "stroke_risk.tracking.dvc_remote", "push"], workspace)
+    pushed = run(["python", "-m", "stroke_risk.commands.dvc_remote", "push"], workspace)
     assert "pushed" in pushed.stdout.lower() or "up to date" in pushed.stdout.lower()
     model_md5 = locked_md5(workspace, "models/model.joblib")
 
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(workspace), str(clone)], tmp_path)
     run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], clone)
-    run(["python", "-m", "stroke_risk.tracking.dvc_remote", "pull"], clone)
+    run(["python", "-m", "stroke_risk.commands.dvc_remote", "pull"], clone)
     assert md5_of(clone / "models/model.joblib") == model_md5
     assert served_model_version(clone, tmp_path) in model_md5
 
@@ -134,7 +134,7 @@ def test_a_fresh_clone_pulls_and_serves_the_same_model(workspace, remote, tmp_pa
     missing = tmp_path / "missing"
     run(["git", "clone", "-q", str(workspace), str(missing)], tmp_path)
     run(["dvc", "remote", "modify", "--local", "local", "url", str(tmp_path / "nowhere")], missing)
-    failed = run(["python", "-m", "stroke_risk.tracking.dvc_remote", "pull"], missing, check=False)
+    failed = run(["python", "-m", "stroke_risk.commands.dvc_remote", "pull"], missing, check=False)
     assert failed.returncode == 1
     assert "DVC remote 'local'" in failed.stderr and "does not exist" in failed.stderr
 
@@ -188,7 +188,7 @@ def test_a_pickle_planted_in_the_remote_or_its_run_cache_never_runs(workspace, r
     rewrite the train entry of the run cache that `dvc repro --pull` trusts. The service
     loads only the data-only artifact, so the planted pickle never runs: it is refused in
     one line (as models/model.joblib it would never even be read)."""
-    run(["python", "-m", "stroke_risk.tracking.dvc_remote", "push"], workspace)
+    run(["python", "-m", "stroke_risk.commands.dvc_remote", "push"], workspace)
     marker = tmp_path / "ran"
     payload = pickle.dumps(Exploit(marker))
     payload_md5 = hashlib.md5(payload).hexdigest()
@@ -320,7 +320,7 @@ def test_every_experiment_is_tracked_once(workspace):
         locked_md5(workspace, "models/model.joblib")
         == by_experiment["q-xgb"][0]["tags"]["model_md5"]
     )
-    synced = run(["python", "-m", "stroke_risk.tracking.mlflow_runs", "sync"], workspace)
+    synced = run(["python", "-m", "stroke_risk.commands.mlflow_runs", "sync"], workspace)
     assert "already logged" in synced.stdout
     run(["dvc", "repro"], workspace)
     assert len(mlflow_runs(workspace)) == len(runs)

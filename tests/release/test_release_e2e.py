@@ -1,5 +1,5 @@
 """A real release in a scratch copy of the repository: real `dvc repro`, a local DVC remote,
-the MLflow store the train stage writes, `python -m stroke_risk.release.publish` as `make release`
+the MLflow store the train stage writes, `python -m stroke_risk.commands.release` as `make release`
 runs it. The tests run in order and share the scratch repository; each refusal is checked
 to leave no tag, commit, changelog, releases.json or alias behind.
 """
@@ -64,7 +64,7 @@ def run(command: list[str], root: Path, check: bool = True, **extra: str):
 
 def release(root: Path, version: str, **extra: str) -> subprocess.CompletedProcess:
     return run(
-        [sys.executable, "-m", "stroke_risk.release.publish", version], root, check=False, **extra
+        [sys.executable, "-m", "stroke_risk.commands.release", version], root, check=False, **extra
     )
 
 
@@ -114,7 +114,7 @@ def locked_model_md5(root: Path) -> str:
 def make_run(root: Path) -> None:
     """What `make run` does: the pipeline, then the MLflow sync."""
     run(["dvc", "repro"], root)
-    run([sys.executable, "-m", "stroke_risk.tracking.mlflow_runs", "sync"], root)
+    run([sys.executable, "-m", "stroke_risk.commands.mlflow_runs", "sync"], root)
 
 
 def audit(root: Path) -> list[dict]:
@@ -174,7 +174,7 @@ def test_a_release_without_a_signing_key_is_refused(repo, tmp_path):
     absent = tmp_path / "none" / "release.key"
     line = refused(repo, "1.0.0", STROKE_RELEASE_KEY=str(absent))
     assert f"no release signing key at {absent}" in line
-    assert "python -m stroke_risk.release.signing keygen --out" in line
+    assert "python -m stroke_risk.commands.signing keygen --out" in line
 
 
 def test_unpushed_outputs_are_refused(repo):
@@ -352,7 +352,7 @@ def test_a_stale_pipeline_is_refused_then_a_new_model_is_released(repo):
         [
             sys.executable,
             "-m",
-            "stroke_risk.release.publish",
+            "stroke_risk.commands.release",
             "release",
             "1.1.0",
             "--override",
@@ -400,7 +400,7 @@ def test_rollback_returns_production_to_the_previous_release(repo):
         [
             sys.executable,
             "-m",
-            "stroke_risk.release.publish",
+            "stroke_risk.commands.release",
             "rollback",
             "--reason",
             "recall dropped",
@@ -441,7 +441,7 @@ def test_rollback_returns_production_to_the_previous_release(repo):
 def refused_command(root: Path, arguments: list[str]) -> str:
     before = snapshot(root)
     result = run(
-        [sys.executable, "-m", "stroke_risk.release.publish", *arguments], root, check=False
+        [sys.executable, "-m", "stroke_risk.commands.release", *arguments], root, check=False
     )
     assert result.returncode == 1 and snapshot(root) == before, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stroke_risk.commands.release import main
 from stroke_risk.evaluation.comparison import Run
 from stroke_risk.release.gates import (
     GateResult,
@@ -24,7 +25,6 @@ from stroke_risk.release.publish import (
     append_audit,
     check_release_gates,
     history_lines,
-    main,
     read_audit,
     release_notes,
     rollback_target,

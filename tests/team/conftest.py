@@ -28,17 +28,6 @@ TINY_BUDGET = {
     ("evaluate", "importance_repeats"): 1,
     ("instability", "n_bootstrap"): 20,
 }
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 
 
 def command_env(**extra: str) -> dict[str, str]:
@@ -100,26 +89,6 @@ def scratch_repo(root: Path, *, budget: dict[tuple[str, str], Any] | None = None
     return root
 
 
-# Module scope, like every browser fixture here: a Playwright sync session left open for the
-# whole test session would make the next file's sync_playwright() on the same xdist worker
-# fail ("Sync API inside the asyncio loop").
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless system Chromium driven by Playwright (closed at teardown)."""
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing: run `make system-deps`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=15_000
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 BASE_TARGET_RECALL, HEAD_TARGET_RECALL = 0.8, 0.6
 
 
@@ -146,7 +115,7 @@ def two_commit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @dataclass
 class TrackingStack:
-    """`python -m stroke_risk.tracking.server` running: local PostgreSQL + MLflow server."""
+    """`python -m stroke_risk.commands.tracking_server` running: PostgreSQL + MLflow server."""
 
     state_dir: Path
     url: str
@@ -199,7 +168,7 @@ def tracking_stack() -> Iterator[TrackingStack]:
     command = [
         sys.executable,
         "-m",
-        "stroke_risk.tracking.server",
+        "stroke_risk.commands.tracking_server",
         "--state-dir",
         str(state_dir),
         "--pg-port",

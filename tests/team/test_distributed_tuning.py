@@ -1,6 +1,6 @@
 """Two tuning workers share one Optuna study on PostgreSQL; the tune stage collects it.
 
-The workers are the documented command (`python -m stroke_risk.models.tuning worker`), started
+The workers are the documented command (`python -m stroke_risk.commands.tuning_worker`), started
 at the same time as on two machines, with the password only in a libpq password file.
 """
 
@@ -46,8 +46,7 @@ def test_two_workers_share_one_study_and_tune_records_the_trials_it_used(
             [
                 sys.executable,
                 "-m",
-                "stroke_risk.models.tuning",
-                "worker",
+                "stroke_risk.commands.tuning_worker",
                 "--n-trials",
                 str(TRIALS_PER_WORKER),
                 "--worker-index",

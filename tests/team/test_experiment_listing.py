@@ -35,7 +35,7 @@ def test_make_exps_lists_it_under_its_baseline_with_the_change_first(
     root, baseline = repo_with_an_older_experiment
     shown = run(["dvc", "exp", "show", "--json"], root).stdout
     assert "r70" not in shown  # the premise: DVC's default view lost it
-    listing = run(["python", "-m", "stroke_risk.reports.experiment_table"], root).stdout
+    listing = run(["python", "-m", "stroke_risk.commands.exps"], root).stdout
     print(listing)  # shown by pytest -rP
     lines = listing.splitlines()
     assert max(len(line) for line in lines) <= 100
@@ -51,7 +51,7 @@ def test_make_compare_tests_it_against_its_baseline_threshold_metrics_included(
 ) -> None:
     root, baseline = repo_with_an_older_experiment
     report = run(
-        ["python", "-m", "stroke_risk.evaluation.comparison", "--resamples", "300"], root
+        ["python", "-m", "stroke_risk.commands.compare", "--resamples", "300"], root
     ).stdout
     print(report)  # shown by pytest -rP
     reference = f"{baseline[:7]} (HEAD~1)"

@@ -1,4 +1,4 @@
-"""`python -m stroke_risk.reports.pr_report` (what `make pr-report BASE=...` runs), for real.
+"""`python -m stroke_risk.commands.pr_report` (what `make pr-report BASE=...` runs), for real.
 
 A scratch repository with two commits, each reproduced by `dvc repro`: the second lowers
 threshold.target_recall, so the test recall and precision change and the report must show
@@ -24,10 +24,10 @@ from stroke_risk.reports.pr_report import (
     Verdict,
     changes,
     curve_spec,
-    flatten,
     format_value,
     render_markdown,
 )
+from stroke_risk.run_files import flatten
 from tests.team.conftest import BASE_TARGET_RECALL, HEAD_TARGET_RECALL, git, run
 
 
@@ -50,6 +50,10 @@ def committed_metrics(root: Path, revision: str) -> dict[str, float]:
 
 
 def test_flatten_and_changes_list_changed_added_and_removed_keys() -> None:
+    assert flatten({"test": {"roc_auc": 0.8}, "n": 3}, separator="_") == {
+        "test_roc_auc": 0.8,
+        "n": 3,
+    }
     old = flatten({"a": {"b": 1, "c": [1, 2]}, "gone": 3})
     new = flatten({"a": {"b": 2, "c": [1, 2]}, "added": 4})
     assert old == {"a.b": 1, "a.c": [1, 2], "gone": 3}
@@ -172,7 +176,7 @@ def test_curve_spec_overlays_both_revisions_with_operating_points() -> None:
 
 def pr_report(root: Path, base: str, out: str = "pr-report.md"):
     return run(
-        ["python", "-m", "stroke_risk.reports.pr_report", "--base", base, "--out", out],
+        ["python", "-m", "stroke_risk.commands.pr_report", "--base", base, "--out", out],
         root,
         check=False,
         timeout=120,

@@ -93,7 +93,7 @@ def test_runs_are_named_after_the_dvc_experiment(source_store: str) -> None:
 
 
 def copy(source: str, destination: str, cwd: Path) -> str:
-    command = [sys.executable, "-m", "stroke_risk.tracking.mlflow_runs", "copy", "--from", source]
+    command = [sys.executable, "-m", "stroke_risk.commands.mlflow_runs", "copy", "--from", source]
     return run([*command, "--to", destination], cwd, env=ENV, timeout=300).stdout
 
 
@@ -159,7 +159,7 @@ def test_copy_to_the_same_store_is_refused(source_store: str, tmp_path: Path) ->
     command = [
         sys.executable,
         "-m",
-        "stroke_risk.tracking.mlflow_runs",
+        "stroke_risk.commands.mlflow_runs",
         "copy",
         "--from",
         source_store,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from stroke_risk.ports import free_port
 from stroke_risk.tracking.server import (
     database_url,
-    free_port,
     password_from_pgpass,
     pgpass_line,
 )
@@ -190,7 +190,7 @@ def test_auth_runs_mlflow_basic_auth_app_with_a_secret_outside_the_config(
 def tracking_server_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = command_env(**env)
     return subprocess.run(
-        [sys.executable, "-m", "stroke_risk.tracking.server", *args],
+        [sys.executable, "-m", "stroke_risk.commands.tracking_server", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -10,15 +10,22 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from tools.consistency import check_params_composition, differences, main, run_checks
+from tools.consistency import (
+    check_import_layers,
+    check_params_composition,
+    check_programs_in_commands,
+    differences,
+    main,
+    run_checks,
+)
 
 
 @pytest.fixture
 def project(tmp_path):
-    """conf/, params.yaml, dvc.yaml and the code of the repository, copied."""
-    for folder in ("conf", "stages", "stroke_risk"):
+    """conf/, params.yaml, dvc.yaml, pyproject.toml and the code of the repository, copied."""
+    for folder in ("app", "conf", "stages", "stroke_risk"):
         shutil.copytree(REPO_ROOT / folder, tmp_path / folder)
-    for name in ("params.yaml", "dvc.yaml"):
+    for name in ("params.yaml", "dvc.yaml", "pyproject.toml"):
         shutil.copy2(REPO_ROOT / name, tmp_path / name)
     return tmp_path
 
@@ -106,3 +113,29 @@ def test_a_stage_missing_a_code_dependency_is_named(project):
         "dvc.yaml deps match the code: stage 'tune' runs stroke_risk/models/tuning.py but dvc.yaml "
         "does not list it in deps"
     ]
+
+
+def test_an_import_against_the_layers_is_named_with_its_line(project):
+    assert check_import_layers(project) == []
+    prepared = project / "stroke_risk" / "data" / "prepared.py"
+    lines = prepared.read_text().splitlines()
+    lines.append("import stroke_risk.models.pipelines  # the data room reaching up")
+    prepared.write_text("\n".join(lines) + "\n")
+    layers, cycle = check_import_layers(project)
+    assert layers == (
+        "stroke_risk.data is not allowed to import stroke_risk.models: "
+        f"- stroke_risk.data.prepared -> stroke_risk.models.pipelines (l.{len(lines)})"
+    )
+    assert cycle.startswith("No cycles are allowed in stroke_risk.")
+    assert cycle.endswith("- .data -> .models (1 import)")
+
+
+def test_a_program_in_the_library_is_named(project):
+    assert check_programs_in_commands(project) == []
+    summary = project / "stroke_risk" / "reports" / "summary.py"
+    summary.write_text(summary.read_text() + '\nif __name__ == "__main__":\n    print("hi")\n')
+    (problem,) = check_programs_in_commands(project)
+    assert problem.startswith("stroke_risk/reports/summary.py is a command-line program")
+    summary.write_text("import argparse\n")
+    (problem,) = check_programs_in_commands(project)
+    assert problem.startswith("stroke_risk/reports/summary.py is a command-line program")

@@ -23,7 +23,11 @@ from stroke_risk.data.load import (
 from stroke_risk.data.schema import TARGET
 from stroke_risk.evaluation import report_contracts
 from stroke_risk.evaluation.instability import instability_report
-from stroke_risk.evaluation.report_contracts import (
+from stroke_risk.models.metadata import choose_threshold, model_metadata
+from stroke_risk.models.tuned_model import TunedModel, tuned_model
+from stroke_risk.params import EvaluateParams, MlflowParams, ThresholdParams
+from stroke_risk.ports import free_port
+from stroke_risk.reports.evaluation_reports import (
     evaluate_on_test,
     evaluation_plot_tables,
     evaluation_report,
@@ -31,10 +35,6 @@ from stroke_risk.evaluation.report_contracts import (
     predictions_table,
     subgroup_labels,
 )
-from stroke_risk.models.metadata import choose_threshold, model_metadata
-from stroke_risk.models.tuned_model import TunedModel, tuned_model
-from stroke_risk.params import EvaluateParams, MlflowParams, ThresholdParams
-from stroke_risk.ports import free_port
 from stroke_risk.tracking.mlflow_runs import RevisionFiles, log_evaluated_revision
 from tests.conftest import REPO_ROOT
 
