@@ -6,7 +6,10 @@ starts (and on first use creates) a PostgreSQL cluster in `var/tracking/postgres
 databases, `mlflow` (MLflow's backend store) and `optuna` (shared tuning studies), then
 `mlflow server` with artifacts in `var/tracking/artifacts`, in the foreground until Ctrl-C.
 With `--backend-store-uri postgresql+psycopg://user@host:port/db` it runs only the MLflow
-server, on a team's existing PostgreSQL.
+server, on a team's existing PostgreSQL. With `--artifacts s3://bucket/path` the artifacts go
+to S3-compatible object storage (the endpoint from MLFLOW_S3_ENDPOINT_URL when it is not AWS,
+the key pair from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; stroke_risk/tracking/object_store.py),
+still served through this server: clients need no storage credentials.
 
 Credentials never appear in URLs, logs or committed files: the password comes from
 `PGPASSWORD`, else from the libpq password file `var/tracking/pgpass` (git-ignored, mode
@@ -509,7 +512,7 @@ def stop_process(process: subprocess.Popen) -> None:
 def mlflow_server(
     *,
     backend_store_uri: str,
-    artifacts_destination: Path,
+    artifacts_destination: Path | str,
     password: str,
     host: str = "127.0.0.1",
     port: int,
@@ -518,9 +521,12 @@ def mlflow_server(
     extra_env: Mapping[str, str] | None = None,
     auth: bool = False,
 ) -> Iterator[str]:
-    """Check the database, run `mlflow server` until the block ends; yields its URL."""
+    """Check the database, run `mlflow server` until the block ends; yields its URL.
+
+    `artifacts_destination` is a local folder (created) or an object-store URL (s3://...)."""
     check_database(backend_store_uri, password)
-    artifacts_destination.mkdir(parents=True, exist_ok=True)
+    if isinstance(artifacts_destination, Path):
+        artifacts_destination.mkdir(parents=True, exist_ok=True)
     with socket.socket() as probe:
         if probe.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
             raise TrackingServerError(f"port {port} is taken: pass another --port")
@@ -567,6 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--allowed-hosts", help="extra Host headers the server accepts")
     parser.add_argument(
+        "--artifacts",
+        help="s3://BUCKET/PATH on S3-compatible storage (MLFLOW_S3_ENDPOINT_URL, AWS_* keys); "
+        "default: STATE_DIR/artifacts",
+    )
+    parser.add_argument(
         "--auth",
         action="store_true",
         help="run MLflow's basic-auth app (required for a --host other than loopback)",
@@ -575,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state_dir.resolve()
     try:
         check_exposure(args.host, args.auth)
+        artifacts = artifact_destination(args.artifacts, state)
     except TrackingServerError as error:
         print(f"tracking-server: {error}", file=sys.stderr)
         return 1
@@ -601,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with mlflow_server(
             backend_store_uri=backend,
-            artifacts_destination=state / "artifacts",
+            artifacts_destination=artifacts,
             password=password,
             host=args.host,
             port=args.port,
@@ -611,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             auth=args.auth,
         ) as url:
             print(f"MLflow tracking server: {url} (backend {backend}, log {log_path})")
+            print(f"  artifacts: {artifacts} (served through the server)")
             if args.auth:
                 source = (
                     ADMIN_PASSWORD_ENV
@@ -641,6 +654,32 @@ def main(argv: list[str] | None = None) -> int:
         if started is not None:
             started.stop()
     return 0
+
+
+def artifact_destination(given: str | None, state_dir: Path) -> Path | str:
+    """Where the server stores artifacts: the state folder's `artifacts`, or an s3:// URL
+    whose bucket answers with the environment's key pair (checked before anything starts,
+    so a wrong key or endpoint is one line, not a failed upload after the first run)."""
+    if given is None:
+        return state_dir / "artifacts"
+    from stroke_risk.tracking.object_store import (
+        MLFLOW_ENDPOINT_ENV,
+        ObjectStoreError,
+        bucket_problem,
+        credentials_from_env,
+        split_bucket_url,
+    )
+
+    try:
+        bucket, _ = split_bucket_url(given)
+        problem = bucket_problem(
+            os.environ.get(MLFLOW_ENDPOINT_ENV), bucket, credentials_from_env()
+        )
+    except ObjectStoreError as error:
+        raise TrackingServerError(f"--artifacts: {error}") from None
+    if problem:
+        raise TrackingServerError(f"--artifacts {given}: {problem} ({MLFLOW_ENDPOINT_ENV})")
+    return given.rstrip("/")
 
 
 def _url_user(url: str) -> str:
