@@ -70,6 +70,7 @@ INTEGRATION_FIXTURES = frozenset(
         "mlflow_url",
         "service",
         "tracking_stack",
+        "object_store",
         "two_commit_repo",
         "browser",
         "prometheus_binaries",

@@ -29,6 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = "README.md"
+S3_REMOTE_EXAMPLE = (
+    "python -m stroke_risk.commands.object_store dvc-remote "
+    "--url s3://my-bucket/stroke-risk --endpoint https://s3.example.org"
+)
 # What a block may show: the README's name of the command -> the argv that produces it.
 COMMANDS: dict[str, list[str]] = {
     "python -m stroke_risk.commands.summary": [
@@ -36,6 +40,7 @@ COMMANDS: dict[str, list[str]] = {
         "-m",
         "stroke_risk.commands.summary",
     ],
+    S3_REMOTE_EXAMPLE: [sys.executable, "-m", *S3_REMOTE_EXAMPLE.split()[2:]],
 }
 BLOCK = re.compile(
     r"(?P<head><!-- output of: (?P<command>[^>]+?) -->\n```\n)(?P<body>.*?)(?P<tail>```\n"

@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--allowed-hosts", help="extra Host headers the server accepts")
     parser.add_argument(
+        "--artifacts",
+        help="s3://BUCKET/PATH on S3-compatible storage (MLFLOW_S3_ENDPOINT_URL, AWS_* keys); "
+        "default: STATE_DIR/artifacts",
+    )
+    parser.add_argument(
         "--auth",
         action="store_true",
         help="run MLflow's basic-auth app (required for a --host other than loopback)",
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state_dir.resolve()
     try:
         check_exposure(args.host, args.auth)
+        artifacts = artifact_destination(args.artifacts, state)
     except TrackingServerError as error:
         print(f"tracking-server: {error}", file=sys.stderr)
         return 1
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with mlflow_server(
             backend_store_uri=backend,
-            artifacts_destination=state / "artifacts",
+            artifacts_destination=artifacts,
             password=password,
             host=args.host,
             port=args.port,
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             auth=args.auth,
         ) as url:
             print(f"MLflow tracking server: {url} (backend {backend}, log {log_path})")
+            print(f"  artifacts: {artifacts} (served through the server)")
             if args.auth:
                 source = (
                     ADMIN_PASSWORD_ENV
@@ -118,6 +125,32 @@ def main(argv: list[str] | None = None) -> int:
         if started is not None:
             started.stop()
     return 0
+
+
+def artifact_destination(given: str | None, state_dir: Path) -> Path | str:
+    """Where the server stores artifacts: the state folder's `artifacts`, or an s3:// URL
+    whose bucket answers with the environment's key pair (checked before anything starts,
+    so a wrong key or endpoint is one line, not a failed upload after the first run)."""
+    if given is None:
+        return state_dir / "artifacts"
+    from stroke_risk.tracking.object_store import (
+        MLFLOW_ENDPOINT_ENV,
+        ObjectStoreError,
+        bucket_problem,
+        credentials_from_env,
+        split_bucket_url,
+    )
+
+    try:
+        bucket, _ = split_bucket_url(given)
+        problem = bucket_problem(
+            os.environ.get(MLFLOW_ENDPOINT_ENV), bucket, credentials_from_env()
+        )
+    except ObjectStoreError as error:
+        raise TrackingServerError(f"--artifacts: {error}") from None
+    if problem:
+        raise TrackingServerError(f"--artifacts {given}: {problem} ({MLFLOW_ENDPOINT_ENV})")
+    return given.rstrip("/")
 
 
 def _url_user(url: str) -> str:

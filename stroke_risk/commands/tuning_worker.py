@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-trials", type=int, required=True)
     parser.add_argument("--worker-index", type=int, default=0, help="distinct per worker")
     parser.add_argument("--n-jobs", type=int, default=1, help="CV folds in parallel")
+    parser.add_argument(
+        "--no-constant-liar",
+        dest="constant_liar",
+        action="store_false",
+        help="plain TPE, blind to other workers' running trials (for comparison only: "
+        "benchmarks/tuning.py)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             n_trials=args.n_trials,
             n_jobs=args.n_jobs,
             worker_index=args.worker_index,
+            constant_liar=args.constant_liar,
         )
     except (TuningError, ParamsError, FileNotFoundError) as error:
         print(f"tuning worker failed: {error}", file=sys.stderr)

@@ -162,8 +162,22 @@ def _objective(spec: StudySpec, X: pd.DataFrame, y: np.ndarray, n_jobs: int) -> 
     return objective
 
 
-def open_study(spec: StudySpec, *, storage: str | None, name: str, sampler_seed: int) -> Any:
-    """Create or load the study; refuse a stored study of the same name with another spec."""
+def open_study(
+    spec: StudySpec,
+    *,
+    storage: str | None,
+    name: str,
+    sampler_seed: int,
+    constant_liar: bool = True,
+) -> Any:
+    """Create or load the study; refuse a stored study of the same name with another spec.
+
+    TPE with the constant liar: the trials other workers are running count as scored (with
+    the worst score) when this worker samples, so workers sharing a study do not pick the
+    same or nearly the same parameter set at once (benchmarks/tuning.py measures the share
+    of duplicates with and without). Said explicitly, not left to Optuna's default; it
+    changes nothing in a sequential in-memory study (no other trial is running).
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -175,7 +189,7 @@ def open_study(spec: StudySpec, *, storage: str | None, name: str, sampler_seed:
             study_name=name,
             storage=storage,
             direction=direction,
-            sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+            sampler=optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=constant_liar),
             load_if_exists=True,
         )
     except Exception as error:  # SQLAlchemy/driver errors: name the storage, not the secret
@@ -211,6 +225,7 @@ def run_trials(
     n_jobs: int,
     worker_index: int = 0,
     show_progress_bar: bool = False,
+    constant_liar: bool = True,
 ) -> Any:
     """Add n_trials trials to the study (a worker's job); returns the study.
 
@@ -219,7 +234,9 @@ def run_trials(
     """
     probe = open_study(spec, storage=storage, name=name, sampler_seed=spec.sampler_seed)
     seed = spec.sampler_seed + 1_000_003 * worker_index + len(probe.trials)
-    study = open_study(spec, storage=storage, name=name, sampler_seed=seed)
+    study = open_study(
+        spec, storage=storage, name=name, sampler_seed=seed, constant_liar=constant_liar
+    )
     if n_trials > 0:
         study.optimize(
             _objective(spec, X, y, n_jobs),

@@ -6,7 +6,10 @@ starts (and on first use creates) a PostgreSQL cluster in `var/tracking/postgres
 databases, `mlflow` (MLflow's backend store) and `optuna` (shared tuning studies), then
 `mlflow server` with artifacts in `var/tracking/artifacts`, in the foreground until Ctrl-C.
 With `--backend-store-uri postgresql+psycopg://user@host:port/db` it runs only the MLflow
-server, on a team's existing PostgreSQL.
+server, on a team's existing PostgreSQL. With `--artifacts s3://bucket/path` the artifacts go
+to S3-compatible object storage (the endpoint from MLFLOW_S3_ENDPOINT_URL when it is not AWS,
+the key pair from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; stroke_risk/tracking/object_store.py),
+still served through this server: clients need no storage credentials.
 
 Credentials never appear in URLs, logs or committed files: the password comes from
 `PGPASSWORD`, else from the libpq password file `var/tracking/pgpass` (git-ignored, mode
@@ -502,7 +505,7 @@ def stop_process(process: subprocess.Popen) -> None:
 def mlflow_server(
     *,
     backend_store_uri: str,
-    artifacts_destination: Path,
+    artifacts_destination: Path | str,
     password: str,
     host: str = "127.0.0.1",
     port: int,
@@ -511,9 +514,12 @@ def mlflow_server(
     extra_env: Mapping[str, str] | None = None,
     auth: bool = False,
 ) -> Iterator[str]:
-    """Check the database, run `mlflow server` until the block ends; yields its URL."""
+    """Check the database, run `mlflow server` until the block ends; yields its URL.
+
+    `artifacts_destination` is a local folder (created) or an object-store URL (s3://...)."""
     check_database(backend_store_uri, password)
-    artifacts_destination.mkdir(parents=True, exist_ok=True)
+    if isinstance(artifacts_destination, Path):
+        artifacts_destination.mkdir(parents=True, exist_ok=True)
     with socket.socket() as probe:
         if probe.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
             raise TrackingServerError(f"port {port} is taken: pass another --port")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,16 @@ import pytest
 import yaml
 
 from stroke_risk.ports import free_port
+from stroke_risk.tracking.object_store import (
+    MLFLOW_ENDPOINT_ENV,
+    ObjectStoreError,
+    S3Credentials,
+    SeaweedLayout,
+    prepare,
+    seaweedfs_command,
+    wait_until_ready,
+    weed_binary,
+)
 from tests.conftest import REPO_ROOT, copy_tracked_files
 from tests.processes import start_process, stop_process
 
@@ -113,6 +124,61 @@ def two_commit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+OBJECT_STORE_BUCKET = "stroke-team"
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """A SeaweedFS S3 API on loopback with one bucket and one random key pair."""
+
+    endpoint_url: str
+    credentials: S3Credentials
+    bucket: str = OBJECT_STORE_BUCKET
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def client_env(self) -> dict[str, str]:
+        """What a DVC or MLflow client needs: the key pair and (for MLflow) the endpoint."""
+        return {**self.credentials.env(), MLFLOW_ENDPOINT_ENV: self.endpoint_url}
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every object key under prefix in the bucket."""
+        from stroke_risk.tracking.object_store import s3_client
+
+        client: Any = s3_client(self.endpoint_url, self.credentials)
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """SeaweedFS (`weed mini`) in a temporary folder on free loopback ports, for the session:
+    the team's DVC remote and MLflow artifact store in these tests."""
+    try:
+        weed = weed_binary()
+    except ObjectStoreError as error:
+        pytest.skip(str(error))
+    state = tmp_path_factory.mktemp("object-store")
+    credentials = S3Credentials(f"AK{secrets.token_hex(8).upper()}", secrets.token_urlsafe(24))
+    layout = SeaweedLayout.on_free_ports(state)
+    prepare(layout, credentials)
+    process = start_process(
+        seaweedfs_command(layout, buckets=(OBJECT_STORE_BUCKET,), weed=weed),
+        log_path=state / "seaweedfs.log",
+    )
+    try:
+        try:
+            wait_until_ready(
+                layout, credentials, process, buckets=(OBJECT_STORE_BUCKET,), timeout=90
+            )
+        except ObjectStoreError as error:
+            raise AssertionError(f"{error}:\n{(state / 'seaweedfs.log').read_text()}") from None
+        yield ObjectStore(layout.endpoint_url, credentials)
+    finally:
+        stop_process(process)
+
+
 @dataclass
 class TrackingStack:
     """`python -m stroke_risk.commands.tracking_server` running: PostgreSQL + MLflow server."""
@@ -149,8 +215,9 @@ class TrackingStack:
 
 
 @pytest.fixture(scope="session")
-def tracking_stack() -> Iterator[TrackingStack]:
-    """What `make tracking-server ARGS=--auth` runs, in a scratch state folder on free ports."""
+def tracking_stack(object_store: ObjectStore) -> Iterator[TrackingStack]:
+    """What `make tracking-server ARGS='--auth --artifacts s3://...'` runs, in a scratch state
+    folder on free ports, its artifacts in the session's object store."""
     if not any(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         pytest.skip("PostgreSQL is not installed: run `make system-deps`")
     # As `make tracking-server` after `make serve` finds it: its state under a `var/` that the
@@ -163,7 +230,7 @@ def tracking_stack() -> Iterator[TrackingStack]:
     state_dir.mkdir()
     pg_port, port = free_port(), free_port()
     output = state_dir / "cli-output.txt"
-    env = command_env()
+    env = command_env(**object_store.client_env())
     env.pop("PGPASSWORD", None)
     command = [
         sys.executable,
@@ -178,6 +245,10 @@ def tracking_stack() -> Iterator[TrackingStack]:
         # With MLflow's basic-auth app, as a team server runs: every test of the stack goes
         # through it, so one server start tests both.
         "--auth",
+        # Artifacts on S3-compatible storage, as a team keeps them: one server start tests
+        # that too (clients still go through the server, without storage keys).
+        "--artifacts",
+        object_store.url("mlflow"),
     ]
     process = start_process(command, log_path=output, cwd=REPO_ROOT, env=env)
     stack = TrackingStack(state_dir, f"http://127.0.0.1:{port}", pg_port, process, output)

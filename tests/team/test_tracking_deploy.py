@@ -67,7 +67,7 @@ def test_mlflow_uses_the_postgres_service_and_its_databases(services: dict[str, 
     assert backend.database in created
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
-    assert option(command, "--artifacts-destination") in " ".join(services["mlflow"]["volumes"])
+    # Artifacts: the object store (test_mlflow_artifacts_go_to_the_internal_object_store...).
 
 
 @pytest.mark.integration
@@ -106,6 +106,7 @@ def test_only_the_tls_proxy_is_published(services: dict[str, Any]) -> None:
     # PostgreSQL and MLflow only on the internal network; the proxy bridges the two.
     assert services["postgres"]["networks"] == ["internal"]
     assert services["mlflow"]["networks"] == ["internal"]
+    assert services["seaweedfs"]["networks"] == ["internal"]
     assert set(services["proxy"]["networks"]) == {"edge", "internal"}
     (port,) = services["proxy"]["ports"]
     listen = re.search(r"listen (\d+) ssl;", (DEPLOY / "nginx.conf").read_text())
@@ -131,3 +132,24 @@ def test_mlflow_runs_its_basic_auth_app_with_the_committed_config(
     # The user store is on a named volume, kept across restarts.
     assert database.startswith("sqlite:////mlauth/") and mounts["/mlauth"] == "mlflow-auth"
     assert "flask-wtf==" in (DEPLOY / "Dockerfile").read_text()
+
+
+def test_mlflow_artifacts_go_to_the_internal_object_store_with_keys_from_the_environment(
+    services: dict[str, Any],
+) -> None:
+    mlflow, store = services["mlflow"], services["seaweedfs"]
+    destination = option(mlflow["command"], "--artifacts-destination")
+    bucket = destination.removeprefix("s3://").split("/")[0]
+    assert destination.startswith("s3://")
+    (script,) = store["command"]
+    assert f"-bucket={bucket}" in script and "-s3.config=" in script
+    port = re.search(r"-s3\.port=(\d+)", script).group(1)
+    assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == f"http://seaweedfs:{port}"
+    assert store["expose"] == [port] and "ports" not in store
+    for service in (mlflow, store):
+        for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            value = service["environment"][variable]
+            assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", value), value
+    # The keys reach the identity file only at start (compose's $$ is the container's $),
+    # and the file is private to the server.
+    assert '"$$AWS_SECRET_ACCESS_KEY"' in script and script.startswith("umask 077")

@@ -24,7 +24,7 @@ from stroke_risk.tracking.server import (
     pgpass_line,
 )
 from tests.conftest import REPO_ROOT
-from tests.team.conftest import TrackingStack, command_env, copy_repo, run
+from tests.team.conftest import ObjectStore, TrackingStack, command_env, copy_repo, run
 
 LOAD_BACK = """
 import json, sys
@@ -71,7 +71,7 @@ def query(stack: TrackingStack, database: str, sql: str) -> list[tuple]:
 
 @pytest.mark.e2e
 def test_pipeline_logs_to_the_shared_server_and_the_model_loads_back(
-    tracking_stack: TrackingStack, two_commit_repo: Path, tmp_path: Path
+    tracking_stack: TrackingStack, object_store: ObjectStore, two_commit_repo: Path, tmp_path: Path
 ) -> None:
     repo = copy_repo(two_commit_repo, tmp_path / "repo")
     local_store = repo / "mlflow.db"  # the scratch repo's own runs, from its `dvc repro`
@@ -86,10 +86,13 @@ def test_pipeline_logs_to_the_shared_server_and_the_model_loads_back(
     assert loaded["served"] == loaded["local"]
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert loaded["test_recall"] == pytest.approx(metrics["test"]["recall"])
-    # Artifacts go through the server to its artifacts destination, runs into PostgreSQL.
+    # Artifacts go through the server to the object store (the client holds no storage
+    # key: client_env has none), runs into PostgreSQL.
     assert loaded["artifact_uri"].startswith("mlflow-artifacts:")
-    stored = list((tracking_stack.state_dir / "artifacts").rglob("model.joblib"))
-    assert stored, "no model artifact under the server's --artifacts-destination"
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    stored = [key for key in object_store.keys("mlflow/") if key.endswith("/model.joblib")]
+    assert stored, "no model artifact in the object store behind --artifacts"
+    assert not (tracking_stack.state_dir / "artifacts").exists()
     aliases = query(
         tracking_stack, "mlflow", "SELECT name, alias, version FROM registered_model_aliases"
     )
@@ -98,7 +101,9 @@ def test_pipeline_logs_to_the_shared_server_and_the_model_loads_back(
 
 
 @pytest.mark.e2e
-def test_no_password_in_output_logs_or_urls(tracking_stack: TrackingStack) -> None:
+def test_no_password_in_output_logs_or_urls(
+    tracking_stack: TrackingStack, object_store: ObjectStore
+) -> None:
     password = password_from_pgpass(tracking_stack.pgpass.read_text(), "stroke")
     assert password and len(password) >= 20
     assert oct(tracking_stack.pgpass.stat().st_mode & 0o777) == "0o600"
@@ -116,6 +121,7 @@ def test_no_password_in_output_logs_or_urls(tracking_stack: TrackingStack) -> No
         (tracking_stack.state_dir / "basic_auth.ini").read_text(),
     ):
         assert password not in text and admin not in text
+        assert object_store.credentials.secret_access_key not in text
 
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
