@@ -163,14 +163,23 @@ class Decision:
         return self.method != "keep"
 
 
-def count_events(y_true: np.ndarray, *, min_events: int, min_non_events: int) -> EventCount:
-    """Events and non-events against the minimums, with how many more labels would do."""
+def count_events(
+    y_true: np.ndarray,
+    *,
+    min_events: int,
+    min_non_events: int,
+    expected_prevalence: float | None = None,
+) -> EventCount:
+    """Events and non-events against the minimums, with how many more labels would do.
+
+    More labels are estimated at the observed prevalence, or at expected_prevalence (e.g.
+    the development data's) while no event has been labelled yet."""
     y = np.asarray(y_true, dtype=int)
     events = int(y.sum())
     non_events = int(len(y) - events)
     more_events = max(0, min_events - events)
     more_non_events = max(0, min_non_events - non_events)
-    prevalence = events / len(y) if len(y) and events else None
+    prevalence = events / len(y) if len(y) and events else expected_prevalence
     if more_events and prevalence is not None:
         more_labels = math.ceil(more_events / prevalence)
     else:
@@ -300,7 +309,13 @@ def judge_on_held_out(
     )
 
 
-def decide(y_true: np.ndarray, deployed_probability: np.ndarray, protocol: Protocol) -> Decision:
+def decide(
+    y_true: np.ndarray,
+    deployed_probability: np.ndarray,
+    protocol: Protocol,
+    *,
+    expected_prevalence: float | None = None,
+) -> Decision:
     """Run the whole protocol on the labels of the deployed model's own predictions.
 
     1. Too few events or non-events: keep, saying how many more are needed.
@@ -312,7 +327,12 @@ def decide(y_true: np.ndarray, deployed_probability: np.ndarray, protocol: Proto
     """
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(deployed_probability, dtype=float)
-    events = count_events(y, min_events=protocol.min_events, min_non_events=protocol.min_non_events)
+    events = count_events(
+        y,
+        min_events=protocol.min_events,
+        min_non_events=protocol.min_non_events,
+        expected_prevalence=expected_prevalence,
+    )
     if not events.sufficient:
         return Decision(
             method="keep",
@@ -365,6 +385,38 @@ def decide(y_true: np.ndarray, deployed_probability: np.ndarray, protocol: Proto
         events=events,
         closed_test=test,
         acceptance=acceptance,
+    )
+
+
+def decide_for_family(
+    y_true: np.ndarray,
+    deployed_probability: np.ndarray,
+    protocol: Protocol,
+    *,
+    family: str,
+    recalibratable: tuple[str, ...],
+    expected_prevalence: float | None = None,
+) -> Decision:
+    """decide() for a model of this family: families whose artifacts cannot express a
+    recalibration (not a logistic regression) are kept; their update is a refit (training)."""
+    if family in recalibratable:
+        return decide(
+            y_true, deployed_probability, protocol, expected_prevalence=expected_prevalence
+        )
+    events = count_events(
+        y_true,
+        min_events=protocol.min_events,
+        min_non_events=protocol.min_non_events,
+        expected_prevalence=expected_prevalence,
+    )
+    return Decision(
+        method="keep",
+        recalibration=Recalibration(),
+        reason=(
+            f"the plan recalibrates only {', '.join(recalibratable)} models; a {family} model "
+            "is kept, and updated by a refit on development + new data (a training run)"
+        ),
+        events=events,
     )
 
 

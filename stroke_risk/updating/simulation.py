@@ -74,7 +74,7 @@ def intercept_for_mean_risk(deployed_log_odds: np.ndarray, target_mean_risk: flo
 
 
 def development_like_log_odds(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Deployed log-odds shaped like the stroke model's (mean risk ~5 %, AUC ~0.84)."""
+    """Deployed log-odds shaped like the stroke model's (mean risk ~5 %, ROC-AUC ~0.8)."""
     return rng.normal(-3.6, 1.3, size=n)
 
 
