@@ -2,7 +2,7 @@
 
 Reads params: updating (minimum events, bootstrap). Reads the collected outcome set (make
 collect-labels), the model (its md5 is the version the service logged), its decision
-threshold and the development estimates of reports/metrics.json. Writes
+threshold and the held-out test split's predictions (the development estimates). Writes
 reports/outcomes/validation.json (metrics), reports/outcomes/validation.md and
 reports/plots/outcome_calibration.csv. With no labels (a fresh clone) or too few, it writes
 the report saying so and succeeds.
@@ -25,7 +25,7 @@ from stroke_risk.updating.protocol import count_events
 from stroke_risk.updating.settings import updating_params
 from stroke_risk.updating.validation import (
     calibration_curve,
-    development_estimates,
+    roc_auc_difference,
     validation_statistics,
     verdict,
 )
@@ -39,14 +39,16 @@ def main() -> None:
     parser.add_argument("--outcomes", type=Path, default=Path("data/outcomes"))
     parser.add_argument("--model", default="models/model.joblib")
     parser.add_argument("--metadata", default="models/model_metadata.json")
-    parser.add_argument("--metrics", default="reports/metrics.json")
+    parser.add_argument("--test-predictions", default="reports/test_predictions.csv")
     parser.add_argument("--out", type=Path, default=Path("reports/outcomes"))
     parser.add_argument("--curve", default="reports/plots/outcome_calibration.csv")
     args = parser.parse_args()
     plan = updating_params(load_params(args.params))
     model_version = file_md5(args.model)
     threshold = float(json.loads(Path(args.metadata).read_text())["decision_threshold"])
-    development = development_estimates(json.loads(Path(args.metrics).read_text()))
+    test = pd.read_csv(args.test_predictions)
+    y_development = test["stroke"].to_numpy()
+    p_development = test["probability"].to_numpy()
     rows, other_versions = rows_of_version(read_outcomes(args.outcomes), model_version)
     y = rows["label"].to_numpy()
     probability = rows["probability"].to_numpy()
@@ -56,6 +58,13 @@ def main() -> None:
         min_non_events=plan.min_non_events,
         expected_prevalence=json.loads(Path(args.metadata).read_text()).get("training_prevalence"),
     )
+    development = validation_statistics(
+        y_development,
+        p_development,
+        decision_threshold=threshold,
+        n_resamples=plan.bootstrap_resamples,
+        seed=plan.bootstrap_seed,
+    )
     statistics = verdict_of = None
     curve = pd.DataFrame(columns=CURVE_COLUMNS)
     if events.sufficient:
@@ -63,6 +72,14 @@ def main() -> None:
             y,
             probability,
             decision_threshold=threshold,
+            n_resamples=plan.bootstrap_resamples,
+            seed=plan.bootstrap_seed,
+        )
+        statistics["roc_auc_difference"] = roc_auc_difference(
+            y,
+            probability,
+            y_development,
+            p_development,
             n_resamples=plan.bootstrap_resamples,
             seed=plan.bootstrap_seed,
         )

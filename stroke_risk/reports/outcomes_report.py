@@ -27,6 +27,10 @@ def _num(value: Any, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _estimate(entry: Mapping[str, Any]) -> str:
+    return f"{_num(entry['value'])} ({_num(entry['ci_low'])} to {_num(entry['ci_high'])})"
+
+
 def status_sentence(events: EventCount, other_versions: int) -> str:
     """What the labels allow: nothing yet, too few, or enough."""
     if events.labels == 0:
@@ -86,21 +90,22 @@ def validation_markdown(document: Mapping[str, Any]) -> str:
         "",
         f"**{document['verdict']}**",
         "",
-        "| statistic | on new outcomes (95% CI) | development (test split) | CI method |",
+        "| statistic | new outcomes (95% CI) | development test split (95% CI) | CI method |",
         "|---|---|---|---|",
     ]
     for key, label, method in STATISTICS:
-        entry = statistics[key]
         lines.append(
-            f"| {label} | {_num(entry['value'])} ({_num(entry['ci_low'])} to "
-            f"{_num(entry['ci_high'])}) | {_num(development.get(key))} | {method} |"
+            f"| {label} | {_estimate(statistics[key])} | {_estimate(development[key])} | {method} |"
         )
     lines += [
         "",
-        f"Prevalence {statistics['prevalence']:.3f} (development "
-        f"{_num(development.get('prevalence'))}); mean predicted risk "
-        f"{statistics['mean_predicted']:.3f}. Net benefit of treating everyone at the threshold "
-        f"{statistics['decision_threshold']:.3f}: {statistics['net_benefit_treat_all']:.4f}.",
+        f"ROC-AUC difference (new - development): "
+        f"{_estimate(statistics['roc_auc_difference'])}. Prevalence "
+        f"{statistics['prevalence']:.3f} (development {development['prevalence']:.3f}); mean "
+        f"predicted risk {statistics['mean_predicted']:.3f}. Net benefit of treating everyone "
+        f"at the threshold {statistics['decision_threshold']:.3f}: "
+        f"{statistics['net_benefit_treat_all']:.4f} (development "
+        f"{development['net_benefit_treat_all']:.4f}).",
         "The smoothed calibration curve: reports/plots/outcome_calibration.csv (`dvc plots show`).",
     ]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from stroke_risk.evaluation.decision_curve import net_benefit
 from stroke_risk.updating.simulation import development_like_log_odds
-from stroke_risk.updating.validation import validation_statistics, verdict
+from stroke_risk.updating.validation import roc_auc_difference, validation_statistics, verdict
 
 
 def labels(shift: float, slope: float = 1.0, n: int = 5000, seed: int = 0):
@@ -17,8 +17,20 @@ def labels(shift: float, slope: float = 1.0, n: int = 5000, seed: int = 0):
     return y, expit(lp)
 
 
-# The development estimates of the same population, from a large sample.
-DEVELOPMENT = {"roc_auc": roc_auc_score(*labels(0.0, n=200_000, seed=99))}
+# A development test split of the same population.
+Y_DEVELOPMENT, P_DEVELOPMENT = labels(0.0, n=3000, seed=99)
+
+
+def validated(y, p):
+    """(statistics, verdict) as the validate_outcomes stage computes them."""
+    development = validation_statistics(
+        Y_DEVELOPMENT, P_DEVELOPMENT, decision_threshold=0.05, n_resamples=200, seed=1
+    )
+    statistics = validation_statistics(y, p, decision_threshold=0.05, n_resamples=200, seed=1)
+    statistics["roc_auc_difference"] = roc_auc_difference(
+        y, p, Y_DEVELOPMENT, P_DEVELOPMENT, n_resamples=200, seed=1
+    )
+    return statistics, verdict(statistics, development)
 
 
 def test_statistics_have_point_values_inside_their_intervals():
@@ -32,23 +44,30 @@ def test_statistics_have_point_values_inside_their_intervals():
 
 
 def test_a_calibrated_model_holds():
-    y, p = labels(0.0, seed=2)
-    statistics = validation_statistics(y, p, decision_threshold=0.05, n_resamples=200, seed=1)
-    result = verdict(statistics, DEVELOPMENT)
+    _, result = validated(*labels(0.0, seed=2))
     assert result.holds, result.problems
     assert result.sentence.startswith("The model still holds")
 
 
 def test_a_doubled_prevalence_is_named_as_under_prediction():
-    y, p = labels(0.75, seed=3)
-    statistics = validation_statistics(y, p, decision_threshold=0.05, n_resamples=200, seed=1)
-    result = verdict(statistics, DEVELOPMENT)
+    _, result = validated(*labels(0.75, seed=3))
     assert not result.holds
     assert "under-predicts" in result.sentence
 
 
 def test_weakened_effects_are_named_as_too_extreme():
-    y, p = labels(0.0, slope=0.6, seed=4)
-    statistics = validation_statistics(y, p, decision_threshold=0.05, n_resamples=200, seed=1)
-    result = verdict(statistics, DEVELOPMENT)
+    _, result = validated(*labels(0.0, slope=0.6, seed=4))
     assert any("too extreme" in problem for problem in result.problems)
+
+
+def test_a_model_that_lost_discrimination_is_named():
+    rng = np.random.default_rng(50)  # not labels()'s seed: the noise must be independent
+    y, p = labels(0.0, seed=5)
+    noisy = expit(np.log(p / (1 - p)) * 0.3 + rng.normal(0, 1.2, len(p)) - 2.2)
+    statistics, result = validated(y, noisy)
+    assert statistics["roc_auc_difference"]["ci_high"] < 0
+    assert any("discriminates worse" in problem for problem in result.problems)
+    difference = statistics["roc_auc_difference"]["value"]
+    assert difference == pytest.approx(
+        roc_auc_score(y, noisy) - roc_auc_score(Y_DEVELOPMENT, P_DEVELOPMENT)
+    )
