@@ -14,15 +14,18 @@ Columns: the share of sets given each method, the wrong-update rate with its Mon
 standard error, and on fresh outcomes the mean calibration intercept, the share of its 95 %
 CIs containing 0 and the mean calibration slope.
 
-Usage: python -m benchmarks.updating [--sets 200] [--labels 4000]
+Usage: python -m benchmarks.updating [--sets 200] [--labels 4000] [--write-readme]
+(--write-readme puts the table into README "Outcome labels", between its markers).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,6 +42,10 @@ from stroke_risk.updating.simulation import (
     planted_scenarios,
     run_scenario,
 )
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_START = "<!-- updating-benchmark:start -->"
+README_END = "<!-- updating-benchmark:end -->"
 
 
 def resampler(log_odds: np.ndarray) -> Callable[[int, np.random.Generator], np.ndarray]:
@@ -76,6 +83,7 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=4000)
     parser.add_argument("--few-labels", type=int, default=600)
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
     protocol: Protocol = protocol_from_params(load_params())
     deployed = logit(pd.read_csv("reports/test_predictions.csv")["probability"].to_numpy())
@@ -111,9 +119,24 @@ def main() -> None:
                 "more labels asked": _mean([float(n) for n in result.more_labels_needed]),
             }
         )
-    print(f"{args.sets} label sets per scenario; protocol {protocol}")
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
-    print(f"took {time.perf_counter() - started:.0f} s")
+    table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f")
+    note = (
+        f"{args.sets} label sets per scenario (seed {args.seed}), the plan of params.yaml "
+        f"(alpha {protocol.alpha:g}, >= {protocol.min_events} events and "
+        f"{protocol.min_non_events} non-events, {protocol.held_out_fraction:.0%} held out); "
+        f"`python -m benchmarks.updating`, {time.perf_counter() - started:.0f} s."
+    )
+    print(table)
+    print()
+    print(note)
+    if args.write_readme:
+        text = README.read_text()
+        if README_START not in text or README_END not in text:
+            sys.exit(f"{README} lacks the {README_START} / {README_END} markers")
+        head, rest = text.split(README_START, 1)
+        _, tail = rest.split(README_END, 1)
+        README.write_text(f"{head}{README_START}\n{table}\n\n{note}\n{README_END}{tail}")
+        print("wrote the table into README.md")
 
 
 def _mean(values: list[float]) -> float:

@@ -2,11 +2,13 @@
 
 Reads params: updating (the plan). Reads data/outcomes/ (make collect-labels) and the
 trained model. Writes reports/outcomes/update.json (metrics: the method chosen and the
-evidence), reports/outcomes/update.md, and models/updated/: decision.json always, and for an
-accepted update the same artifacts train writes (model.joblib, serving_model.npz with its
-probe proof, model_metadata.json with the threshold mapped to the new scale). train's own
-outputs are never touched, so the pipeline stays a DAG; README "Outcome labels" says how an
-update is served and released.
+evidence), reports/outcomes/update.md, and models/updated/ - the model the plan says to
+serve, as the files train writes (model.joblib, serving_model.npz with its probe proof,
+model_metadata.json with an ``update`` block): the recalibrated model when an update is
+accepted (threshold mapped to the new scale), else byte copies of train's model and serving
+artifact. dvc.lock records each file, so the service verifies them as it does train's.
+train's own outputs are never touched, so the pipeline stays a DAG; README "Outcome labels"
+says how an update is served and released.
 """
 
 from __future__ import annotations
@@ -39,21 +41,12 @@ def write_updated_artifacts(
     decision: Decision,
     *,
     model_path: str,
+    serving_model_path: str,
     metadata: dict[str, Any],
     base_version: str,
 ) -> None:
-    """model.joblib, serving_model.npz and model_metadata.json of the recalibrated model."""
-    pipeline = recalibrated_pipeline(joblib.load(model_path), decision.recalibration)
-    with atomic_path(directory / "model.joblib") as temporary:
-        joblib.dump(pipeline, temporary)
-        serving = serving_model_bytes(export_pipeline(pipeline, file_md5(temporary)))
-    with atomic_path(directory / "serving_model.npz") as temporary:
-        temporary.write_bytes(serving)
-    updated = dict(metadata)
-    updated["decision_threshold"] = recalibrated_threshold(
-        metadata["decision_threshold"], decision.recalibration
-    )
-    updated["update"] = {
+    """model.joblib, serving_model.npz and model_metadata.json of the model to serve."""
+    update = {
         "base_model_version": base_version,
         "method": decision.method,
         "intercept": decision.recalibration.intercept,
@@ -62,7 +55,22 @@ def write_updated_artifacts(
         "labels": decision.events.labels,
         "events": decision.events.events,
     }
-    write_json(directory / "model_metadata.json", updated)
+    if not decision.updated:
+        shutil.copyfile(model_path, directory / "model.joblib")
+        shutil.copyfile(serving_model_path, directory / "serving_model.npz")
+        write_json(directory / "model_metadata.json", {**metadata, "update": update})
+        return
+    pipeline = recalibrated_pipeline(joblib.load(model_path), decision.recalibration)
+    with atomic_path(directory / "model.joblib") as temporary:
+        joblib.dump(pipeline, temporary)
+        serving = serving_model_bytes(export_pipeline(pipeline, file_md5(temporary)))
+    with atomic_path(directory / "serving_model.npz") as temporary:
+        temporary.write_bytes(serving)
+    threshold = recalibrated_threshold(metadata["decision_threshold"], decision.recalibration)
+    write_json(
+        directory / "model_metadata.json",
+        {**metadata, "decision_threshold": threshold, "update": update},
+    )
 
 
 def main() -> None:
@@ -70,6 +78,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--outcomes", type=Path, default=Path("data/outcomes"))
     parser.add_argument("--model", default="models/model.joblib")
+    parser.add_argument("--serving-model", default="models/serving_model.npz")
     parser.add_argument("--metadata", default="models/model_metadata.json")
     parser.add_argument("--updated", type=Path, default=Path("models/updated"))
     parser.add_argument("--out", type=Path, default=Path("reports/outcomes"))
@@ -86,24 +95,21 @@ def main() -> None:
         recalibratable=RECALIBRATABLE_FAMILIES,
         expected_prevalence=metadata.get("training_prevalence"),
     )
-    # DVC removes the folder before the stage runs; a rerun outside DVC starts clean too.
-    shutil.rmtree(args.updated, ignore_errors=True)
-    args.updated.mkdir(parents=True)
-    if decision.updated:
-        write_updated_artifacts(
-            args.updated,
-            decision,
-            model_path=args.model,
-            metadata=metadata,
-            base_version=model_version,
-        )
+    args.updated.mkdir(parents=True, exist_ok=True)
+    write_updated_artifacts(
+        args.updated,
+        decision,
+        model_path=args.model,
+        serving_model_path=args.serving_model,
+        metadata=metadata,
+        base_version=model_version,
+    )
     document = decision_document(
         decision,
         model_version=model_version,
         other_versions=other_versions,
-        artifacts=str(args.updated) if decision.updated else None,
+        artifacts=str(args.updated),
     )
-    write_json(args.updated / "decision.json", document)
     write_text(args.out / "update.md", decision_markdown(document))
     write_json(args.out / "update.json", document)
     print(f"update: {decision.method} ({decision.reason})")

@@ -112,7 +112,7 @@ def validation_markdown(document: Mapping[str, Any]) -> str:
 
 
 def decision_document(
-    decision: Decision, *, model_version: str, other_versions: int, artifacts: str | None
+    decision: Decision, *, model_version: str, other_versions: int, artifacts: str
 ) -> dict[str, Any]:
     """reports/outcomes/update.json: the method chosen and the evidence for it."""
     document: dict[str, Any] = {

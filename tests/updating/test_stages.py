@@ -115,7 +115,13 @@ def test_no_labels_reports_so_and_passes(tmp_path):
     assert updated.returncode == 0, updated.stderr
     decision = json.loads((tmp_path / "reports/update.json").read_text())
     assert decision["method"] == "keep" and decision["labels"] == 0
-    assert sorted(p.name for p in (tmp_path / "updated").iterdir()) == ["decision.json"]
+    # The model to serve is train's, byte for byte.
+    for name in ("model.joblib", "serving_model.npz"):
+        assert (tmp_path / "updated" / name).read_bytes() == (
+            REPO_ROOT / "models" / name
+        ).read_bytes()
+    metadata = json.loads((tmp_path / "updated/model_metadata.json").read_text())
+    assert metadata["update"]["method"] == "keep"
 
 
 def test_doubled_prevalence_gives_a_recalibrated_model_with_training_artifacts(
@@ -157,3 +163,21 @@ def test_a_bad_outcome_set_fails_naming_row_and_column(tmp_path):
     result = run_stage("update", *stage_paths(tmp_path), "--updated", str(tmp_path / "updated"))
     assert result.returncode == 1
     assert "column label" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_service_serves_the_model_the_plan_chose():
+    """models/updated/ (the update stage's outputs in this workspace) passes the service's
+    dvc.lock verification and start-up proof, and is the model update.json names."""
+    from app.model import load_model
+    from app.settings import Settings
+
+    settings = Settings.for_project(
+        REPO_ROOT,
+        model_path="models/updated/serving_model.npz",
+        metadata_path="models/updated/model_metadata.json",
+    )
+    loaded = load_model(settings)
+    assert loaded.version == file_md5(REPO_ROOT / "models/updated/model.joblib")
+    decision = json.loads((REPO_ROOT / "reports/outcomes/update.json").read_text())
+    assert loaded.metadata["update"]["method"] == decision["method"]
+    assert loaded.explainer is not None
