@@ -124,7 +124,10 @@ def main() -> None:
         f"{args.sets} label sets per scenario (seed {args.seed}), the plan of params.yaml "
         f"(alpha {protocol.alpha:g}, >= {protocol.min_events} events and "
         f"{protocol.min_non_events} non-events, {protocol.held_out_fraction:.0%} held out); "
-        f"`python -m benchmarks.updating`, {time.perf_counter() - started:.0f} s."
+        f"`python -m benchmarks.updating`, {time.perf_counter() - started:.0f} s. "
+        "Wrong updates: an update other than the expected one (± its Monte-Carlo standard "
+        "error). The fresh columns average over the sets that were updated (under no change, "
+        "the wrong updates); more labels asked: the mean the report asked for."
     )
     print(table)
     print()
