@@ -20,13 +20,16 @@ Everything it started is stopped and the directory removed at the end (``--keep`
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -48,6 +51,7 @@ from stroke_risk.updating.collect import collect
 from stroke_risk.updating.simulation import intercept_for_mean_risk
 
 BATCH = 500
+FEEDBACK_THREADS = 4
 START_TIMEOUT_SECONDS = 120.0
 
 
@@ -68,14 +72,16 @@ def score(session: requests.Session, url: str, records: list[dict]) -> tuple[lis
 
 
 def send_outcomes(session: requests.Session, url: str, ids: list[str], labels: np.ndarray) -> None:
-    """POST /feedback for every prediction; waits for ids of a batch still being logged."""
-    for prediction_id, label in zip(ids, labels, strict=True):
+    """POST /feedback for every prediction, FEEDBACK_THREADS at a time (as several wards would)."""
+
+    def send(pair: tuple[str, int]) -> None:
         response = session.post(
-            f"{url}/feedback",
-            json={"prediction_id": prediction_id, "stroke": int(label)},
-            timeout=30,
+            f"{url}/feedback", json={"prediction_id": pair[0], "stroke": pair[1]}, timeout=30
         )
         response.raise_for_status()
+
+    with ThreadPoolExecutor(FEEDBACK_THREADS) as pool:
+        list(pool.map(send, zip(ids, (int(label) for label in labels), strict=True)))
 
 
 def run_stage(name: str, directory: Path) -> None:
@@ -87,19 +93,15 @@ def run_stage(name: str, directory: Path) -> None:
     subprocess.run([sys.executable, "-m", f"stages.{name}", *arguments], cwd=REPO_ROOT, check=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--patients", type=int, default=6000)
-    parser.add_argument("--prevalence-factor", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = parser.parse_args(argv)
-    directory = Path(tempfile.mkdtemp(prefix="stroke-labels-demo-"))
+def run_loop(
+    directory: Path, *, patients: int, prevalence_factor: float, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The loop in directory; returns (validation.json, update.json). Stops the service."""
     processes = Processes(directory)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     try:
         test = read_prepared(REPO_ROOT / "data/prepared/test.csv").drop(columns=[TARGET])
-        rows = test.sample(n=args.patients, replace=True, random_state=args.seed)
+        rows = test.sample(n=patients, replace=True, random_state=seed)
         records = [
             {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
             for r in rows.to_dict(orient="records")
@@ -123,38 +125,59 @@ def main(argv: list[str] | None = None) -> int:
         session.headers["Authorization"] = f"Bearer {token}"
         ids, probability = score(session, url, records)
         print(f"   scored {len(ids)} patients; mean predicted risk {probability.mean():.4f}")
-        shift = intercept_for_mean_risk(
-            logit(probability), args.prevalence_factor * probability.mean()
-        )
+        shift = intercept_for_mean_risk(logit(probability), prevalence_factor * probability.mean())
         labels = (rng.random(len(ids)) < expit(logit(probability) + shift)).astype(int)
         print(
             f"2. labels: {labels.sum()} strokes among {len(labels)} outcomes (planted: log-odds "
-            f"+{shift:.2f}, mean risk x{args.prevalence_factor:g}); POST /feedback for each ..."
+            f"+{shift:.2f}, mean risk x{prevalence_factor:g}); POST /feedback for each ...",
+            flush=True,
         )
         started = time.monotonic()
         send_outcomes(session, url, ids, labels)
         print(f"   sent in {time.monotonic() - started:.0f} s")
-        processes.stop_all()
-        document = collect(
-            directory / "predictions.sqlite",
-            directory / "outcomes",
-            retention_days=730,
-            now=time.time(),
-        )
-        print(
-            f"3. collect: {document['labels']} labelled predictions, {document['events']} events,"
-            f" versions {sorted(document['model_versions'])}"
-        )
-        print("4. validate (stage validate_outcomes):")
-        run_stage("validate_outcomes", directory)
-        print("5. update (stage update):")
-        run_stage("update", directory)
-        for name in ("validation.md", "update.md"):
-            print(f"\n----- {name} -----\n{(directory / 'reports' / name).read_text()}")
-        print("updated artifacts:", sorted(p.name for p in (directory / "updated").iterdir()))
-        return 0
     finally:
         processes.stop_all()
+    document = collect(
+        directory / "predictions.sqlite",
+        directory / "outcomes",
+        retention_days=730,
+        now=time.time(),
+    )
+    print(
+        f"3. collect: {document['labels']} labelled predictions, {document['events']} events,"
+        f" versions {sorted(document['model_versions'])}"
+    )
+    print("4. validate (stage validate_outcomes):", flush=True)
+    run_stage("validate_outcomes", directory)
+    print("5. update (stage update):", flush=True)
+    run_stage("update", directory)
+    reports = directory / "reports"
+    return (
+        json.loads((reports / "validation.json").read_text()),
+        json.loads((reports / "update.json").read_text()),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=6000)
+    parser.add_argument("--prevalence-factor", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    directory = Path(tempfile.mkdtemp(prefix="stroke-labels-demo-"))
+    try:
+        run_loop(
+            directory,
+            patients=args.patients,
+            prevalence_factor=args.prevalence_factor,
+            seed=args.seed,
+        )
+        for name in ("validation.md", "update.md"):
+            print(f"\n----- {name} -----\n{(directory / 'reports' / name).read_text()}")
+        print("model to serve:", sorted(p.name for p in (directory / "updated").iterdir()))
+        return 0
+    finally:
         if args.keep:
             print(f"kept {directory}")
         else:
