@@ -13,10 +13,11 @@ assembled under its own approval, not this export.
 
 These are patient data: the folder is 0700 and each file 0600 (only the owner reads them);
 rows older than ``updating.outcome_retention_days`` are dropped at each collection (older
-versions stay in the DVC cache until ``dvc gc``); ``data/outcomes.dvc`` gets ``push: false``
-whenever the set holds labels, so ``dvc push`` never copies them to the shared remote
-unless collect runs with ``--allow-push`` (for a remote approved for patient data). The
-empty set of a fresh clone holds no patient data and is pushed like any output.
+versions stay in the DVC cache until ``dvc gc``). The repository ships the empty set in git
+(no patient data), so ``dvc repro`` runs on a fresh clone; the first collection that finds
+labels moves the folder from git to DVC (``git rm --cached``, ``dvc add``) and marks
+``data/outcomes.dvc`` ``push: false``, so ``dvc push`` never copies labels to the shared
+remote unless collect runs with ``--allow-push`` (for a remote approved for patient data).
 
 Rows scored by another model version stay in the set, marked by ``model_version``; the
 validate_outcomes and update stages use only the current model's rows and count the rest.
@@ -241,11 +242,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{document['labels']} labelled predictions ({document['events']} events) in {args.out}"
         f" from {document['source']}"
     )
-    if not args.no_dvc:
-        subprocess.run(["dvc", "add", "--quiet", str(args.out)], check=True)
-        set_push(
-            args.out.with_name(args.out.name + ".dvc"), args.allow_push or not document["labels"]
-        )
+    if args.no_dvc:
+        return 0
+    dvc_file = args.out.with_name(args.out.name + ".dvc")
+    if not document["labels"] and not dvc_file.exists():
+        print(f"no labels: {args.out} stays the empty set git tracks")
+        return 0
+    # Labels never go into git: stop tracking the shipped empty set there, then track with DVC.
+    subprocess.run(
+        ["git", "rm", "-r", "-f", "--cached", "--quiet", "--ignore-unmatch", str(args.out)],
+        check=True,
+    )
+    subprocess.run(["dvc", "add", "--quiet", str(args.out)], check=True)
+    set_push(dvc_file, args.allow_push)
+    print(f"tracked by {dvc_file} (push: {'allowed' if args.allow_push else 'false'}); commit it")
     return 0
 
 

@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -122,3 +124,39 @@ def test_set_push_marks_the_tracked_folder(tmp_path):
     assert yaml.safe_load(dvc_file.read_text())["outs"][0]["push"] is False
     set_push(dvc_file, True)
     assert "push" not in yaml.safe_load(dvc_file.read_text())["outs"][0]
+
+
+@pytest.mark.integration
+def test_first_labels_move_the_set_from_git_to_dvc_not_pushed(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from stroke_risk.updating.collect import main
+    from tests.conftest import REPO_ROOT
+
+    log = PredictionLog(tmp_path / "log.sqlite")  # the real clock: collect drops old rows
+    log.record_predictions([PredictionRecord(f"c{i}", {}, 0.1, False, "v1") for i in range(4)])
+    for i in range(4):
+        log.record_feedback(f"c{i}", i % 2)
+    log.close()
+    workspace = tmp_path / "clone"
+    workspace.mkdir()
+    shutil.copy(REPO_ROOT / "params.yaml", workspace / "params.yaml")
+    shutil.copytree(REPO_ROOT / "data/outcomes", workspace / "data/outcomes")
+    monkeypatch.chdir(workspace)
+    bin_dir = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(command, check=True)
+    # An empty log keeps the shipped set in git.
+    assert main(["--db", str(tmp_path / "none.sqlite")]) == 0
+    assert not Path("data/outcomes.dvc").exists()
+    assert main(["--db", str(log.path)]) == 0
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "data/outcomes"], capture_output=True, text=True, check=True
+    ).stdout
+    assert tracked == ""
+    dvc_file = yaml.safe_load(Path("data/outcomes.dvc").read_text())
+    assert dvc_file["outs"][0]["push"] is False
+    assert len(read_outcomes(Path("data/outcomes"))) == 4
