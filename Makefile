@@ -18,7 +18,7 @@ UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
 .PHONY: run test check serve lint format system-deps benchmark clean-venv lock push pull restore \
 	sync copy-runs plots-diff exp notebook pr-report release rollback release-history compare exps \
-	tracking-server demo drift-report
+	tracking-server demo drift-report collect-labels labels-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -155,6 +155,19 @@ rollback: $(RUNTIME_STAMP)
 # Every move of @production: when, who, from, to, why.
 release-history: $(RUNTIME_STAMP)
 	python -m stroke_risk.commands.release history
+
+# Outcome labels (README "Outcome labels"): the labelled predictions of the service's log
+# (STROKE_MONITOR_DB, default var/monitoring/predictions.sqlite) merged into data/outcomes/
+# (0700/0600, tracked by data/outcomes.dvc with push: false); then `dvc repro update` or
+# `dvc exp run` validates the model on them and applies the change-control plan.
+# ALLOW_PUSH=1 lets `dvc push` copy them (only to a remote approved for patient data).
+collect-labels: $(RUNTIME_STAMP)
+	python -m stroke_risk.commands.collect_labels $(if $(DB),--db '$(DB)') $(if $(ALLOW_PUSH),--allow-push)
+
+# The outcome-label loop once on a real service: scores, labels, collects, validates, updates
+# (everything in a temporary directory; README "Outcome labels").
+labels-demo: $(RUNTIME_STAMP)
+	python -m monitoring.labels_demo
 
 # Executes the demo notebook against a running service (make serve in another shell);
 # the result, with every output, is notebook/demo.executed.ipynb (git-ignored).

@@ -115,6 +115,25 @@ class EvaluateParams(Section):
     importance_seed: int
 
 
+UpdatingMethod = Literal["keep", "recalibration_in_the_large", "logistic_recalibration"]
+
+
+class UpdatingParams(Section):
+    """The change-control plan for outcome labels (conf/updating/change_control.yaml)."""
+
+    allowed_methods: list[UpdatingMethod] = Field(min_length=1)
+    alpha: float = Field(gt=0, lt=1)
+    min_events: int = Field(ge=1)
+    min_non_events: int = Field(ge=1)
+    held_out_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    min_log_likelihood_gain: float = Field(ge=0)
+    require_calibrated_on_held_out: bool
+    bootstrap_resamples: int = Field(ge=10)
+    bootstrap_seed: int
+    outcome_retention_days: int = Field(ge=1)
+
+
 SECTIONS: dict[str, type[Section]] = {
     "data": DataParams,
     "split": SplitParams,
@@ -128,6 +147,7 @@ SECTIONS: dict[str, type[Section]] = {
     "instability": InstabilityParams,
     "mlflow": MlflowParams,
     "evaluate": EvaluateParams,
+    "updating": UpdatingParams,
 }
 
 SectionT = TypeVar("SectionT", bound=Section)

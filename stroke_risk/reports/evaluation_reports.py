@@ -1,5 +1,6 @@
-"""The evaluate stage's outputs as typed builders: reports/metrics.json, reports/evaluation.json
-and the plot tables of reports/plots/ (docs/CONTRACTS.md, "Evaluation reports").
+"""The evaluate stage's outputs as typed builders (metrics.json, evaluation.json, plot tables).
+
+The contracts are documented in docs/CONTRACTS.md, "Evaluation reports".
 
 `evaluate_on_test` computes every statistic once from the held-out test split and the
 out-of-fold predictions; `metrics_report`, `evaluation_report` and `evaluation_plot_tables`

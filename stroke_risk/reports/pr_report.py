@@ -569,6 +569,38 @@ def write_report(out: Path, markdown: str, images: Mapping[str, bytes]) -> None:
     write_text(out, markdown)
 
 
+OUTCOME_REPORTS = ("reports/outcomes/validation.md", "reports/outcomes/update.md")
+UPDATE_DECISION = "reports/outcomes/update.json"
+
+
+def outcome_section(root: Path, commit: str) -> str:
+    """Outcome labels (stages validate_outcomes and update): the update decision at base and
+    head, then head's two reports with their headings one level down; "" when head has none."""
+    texts = [(root / path).read_text() for path in OUTCOME_REPORTS if (root / path).is_file()]
+    if not texts:
+        return ""
+
+    def method(text: str | None) -> str:
+        return json.loads(text)["method"].replace("_", " ") if text else "–"
+
+    head_file = root / UPDATE_DECISION
+    base_shown = git(root, "show", f"{commit}:{UPDATE_DECISION}")
+    lines = [
+        "### Outcome labels",
+        "",
+        f"Update decision: base {method(base_shown.stdout if base_shown.returncode == 0 else None)}"
+        f", head {method(head_file.read_text() if head_file.is_file() else None)}.",
+        "",
+    ]
+    for text in texts:
+        lines += [
+            line.replace("# ", "#### ", 1) if line.startswith("# ") else line
+            for line in text.splitlines()
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def build_report(root: Path, base_revision: str, out: Path, *, n_resamples: int = 2000) -> str:
     """Compare base with the workspace and write the report; returns its Markdown."""
     commit = resolve_revision(root, base_revision)
@@ -584,6 +616,6 @@ def build_report(root: Path, base_revision: str, out: Path, *, n_resamples: int 
             images[f"{curve.name}.png"] = render_png(curve_spec(curve, base, head))
             links[curve.title] = f"{image_dir}/{curve.name}.png"
     verdict = paired_verdict(root, commit, n_resamples=n_resamples)
-    markdown = render_markdown(base, head, links, verdict)
+    markdown = render_markdown(base, head, links, verdict) + outcome_section(root, commit)
     write_report(out, markdown, images)
     return markdown
