@@ -19,6 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _SCRATCH = tempfile.mkdtemp(prefix="stroke-tests-")
 os.environ.setdefault("STROKE_MONITOR_DB", os.path.join(_SCRATCH, "predictions.sqlite"))
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(_SCRATCH, "hypothesis"))
+# `make test` lets this process cache bytecode outside the tree (PYTHONPYCACHEPREFIX); the
+# stages, servers and tools the tests start read that cache but add nothing to it (they run
+# scratch copies of the repository whose bytecode would only pile up there).
+os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 BRAIN_CSV = REPO_ROOT / "data" / "raw" / "brain.csv"
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
@@ -49,6 +53,30 @@ def brain_raw_text() -> str:
 
 
 @pytest.fixture(scope="session")
+def pipeline_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone-like copy of the repository with the tiny-budget pipeline run and committed
+    (tests/pipeline/conftest.py's make_workspace), built once per `pytest` run: the xdist
+    workers share it through a file lock. Read-only: tests take private copies of it with
+    workspace_from_template, which costs a copy instead of a `dvc repro`."""
+    from filelock import FileLock
+
+    from tests.pipeline.conftest import make_workspace
+
+    # Under xdist every worker has its own basetemp inside one shared folder.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    template, done = shared / "pipeline-template" / "repo", shared / "pipeline-template.done"
+    with FileLock(str(shared / "pipeline-template.lock")):
+        if not done.exists():
+            shutil.rmtree(template.parent, ignore_errors=True)  # a failed earlier attempt
+            template.mkdir(parents=True)
+            make_workspace(template, template.parent / "remote")
+            done.touch()
+    return template
+
+
+@pytest.fixture(scope="session")
 def brain_frame() -> pd.DataFrame:
     from stroke_risk.data.load import load_dataset
 
@@ -73,6 +101,7 @@ INTEGRATION_FIXTURES = frozenset(
         "workspace",
         "remote",
         "repo",
+        "pipeline_template",
     }
 )
 

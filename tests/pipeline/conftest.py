@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +61,44 @@ def make_workspace(root: Path, remote: Path) -> Path:
     run(["dvc", "repro"], root, timeout=600)
     commit_all(root, "pipeline outputs")
     return root
+
+
+def workspace_from_template(template: Path, root: Path, remote: Path) -> Path:
+    """A private copy at root of a make_workspace result (tests/conftest.py's session
+    `pipeline_template`): the same files, git history, DVC cache, run cache and MLflow runs as
+    make_workspace(root, remote) gives, for the cost of a copy instead of a `dvc repro`."""
+    shutil.copytree(template, root, symlinks=True, dirs_exist_ok=True)
+    relocate_mlflow_store(root, template)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], root)
+    return root
+
+
+def relocate_mlflow_store(root: Path, original: Path) -> None:
+    """Point the absolute paths in root's mlflow.db (a copy of original's) into root.
+
+    The train stage's MLflow store records artifact locations as absolute paths; without
+    this, a copy's runs would read and write the original's mlruns/ folder."""
+    store = root / "mlflow.db"
+    if not store.exists():
+        return
+    with sqlite3.connect(store) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        for table in tables:
+            columns = connection.execute(f'PRAGMA table_info("{table}")').fetchall()
+            for column in (
+                column[1]
+                for column in columns
+                if "CHAR" in column[2].upper() or "TEXT" in column[2].upper()
+            ):
+                connection.execute(
+                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                    f'WHERE instr("{column}", ?) > 0',
+                    (str(original), str(root), str(original)),
+                )
+    connection.close()
 
 
 def commit_all(root: Path, message: str) -> None:

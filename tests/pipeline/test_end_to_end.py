@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.pipeline.conftest import TINY, make_workspace, run
+from tests.pipeline.conftest import TINY, run, workspace_from_template
 
 pytestmark = pytest.mark.e2e
 # Only these may differ when nothing but the test labels change.
@@ -43,8 +43,10 @@ def artifact_digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    return make_workspace(tmp_path_factory.mktemp("repo"), tmp_path_factory.mktemp("remote"))
+def workspace(tmp_path_factory, pipeline_template) -> Path:
+    return workspace_from_template(
+        pipeline_template, tmp_path_factory.mktemp("repo"), tmp_path_factory.mktemp("remote")
+    )
 
 
 def test_repro_writes_metrics_with_the_documented_keys(workspace):

@@ -124,19 +124,20 @@ BASE_TARGET_RECALL, HEAD_TARGET_RECALL = 0.8, 0.6
 
 
 @pytest.fixture(scope="session")
-def two_commit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def two_commit_repo(tmp_path_factory: pytest.TempPathFactory, pipeline_template: Path) -> Path:
     """A scratch repo whose HEAD lowers threshold.target_recall; real `dvc repro` at each commit.
 
     Tiny budgets; the outputs (dvc.lock, reports/) are committed at both commits, as a
-    contributor would before opening a pull request.
+    contributor would before opening a pull request. The base commit is the session's
+    pipeline_template (the same tiny budget, its own DVC remote here).
     """
-    root = scratch_repo(
-        tmp_path_factory.mktemp("pr-repo"),
-        budget={**TINY_BUDGET, ("threshold", "target_recall"): BASE_TARGET_RECALL},
-    )
-    run(["dvc", "repro"], root, timeout=900)
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "base: outputs")
+    from tests.pipeline.conftest import workspace_from_template
+
+    scratch = tmp_path_factory.mktemp("pr-repo")
+    root = workspace_from_template(pipeline_template, scratch / "repo", scratch / "remote")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert params["threshold"]["target_recall"] == BASE_TARGET_RECALL
+    assert all(params[section][key] == value for (section, key), value in TINY_BUDGET.items())
     set_params(root, {("threshold", "target_recall"): HEAD_TARGET_RECALL})
     run(["dvc", "repro"], root, timeout=900)
     git(root, "add", "-A")
@@ -226,6 +227,9 @@ def tracking_stack() -> Iterator[TrackingStack]:
 
 
 def copy_repo(source: Path, target: Path) -> Path:
-    """A full copy of a scratch repo (git history, DVC cache and outputs)."""
+    """A full copy of a scratch repo (git history, DVC cache, outputs and MLflow runs)."""
+    from tests.pipeline.conftest import relocate_mlflow_store
+
     shutil.copytree(source, target, symlinks=True)
+    relocate_mlflow_store(target, source)
     return target
