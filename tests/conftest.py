@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -52,28 +53,44 @@ def brain_raw_text() -> str:
     return BRAIN_CSV.read_text()
 
 
-@pytest.fixture(scope="session")
-def pipeline_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clone-like copy of the repository with the tiny-budget pipeline run and committed
-    (tests/pipeline/conftest.py's make_workspace), built once per `pytest` run: the xdist
-    workers share it through a file lock. Read-only: tests take private copies of it with
-    workspace_from_template, which costs a copy instead of a `dvc repro`."""
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
+) -> Path:
+    """Return the folder `name` that build(folder) filled, built once per `pytest` run.
+
+    The xdist workers share it (their basetemps sit in one folder) through a file lock: the
+    first to need it builds it, the others wait for it. A build that raised is retried by the
+    next worker that asks. Whoever uses the folder treats it as read-only (copy it to change
+    it), since tests on the other worker may be copying it."""
     from filelock import FileLock
 
-    from tests.pipeline.conftest import make_workspace
-
-    # Under xdist every worker has its own basetemp inside one shared folder.
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent
-    template, done = shared / "pipeline-template" / "repo", shared / "pipeline-template.done"
-    with FileLock(str(shared / "pipeline-template.lock")):
+    folder, done = shared / "built-once" / name, shared / "built-once" / f"{name}.done"
+    folder.parent.mkdir(exist_ok=True)
+    with FileLock(str(shared / "built-once" / f"{name}.lock")):
         if not done.exists():
-            shutil.rmtree(template.parent, ignore_errors=True)  # a failed earlier attempt
-            template.mkdir(parents=True)
-            make_workspace(template, template.parent / "remote")
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+            folder.mkdir()
+            build(folder)
             done.touch()
-    return template
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pipeline_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone-like copy of the repository with the tiny-budget pipeline run and committed
+    (tests/pipeline/conftest.py's make_workspace, with its own DVC remote), built once per
+    `pytest` run. Read-only: tests take private copies of it with workspace_from_template,
+    which costs a copy instead of a `dvc repro`."""
+    from tests.pipeline.conftest import make_workspace
+
+    def build(folder: Path) -> None:
+        (folder / "repo").mkdir()
+        make_workspace(folder / "repo", folder / "remote")
+
+    return built_once(tmp_path_factory, "pipeline-template", build) / "repo"
 
 
 @pytest.fixture(scope="session")

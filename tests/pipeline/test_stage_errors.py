@@ -79,6 +79,7 @@ def test_a_model_without_skill_still_gets_its_report_saying_so(tmp_path, brain_f
     params["cv"]["n_repeats"] = 1
     params["evaluate"]["bootstrap_resamples"] = 50
     params["evaluate"]["importance_repeats"] = 1
+    params["instability"]["n_bootstrap"] = 20
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], tmp_path)
     result = run(["dvc", "repro"], tmp_path, timeout=600, check=False)

@@ -129,20 +129,23 @@ def two_commit_repo(tmp_path_factory: pytest.TempPathFactory, pipeline_template:
 
     Tiny budgets; the outputs (dvc.lock, reports/) are committed at both commits, as a
     contributor would before opening a pull request. The base commit is the session's
-    pipeline_template (the same tiny budget, its own DVC remote here).
+    pipeline_template (the same tiny budget, its own DVC remote here). Built once per run
+    (tests/conftest.py built_once) and read-only: tests change copies of it (copy_repo).
     """
+    from tests.conftest import built_once
     from tests.pipeline.conftest import workspace_from_template
 
-    scratch = tmp_path_factory.mktemp("pr-repo")
-    root = workspace_from_template(pipeline_template, scratch / "repo", scratch / "remote")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    assert params["threshold"]["target_recall"] == BASE_TARGET_RECALL
-    assert all(params[section][key] == value for (section, key), value in TINY_BUDGET.items())
-    set_params(root, {("threshold", "target_recall"): HEAD_TARGET_RECALL})
-    run(["dvc", "repro"], root, timeout=900)
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "head: lower target recall")
-    return root
+    def build(folder: Path) -> None:
+        root = workspace_from_template(pipeline_template, folder / "repo", folder / "remote")
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        assert params["threshold"]["target_recall"] == BASE_TARGET_RECALL
+        assert all(params[section][key] == value for (section, key), value in TINY_BUDGET.items())
+        set_params(root, {("threshold", "target_recall"): HEAD_TARGET_RECALL})
+        run(["dvc", "repro"], root, timeout=900)
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "head: lower target recall")
+
+    return built_once(tmp_path_factory, "two-commit-repo", build) / "repo"
 
 
 @dataclass
