@@ -114,8 +114,8 @@ def test_test_labels_influence_only_evaluate(workspace):
 
 
 def test_experiments_switch_model_family_and_data(workspace):
-    # One experiment switches both the model family and the data file (each run of the whole
-    # pipeline costs ~40 s); a second switches the data set through the checked entry point.
+    # One experiment switches both the model family and the data file (each reruns the whole
+    # pipeline); a second switches the data set through the checked entry point.
     crlf = workspace.parent / "outside.csv"
     crlf.write_bytes((REPO_ROOT / "data/raw/brain.csv").read_text().replace("\n", "\r\n").encode())
     run(
