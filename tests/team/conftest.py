@@ -18,16 +18,10 @@ import yaml
 
 from stroke_risk.ports import free_port
 from tests.conftest import REPO_ROOT, copy_tracked_files
+from tests.pipeline.conftest import TINY_BUDGET
 from tests.processes import start_process, stop_process
 
 VENV_BIN = Path(sys.executable).parent
-TINY_BUDGET = {
-    ("tune", "n_trials"): 2,
-    ("cv", "n_repeats"): 1,
-    ("evaluate", "bootstrap_resamples"): 50,
-    ("evaluate", "importance_repeats"): 1,
-    ("instability", "n_bootstrap"): 20,
-}
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
