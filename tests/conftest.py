@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _SCRATCH = tempfile.mkdtemp(prefix="stroke-tests-")
 os.environ.setdefault("STROKE_MONITOR_DB", os.path.join(_SCRATCH, "predictions.sqlite"))
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(_SCRATCH, "hypothesis"))
+# `make test` lets this process cache bytecode outside the tree (PYTHONPYCACHEPREFIX); the
+# stages, servers and tools the tests start read that cache but add nothing to it (they run
+# scratch copies of the repository whose bytecode would only pile up there).
+os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 BRAIN_CSV = REPO_ROOT / "data" / "raw" / "brain.csv"
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
@@ -52,6 +57,46 @@ def brain_raw_text() -> str:
     return BRAIN_CSV.read_text()
 
 
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
+) -> Path:
+    """Return the folder `name` that build(folder) filled, built once per `pytest` run.
+
+    The xdist workers share it (their basetemps sit in one folder) through a file lock: the
+    first to need it builds it, the others wait for it. A build that raised is retried by the
+    next worker that asks. Whoever uses the folder treats it as read-only (copy it to change
+    it), since tests on the other worker may be copying it."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    folder, done = shared / "built-once" / name, shared / "built-once" / f"{name}.done"
+    folder.parent.mkdir(exist_ok=True)
+    with FileLock(str(shared / "built-once" / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pipeline_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone-like copy of the repository with the tiny-budget pipeline run and committed
+    (tests/pipeline/conftest.py's make_workspace, with its own DVC remote), built once per
+    `pytest` run. Read-only: tests take private copies of it with workspace_from_template,
+    which costs a copy instead of a `dvc repro`."""
+    from tests.pipeline.conftest import make_workspace
+
+    def build(folder: Path) -> None:
+        (folder / "repo").mkdir()
+        make_workspace(folder / "repo", folder / "remote")
+
+    return built_once(tmp_path_factory, "pipeline-template", build) / "repo"
+
+
 @pytest.fixture(scope="session")
 def brain_frame() -> pd.DataFrame:
     from stroke_risk.data.load import load_dataset
@@ -79,6 +124,7 @@ INTEGRATION_FIXTURES = frozenset(
         "remote",
         "repo",
         "postgres_server",
+        "pipeline_template",
     }
 )
 

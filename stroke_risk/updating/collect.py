@@ -1,6 +1,6 @@
 """Export the labelled predictions of the prediction log as the outcome set, with provenance.
 
-``make collect-labels`` (``python -m stroke_risk.updating.collect``) reads the service's
+``make collect-labels`` (``python -m stroke_risk.commands.collect_labels``) reads the service's
 SQLite prediction log, merges its labelled rows into ``data/outcomes/`` and tracks that
 folder with DVC (``data/outcomes.dvc``).
 

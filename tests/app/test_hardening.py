@@ -188,6 +188,7 @@ def test_no_client_address_is_logged(real_server: Server) -> None:
     assert not [line for line in lines if "127.0.0.1" in line or "ip=" in line]
 
 
+@pytest.mark.integration  # runs gunicorn, which must refuse to start
 def test_a_public_bind_without_credentials_is_refused(tmp_path: Path) -> None:
     for env in (
         {"HOST": "0.0.0.0"},

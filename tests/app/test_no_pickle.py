@@ -118,6 +118,7 @@ def test_a_pickle_as_the_pipeline_file_is_never_read(
     assert not marker.exists()
 
 
+@pytest.mark.integration  # runs gunicorn, which must refuse to start
 @pytest.mark.parametrize("planted", ["pickle", "object_array"])
 def test_a_pickle_as_the_serving_artifact_is_refused_in_one_line(
     planted: str, project_copy: Path, tmp_path: Path

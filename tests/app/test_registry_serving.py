@@ -31,7 +31,7 @@ from tests.app.conftest import (
     server_env,
     start_server,
 )
-from tests.pipeline.conftest import make_workspace, run
+from tests.pipeline.conftest import run, workspace_from_template
 from tests.processes import start_process, stop_process, wait_until_ready
 
 REGISTERED = "models:/stroke-risk@candidate"
@@ -39,10 +39,12 @@ RECORDS_PER_FILE = 40
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory, pipeline_template: Path) -> Path:
     """A copy of the repository with its pipeline run and the model registered."""
-    root = make_workspace(
-        tmp_path_factory.mktemp("registry-workspace"), tmp_path_factory.mktemp("remote")
+    root = workspace_from_template(
+        pipeline_template,
+        tmp_path_factory.mktemp("registry-workspace"),
+        tmp_path_factory.mktemp("remote"),
     )
     run(
         [sys.executable, "-m", "stroke_risk.commands.mlflow_runs", "sync"],

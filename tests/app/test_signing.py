@@ -97,6 +97,7 @@ def test_a_signed_model_is_served_with_the_trusted_key(
     assert "authenticity is not checked" not in server.log()
 
 
+@pytest.mark.integration  # runs gunicorn, which must refuse to start
 def test_an_unsigned_model_is_refused_in_one_line(
     project: Path, keys: dict, tmp_path: Path
 ) -> None:
@@ -108,6 +109,7 @@ def test_an_unsigned_model_is_refused_in_one_line(
     assert "models/serving_model.npz refused: unsigned" in line and "make release" in line
 
 
+@pytest.mark.integration  # runs gunicorn, which must refuse to start
 def test_a_model_signed_by_another_key_is_refused(
     project: Path, keys: dict, tmp_path: Path
 ) -> None:
@@ -118,6 +120,7 @@ def test_a_model_signed_by_another_key_is_refused(
     assert "refused: wrongly signed: the signature of release 1.0.0" in one_line(result)
 
 
+@pytest.mark.integration  # runs gunicorn, which must refuse to start
 def test_a_signed_model_with_another_threshold_is_refused(
     project: Path, keys: dict, tmp_path: Path
 ) -> None:

@@ -107,6 +107,7 @@ def push(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration  # runs git, dvc and the push command
 def test_make_push_creates_the_per_user_default_remote_0700(tmp_path: Path) -> None:
     env = scratch_repository(tmp_path)
     result = push(tmp_path, env)
@@ -116,6 +117,7 @@ def test_make_push_creates_the_per_user_default_remote_0700(tmp_path: Path) -> N
     assert any(path.is_file() for path in remote.rglob("*")), "nothing was pushed"
 
 
+@pytest.mark.integration  # runs git, dvc and the push command
 def test_make_push_refuses_a_default_remote_others_can_write(tmp_path: Path) -> None:
     env = scratch_repository(tmp_path)
     remote = tmp_path / "home" / ".cache" / "stroke-risk" / "dvc-remote"

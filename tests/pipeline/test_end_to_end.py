@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.pipeline.conftest import TINY, make_workspace, run
+from tests.pipeline.conftest import TINY, run, workspace_from_template
 
 pytestmark = pytest.mark.e2e
 # Only these may differ when nothing but the test labels change.
@@ -43,8 +43,10 @@ def artifact_digests(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    return make_workspace(tmp_path_factory.mktemp("repo"), tmp_path_factory.mktemp("remote"))
+def workspace(tmp_path_factory, pipeline_template) -> Path:
+    return workspace_from_template(
+        pipeline_template, tmp_path_factory.mktemp("repo"), tmp_path_factory.mktemp("remote")
+    )
 
 
 def test_repro_writes_metrics_with_the_documented_keys(workspace):
@@ -112,24 +114,18 @@ def test_test_labels_influence_only_evaluate(workspace):
 
 
 def test_experiments_switch_model_family_and_data(workspace):
-    run(["dvc", "exp", "run", "-n", "xgb", "-S", "model=xgboost", *TINY], workspace, timeout=600)
-    metadata = json.loads((workspace / "models/model_metadata.json").read_text())
-    assert metadata["model_family"] == "xgboost"
-
-    # Through the checked entry point (make exp): it hands over to dvc exp run unchanged.
-    experiment = [sys.executable, "-m", "stroke_risk.commands.exp_run", "run"]
-    run([*experiment, "-n", "hc", "-S", "data=healthcare", *TINY], workspace, timeout=600)
-    summary = json.loads((workspace / "reports/data_summary.json").read_text())
-    assert summary["known_dataset"] == "healthcare" and summary["n_rows"] == 5110
-    assert summary["bmi_missing"] == 201
-
+    # One experiment switches both the model family and the data file (each reruns the whole
+    # pipeline); a second switches the data set through the checked entry point.
     crlf = workspace.parent / "outside.csv"
     crlf.write_bytes((REPO_ROOT / "data/raw/brain.csv").read_text().replace("\n", "\r\n").encode())
     run(
-        ["dvc", "exp", "run", "-n", "ext", "-S", f"data.raw_path={crlf}", *TINY],
+        ["dvc", "exp", "run", "-n", "xgb-ext", "-S", "model=xgboost"]
+        + ["-S", f"data.raw_path={crlf}", *TINY],
         workspace,
         timeout=600,
     )
+    metadata = json.loads((workspace / "models/model_metadata.json").read_text())
+    assert metadata["model_family"] == "xgboost"
     summary = json.loads((workspace / "reports/data_summary.json").read_text())
     assert summary["n_rows"] == 4981
     # Provenance comes from the file read, not from a config name left at "brain".
@@ -137,6 +133,15 @@ def test_experiments_switch_model_family_and_data(workspace):
     assert summary["source"] == "outside.csv"
     assert "provenance not recorded" in (workspace / "reports/model_card.md").read_text()
 
+    # Through the checked entry point (make exp): it hands over to dvc exp run unchanged.
+    experiment = [sys.executable, "-m", "stroke_risk.commands.exp_run", "run"]
+    run([*experiment, "-n", "hc", "-S", "data=healthcare", *TINY], workspace, timeout=600)
+    summary = json.loads((workspace / "reports/data_summary.json").read_text())
+    assert summary["known_dataset"] == "healthcare" and summary["n_rows"] == 5110
+    assert summary["bmi_missing"] == 201
+    metadata = json.loads((workspace / "models/model_metadata.json").read_text())
+    assert metadata["model_family"] == "logreg"  # from conf/, not left over from xgb-ext
+
     table = json.loads(run(["dvc", "exp", "show", "--json"], workspace).stdout)
     names = json.dumps(table)
-    assert all(name in names for name in ("xgb", "hc", "ext"))
+    assert all(f'"{name}"' in names for name in ("xgb-ext", "hc"))

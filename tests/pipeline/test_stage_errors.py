@@ -9,7 +9,7 @@ import yaml
 
 from stroke_risk.data.schema import TARGET
 from tests.conftest import REPO_ROOT, copy_tracked_files
-from tests.pipeline.conftest import run
+from tests.pipeline.conftest import run, with_tiny_budget
 
 
 def run_prepare(tmp_path, raw_text: str):
@@ -76,12 +76,7 @@ def test_a_model_without_skill_still_gets_its_report_saying_so(tmp_path, brain_f
     shuffled = brain_frame.copy()
     shuffled[TARGET] = np.random.default_rng(0).permutation(shuffled[TARGET].to_numpy())
     shuffled.to_csv(tmp_path / "data/raw/brain.csv", index=False)
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["tune"]["n_trials"] = 2
-    params["cv"]["n_repeats"] = 1
-    params["evaluate"]["bootstrap_resamples"] = 50
-    params["evaluate"]["importance_repeats"] = 1
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with_tiny_budget(tmp_path / "params.yaml")
     run(["git", "init", "-q"], tmp_path)
     result = run(["dvc", "repro"], tmp_path, timeout=600, check=False)
 

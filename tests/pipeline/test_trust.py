@@ -24,7 +24,7 @@ import yaml
 
 from stroke_risk.cli import RESTORE_COMMAND
 from stroke_risk.ports import free_port
-from tests.pipeline.conftest import TINY, make_workspace, run
+from tests.pipeline.conftest import TINY, run, workspace_from_template
 from tests.processes import start_process, stop_process, wait_until_ready
 
 pytestmark = pytest.mark.e2e
@@ -36,8 +36,8 @@ def remote(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, remote) -> Path:
-    return make_workspace(tmp_path_factory.mktemp("trust"), remote)
+def workspace(tmp_path_factory, pipeline_template, remote) -> Path:
+    return workspace_from_template(pipeline_template, tmp_path_factory.mktemp("trust"), remote)
 
 
 def locked_md5(root: Path, path: str) -> str:

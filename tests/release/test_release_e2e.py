@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from stroke_risk.release.publish import release_for_model
-from tests.conftest import REPO_ROOT
+from tests.pipeline.conftest import workspace_from_template
 
 pytestmark = pytest.mark.e2e
 VENV_BIN = Path(sys.executable).parent
@@ -139,34 +138,25 @@ def release_key(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A clone-like copy with a tiny budget, the pipeline run and committed, a local remote."""
-    root = tmp_path_factory.mktemp("release-repo")
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, tracked.split("\0")):
-        if (REPO_ROOT / name).is_file() and name not in ("releases.json", "releases_audit.jsonl"):
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, root / name)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["tune"]["n_trials"] = 2
-    params["cv"]["n_repeats"] = 1
-    params["evaluate"].update(bootstrap_resamples=50, importance_repeats=1)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+def repo(tmp_path_factory, pipeline_template) -> Path:
+    """A clone-like copy with a tiny budget, the pipeline run and committed, a local remote
+    (the session's pipeline_template), with no release recorded yet and the model in MLflow."""
+    root = workspace_from_template(
+        pipeline_template,
+        tmp_path_factory.mktemp("release-repo"),
+        tmp_path_factory.mktemp("dvc-remote"),
+    )
     dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
     if "artifacts" not in dvc_yaml:
         dvc_yaml["artifacts"] = ARTIFACTS_BLOCK
         (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    commit_all(root, "copy")
-    remote = tmp_path_factory.mktemp("dvc-remote")
-    run(["dvc", "remote", "add", "-d", "--local", "scratch", str(remote)], root)
-    make_run(root)
-    commit_all(root, "pipeline outputs")
+    # The repository's own release records stay behind: this copy has released nothing.
+    for name in ("releases.json", "releases_audit.jsonl"):
+        if (root / name).exists():
+            run(["git", "rm", "-q", name], root)
+    run([sys.executable, "-m", "stroke_risk.commands.mlflow_runs", "sync"], root)
+    if run(["git", "status", "--porcelain"], root).stdout:
+        commit_all(root, "no releases yet")
     return root
 
 

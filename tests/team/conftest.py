@@ -29,16 +29,10 @@ from stroke_risk.tracking.object_store import (
     weed_binary,
 )
 from tests.conftest import REPO_ROOT, copy_tracked_files
+from tests.pipeline.conftest import TINY_BUDGET
 from tests.processes import start_process, stop_process
 
 VENV_BIN = Path(sys.executable).parent
-TINY_BUDGET = {
-    ("tune", "n_trials"): 2,
-    ("cv", "n_repeats"): 1,
-    ("evaluate", "bootstrap_resamples"): 50,
-    ("evaluate", "importance_repeats"): 1,
-    ("instability", "n_bootstrap"): 20,
-}
 
 
 def command_env(**extra: str) -> dict[str, str]:
@@ -104,24 +98,28 @@ BASE_TARGET_RECALL, HEAD_TARGET_RECALL = 0.8, 0.6
 
 
 @pytest.fixture(scope="session")
-def two_commit_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def two_commit_repo(tmp_path_factory: pytest.TempPathFactory, pipeline_template: Path) -> Path:
     """A scratch repo whose HEAD lowers threshold.target_recall; real `dvc repro` at each commit.
 
     Tiny budgets; the outputs (dvc.lock, reports/) are committed at both commits, as a
-    contributor would before opening a pull request.
+    contributor would before opening a pull request. The base commit is the session's
+    pipeline_template (the same tiny budget, its own DVC remote here). Built once per run
+    (tests/conftest.py built_once) and read-only: tests change copies of it (copy_repo).
     """
-    root = scratch_repo(
-        tmp_path_factory.mktemp("pr-repo"),
-        budget={**TINY_BUDGET, ("threshold", "target_recall"): BASE_TARGET_RECALL},
-    )
-    run(["dvc", "repro"], root, timeout=900)
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "base: outputs")
-    set_params(root, {("threshold", "target_recall"): HEAD_TARGET_RECALL})
-    run(["dvc", "repro"], root, timeout=900)
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "head: lower target recall")
-    return root
+    from tests.conftest import built_once
+    from tests.pipeline.conftest import workspace_from_template
+
+    def build(folder: Path) -> None:
+        root = workspace_from_template(pipeline_template, folder / "repo", folder / "remote")
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        assert params["threshold"]["target_recall"] == BASE_TARGET_RECALL
+        assert all(params[section][key] == value for (section, key), value in TINY_BUDGET.items())
+        set_params(root, {("threshold", "target_recall"): HEAD_TARGET_RECALL})
+        run(["dvc", "repro"], root, timeout=900)
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "head: lower target recall")
+
+    return built_once(tmp_path_factory, "two-commit-repo", build) / "repo"
 
 
 OBJECT_STORE_BUCKET = "stroke-team"
@@ -266,6 +264,9 @@ def tracking_stack(object_store: ObjectStore) -> Iterator[TrackingStack]:
 
 
 def copy_repo(source: Path, target: Path) -> Path:
-    """A full copy of a scratch repo (git history, DVC cache and outputs)."""
+    """A full copy of a scratch repo (git history, DVC cache, outputs and MLflow runs)."""
+    from tests.pipeline.conftest import relocate_mlflow_store
+
     shutil.copytree(source, target, symlinks=True)
+    relocate_mlflow_store(target, source)
     return target

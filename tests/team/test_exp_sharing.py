@@ -14,16 +14,18 @@ import pytest
 
 from stroke_risk.data.load import file_md5
 from stroke_risk.tracking.dvc_remote import output_hashes
-from tests.pipeline.conftest import TINY, make_workspace
+from tests.pipeline.conftest import TINY, workspace_from_template
 from tests.team.conftest import git, run
 
 pytestmark = pytest.mark.e2e
 MODEL = "models/model_metadata.json"
 
 
-def test_a_pushed_experiment_reaches_a_teammates_clone(tmp_path: Path) -> None:
+def test_a_pushed_experiment_reaches_a_teammates_clone(
+    tmp_path: Path, pipeline_template: Path
+) -> None:
     remote = tmp_path / "dvc-remote"
-    mine = make_workspace(tmp_path / "mine", remote)
+    mine = workspace_from_template(pipeline_template, tmp_path / "mine", remote)
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
     git(mine, "remote", "add", "origin", str(origin))

@@ -63,7 +63,7 @@ def with_pipeline_outputs(root: Path) -> None:
 def dvc_remote(root: Path, command: str, store: ObjectStore) -> Any:
     """`make push` / `make pull` (stroke_risk.tracking.dvc_remote), keys from the environment."""
     return run(
-        [sys.executable, "-m", "stroke_risk.tracking.dvc_remote", command],
+        [sys.executable, "-m", "stroke_risk.commands.dvc_remote", command],
         root,
         env=command_env(**store.credentials.env(), PYTHONPATH=str(REPO_ROOT)),
         timeout=300,

@@ -28,7 +28,13 @@ from stroke_risk.reports.pr_report import (
     render_markdown,
 )
 from stroke_risk.run_files import flatten
-from tests.team.conftest import BASE_TARGET_RECALL, HEAD_TARGET_RECALL, git, run
+from tests.team.conftest import BASE_TARGET_RECALL, HEAD_TARGET_RECALL, copy_repo, git, run
+
+
+@pytest.fixture(scope="module")
+def two_commit_repo(two_commit_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the session's two_commit_repo: the reports are written into it."""
+    return copy_repo(two_commit_repo, tmp_path_factory.mktemp("pr-report") / "repo")
 
 
 def report_rows(markdown: str, section: str) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stroke_risk.data.load import file_md5
-from tests.pipeline.conftest import make_workspace
+from tests.pipeline.conftest import workspace_from_template
 from tests.team.conftest import run
 
 pytestmark = pytest.mark.e2e
@@ -23,10 +23,10 @@ RAW_DVC_ERROR = "Is your cache up to date"
 
 
 @pytest.fixture(scope="module")
-def pushed_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pushed_repo(tmp_path_factory: pytest.TempPathFactory, pipeline_template: Path) -> Path:
     """A scratch repository with the pipeline run, committed and pushed to its own remote."""
     base = tmp_path_factory.mktemp("recovery")
-    root = make_workspace(base / "repo", base / "remote")
+    root = workspace_from_template(pipeline_template, base / "repo", base / "remote")
     run(["dvc", "push", "--run-cache"], root, timeout=300)
     return root
 

@@ -26,6 +26,8 @@ from stroke_risk.tracking.mlflow_runs import (
 from tests.conftest import REPO_ROOT
 from tests.team.conftest import command_env, run
 
+# Real MLflow stores and its copy command: integration tests (out of `make check`).
+pytestmark = pytest.mark.integration
 REGISTERED = "stroke-risk"
 # The commands run outside the repository (so MLflow writes nothing into it).
 ENV = command_env(PYTHONPATH=str(REPO_ROOT))
