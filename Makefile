@@ -25,13 +25,17 @@ $(VENV)/bin/python:
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
 # requirements.txt: every package of the pipeline and the service, pinned (a uv lock).
-$(RUNTIME_STAMP): requirements.txt | $(VENV)/bin/python
+# requirements/s3.txt: the S3 clients, locked apart (see requirements/s3.in) and installed without
+# their declared python-dateutil<3.
+$(RUNTIME_STAMP): requirements.txt requirements/s3.txt | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements/s3.txt
 	touch $@
 
 # requirements/dev.txt: the same pins plus the test and lint tools.
-$(DEV_STAMP): requirements/dev.txt requirements.txt | $(VENV)/bin/python
+$(DEV_STAMP): requirements/dev.txt requirements.txt requirements/s3.txt | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements/s3.txt
 	touch $@ $(RUNTIME_STAMP)
 
 run: $(RUNTIME_STAMP)
@@ -186,6 +190,13 @@ benchmark: $(DEV_STAMP)
 	dvc repro featurize
 	python -m benchmarks.tuning
 
+# Batch scoring with mlflow.pyfunc.spark_udf in local mode against the service's answers
+# (benchmarks/spark_batch.py); installs pyspark and needs Java 17+ (apt-get install
+# openjdk-17-jre-headless), which `make test` does not.
+spark-benchmark: $(DEV_STAMP)
+	$(VENV)/bin/pip install --quiet -r requirements/spark.txt
+	python -m benchmarks.spark_batch
+
 # The monitoring demo: service, real Prometheus with the repo's alert rules and drifted
 # traffic on free ports; prints URLs, drift figures and pending alerts; Ctrl-C stops it.
 # ALERT_DEMO=1: every rule's for: shortened to 10 s, a real Alertmanager and a webhook
@@ -220,6 +231,8 @@ lock: $(DEV_STAMP)
 	cd requirements && $(UV_COMPILE) serving.in -o serving.txt
 	cd requirements && $(UV_COMPILE) pipeline.in -c serving.txt -o ../requirements.txt
 	cd requirements && $(UV_COMPILE) dev.in -c ../requirements.txt -o dev.txt
+	cd requirements && $(UV_COMPILE) s3.in -c ../requirements.txt --override s3-overrides.txt -o s3.txt
+	cd requirements && $(UV_COMPILE) spark.in -o spark.txt
 
 clean-venv:
 	rm -rf $(VENV)
