@@ -21,6 +21,7 @@ from typing import Any
 
 import joblib
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.load import file_md5
 from stroke_risk.io import atomic_path, load_params, write_json, write_text
@@ -76,12 +77,12 @@ def write_updated_artifacts(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--outcomes", type=Path, default=Path("data/outcomes"))
-    parser.add_argument("--model", default="models/model.joblib")
-    parser.add_argument("--serving-model", default="models/serving_model.npz")
-    parser.add_argument("--metadata", default="models/model_metadata.json")
-    parser.add_argument("--updated", type=Path, default=Path("models/updated"))
-    parser.add_argument("--out", type=Path, default=Path("reports/outcomes"))
+    parser.add_argument("--outcomes", type=Path, default=Path(paths.OUTCOMES_DIR))
+    parser.add_argument("--model", default=paths.MODEL)
+    parser.add_argument("--serving-model", default=paths.SERVING_MODEL)
+    parser.add_argument("--metadata", default=paths.MODEL_METADATA)
+    parser.add_argument("--updated", type=Path, default=Path(paths.UPDATED_DIR))
+    parser.add_argument("--out", type=Path, default=Path(paths.OUTCOME_REPORTS_DIR))
     args = parser.parse_args()
     protocol = protocol_from_params(load_params(args.params))
     metadata = json.loads(Path(args.metadata).read_text())

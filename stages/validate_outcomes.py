@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stroke_risk import paths
 from stroke_risk.cli import run_stage
 from stroke_risk.data.load import file_md5
 from stroke_risk.io import load_params, write_csv, write_json, write_text
@@ -36,12 +37,12 @@ CURVE_COLUMNS = ["predicted", "observed", "ci_low", "ci_high", "perfect"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--outcomes", type=Path, default=Path("data/outcomes"))
-    parser.add_argument("--model", default="models/model.joblib")
-    parser.add_argument("--metadata", default="models/model_metadata.json")
-    parser.add_argument("--test-predictions", default="reports/test_predictions.csv")
-    parser.add_argument("--out", type=Path, default=Path("reports/outcomes"))
-    parser.add_argument("--curve", default="reports/plots/outcome_calibration.csv")
+    parser.add_argument("--outcomes", type=Path, default=Path(paths.OUTCOMES_DIR))
+    parser.add_argument("--model", default=paths.MODEL)
+    parser.add_argument("--metadata", default=paths.MODEL_METADATA)
+    parser.add_argument("--test-predictions", default=paths.TEST_PREDICTIONS)
+    parser.add_argument("--out", type=Path, default=Path(paths.OUTCOME_REPORTS_DIR))
+    parser.add_argument("--curve", default=paths.OUTCOME_CALIBRATION)
     args = parser.parse_args()
     plan = updating_params(load_params(args.params))
     model_version = file_md5(args.model)

@@ -54,6 +54,23 @@ MODEL_CARD: Final = "reports/model_card.md"
 TRIPOD_REPORT: Final = "reports/tripod_ai.md"
 FIGURES_DIR: Final = "reports/figures"
 
+# The outcome-label loop (README "Outcome labels"): labels collected from the service's log
+# (patient data, written by `make collect-labels`, not by a stage), then validate and update.
+OUTCOMES_DIR: Final = "data/outcomes"
+OUTCOME_REPORTS_DIR: Final = "reports/outcomes"
+OUTCOME_VALIDATION: Final = "reports/outcomes/validation.json"
+OUTCOME_VALIDATION_TEXT: Final = "reports/outcomes/validation.md"
+OUTCOME_CALIBRATION: Final = "reports/plots/outcome_calibration.csv"
+UPDATE_REPORT: Final = "reports/outcomes/update.json"
+UPDATE_REPORT_TEXT: Final = "reports/outcomes/update.md"
+UPDATED_DIR: Final = "models/updated"
+UPDATED_MODEL: Final = "models/updated/model.joblib"
+UPDATED_SERVING_MODEL: Final = "models/updated/serving_model.npz"
+UPDATED_MODEL_METADATA: Final = "models/updated/model_metadata.json"
+
+# Inputs no stage writes (besides the raw data, a param): they come from outside the pipeline.
+EXTERNAL_INPUTS: Final = (OUTCOMES_DIR,)
+
 
 def plot_table(name: str) -> str:
     """The CSV of plot table `name` (one of PLOT_TABLES) under PLOTS_DIR."""
@@ -75,6 +92,14 @@ STAGE_OUTPUTS: Final[dict[str, tuple[str, ...]]] = {
         *(plot_table(name) for name in PLOT_TABLES),
     ),
     "report": (MODEL_CARD, TRIPOD_REPORT, FIGURES_DIR),
+    "validate_outcomes": (OUTCOME_VALIDATION, OUTCOME_VALIDATION_TEXT, OUTCOME_CALIBRATION),
+    "update": (
+        UPDATE_REPORT,
+        UPDATE_REPORT_TEXT,
+        UPDATED_MODEL,
+        UPDATED_SERVING_MODEL,
+        UPDATED_MODEL_METADATA,
+    ),
 }
 
 # The artifacts of other stages each stage reads (dvc.yaml deps other than code, conf/ and
@@ -105,4 +130,6 @@ STAGE_INPUTS: Final[dict[str, tuple[str, ...]]] = {
         INSTABILITY_TABLE,
         *(plot_table(name) for name in PLOT_TABLES if name != "confusion"),
     ),
+    "validate_outcomes": (OUTCOMES_DIR, MODEL, MODEL_METADATA, TEST_PREDICTIONS),
+    "update": (OUTCOMES_DIR, MODEL, SERVING_MODEL, MODEL_METADATA),
 }

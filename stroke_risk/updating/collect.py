@@ -36,7 +36,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-OUTCOMES_DIR = Path("data/outcomes")
+from stroke_risk import paths
+
+OUTCOMES_DIR = Path(paths.OUTCOMES_DIR)
 OUTCOMES_FILE = "labelled_predictions.csv"
 PROVENANCE_FILE = "provenance.json"
 COLUMNS = (

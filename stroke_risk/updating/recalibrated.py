@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from scipy.special import expit, logit
+import numpy as np
+from scipy.special import expit
 
+from stroke_risk.log_odds import logit
 from stroke_risk.updating.protocol import Recalibration
 
 RECALIBRATABLE_FAMILIES = ("logreg",)
@@ -48,4 +50,9 @@ def recalibrated_threshold(threshold: float, recalibration: Recalibration) -> fl
     clinical policy the threshold encodes) is unchanged; only the probabilities are
     corrected. Choosing a new threshold is a change of policy, not of calibration.
     """
-    return float(expit(recalibration.intercept + recalibration.slope * logit(threshold)))
+    return float(
+        expit(
+            recalibration.intercept
+            + recalibration.slope * float(logit(np.asarray(threshold), floor=0.0))
+        )
+    )

@@ -21,12 +21,12 @@ from stroke_risk.data.load import (
     stratified_split,
 )
 from stroke_risk.data.schema import TARGET
-from stroke_risk.evaluation import report_contracts
 from stroke_risk.evaluation.instability import instability_report
 from stroke_risk.models.metadata import choose_threshold, model_metadata
 from stroke_risk.models.tuned_model import TunedModel, tuned_model
 from stroke_risk.params import EvaluateParams, MlflowParams, ThresholdParams
 from stroke_risk.ports import free_port
+from stroke_risk.reports import evaluation_reports
 from stroke_risk.reports.evaluation_reports import (
     evaluate_on_test,
     evaluation_plot_tables,
@@ -128,7 +128,7 @@ def test_subgroups_are_the_schema_fields_numeric_ones_in_bands(brain_frame, monk
     config = {"age_band_edges": [18.0, 40.0, 60.0, 80.0], "bmi_band_edges": [18.5, 25.0, 30.0]}
     default = subgroup_labels(brain_frame, config)
     assert set(default) == {"gender", "age_band", "hypertension"}
-    monkeypatch.setattr(report_contracts, "SUBGROUP_FIELDS", ("smoking_status", "bmi"))
+    monkeypatch.setattr(evaluation_reports, "SUBGROUP_FIELDS", ("smoking_status", "bmi"))
     labels = subgroup_labels(brain_frame, config)
     assert set(labels) == {"smoking_status", "bmi_band"}
     expected = cut_bands(brain_frame["bmi"], (18.5, 25.0, 30.0)).to_numpy()

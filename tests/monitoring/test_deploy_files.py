@@ -555,6 +555,19 @@ DISTRIBUTIONS = {
 }
 
 
+def runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements of a module that run: not those under `if TYPE_CHECKING:`."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(inner) for child in node.body for inner in ast.walk(child)}
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in skipped
+    ]
+
+
 def imported_top_level_modules(entry_dir: Path) -> set[str]:
     """Third-party modules imported by entry_dir's files and the stroke_risk modules they use."""
     seen: set[Path] = set()
@@ -565,7 +578,7 @@ def imported_top_level_modules(entry_dir: Path) -> set[str]:
         if path in seen or not path.is_file():
             continue
         seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in runtime_imports(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

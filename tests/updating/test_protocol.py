@@ -10,7 +10,8 @@ import pytest
 import statsmodels.api as sm
 from scipy.special import expit
 
-from stroke_risk.evaluation.calibration import logit
+from stroke_risk.evaluation.calibration import LOGIT_CLIP
+from stroke_risk.log_odds import logit
 from stroke_risk.updating.protocol import (
     Protocol,
     Recalibration,
@@ -69,7 +70,9 @@ def test_closed_test_stops_at_the_first_simpler_method_not_beaten():
 def test_recalibration_maps_log_odds():
     update = Recalibration(intercept=0.5, slope=0.6)
     p = np.array([0.01, 0.2, 0.7])
-    assert logit(update.probability(p)) == pytest.approx(0.5 + 0.6 * logit(p))
+    assert logit(update.probability(p), floor=LOGIT_CLIP) == pytest.approx(
+        0.5 + 0.6 * logit(p, floor=LOGIT_CLIP)
+    )
     assert Recalibration().probability(p) == pytest.approx(p)
 
 

@@ -21,7 +21,8 @@ from app.model import build_scorer
 from stroke_risk.data.load import file_md5
 from stroke_risk.data.prepared import read_prepared
 from stroke_risk.data.schema import TARGET
-from stroke_risk.evaluation.calibration import logit
+from stroke_risk.evaluation.calibration import LOGIT_CLIP
+from stroke_risk.log_odds import logit
 from stroke_risk.models.serving_artifact import read_serving_model
 from stroke_risk.updating.collect import write_outcomes
 from stroke_risk.updating.protocol import Recalibration
@@ -53,7 +54,7 @@ def planted_outcomes(directory, *, n: int, shift: float, seed: int = 0) -> None:
     probability = pd.read_csv(REPO_ROOT / "reports/test_predictions.csv")["probability"]
     rng = np.random.default_rng(seed)
     p = rng.choice(probability.to_numpy(), size=n)
-    y = (rng.random(n) < expit(logit(p) + shift)).astype(int)
+    y = (rng.random(n) < expit(logit(p, floor=LOGIT_CLIP) + shift)).astype(int)
     frame = pd.DataFrame(
         {
             "prediction_id": [f"{i:032x}" for i in range(n)],
