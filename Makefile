@@ -165,7 +165,8 @@ release-history: $(RUNTIME_STAMP)
 	python -m stroke_risk.commands.release history
 
 # Outcome labels (README "Outcome labels"): the labelled predictions of the service's log
-# (STROKE_MONITOR_DB, default var/monitoring/predictions.sqlite) merged into data/outcomes/
+# (STROKE_MONITOR_DB, default var/monitoring/predictions.sqlite; or the PostgreSQL log of
+# STROKE_MONITOR_DATABASE_URL) merged into data/outcomes/
 # (0700/0600, tracked by data/outcomes.dvc with push: false); then `dvc repro update` or
 # `dvc exp run` validates the model on them and applies the change-control plan.
 # ALLOW_PUSH=1 lets `dvc push` copy them (only to a remote approved for patient data).

@@ -13,11 +13,18 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+
 from stroke_risk.io import load_params
 from stroke_risk.updating.collect import (
     OUTCOMES_DIR,
     collect,
+    collect_rows,
     set_push,
+)
+from stroke_risk.updating.postgres_source import (
+    describe_source,
+    read_labelled_predictions_from_database,
 )
 from stroke_risk.updating.settings import updating_params
 
@@ -30,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("STROKE_MONITOR_DB", "var/monitoring/predictions.sqlite")),
         help="the service's prediction log (STROKE_MONITOR_DB)",
     )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("STROKE_MONITOR_DATABASE_URL") or None,
+        help="the prediction log on PostgreSQL (STROKE_MONITOR_DATABASE_URL); overrides --db",
+    )
     parser.add_argument("--out", type=Path, default=OUTCOMES_DIR)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument(
@@ -41,8 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     retention_days = updating_params(load_params(args.params)).outcome_retention_days
     try:
-        document = collect(args.db, args.out, retention_days=retention_days, now=time.time())
-    except (ValueError, sqlite3.Error) as error:
+        if args.database_url:
+            document = collect_rows(
+                read_labelled_predictions_from_database(args.database_url),
+                describe_source(args.database_url),
+                args.out,
+                retention_days=retention_days,
+                now=time.time(),
+            )
+        else:
+            document = collect(args.db, args.out, retention_days=retention_days, now=time.time())
+    except (ValueError, sqlite3.Error, psycopg.Error) as error:
         print(f"collect-labels failed: {error}", file=sys.stderr)
         return 1
     print(

@@ -192,18 +192,34 @@ def collect(
     retention_days: int,
     now: float,
 ) -> dict[str, Any]:
-    """Merge the log's labelled predictions into directory; return the provenance."""
-    collected = read_labelled_predictions(database) if database and database.exists() else None
+    """Merge the SQLite log's labelled predictions into directory; return the provenance."""
+    if database and database.exists():
+        return collect_rows(
+            read_labelled_predictions(database),
+            f"prediction log {database}",
+            directory,
+            retention_days=retention_days,
+            now=now,
+        )
+    return collect_rows(
+        None, f"no prediction log at {database}", directory, retention_days=retention_days, now=now
+    )
+
+
+def collect_rows(
+    collected: pd.DataFrame | None,
+    source: str,
+    directory: Path,
+    *,
+    retention_days: int,
+    now: float,
+) -> dict[str, Any]:
+    """Merge labelled predictions read from `source` (None: no log) into directory."""
     merged = merge_outcomes(
         read_outcomes(directory),
         collected if collected is not None else empty_outcomes(),
         now=now,
         retention_days=retention_days,
-    )
-    source = (
-        f"prediction log {database}"
-        if collected is not None
-        else f"no prediction log at {database}"
     )
     document = provenance(merged, source=source, collected_at=now, retention_days=retention_days)
     write_outcomes(directory, merged, document)

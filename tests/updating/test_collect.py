@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -160,3 +161,38 @@ def test_first_labels_move_the_set_from_git_to_dvc_not_pushed(tmp_path, monkeypa
     dvc_file = yaml.safe_load(Path("data/outcomes.dvc").read_text())
     assert dvc_file["outs"][0]["push"] is False
     assert len(read_outcomes(Path("data/outcomes"))) == 4
+
+
+@pytest.mark.integration
+def test_collect_reads_the_postgresql_log_as_it_reads_the_sqlite_one(postgres_server, tmp_path):
+    from stroke_risk.monitoring.postgres_log import PostgresPredictionLog
+    from stroke_risk.updating.collect import collect_rows
+    from stroke_risk.updating.postgres_source import (
+        describe_source,
+        read_labelled_predictions_from_database,
+    )
+
+    _, url = postgres_server.new_prediction_log()
+    records = [
+        PredictionRecord(f"p{i}", {"age": 60.0}, 0.1 * (i + 1), i % 2 == 0, "v1") for i in range(4)
+    ]
+    logs = [PostgresPredictionLog(url), PredictionLog(tmp_path / "log.sqlite")]
+    for log in logs:
+        log.record_predictions(records)
+        for i in range(3):
+            log.record_feedback(f"p{i}", i % 2)
+        log.close()
+    now = time.time()  # collect drops rows older than the retention
+    rows = read_labelled_predictions_from_database(url)
+    from_postgres = collect_rows(
+        rows, describe_source(url), tmp_path / "pg", retention_days=730, now=now
+    )
+    collect(tmp_path / "log.sqlite", tmp_path / "sqlite", retention_days=730, now=now)
+    assert from_postgres["labels"] == 3 and "PostgreSQL" in from_postgres["source"]
+    assert postgres_server.service_password not in json.dumps(from_postgres)
+    unordered = ["created_at", "labelled_at"]  # each log's own clock
+    assert (
+        read_outcomes(tmp_path / "pg")
+        .drop(columns=unordered)
+        .equals(read_outcomes(tmp_path / "sqlite").drop(columns=unordered))
+    )
