@@ -8,8 +8,9 @@ columns) and as Markdown a reviewer reads (reports/outcomes/*.md, shown by make 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+from stroke_risk.evaluation.metrics import rounded
 from stroke_risk.updating.protocol import Decision, EventCount
 from stroke_risk.updating.validation import Verdict
 
@@ -71,7 +72,9 @@ def validation_document(
         document["validation"] = dict(statistics)
         document["holds"] = verdict.holds
         document["verdict"] = verdict.sentence
-    return document
+    # Rounded like evaluate's reports: the last digits of the calibration fits follow the
+    # machine's BLAS kernel, and dvc.lock must not.
+    return cast(dict[str, Any], rounded(document))
 
 
 def validation_markdown(document: Mapping[str, Any]) -> str:
