@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 
 from stroke_risk.tracking.object_store import ObjectStoreError, artifact_destination
@@ -26,6 +24,7 @@ from stroke_risk.tracking.server import (
     database_password,
     init_optuna_schema,
     mlflow_server,
+    wait_for_stop_signal,
 )
 
 
@@ -113,12 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"tune.storage={cluster.url('optuna')}"
                 )
             print("Ctrl-C stops the server" + (" and PostgreSQL" if cluster else ""))
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            wait_for_stop_signal()
     except TrackingServerError as error:
         print(f"tracking-server: {error}", file=sys.stderr)
         return 1
