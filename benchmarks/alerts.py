@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from benchmarks.readme_table import print_table
 from stroke_risk.data.schema import FEATURE_NAMES, FEATURES, NumericField
 from stroke_risk.log_odds import logit
 from stroke_risk.monitoring.drift import category_key, compute_drift
@@ -63,8 +64,7 @@ from stroke_risk.monitoring.live import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RULES = REPO_ROOT / "monitoring" / "prometheus" / "alert_rules.yml"
 README = REPO_ROOT / "monitoring" / "README.md"
-README_START = "<!-- alerts-benchmark:start -->"
-README_END = "<!-- alerts-benchmark:end -->"
+README_BLOCK = "alerts-benchmark"
 
 EVALUATION_MINUTES = 30
 LABEL_COVERAGE = 0.5
@@ -588,18 +588,7 @@ def main() -> int:
         f"{time.perf_counter() - started:.0f} s."
     )
     print()
-    print(table)
-    print()
-    print(note)
-    if args.write_readme:
-        text = README.read_text()
-        if README_START not in text or README_END not in text:
-            sys.exit(f"{README} lacks the {README_START} / {README_END} markers")
-        head, rest = text.split(README_START, 1)
-        _, tail = rest.split(README_END, 1)
-        block = f"{README_START}\n{table}\n\n{note}\n{README_END}"
-        README.write_text(head + block + tail)
-        print(f"wrote the table into {README.relative_to(REPO_ROOT)}")
+    print_table(table, note, readme=README if args.write_readme else None, block=README_BLOCK)
     return 0
 
 

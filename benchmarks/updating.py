@@ -21,7 +21,6 @@ Usage: python -m benchmarks.updating [--sets 200] [--labels 4000] [--write-readm
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from benchmarks.readme_table import print_table
 from stroke_risk.evaluation.calibration import LOGIT_CLIP
 from stroke_risk.io import load_params
 from stroke_risk.log_odds import logit
@@ -45,8 +45,7 @@ from stroke_risk.updating.simulation import (
 )
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-README_START = "<!-- updating-benchmark:start -->"
-README_END = "<!-- updating-benchmark:end -->"
+README_BLOCK = "updating-benchmark"
 
 
 def resampler(log_odds: np.ndarray) -> Callable[[int, np.random.Generator], np.ndarray]:
@@ -132,17 +131,7 @@ def main() -> None:
         "error). The fresh columns average over the sets that were updated (under no change, "
         "the wrong updates); more labels asked: the mean the report asked for."
     )
-    print(table)
-    print()
-    print(note)
-    if args.write_readme:
-        text = README.read_text()
-        if README_START not in text or README_END not in text:
-            sys.exit(f"{README} lacks the {README_START} / {README_END} markers")
-        head, rest = text.split(README_START, 1)
-        _, tail = rest.split(README_END, 1)
-        README.write_text(f"{head}{README_START}\n{table}\n\n{note}\n{README_END}{tail}")
-        print("wrote the table into README.md")
+    print_table(table, note, readme=README if args.write_readme else None, block=README_BLOCK)
 
 
 def _mean(values: list[float]) -> float:

@@ -6,10 +6,8 @@ The library it calls: stroke_risk.tracking.object_store.
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from stroke_risk.tracking.object_store import (
@@ -23,6 +21,7 @@ from stroke_risk.tracking.object_store import (
     dvc_remote_commands,
     seaweedfs,
 )
+from stroke_risk.tracking.server import wait_for_stop_signal
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -41,16 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"ARGS='--artifacts s3://{bucket}/mlflow'"
         )
         print("Ctrl-C stops the object store")
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            # A second signal must not cut the shutdown short and leave SeaweedFS running.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        wait_for_stop_signal()
     return 0
 
 

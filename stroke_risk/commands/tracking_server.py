@@ -1,17 +1,16 @@
 """`make tracking-server`: a shared MLflow tracking server on PostgreSQL.
 
-The library it calls: stroke_risk.tracking.server.
+The library it calls: stroke_risk.tracking.server (and tracking.object_store for --artifacts).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import time
 from pathlib import Path
 
+from stroke_risk.tracking.object_store import ObjectStoreError, artifact_destination
 from stroke_risk.tracking.server import (
     ADMIN_PASSWORD_ENV,
     ADMIN_PASSWORD_FILE,
@@ -25,6 +24,7 @@ from stroke_risk.tracking.server import (
     database_password,
     init_optuna_schema,
     mlflow_server,
+    wait_for_stop_signal,
 )
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_exposure(args.host, args.auth)
         artifacts = artifact_destination(args.artifacts, state)
-    except TrackingServerError as error:
+    except (TrackingServerError, ObjectStoreError) as error:
         print(f"tracking-server: {error}", file=sys.stderr)
         return 1
     cluster: PostgresCluster | None = None
@@ -112,12 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"tune.storage={cluster.url('optuna')}"
                 )
             print("Ctrl-C stops the server" + (" and PostgreSQL" if cluster else ""))
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            wait_for_stop_signal()
     except TrackingServerError as error:
         print(f"tracking-server: {error}", file=sys.stderr)
         return 1
@@ -125,32 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         if started is not None:
             started.stop()
     return 0
-
-
-def artifact_destination(given: str | None, state_dir: Path) -> Path | str:
-    """Where the server stores artifacts: the state folder's `artifacts`, or an s3:// URL
-    whose bucket answers with the environment's key pair (checked before anything starts,
-    so a wrong key or endpoint is one line, not a failed upload after the first run)."""
-    if given is None:
-        return state_dir / "artifacts"
-    from stroke_risk.tracking.object_store import (
-        MLFLOW_ENDPOINT_ENV,
-        ObjectStoreError,
-        bucket_problem,
-        credentials_from_env,
-        split_bucket_url,
-    )
-
-    try:
-        bucket, _ = split_bucket_url(given)
-        problem = bucket_problem(
-            os.environ.get(MLFLOW_ENDPOINT_ENV), bucket, credentials_from_env()
-        )
-    except ObjectStoreError as error:
-        raise TrackingServerError(f"--artifacts: {error}") from None
-    if problem:
-        raise TrackingServerError(f"--artifacts {given}: {problem} ({MLFLOW_ENDPOINT_ENV})")
-    return given.rstrip("/")
 
 
 def _url_user(url: str) -> str:

@@ -28,7 +28,6 @@ every instance on every host exports the same numbers.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -43,20 +42,17 @@ import psycopg
 from psycopg import sql
 
 from stroke_risk.monitoring.live import Figure
+from stroke_risk.monitoring.log_queries import Dialect, Statement
 from stroke_risk.monitoring.prediction_log import (
     BATCH_TOKEN_LENGTH,
     DEFAULT_PRUNE_EVERY,
-    DuplicateFeedbackError,
     DuplicatePredictionError,
-    LabelledPrediction,
+    LogReads,
     PredictionLogError,
     PredictionRecord,
     Retention,
     StoreUnavailableError,
-    UnknownPredictionError,
-    Window,
     features_json,
-    validate_label,
 )
 from stroke_risk.monitoring.shared_figures import figures_document
 
@@ -64,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_NAME = "prediction_log"
 TABLES = ("predictions", "pending_batches", "shared_figures")
+POSTGRESQL = Dialect(placeholder="%s", predictions_table=f"{SCHEMA_NAME}.predictions")
 # The SQLite log's tables with PostgreSQL types, plus the whole-service figures (which the
 # SQLite log keeps in files next to it, under flock).
 SCHEMA_STATEMENTS = (
@@ -195,13 +192,15 @@ def purge(owner_url: str) -> int:
 # --- the service's store -------------------------------------------------------------------
 
 
-class PostgresPredictionLog:
+class PostgresPredictionLog(LogReads):
     """The shared prediction/feedback store in a PostgreSQL database (schema made by setup).
 
     Same contract as stroke_risk.monitoring.prediction_log.PredictionLog. Connections come
     from a small pool per process (a forked child opens its own); every
     database error surfaces as StoreUnavailableError (never the driver's exception).
     """
+
+    dialect = POSTGRESQL
 
     def __init__(
         self,
@@ -386,34 +385,6 @@ class PostgresPredictionLog:
                 return True
             return False
 
-    def stored_label(self, prediction_id: str) -> int | None:
-        """Return the id's label (None: stored, unlabelled); raise UnknownPredictionError."""
-        with self._session() as connection:
-            row = connection.execute(
-                "SELECT label FROM predictions WHERE prediction_id = %s", (prediction_id,)
-            ).fetchone()
-        if row is None:
-            raise UnknownPredictionError("no stored prediction has this id")
-        return None if row[0] is None else int(row[0])
-
-    def record_feedback(
-        self, prediction_id: str, label: Any, *, labelled_by: str | None = None
-    ) -> int:
-        """Attach the true label once (see PredictionLog.record_feedback)."""
-        value = validate_label(label)
-        if self.stored_label(prediction_id) is not None:
-            raise DuplicateFeedbackError("feedback for this prediction was already recorded")
-        with self._write() as connection:
-            updated = connection.execute(
-                "UPDATE predictions SET label = %s, labelled_at = %s, labelled_by = %s"
-                " WHERE prediction_id = %s AND label IS NULL",
-                (value, self.clock(), labelled_by, prediction_id),
-            ).rowcount
-        if updated == 0:
-            self.stored_label(prediction_id)
-            raise DuplicateFeedbackError("feedback for this prediction was already recorded")
-        return value
-
     def enforce_retention(self) -> int:
         """Delete rows beyond the retention limits; return how many were deleted.
 
@@ -467,83 +438,16 @@ class PostgresPredictionLog:
         if stop is not None:
             stop.set()
 
-    # --- reads ----------------------------------------------------------------------
+    # --- reads (the queries are LogReads') -------------------------------------------
 
-    def _window_query(
-        self, columns: str, window: Window, *, labelled: bool, model_version: str | None
-    ) -> list[tuple[Any, ...]]:
-        conditions: list[str] = []
-        parameters: list[Any] = []
-        if model_version is not None:
-            conditions.append("model_version = %s")
-            parameters.append(model_version)
-        if labelled:
-            conditions.append("label IS NOT NULL")
-        if window.max_age_seconds is not None:
-            conditions.append("created_at >= %s")
-            parameters.append(self.clock() - window.max_age_seconds)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        limit = ""
-        if window.max_records is not None:
-            limit = "LIMIT %s"
-            parameters.append(int(window.max_records))
-        query = f"SELECT {columns} FROM predictions {where} ORDER BY seq DESC {limit}"
+    def _rows(self, statement: Statement) -> list[tuple[Any, ...]]:
         with self._session() as connection:
-            return connection.execute(query, parameters).fetchall()  # type: ignore[arg-type]
+            # The text is composed from log_queries' fixed strings, never from input.
+            return connection.execute(statement.text, statement.parameters).fetchall()
 
-    def recent_features(
-        self, window: Window, *, model_version: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Feature records of the recent window, newest first (one model version if given)."""
-        rows = self._window_query("features", window, labelled=False, model_version=model_version)
-        return [json.loads(features) for (features,) in rows]
-
-    def recent_probabilities(
-        self, window: Window, *, model_version: str | None = None
-    ) -> list[float]:
-        """Probabilities of the recent window, newest first (one model version if given)."""
-        rows = self._window_query(
-            "probability", window, labelled=False, model_version=model_version
-        )
-        return [float(p) for (p,) in rows]
-
-    def labelled_window(
-        self, window: Window, *, model_version: str | None = None
-    ) -> list[LabelledPrediction]:
-        """Labelled predictions of the window (by prediction time), newest first."""
-        rows = self._window_query(
-            "prediction_id, probability, decision, label",
-            window,
-            labelled=True,
-            model_version=model_version,
-        )
-        return [
-            LabelledPrediction(
-                prediction_id=pid, probability=float(p), decision=bool(d), label=int(y)
-            )
-            for pid, p, d, y in rows
-        ]
-
-    def labelled_by(self, prediction_id: str) -> str | None:
-        """Return the name of the credential that labelled the prediction (None: none)."""
-        with self._session() as connection:
-            row = connection.execute(
-                "SELECT labelled_by FROM predictions WHERE prediction_id = %s", (prediction_id,)
-            ).fetchone()
-        if row is None:
-            raise UnknownPredictionError("no stored prediction has this id")
-        return None if row[0] is None else str(row[0])
-
-    def count(self) -> int:
-        """Number of stored predictions."""
-        with self._session() as connection:
-            row = connection.execute("SELECT COUNT(*) FROM predictions").fetchone()
-        return int(row[0]) if row else 0
-
-    def stored_ids(self) -> set[str]:
-        """Every stored prediction id (tests and audits; not for the request path)."""
-        with self._session() as connection:
-            return {pid for (pid,) in connection.execute("SELECT prediction_id FROM predictions")}
+    def _changed_rows(self, statement: Statement) -> int:
+        with self._write() as connection:
+            return connection.execute(statement.text, statement.parameters).rowcount
 
     def shared_figures(self, kind: str, model_version: str) -> DatabaseFigures:
         """The whole-service figures of one kind and model version, in this database."""

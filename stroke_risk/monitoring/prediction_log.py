@@ -28,6 +28,7 @@ import os
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from stroke_risk.monitoring import log_queries
+from stroke_risk.monitoring.log_queries import Dialect, Statement
 
 if TYPE_CHECKING:
     from stroke_risk.monitoring.shared_figures import FileFigures
@@ -67,6 +71,7 @@ CREATE TABLE IF NOT EXISTS pending_batches (
 ADDED_COLUMNS = {"labelled_by": "TEXT"}
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
+SQLITE = Dialect(placeholder="?", predictions_table="predictions")
 # A batch logged after its response shares this many leading hex digits of its ids.
 BATCH_TOKEN_LENGTH = 16
 
@@ -183,13 +188,137 @@ def create_private_file(path: Path) -> None:
             os.chmod(companion, FILE_MODE)
 
 
-class PredictionLog:
+class LogReads(ABC):
+    """The read, window and label methods of both backends, on one set of statements.
+
+    A backend names its Dialect and runs a statement: ``_rows`` as a read, ``_changed_rows``
+    in a write transaction (returning the row count); everything else is written here once.
+    """
+
+    dialect: Dialect
+    clock: Callable[[], float]
+
+    @abstractmethod
+    def _rows(self, statement: Statement) -> list[tuple[Any, ...]]:
+        """The rows a read statement returns."""
+
+    @abstractmethod
+    def _changed_rows(self, statement: Statement) -> int:
+        """How many rows a write statement changed, run in a transaction of its own."""
+
+    def _window_rows(
+        self, columns: Sequence[str], window: Window, *, labelled: bool, model_version: str | None
+    ) -> list[tuple[Any, ...]]:
+        created_since = (
+            None if window.max_age_seconds is None else self.clock() - window.max_age_seconds
+        )
+        return self._rows(
+            log_queries.window_rows(
+                self.dialect,
+                columns,
+                labelled=labelled,
+                model_version=model_version,
+                max_records=window.max_records,
+                created_since=created_since,
+            )
+        )
+
+    def recent_features(
+        self, window: Window, *, model_version: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Feature records of the recent window, newest first (one model version if given)."""
+        rows = self._window_rows(["features"], window, labelled=False, model_version=model_version)
+        return [json.loads(features) for (features,) in rows]
+
+    def recent_probabilities(
+        self, window: Window, *, model_version: str | None = None
+    ) -> list[float]:
+        """Probabilities of the recent window, newest first (one model version if given)."""
+        rows = self._window_rows(
+            ["probability"], window, labelled=False, model_version=model_version
+        )
+        return [float(p) for (p,) in rows]
+
+    def labelled_window(
+        self, window: Window, *, model_version: str | None = None
+    ) -> list[LabelledPrediction]:
+        """Labelled predictions of the window (by prediction time), newest first."""
+        rows = self._window_rows(
+            ["prediction_id", "probability", "decision", "label"],
+            window,
+            labelled=True,
+            model_version=model_version,
+        )
+        return [
+            LabelledPrediction(
+                prediction_id=pid, probability=float(p), decision=bool(d), label=int(y)
+            )
+            for pid, p, d, y in rows
+        ]
+
+    def _column_of_id(self, column: str, prediction_id: str) -> Any:
+        rows = self._rows(log_queries.column_of_id(self.dialect, column, prediction_id))
+        if not rows:
+            raise UnknownPredictionError("no stored prediction has this id")
+        return rows[0][0]
+
+    def stored_label(self, prediction_id: str) -> int | None:
+        """Return the id's label (None: stored, unlabelled); raise UnknownPredictionError.
+
+        A read only: it takes no write lock, so unknown ids cost one indexed lookup.
+        """
+        label = self._column_of_id("label", prediction_id)
+        return None if label is None else int(label)
+
+    def labelled_by(self, prediction_id: str) -> str | None:
+        """Return the name of the credential that labelled the prediction (None: none)."""
+        name = self._column_of_id("labelled_by", prediction_id)
+        return None if name is None else str(name)
+
+    def record_feedback(
+        self, prediction_id: str, label: Any, *, labelled_by: str | None = None
+    ) -> int:
+        """Attach the true label (0/1) to a stored prediction; return the label stored.
+
+        labelled_by: the name of the credential that sent the label (kept with it).
+
+        Raises InvalidLabelError, UnknownPredictionError or DuplicateFeedbackError. Unknown
+        and already-labelled ids are found by a read, without the write lock; the update
+        itself only sets a label that is still NULL, so two concurrent feedbacks for one
+        id cannot both succeed.
+        """
+        value = validate_label(label)
+        if self.stored_label(prediction_id) is not None:
+            raise DuplicateFeedbackError("feedback for this prediction was already recorded")
+        updated = self._changed_rows(
+            log_queries.set_label_once(
+                self.dialect, prediction_id, value, self.clock(), labelled_by
+            )
+        )
+        if updated == 0:
+            # Labelled (or removed by retention) between the read and the update.
+            self.stored_label(prediction_id)
+            raise DuplicateFeedbackError("feedback for this prediction was already recorded")
+        return value
+
+    def count(self) -> int:
+        """Number of stored predictions."""
+        return int(self._rows(log_queries.row_count(self.dialect))[0][0])
+
+    def stored_ids(self) -> set[str]:
+        """Every stored prediction id (tests and audits; not for the request path)."""
+        return {pid for (pid,) in self._rows(log_queries.all_ids(self.dialect))}
+
+
+class PredictionLog(LogReads):
     """The shared prediction/feedback store at ``path`` (created on first use).
 
     Safe to use from several processes and threads: connections are per process and
     thread and are reopened after a fork, so an instance created before gunicorn forks
     its workers still works in each worker.
     """
+
+    dialect = SQLITE
 
     def __init__(
         self,
@@ -384,47 +513,6 @@ class PredictionLog:
                 return True
             return False
 
-    def stored_label(self, prediction_id: str) -> int | None:
-        """Return the id's label (None: stored, unlabelled); raise UnknownPredictionError.
-
-        A read only: it takes no write lock, so unknown ids cost one indexed lookup.
-        """
-        row = (
-            self._connection()
-            .execute("SELECT label FROM predictions WHERE prediction_id = ?", (prediction_id,))
-            .fetchone()
-        )
-        if row is None:
-            raise UnknownPredictionError("no stored prediction has this id")
-        return None if row[0] is None else int(row[0])
-
-    def record_feedback(
-        self, prediction_id: str, label: Any, *, labelled_by: str | None = None
-    ) -> int:
-        """Attach the true label (0/1) to a stored prediction; return the label stored.
-
-        labelled_by: the name of the credential that sent the label (kept with it).
-
-        Raises InvalidLabelError, UnknownPredictionError or DuplicateFeedbackError. Unknown
-        and already-labelled ids are found by a read, without the write lock; the update
-        itself only sets a label that is still NULL, so two concurrent feedbacks for one
-        id cannot both succeed.
-        """
-        value = validate_label(label)
-        if self.stored_label(prediction_id) is not None:
-            raise DuplicateFeedbackError("feedback for this prediction was already recorded")
-        with self._write() as connection:
-            updated = connection.execute(
-                "UPDATE predictions SET label = ?, labelled_at = ?, labelled_by = ?"
-                " WHERE prediction_id = ? AND label IS NULL",
-                (value, self.clock(), labelled_by, prediction_id),
-            ).rowcount
-        if updated == 0:
-            # Labelled (or removed by retention) between the read and the update.
-            self.stored_label(prediction_id)
-            raise DuplicateFeedbackError("feedback for this prediction was already recorded")
-        return value
-
     def enforce_retention(self) -> int:
         """Delete rows beyond the retention limits; return how many were deleted.
 
@@ -505,83 +593,14 @@ class PredictionLog:
         if stop is not None:
             stop.set()
 
-    # --- reads ----------------------------------------------------------------------
+    # --- reads (the queries are LogReads') -------------------------------------------
 
-    def _window_query(
-        self, columns: str, window: Window, *, labelled: bool, model_version: str | None
-    ) -> list[tuple[Any, ...]]:
-        conditions: list[str] = []
-        parameters: list[Any] = []
-        if model_version is not None:
-            conditions.append("model_version = ?")
-            parameters.append(model_version)
-        if labelled:
-            conditions.append("label IS NOT NULL")
-        if window.max_age_seconds is not None:
-            conditions.append("created_at >= ?")
-            parameters.append(self.clock() - window.max_age_seconds)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        limit = ""
-        if window.max_records is not None:
-            limit = "LIMIT ?"
-            parameters.append(int(window.max_records))
-        query = f"SELECT {columns} FROM predictions {where} ORDER BY seq DESC {limit}"
-        return self._connection().execute(query, parameters).fetchall()
+    def _rows(self, statement: Statement) -> list[tuple[Any, ...]]:
+        return self._connection().execute(statement.text, statement.parameters).fetchall()
 
-    def recent_features(
-        self, window: Window, *, model_version: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Feature records of the recent window, newest first (one model version if given)."""
-        rows = self._window_query("features", window, labelled=False, model_version=model_version)
-        return [json.loads(features) for (features,) in rows]
-
-    def recent_probabilities(
-        self, window: Window, *, model_version: str | None = None
-    ) -> list[float]:
-        """Probabilities of the recent window, newest first (one model version if given)."""
-        rows = self._window_query(
-            "probability", window, labelled=False, model_version=model_version
-        )
-        return [float(p) for (p,) in rows]
-
-    def labelled_window(
-        self, window: Window, *, model_version: str | None = None
-    ) -> list[LabelledPrediction]:
-        """Labelled predictions of the window (by prediction time), newest first."""
-        rows = self._window_query(
-            "prediction_id, probability, decision, label",
-            window,
-            labelled=True,
-            model_version=model_version,
-        )
-        return [
-            LabelledPrediction(
-                prediction_id=pid, probability=float(p), decision=bool(d), label=int(y)
-            )
-            for pid, p, d, y in rows
-        ]
-
-    def labelled_by(self, prediction_id: str) -> str | None:
-        """Return the name of the credential that labelled the prediction (None: none)."""
-        row = (
-            self._connection()
-            .execute(
-                "SELECT labelled_by FROM predictions WHERE prediction_id = ?", (prediction_id,)
-            )
-            .fetchone()
-        )
-        if row is None:
-            raise UnknownPredictionError("no stored prediction has this id")
-        return None if row[0] is None else str(row[0])
-
-    def count(self) -> int:
-        """Number of stored predictions."""
-        return int(self._connection().execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
-
-    def stored_ids(self) -> set[str]:
-        """Every stored prediction id (tests and audits; not for the request path)."""
-        rows = self._connection().execute("SELECT prediction_id FROM predictions")
-        return {pid for (pid,) in rows}
+    def _changed_rows(self, statement: Statement) -> int:
+        with self._write() as connection:
+            return connection.execute(statement.text, statement.parameters).rowcount
 
     def shared_figures(self, kind: str, model_version: str) -> FileFigures:
         """The whole-service figures of one kind and model version, in a file next to the log."""

@@ -230,6 +230,25 @@ def bucket_problem(endpoint_url: str | None, bucket: str, credentials: S3Credent
     return None
 
 
+def artifact_destination(given: str | None, state_dir: Path) -> Path | str:
+    """Where the tracking server stores artifacts: the state folder's `artifacts`, or the
+    tracking server's --artifacts s3:// URL once its bucket answers with the environment's
+    key pair (checked before anything starts, so a wrong key or endpoint is one line, not a
+    failed upload after the first run). ObjectStoreError names --artifacts and the fix."""
+    if given is None:
+        return state_dir / "artifacts"
+    try:
+        bucket, _ = split_bucket_url(given)
+        problem = bucket_problem(
+            os.environ.get(MLFLOW_ENDPOINT_ENV), bucket, credentials_from_env()
+        )
+    except ObjectStoreError as error:
+        raise ObjectStoreError(f"--artifacts: {error}") from None
+    if problem:
+        raise ObjectStoreError(f"--artifacts {given}: {problem} ({MLFLOW_ENDPOINT_ENV})")
+    return given.rstrip("/")
+
+
 def wait_until_ready(
     layout: SeaweedLayout,
     credentials: S3Credentials,

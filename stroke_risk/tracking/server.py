@@ -501,6 +501,24 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
+def wait_for_stop_signal() -> None:
+    """Return on Ctrl-C (SIGINT) or SIGTERM, ignoring both from then on.
+
+    A command that serves until stopped calls this inside its `with` blocks: their exits
+    stop what it started, and a second signal (an impatient Ctrl-C, a supervisor's repeated
+    SIGTERM) must not cut that shutdown short and leave a server running.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
 def mlflow_server(
     *,

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stroke_risk.monitoring.postgres_log import connect, describe_url
+from stroke_risk.monitoring import log_queries
+from stroke_risk.monitoring.postgres_log import POSTGRESQL, connect, describe_url
 from stroke_risk.updating.collect import COLUMNS, empty_outcomes
 
 
 def read_labelled_predictions_from_database(database_url: str) -> pd.DataFrame:
     """Every labelled row of the prediction log on PostgreSQL (the service role may read it)."""
+    statement = log_queries.labelled_rows(POSTGRESQL, COLUMNS)
     with connect(database_url) as connection:
-        rows = connection.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM prediction_log.predictions"
-            " WHERE label IS NOT NULL ORDER BY seq"
-        ).fetchall()
+        rows = connection.execute(statement.text).fetchall()
     if not rows:
         return empty_outcomes()
     frame = pd.DataFrame(rows, columns=list(COLUMNS))

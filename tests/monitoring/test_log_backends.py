@@ -150,6 +150,35 @@ def test_windows_are_per_model_version(open_store: OpenStore) -> None:
     assert len(log.recent_probabilities(Window(None))) == 2
 
 
+def test_windows_bound_by_age_records_version_and_label(open_store: OpenStore) -> None:
+    clock = Clock()
+    log = open_store(clock=clock, retention=Retention(max_rows=None, max_age_seconds=None))
+    for i in range(6):  # p0 .. p5, 10 s apart; odd ones scored by v1, even ones by v2
+        log.record_predictions([prediction(f"p{i}", "v1" if i % 2 else "v2", age=float(i))])
+        clock.now += 10
+    for pid in ("p1", "p2", "p4", "p5"):
+        log.record_feedback(pid, 1 if pid == "p4" else 0)
+    # now = p0 + 60 s: p3 is exactly 30 s old and a 30 s window keeps it (>=).
+    assert [r["age"] for r in log.recent_features(Window(None, 30))] == [5.0, 4.0, 3.0]
+    assert [r["age"] for r in log.recent_features(Window(2, 30))] == [5.0, 4.0]
+    assert [r["age"] for r in log.recent_features(Window(None, 30), model_version="v1")] == [
+        5.0,
+        3.0,
+    ]
+    assert log.recent_probabilities(Window(None, 5)) == []
+    assert [p.prediction_id for p in log.labelled_window(Window(None, 30))] == ["p5", "p4"]
+    assert [
+        (p.prediction_id, p.label, p.decision)
+        for p in log.labelled_window(Window(1, None), model_version="v2")
+    ] == [("p4", 1, False)]
+    assert [p.prediction_id for p in log.labelled_window(Window(None, None))] == [
+        "p5",
+        "p4",
+        "p2",
+        "p1",
+    ]
+
+
 def test_shared_figures_one_writer_at_a_time_and_read_by_all(open_store: OpenStore) -> None:
     first, second = open_store(), open_store()
     store_a = first.shared_figures("figures", "v1")

@@ -22,7 +22,12 @@ from app.settings import Settings
 from stroke_risk.data.load import file_md5
 from stroke_risk.data.schema import EXAMPLE_RECORD
 from stroke_risk.tracking.dvc_remote import locked_outputs, output_hashes
-from stroke_risk.tracking.object_store import ObjectStoreError, dvc_remote_commands, s3_client
+from stroke_risk.tracking.object_store import (
+    ObjectStoreError,
+    artifact_destination,
+    dvc_remote_commands,
+    s3_client,
+)
 from tests.conftest import REPO_ROOT, copy_tracked_files
 from tests.team.conftest import ObjectStore, command_env, git, run
 
@@ -162,3 +167,31 @@ def test_dvc_remote_commands_keep_everything_in_config_local() -> None:
     assert dvc_remote_commands(url="s3://b/p", endpoint_url=None) == commands[:1]
     with pytest.raises(ObjectStoreError, match="not an s3://BUCKET/PATH"):
         dvc_remote_commands(url="/srv/remote", endpoint_url=None)
+
+
+def test_artifacts_default_to_the_state_folder(tmp_path: Path) -> None:
+    assert artifact_destination(None, tmp_path) == tmp_path / "artifacts"
+
+
+def test_an_artifacts_url_that_is_not_s3_or_lacks_keys_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    with pytest.raises(ObjectStoreError) as not_s3:
+        artifact_destination("https://bucket/mlflow", tmp_path)
+    assert str(not_s3.value) == (
+        "--artifacts: 'https://bucket/mlflow' is not an s3://BUCKET/PATH URL"
+    )
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(ObjectStoreError, match=r"^--artifacts: set AWS_SECRET_ACCESS_KEY "):
+        artifact_destination("s3://bucket/mlflow", tmp_path)
+
+
+def test_a_usable_artifacts_bucket_is_the_destination(
+    object_store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in object_store.client_env().items():
+        monkeypatch.setenv(name, value)
+    given = f"s3://{object_store.bucket}/mlflow/"
+    assert artifact_destination(given, tmp_path) == f"s3://{object_store.bucket}/mlflow"

@@ -287,3 +287,54 @@ def test_a_second_start_on_the_same_state_refuses_and_leaves_the_first_running(
     assert "already running" in line
     check_tracking_uri(tracking_stack.url)
     assert query(tracking_stack, "mlflow", "SELECT 1") == [(1,)]
+
+
+SERVE_UNTIL_STOPPED = """
+import time
+from stroke_risk.tracking.server import wait_for_stop_signal
+print("serving", flush=True)
+wait_for_stop_signal()
+print("shutting down", flush=True)
+time.sleep(1.5)  # what leaving the servers' `with` blocks takes
+print("stopped", flush=True)
+"""
+
+
+def until_caught(pid: int, signum: int, timeout: float = 30) -> None:
+    """Wait until the process has a handler for signum (its SigCgt mask in /proc)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(status.split("SigCgt:")[1].split()[0], 16)
+        if caught & (1 << (signum - 1)):
+            return
+        time.sleep(0.02)
+    pytest.fail(f"process {pid} installed no handler for signal {signum} in {timeout} s")
+
+
+@pytest.mark.parametrize("first", ["SIGTERM", "SIGINT"])
+def test_a_second_signal_does_not_cut_the_shutdown_short(first: str) -> None:
+    import signal
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE_UNTIL_STOPPED],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline() == "serving\n"
+        until_caught(server.pid, signal.SIGTERM)
+        server.send_signal(getattr(signal, first))
+        assert server.stdout.readline() == "shutting down\n"
+        server.send_signal(signal.SIGTERM)
+        server.send_signal(signal.SIGINT)
+        rest, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert (rest, server.returncode) == ("stopped\n", 0)

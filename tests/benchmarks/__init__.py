@@ -1,0 +1,1 @@
+"""Tests of the helpers the benchmarks share (the benchmarks themselves print figures)."""
