@@ -22,6 +22,12 @@ taken):
 3. moves the MLflow alias `@production` to the registered version whose `model_md5` tag is the
    md5 of `models/model.joblib` recorded in dvc.lock.
 
+`release ... --model updated` (`make release VERSION=1.2.0 MODEL=updated`) releases the update
+stage's models/updated/ instead: refused when the change-control plan kept the model; gated on
+the update's held-out outcome labels (reports/outcomes/update_holdout.json and .csv, the same
+gate functions, @production paired with the update on those patients); registered in MLflow
+(pyfunc) once the gates pass; its record holds an ``update`` block (README "Outcome labels").
+
 `rollback` moves `@production` back to the previous release's MLflow version, recorded and
 tagged the same way (GTO: unassign the current version, assign the target). `history` prints
 the audit trail.
