@@ -156,11 +156,13 @@ compare: $(RUNTIME_STAMP)
 # outputs are pushed and every gate of conf/release/gates.yaml passes (OVERRIDE="reason"
 # releases anyway, recording why); tags git, moves MLflow @production, records it in
 # CHANGELOG.md, releases.json and the audit trail releases_audit.jsonl.
+# MODEL=updated releases the update stage's models/updated/ (an accepted recalibration from
+# outcome labels), gated on its held-out labels (README "Outcome labels").
 # The reasons travel in the environment (make exports command-line variables), so quotes in
 # them are safe.
 release: $(RUNTIME_STAMP)
-	@test -n "$(VERSION)" || { echo "usage: make release VERSION=1.2.0 [OVERRIDE=\"reason\"]" >&2; exit 2; }
-	python -m stroke_risk.commands.release release $(VERSION) $(if $(OVERRIDE),--override "$$OVERRIDE")
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=1.2.0 [MODEL=updated] [OVERRIDE=\"reason\"]" >&2; exit 2; }
+	python -m stroke_risk.commands.release release $(VERSION) $(if $(MODEL),--model $(MODEL)) $(if $(OVERRIDE),--override "$$OVERRIDE")
 
 # Move @production back to the previous release (TO=1.0.0 for another), recorded like a release.
 rollback: $(RUNTIME_STAMP)

@@ -1,4 +1,4 @@
-"""The outcome-label loop once, end to end: serve -> labels -> collect -> validate -> update.
+"""The outcome-label loop once, end to end: serve, labels, collect, validate, update, gates.
 
     .venv/bin/python -m monitoring.labels_demo [--patients 6000] [--prevalence-factor 2]
 
@@ -11,7 +11,10 @@
 4. stops the service and collects the labelled predictions (stroke_risk.updating.collect,
    into the temporary directory: the demo does not touch data/outcomes or DVC);
 5. runs the validate_outcomes and update stages on them (outputs in the temporary
-   directory) and prints both reports.
+   directory) and prints both reports;
+6. checks the release gates on the update's held-out labels, as `make release VERSION=x.y.z
+   MODEL=updated` does (conf/release/gates.yaml; the base model in models/ as @production),
+   and prints one line per gate. Nothing is released: no git, DVC remote or MLflow here.
 
 Everything it started is stopped and the directory removed at the end (``--keep`` keeps it).
 """
@@ -163,6 +166,32 @@ def run_loop(
     )
 
 
+def release_check(directory: Path) -> list[Any]:
+    """The release gates of `make release MODEL=updated` on the update run_loop wrote in
+    directory: the gate code reads a project layout, so a view of one links the demo's
+    outputs and the repository's gate file. Returns every GateResult (none raises)."""
+    from stroke_risk.release.gates import GATES_FILE
+    from stroke_risk.release.publish import check_update_gates, read_update
+
+    view = directory / "release-view"
+    for link, target in (
+        (view / GATES_FILE, REPO_ROOT / GATES_FILE),
+        (view / paths.OUTCOME_REPORTS_DIR, directory / "reports"),
+        (view / paths.UPDATED_DIR, directory / "updated"),
+    ):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(target)
+    # An override reason returns failed gates instead of raising: the demo reports them all.
+    return check_update_gates(
+        view,
+        read_update(view),
+        production_version=None,
+        releases=[],
+        override="labels demo: gates reported, nothing released",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=6000)
@@ -181,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("validation.md", "update.md"):
             print(f"\n----- {name} -----\n{(directory / 'reports' / name).read_text()}")
         print("model to serve:", sorted(p.name for p in (directory / "updated").iterdir()))
-        return 0
+        print("6. release check (the gates of make release VERSION=x.y.z MODEL=updated):")
+        results = release_check(directory)
+        for result in results:
+            print(f"   {'pass' if result.passed else 'FAIL'}  {result.line}")
+        return 0 if all(result.passed for result in results) else 1
     finally:
         if args.keep:
             print(f"kept {directory}")

@@ -16,6 +16,7 @@ from stroke_risk.release.publish import (
     CHANGELOG_FILE,
     GATES_FILE,
     MODEL_HASH_TAG,
+    RELEASED_MODELS,
     RELEASES_FILE,
     STAGE,
     GatesFailed,
@@ -51,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         f'go into {CHANGELOG_FILE} and {AUDIT_FILE} (make release ... OVERRIDE="reason")',
     )
     make.add_argument("--notes", help=f"Markdown notes for the release's {CHANGELOG_FILE} section")
+    make.add_argument(
+        "--model",
+        choices=sorted(RELEASED_MODELS),
+        default="train",
+        help="train: the trained model, gated on the test split (default); updated: the update "
+        "stage's models/updated/, gated on its held-out outcome labels (MODEL=updated)",
+    )
     back = commands.add_parser(
         "rollback",
         help="move @production back to the previous release's model version (make rollback)",
@@ -91,7 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if entry["stage_tags"]:
                 print(f"publish it: git push origin HEAD {' '.join(entry['stage_tags'])}")
             return 0
-        record = release(args.version, root=args.root, override=args.override, notes=args.notes)
+        record = release(
+            args.version,
+            root=args.root,
+            override=args.override,
+            notes=args.notes,
+            model=args.model,
+        )
     except GatesFailed as error:
         print(f"release refused: {error}", file=sys.stderr)
         for line in error.failures:
@@ -100,6 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReleaseError as error:
         print(f"{args.command} refused: {error}", file=sys.stderr)
         return 1
+    if record.get("update"):
+        update = record["update"]
+        print(
+            f"an update ({update['method'].replace('_', ' ')}) of model md5 "
+            f"{update['base_model_md5']}, gated on {update['held_out']['labels']} held-out labels"
+        )
     print(
         f"released {record['registered_model']} {record['version']}: model md5 "
         f"{record[MODEL_HASH_TAG]}, MLflow version {record['registry_version']} is "

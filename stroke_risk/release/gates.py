@@ -1,9 +1,12 @@
 """Release gates: what a trained model must show on held-out data before `make release`.
 
 The gates are declared in conf/release/gates.yaml (not composed into params.yaml: they decide
-whether a model may be released, not how it is trained). Every gate reads the development
-test split — reports/evaluation.json and reports/test_predictions.csv, written by evaluate
-from the held-out rows nothing was fitted, tuned or thresholded on.
+whether a model may be released, not how it is trained). For train's model every gate reads
+the development test split — reports/evaluation.json and reports/test_predictions.csv,
+written by evaluate from the held-out rows nothing was fitted, tuned or thresholded on. For
+an update from outcome labels (`make release MODEL=updated`) the same gates read the update's
+held-out labels in the same shape (reports/outcomes/update_holdout.json and .csv,
+stroke_risk/updating/holdout.py), and @production is paired with it there.
 
 Pure functions: parse the gate file, check a run's evaluation, compare a candidate with the
 `@production` run on the paired test (stroke_risk/evaluation/comparison.py). Each result is
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from stroke_risk import paths
@@ -30,6 +34,8 @@ from stroke_risk.evaluation.comparison import (
     holdout_comparison,
 )
 from stroke_risk.release.records import ReleaseError
+from stroke_risk.updating.holdout import BASE_PROBABILITY, LABEL, PROBABILITY
+from stroke_risk.updating.holdout import SPLIT_NAME as HOLDOUT_SPLIT
 
 GATES_FILE = "conf/release/gates.yaml"
 # Test metrics evaluate writes with a 95 % CI (reports/evaluation.json `test`).
@@ -189,19 +195,25 @@ def _test_interval(evaluation: Mapping[str, Any], metric: str) -> tuple[float, f
     return float(value), float(low), float(high)
 
 
-def evaluation_gates(gates: Gates, evaluation: Mapping[str, Any]) -> list[GateResult]:
-    """The gates on the candidate's own test results (reports/evaluation.json)."""
+def evaluation_gates(
+    gates: Gates,
+    evaluation: Mapping[str, Any],
+    *,
+    split: str = "test",
+    source: str = paths.EVALUATION,
+) -> list[GateResult]:
+    """The gates on the candidate's own held-out results: reports/evaluation.json for a
+    trained model; for an update, the same shape on its held-out labels (split "held-out",
+    source reports/outcomes/update_holdout.json, stroke_risk/updating/holdout.py)."""
     results: list[GateResult] = []
     bounded = [(m, b, "≥", True) for m, b in gates.ci_low_at_least.items()] + [
         (m, b, ">", False) for m, b in gates.ci_low_above.items()
     ]
     for metric, bound, sign, inclusive in bounded:
-        name = f"test {metric} CI lower bound {sign} {bound:g}"
+        name = f"{split} {metric} CI lower bound {sign} {bound:g}"
         interval = _test_interval(evaluation, metric)
         if interval is None:
-            results.append(
-                GateResult(name, False, f"{paths.EVALUATION} has no test.{metric} with a CI")
-            )
+            results.append(GateResult(name, False, f"{source} has no test.{metric} with a CI"))
             continue
         value, low, high = interval
         passed = low >= bound if inclusive else low > bound
@@ -209,7 +221,7 @@ def evaluation_gates(gates: Gates, evaluation: Mapping[str, Any]) -> list[GateRe
             GateResult(
                 name,
                 passed,
-                f"test {metric} {value:.3f}, 95 % CI {low:.3f}–{high:.3f}"
+                f"{split} {metric} {value:.3f}, 95 % CI {low:.3f}–{high:.3f}"
                 + ("" if passed else f": lower bound not {sign} {bound:g}"),
             )
         )
@@ -220,9 +232,7 @@ def evaluation_gates(gates: Gates, evaluation: Mapping[str, Any]) -> list[GateRe
             "calibration_slope"
         ) or {}
         if slope.get("ci_low") is None or slope.get("ci_high") is None:
-            results.append(
-                GateResult(name, False, f"{paths.EVALUATION} has no calibration.test slope CI")
-            )
+            results.append(GateResult(name, False, f"{source} has no calibration.test slope CI"))
         else:
             low, high = float(slope["ci_low"]), float(slope["ci_high"])
             passed = low <= target <= high
@@ -230,11 +240,34 @@ def evaluation_gates(gates: Gates, evaluation: Mapping[str, Any]) -> list[GateRe
                 GateResult(
                     name,
                     passed,
-                    f"test calibration slope {float(slope['value']):.3f}, 95 % CI "
+                    f"{split} calibration slope {float(slope['value']):.3f}, 95 % CI "
                     f"{low:.3f}–{high:.3f}" + ("" if passed else f": excludes {target:g}"),
                 )
             )
     return results
+
+
+def held_out_runs(
+    predictions: pd.DataFrame, *, threshold: float, base_threshold: float
+) -> tuple[Run, Run]:
+    """(the update, its base) as comparison Runs on the update's held-out patients
+    (reports/outcomes/update_holdout.csv), each at its own threshold, so production_gate
+    pairs them exactly as it pairs two trained models on the test split."""
+
+    def run(name: str, column: str, cut: float) -> Run:
+        return Run(
+            name=name,
+            family="",
+            data=HOLDOUT_SPLIT,
+            cv_settings={},
+            fold_scores=pd.DataFrame(),
+            evaluation={"threshold": {"value": cut}},
+            test_predictions=pd.DataFrame(
+                {"stroke": predictions[LABEL], "probability": predictions[column]}
+            ),
+        )
+
+    return run("update", PROBABILITY, threshold), run("base", BASE_PROBABILITY, base_threshold)
 
 
 def production_gate(

@@ -22,6 +22,12 @@ taken):
 3. moves the MLflow alias `@production` to the registered version whose `model_md5` tag is the
    md5 of `models/model.joblib` recorded in dvc.lock.
 
+`release ... --model updated` (`make release VERSION=1.2.0 MODEL=updated`) releases the update
+stage's models/updated/ instead: refused when the change-control plan kept the model; gated on
+the update's held-out outcome labels (reports/outcomes/update_holdout.json and .csv, the same
+gate functions, @production paired with the update on those patients); registered in MLflow
+(pyfunc) once the gates pass; its record holds an ``update`` block (README "Outcome labels").
+
 `rollback` moves `@production` back to the previous release's MLflow version, recorded and
 tagged the same way (GTO: unassign the current version, assign the target). `history` prints
 the audit trail.
@@ -46,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from stroke_risk import paths
@@ -55,6 +62,7 @@ from stroke_risk.release.gates import (
     GateResult,
     evaluation_gates,
     failed,
+    held_out_runs,
     load_gates,
     production_gate,
 )
@@ -70,7 +78,7 @@ from stroke_risk.release.records import (
     release_for_model,
 )
 from stroke_risk.release.records import same_revision as _same_revision
-from stroke_risk.tracking.mlflow_runs import project_tracking_uri
+from stroke_risk.tracking.mlflow_runs import log_update_revision, project_tracking_uri
 
 __all__ = ["ReleaseError", "read_releases", "release", "release_for_model"]
 
@@ -78,6 +86,7 @@ ARTIFACT = "stroke-risk"
 STAGE = "production"
 MODEL_PATH = paths.MODEL
 TRAIN_STAGE = "train"
+UPDATE_STAGE = "update"
 CHANGELOG_FILE = "CHANGELOG.md"
 METADATA_PATH = paths.MODEL_METADATA
 UNRELEASED_HEADING = "## [Unreleased]"
@@ -129,22 +138,63 @@ def next_stage_tag(existing_tags: Sequence[str], stage: str = STAGE, unassign: b
     return f"{ARTIFACT}#{stage}{mark}#{max(numbers, default=0) + 1}"
 
 
-def locked_md5(lock: Mapping[str, Any], path: str) -> str | None:
-    """The md5 dvc.lock records for `path` as an output of the train stage, or None."""
-    stage = (lock.get("stages") or {}).get(TRAIN_STAGE) or {}
+@dataclass(frozen=True)
+class ReleasedModel:
+    """Which model a release publishes: train's, or the update stage's (MODEL=updated)."""
+
+    name: str
+    stage: str  # the dvc.lock stage that writes its files
+    model: str
+    serving_model: str
+    metadata: str
+
+    @property
+    def is_update(self) -> bool:
+        return self.stage == UPDATE_STAGE
+
+
+RELEASED_MODELS = {
+    "train": ReleasedModel(
+        "train", TRAIN_STAGE, paths.MODEL, paths.SERVING_MODEL, paths.MODEL_METADATA
+    ),
+    "updated": ReleasedModel(
+        "updated",
+        UPDATE_STAGE,
+        paths.UPDATED_MODEL,
+        paths.UPDATED_SERVING_MODEL,
+        paths.UPDATED_MODEL_METADATA,
+    ),
+}
+
+
+def released_model(name: str) -> ReleasedModel:
+    """The model MODEL=name releases; a one-line ReleaseError for another name."""
+    try:
+        return RELEASED_MODELS[name]
+    except KeyError:
+        raise ReleaseError(
+            f"MODEL={name!r} is not a releasable model; use one of {', '.join(RELEASED_MODELS)}"
+        ) from None
+
+
+def locked_md5(lock: Mapping[str, Any], path: str, stage_name: str = TRAIN_STAGE) -> str | None:
+    """The md5 dvc.lock records for `path` as an output of `stage_name`, or None."""
+    stage = (lock.get("stages") or {}).get(stage_name) or {}
     for out in stage.get("outs") or []:
         if isinstance(out, Mapping) and out.get("path") == path and out.get("md5"):
             return str(out["md5"])
     return None
 
 
-def model_md5_from_lock(lock: Mapping[str, Any]) -> str:
-    """The md5 dvc.lock records for models/model.joblib as an output of the train stage."""
-    found = locked_md5(lock, MODEL_PATH)
+def model_md5_from_lock(
+    lock: Mapping[str, Any], target: ReleasedModel = RELEASED_MODELS["train"]
+) -> str:
+    """The md5 dvc.lock records for the target's model file as an output of its stage."""
+    found = locked_md5(lock, target.model, target.stage)
     if found:
         return found
     raise ReleaseError(
-        f"dvc.lock records no md5 for {MODEL_PATH} (stage {TRAIN_STAGE}); "
+        f"dvc.lock records no md5 for {target.model} (stage {target.stage}); "
         "run `make run` and commit dvc.lock"
     )
 
@@ -245,7 +295,21 @@ def changelog_section(release: Mapping[str, Any], notes: str) -> str:
     if "roc_auc" in cv:
         spread = f" ± {cv['roc_auc_std']:.3f} (sd)" if "roc_auc_std" in cv else ""
         lines.append(f"- Cross-validated ROC-AUC: {cv['roc_auc']:.3f}{spread}")
-    lines += ["", "| test metric | value | 95 % CI |", "|---|---|---|"]
+    update = release.get("update")
+    if update:
+        held = update["held_out"]
+        base = f"release {update['base_release']}" if update["base_release"] else "unreleased"
+        lines += [
+            f"- Update of the model md5 `{update['base_model_md5']}` ({base}) by "
+            f"{update['method'].replace('_', ' ')}: log-odds = {update['intercept']:.4f} + "
+            f"{update['slope']:.4f} x base log-odds, fitted on {update['labels']} outcome "
+            f"labels ({update['events']} events)",
+            f"- Judged on {held['labels']} held-out labels ({held['events']} events) as the fit "
+            f"on the other {held['judged_fit_labels']} ({held['judged_intercept']:.4f} + "
+            f"{held['judged_slope']:.4f} x base log-odds): the released fit has seen every label",
+        ]
+    split = "held-out" if update else "test"
+    lines += ["", f"| {split} metric | value | 95 % CI |", "|---|---|---|"]
     for key, label in CHANGELOG_METRICS:
         metric = release["test_metrics"][key]
         lines.append(
@@ -527,9 +591,194 @@ def check_release_gates(
                 )
         if production is not None or production_version is None:
             results.append(production_gate(gates.production, candidate, production, label))
+    return refuse_failed_gates(results, override)
+
+
+def refuse_failed_gates(results: list[GateResult], override: str | None) -> list[GateResult]:
+    """The results, or GatesFailed naming each failure when no override reason is given."""
     if failed(results) and not override:
         raise GatesFailed([result.line for result in failed(results)])
     return results
+
+
+# ---------------------------------------------------------------- releasing an update
+
+
+@dataclass(frozen=True)
+class UpdateToRelease:
+    """What the update stage wrote for an accepted update: its held-out evidence
+    (stroke_risk/updating/holdout.py) and the updated model's metadata."""
+
+    evidence: dict[str, Any]  # reports/outcomes/update_holdout.json
+    predictions: pd.DataFrame  # reports/outcomes/update_holdout.csv
+    metadata: dict[str, Any]  # models/updated/model_metadata.json
+
+    @property
+    def base_md5(self) -> str:
+        return str(self.metadata["update"]["base_model_version"])
+
+
+def read_update(root: Path) -> UpdateToRelease:
+    """The accepted update in the workspace; a one-line ReleaseError when the plan kept the
+    model (models/updated/ is then train's model: nothing to release beyond it)."""
+    metadata = _read_json(root, paths.UPDATED_MODEL_METADATA)
+    evidence = _read_json(root, paths.UPDATE_HOLDOUT)
+    method = (metadata.get("update") or {}).get("method", "keep")
+    if method == "keep" or not evidence.get("available"):
+        reason = str(evidence.get("reason") or "no update block in the metadata")
+        raise ReleaseError(
+            f"the update stage kept the model ({reason}), so {paths.UPDATED_DIR}/ is train's "
+            "model: nothing to release beyond it; release train's with `make release "
+            "VERSION=...` (no MODEL)"
+        )
+    try:
+        predictions = pd.read_csv(root / paths.UPDATE_HOLDOUT_PREDICTIONS)
+    except FileNotFoundError:
+        raise ReleaseError(
+            f"{paths.UPDATE_HOLDOUT_PREDICTIONS} not found (patient data, never pushed): run "
+            "`dvc repro update` where the outcome labels are"
+        ) from None
+    if len(predictions) != evidence.get("labels"):
+        raise ReleaseError(
+            f"{paths.UPDATE_HOLDOUT_PREDICTIONS} has {len(predictions)} rows, "
+            f"{paths.UPDATE_HOLDOUT} counts {evidence.get('labels')}; run `dvc repro update`"
+        )
+    return UpdateToRelease(evidence=evidence, predictions=predictions, metadata=metadata)
+
+
+def check_update_gates(
+    root: Path,
+    update: UpdateToRelease,
+    *,
+    production_version: str | None,
+    releases: Sequence[Mapping[str, Any]],
+    override: str | None,
+) -> list[GateResult]:
+    """Every gate of conf/release/gates.yaml on the update's held-out labels: the same gate
+    functions as for train's model, on the same shape of evidence. @production must be the
+    base model the update recalibrated: it scored the held-out patients (their logged
+    probabilities), so the paired bootstrap compares the two models on the same patients."""
+    gates = load_gates(root)
+    results = evaluation_gates(
+        gates, update.evidence, split="held-out", source=paths.UPDATE_HOLDOUT
+    )
+    if gates.production is None:
+        return refuse_failed_gates(results, override)
+    base_release = next((r for r in releases if r[MODEL_HASH_TAG] == update.base_md5), None)
+    label = (
+        f"release {base_release['version']} (the base, md5 {update.base_md5})"
+        if base_release
+        else f"the unreleased base (md5 {update.base_md5})"
+    )
+    production = next(
+        (r for r in releases if str(r.get("registry_version")) == production_version), None
+    )
+    if production_version is not None and (
+        production is None or production[MODEL_HASH_TAG] != update.base_md5
+    ):
+        now = f"release {production['version']}" if production else "an unrecorded model"
+        results.append(
+            GateResult(
+                "not worse than @production",
+                False,
+                f"@{STAGE} is {now} (MLflow version {production_version}), not the base the "
+                f"update recalibrated (md5 {update.base_md5}), which scored the held-out "
+                "patients; release over it only with a reason",
+            )
+        )
+        return refuse_failed_gates(results, override)
+    candidate, base = held_out_runs(
+        update.predictions,
+        threshold=float(update.evidence["threshold"]["value"]),
+        base_threshold=float(update.evidence["base"]["threshold"]),
+    )
+    results.append(production_gate(gates.production, candidate, base, label))
+    return refuse_failed_gates(results, override)
+
+
+def update_record(update: UpdateToRelease, releases: Sequence[Mapping[str, Any]]) -> dict:
+    """The `update` block of a release record: what was updated, how, on which labels, and
+    the held-out figures the gates judged (of the fit without the held-out labels)."""
+    block = update.metadata["update"]
+    evidence = update.evidence
+    base_release = next((r for r in releases if r[MODEL_HASH_TAG] == update.base_md5), None)
+    return {
+        "base_model_md5": update.base_md5,
+        "base_release": base_release["version"] if base_release else None,
+        "method": block["method"],
+        "intercept": block["intercept"],
+        "slope": block["slope"],
+        "labels": block["labels"],
+        "events": block["events"],
+        "base_decision_threshold": block["base_decision_threshold"],
+        "held_out": {
+            "labels": evidence["labels"],
+            "events": evidence["events"],
+            "judged_fit_labels": evidence["fitted_on_labels"],
+            "judged_intercept": evidence["judged_recalibration"]["intercept"],
+            "judged_slope": evidence["judged_recalibration"]["slope"],
+            "calibration_slope": dict(evidence["calibration"]["test"]["calibration_slope"]),
+        },
+    }
+
+
+def update_evaluation(update: UpdateToRelease) -> dict[str, Any]:
+    """The held-out evidence as build_release reads an evaluation: its figures, with the
+    released model's own threshold (the base threshold mapped by the released fit)."""
+    return {
+        **update.evidence,
+        "threshold": {
+            "value": float(update.metadata["decision_threshold"]),
+            "policy": "base threshold mapped by the update",
+        },
+    }
+
+
+def register_update(
+    root: Path,
+    target: ReleasedModel,
+    update: UpdateToRelease,
+    *,
+    client: Any,
+    registered_model: str,
+    experiment: str,
+    model_md5: str,
+    metadata_md5: str | None,
+) -> str:
+    """The MLflow version of the updated model, registered (pyfunc) on its first release."""
+    try:
+        return registered_version_for(client, registered_model, model_md5, metadata_md5)
+    except ReleaseError:
+        pass
+    block = update.metadata["update"]
+    try:
+        return log_update_revision(
+            uri=project_tracking_uri(root),
+            model=root / target.model,
+            metadata=root / target.metadata,
+            evidence=root / paths.UPDATE_HOLDOUT,
+            experiment=experiment,
+            registered_model=registered_model,
+            tags={
+                "base_model_md5": update.base_md5,
+                "update_method": str(block["method"]),
+                "model_family": str(update.metadata.get("model_family", "unknown")),
+            },
+            params={
+                "update_method": block["method"],
+                "update_intercept": block["intercept"],
+                "update_slope": block["slope"],
+                "update_labels": block["labels"],
+                "update_events": block["events"],
+                "decision_threshold": update.metadata["decision_threshold"],
+            },
+            metrics={"held_out": update.evidence["test"]},
+        )
+    except Exception as error:  # noqa: BLE001 - any store failure is one refusal line
+        raise ReleaseError(
+            f"registering the updated model in MLflow failed ({_last_line(str(error))}); "
+            "check the tracking store"
+        ) from None
 
 
 def release_notes(
@@ -663,15 +912,20 @@ def release_signing_key() -> Any:
         raise ReleaseError(str(error)) from None
 
 
-def release_signature(root: Path, version: str, private_key: Any) -> dict[str, str]:
-    """The ``signature`` entry of the release record: the serving artifact and metadata
-    (checked current against dvc.lock before this runs) signed for this version."""
+def release_signature(
+    root: Path,
+    version: str,
+    private_key: Any,
+    target: ReleasedModel = RELEASED_MODELS["train"],
+) -> dict[str, str]:
+    """The ``signature`` entry of the release record: the released model's serving artifact
+    and metadata (checked current against dvc.lock before this runs) signed for this version."""
     from stroke_risk.release.signing import sign_release
 
     return sign_release(
         version=version,
-        serving_model=(root / SERVING_MODEL_PATH).read_bytes(),
-        metadata=(root / METADATA_PATH).read_bytes(),
+        serving_model=(root / target.serving_model).read_bytes(),
+        metadata=(root / target.metadata).read_bytes(),
         private_key=private_key,
     )
 
@@ -683,15 +937,19 @@ def release(
     today: dt.date | None = None,
     override: str | None = None,
     notes: str | None = None,
+    model: str = "train",
 ) -> dict[str, Any]:
     """Check everything (release gates included), then record, tag and promote as one unit;
     returns the record.
 
     `override` is the reason to release over failed gates (recorded in CHANGELOG.md and the
-    audit trail); `notes` are the release's own notes for its CHANGELOG section.
+    audit trail); `notes` are the release's own notes for its CHANGELOG section. `model`
+    "updated" releases the update stage's models/updated/ (README "Outcome labels"), gated
+    on its held-out labels; the default is train's model, gated on the test split.
     """
     root = root.resolve()
     version = parse_version(version_text)
+    target = released_model(model)
     signing_key = release_signing_key()
     check_git_clean(root)
     tags = _git(root, "tag", "--list").split()
@@ -702,10 +960,11 @@ def release(
         lock = yaml.safe_load((root / "dvc.lock").read_text())
     except FileNotFoundError:
         raise ReleaseError("dvc.lock not found; run `make run` and commit dvc.lock") from None
-    model_md5 = model_md5_from_lock(lock or {})
-    metadata_md5 = locked_md5(lock or {}, METADATA_PATH)
+    model_md5 = model_md5_from_lock(lock or {}, target)
+    metadata_md5 = locked_md5(lock or {}, target.metadata, target.stage)
     # dvc.lock names the model only when the pipeline is current, so that comes first.
     check_pipeline_current(root)
+    update = read_update(root) if target.is_update else None
     check_release_is_new(
         version=version,
         model_md5=model_md5,
@@ -717,34 +976,64 @@ def release(
     params = yaml.safe_load((root / "params.yaml").read_text()) or {}
     registered_model = (params.get("mlflow") or {}).get("registered_model", ARTIFACT)
     client = mlflow_client(project_tracking_uri(root), root)
-    registry_version = registered_version_for(client, registered_model, model_md5, metadata_md5)
     summary = _read_json(root, paths.DATA_SUMMARY)
+    data_name = str(
+        summary.get("known_dataset")
+        or summary.get("source")
+        or (params.get("data") or {}).get("name", "unknown")
+    )
+    if update is None:
+        registry_version = registered_version_for(client, registered_model, model_md5, metadata_md5)
+        evaluation, metrics = _read_json(root, paths.EVALUATION), _read_json(root, paths.METRICS)
+    previous_alias = current_alias(client, registered_model, STAGE)
+    if update is not None:
+        # The gates first: a refused update is not registered in MLflow.
+        gate_results = check_update_gates(
+            root,
+            update,
+            production_version=previous_alias,
+            releases=releases,
+            override=override,
+        )
+        registry_version = register_update(
+            root,
+            target,
+            update,
+            client=client,
+            registered_model=registered_model,
+            experiment=str((params.get("mlflow") or {}).get("experiment", ARTIFACT)),
+            model_md5=model_md5,
+            metadata_md5=metadata_md5,
+        )
+        evaluation, metrics = update_evaluation(update), {}
+        data_name = (
+            f"{update.evidence['split']} ({update.evidence['labels']} of "
+            f"{update.metadata['update']['labels']} outcome labels of {paths.OUTCOMES_DIR})"
+        )
     record = build_release(
         version=version,
         model_md5=model_md5,
         registry_version=registry_version,
         source_commit=_git(root, "rev-parse", "HEAD").strip(),
         released_on=today or dt.date.today(),
-        evaluation=_read_json(root, paths.EVALUATION),
-        metrics=_read_json(root, paths.METRICS),
-        metadata=_read_json(root, METADATA_PATH),
-        data_name=str(
-            summary.get("known_dataset")
-            or summary.get("source")
-            or (params.get("data") or {}).get("name", "unknown")
-        ),
+        evaluation=evaluation,
+        metrics=metrics,
+        metadata=_read_json(root, target.metadata),
+        data_name=data_name,
         registered_model=registered_model,
         metadata_md5=metadata_md5,
     )
-    record["signature"] = release_signature(root, version, signing_key)
-    previous_alias = current_alias(client, registered_model, STAGE)
-    gate_results = check_release_gates(
-        root,
-        registered_model=registered_model,
-        production_version=previous_alias,
-        releases=releases,
-        override=override,
-    )
+    if update is not None:
+        record["update"] = update_record(update, releases)
+    record["signature"] = release_signature(root, version, signing_key, target)
+    if update is None:
+        gate_results = check_release_gates(
+            root,
+            registered_model=registered_model,
+            production_version=previous_alias,
+            releases=releases,
+            override=override,
+        )
     record["gates"] = [result.as_record() for result in gate_results]
     # An override counts only when a gate failed; otherwise it is just the release's reason.
     overridden = bool(override) and bool(failed(gate_results))

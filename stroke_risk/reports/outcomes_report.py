@@ -202,7 +202,8 @@ def decision_markdown(document: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"New log-odds = {document['intercept']:.4f} + {document['slope']:.4f} x deployed "
-            f"log-odds. Artifacts: `{document['artifacts']}` (release them as README "
-            '"Outcome labels" says).',
+            f"log-odds. Artifacts: `{document['artifacts']}`. Release: `make release "
+            "VERSION=x.y.z MODEL=updated`, gated on the held-out labels "
+            "(reports/outcomes/update_holdout.json).",
         ]
     return "\n".join(lines) + "\n"

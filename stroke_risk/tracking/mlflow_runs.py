@@ -271,6 +271,53 @@ def log_evaluated_revision(files: RevisionFiles, settings: MlflowParams) -> str:
     )
 
 
+def log_update_revision(
+    *,
+    uri: str,
+    model: Path,
+    metadata: Path,
+    evidence: Path,
+    experiment: str,
+    registered_model: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+) -> str:
+    """Log an update of the deployed model (stage `update`'s models/updated/) as one run and
+    registered version, pyfunc like train's, tagged with its md5s so a release finds it;
+    returns the registered version. `make release MODEL=updated` calls it once the gates
+    passed (train's revisions are logged by evaluate; an update has no evaluate stage).
+    `evidence` is the held-out figures the gates read, kept with the run."""
+    from stroke_risk.tracking.server import check_tracking_uri
+
+    check_tracking_uri(uri)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    all_tags = {
+        MODEL_HASH_TAG: file_md5(model),
+        METADATA_HASH_TAG: file_md5(metadata),
+        "git_commit": git_commit(),
+        **tags,
+    }
+    with mlflow.start_run(
+        experiment_id=_experiment_id(client, experiment),
+        run_name=f"update@{all_tags['git_commit'][:7]}",
+        tags=all_tags,
+    ) as active:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics(flat_metrics(metrics))
+        for path in (metadata, evidence):
+            mlflow.log_artifact(str(path))
+        _log_pyfunc_model(mlflow, RevisionFiles(model=model, metadata=metadata))
+        run_id = active.info.run_id
+    return _register(mlflow, client, run_id, registered_model, all_tags[MODEL_HASH_TAG])
+
+
 def _register(mlflow: Any, client: Any, run_id: str, registered_model: str, md5: str) -> str:
     version = mlflow.register_model(
         f"runs:/{run_id}/model", registered_model, tags={MODEL_HASH_TAG: md5}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.labels_demo import run_loop
+from monitoring.labels_demo import release_check, run_loop
 from stroke_risk.updating.collect import read_outcomes
 
 
@@ -22,3 +22,7 @@ def test_the_loop_finds_and_corrects_a_doubled_prevalence(tmp_path: Path) -> Non
         "serving_model.npz",
         "model_metadata.json",
     }
+    # The loop ends with the release check: the update passes every gate on its held-out part.
+    gates = release_check(tmp_path)
+    assert [result.line for result in gates if not result.passed] == []
+    assert [result.name for result in gates][-1] == "not worse than @production"
