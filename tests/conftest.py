@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.postgres_server import postgres_server  # noqa: F401  (a session fixture)
-from tests.processes import reap_all
+from tests.processes import reap_all, reap_on_terminating_signals
 
 # The browser fixture lives in its own module, shared by every browser test.
 pytest_plugins = ("tests.browser",)
@@ -28,6 +28,11 @@ os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(_SCRATCH, "hy
 # stages, servers and tools the tests start read that cache but add nothing to it (they run
 # scratch copies of the repository whose bytecode would only pile up there).
 os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+
+
+# A terminating signal (CI cancelling the job, `kill`, a closed terminal) skips atexit and every
+# fixture teardown: the servers the tests started are stopped first.
+reap_on_terminating_signals()
 
 BRAIN_CSV = REPO_ROOT / "data" / "raw" / "brain.csv"
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"

@@ -147,6 +147,19 @@ def reap_all() -> list[int]:
 atexit.register(reap_all)
 
 
+def _reap_then_die(signum: int, frame: object) -> None:
+    reap_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def reap_on_terminating_signals() -> None:
+    """Make SIGTERM and SIGHUP, which skip atexit and fixture teardowns, reap first, then kill
+    this process as the signal would have."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _reap_then_die)
+
+
 def wait_until_ready(
     url: str,
     process: subprocess.Popen[bytes],

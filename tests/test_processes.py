@@ -7,6 +7,9 @@ machine and leave its gunicorn running).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -60,6 +63,34 @@ def test_stopping_a_leader_also_stops_the_children_it_left(tmp_path: Path) -> No
     assert len(group_members(process.pid)) == 3
     stop_process(process, timeout=5)
     assert group_members(process.pid) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_killed_test_run_stops_its_servers_first(tmp_path: Path, signum: int) -> None:
+    # A pytest process (here: a stand-in that installs the same handlers) killed by CI.
+    run = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from tests.processes import reap_on_terminating_signals, start_process
+        reap_on_terminating_signals()
+        server = start_process(["sleep", "300"], log_path=Path({str(tmp_path / "log")!r}))
+        print(server.pid, flush=True)
+        time.sleep(300)
+        """
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-c", run],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert runner.stdout is not None
+    server_pid = int(runner.stdout.readline())
+    assert group_members(server_pid) == [server_pid]
+    os.kill(runner.pid, signum)
+    assert runner.wait(timeout=10) == -signum
+    assert group_members(server_pid) == []
 
 
 def test_a_child_in_a_session_of_its_own_is_stopped_too(tmp_path: Path) -> None:
