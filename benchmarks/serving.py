@@ -3,6 +3,7 @@
     python -m benchmarks.serving [--duration 10] [--cli-rows 1000000] [--skip-mlflow]
     python -m benchmarks.serving --floor-only [--rounds 3] [--families xgboost,ebm,hgb_monotonic]
     python -m benchmarks.serving --request-path [--rounds 3] [--profile]
+    python -m benchmarks.serving --floor-only --families '' --write-readme
 
 Serves the working tree's model (models/ from `make run`) with the real command
 (gunicorn, app/gunicorn_conf.py, 2 workers) on a free loopback port and measures:
@@ -326,8 +327,8 @@ def request_path_costs(workdir: Path, rounds: int, requests: int) -> dict[str, l
     return costs
 
 
-def print_request_path(costs: dict[str, list[float]]) -> None:
-    """Print each layer's CPU per request, what it adds, and its ratio to the service."""
+def request_path_lines(costs: dict[str, list[float]]) -> list[str]:
+    """Each layer's CPU per request, what it adds, and its ratio to the service."""
     medians = {name: statistics.median(values) for name, values in costs.items()}
     service = medians["service"]
     lines = [
@@ -346,7 +347,11 @@ def print_request_path(costs: dict[str, list[float]]) -> None:
         f"floor / service CPU per request: {medians['floor'] / service:.2f}x "
         f"(rounds: {', '.join(f'{r:.2f}' for r in rounds)})"
     )
-    print("\n".join(lines), flush=True)
+    return lines
+
+
+def print_request_path(costs: dict[str, list[float]]) -> None:
+    print("\n".join(request_path_lines(costs)), flush=True)
 
 
 def profile_service_request(workdir: Path, requests: int, top: int = 25) -> None:
@@ -364,6 +369,37 @@ def profile_service_request(workdir: Path, requests: int, top: int = 25) -> None
     writer.flush()
     profile.disable()
     pstats.Stats(profile).sort_stats("tottime").print_stats(top)
+
+
+# --- README ----------------------------------------------------------------------------
+
+README = REPO_ROOT / "README.md"
+README_START = "<!-- serving-benchmark:start -->"
+README_END = "<!-- serving-benchmark:end -->"
+
+
+def write_readme(figures: dict[str, Any], load_average: float) -> None:
+    """Put this run's floor, journal, auth and request-path figures into README.md
+    between its markers (README "Serving performance")."""
+    lines = [
+        *floor_report_lines(figures["floor"]),
+        *auth_report_lines(figures["auth"]),
+        *request_path_lines(figures["request_path_us"]),
+    ]
+    rounds = len(figures["floor"]["turns"]["service"]["requests_per_second"])
+    block = (
+        "`python -m benchmarks.serving --floor-only --families '' --write-readme` "
+        f"({rounds} rounds, "
+        f"load average {load_average:.1f} on {os.cpu_count()} cores when it started):\n\n"
+        "```text\n" + "\n".join(lines) + "\n```"
+    )
+    text = README.read_text()
+    if README_START not in text or README_END not in text:
+        sys.exit(f"{README} lacks the {README_START} / {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    README.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
+    print(f"wrote the figures into {README}")
 
 
 # --- wrk -------------------------------------------------------------------------------
@@ -411,7 +447,10 @@ def run_wrk(
     )
     command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s"]
     output = subprocess.run(
-        [*command, "--latency", "-s", str(script), url], capture_output=True, text=True, check=True
+        [*command, "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return parse_wrk(output)
 
@@ -444,7 +483,10 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def sequential_latency_ms(
-    url: str, body: dict[str, Any], requests_count: int, extra_headers: dict[str, str] | None = None
+    url: str,
+    body: dict[str, Any],
+    requests_count: int,
+    extra_headers: dict[str, str] | None = None,
 ) -> list[float]:
     """Return the round-trip times of requests_count POSTs sent one after another on one
     keep-alive connection (http.client: little client overhead), sorted."""
@@ -480,7 +522,11 @@ def percentile(sorted_values: list[float], share: float) -> float:
 
 
 def load_in_turns(
-    servers: dict[str, Running], rounds: int, duration: int, workdir: Path, sequential: int
+    servers: dict[str, Running],
+    rounds: int,
+    duration: int,
+    workdir: Path,
+    sequential: int,
 ) -> dict[str, dict[str, list[float]]]:
     """Measure every server once per round, in turns: wrk req/s and sequential p50/p99."""
     figures: dict[str, dict[str, list[float]]] = {
@@ -620,16 +666,22 @@ def compare_auth(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ratios = [
         ours / bare
         for ours, bare in zip(
-            turns["auth"]["requests_per_second"], turns["open"]["requests_per_second"], strict=True
+            turns["auth"]["requests_per_second"],
+            turns["open"]["requests_per_second"],
+            strict=True,
         )
     ]
-    figures = {"turns": turns, "auth_ratio": statistics.median(ratios), "auth_ratio_rounds": ratios}
+    figures = {
+        "turns": turns,
+        "auth_ratio": statistics.median(ratios),
+        "auth_ratio_rounds": ratios,
+    }
     print_auth_report(figures)
     return figures
 
 
-def print_auth_report(figures: dict[str, Any]) -> None:
-    """Print the auth-on / auth-off comparison next to its target."""
+def auth_report_lines(figures: dict[str, Any]) -> list[str]:
+    """The auth-on / auth-off comparison next to its target."""
     lines = ["authentication (in turns, median of rounds; each round: wrk, then p50):"]
     for name, label in (("auth", "bearer token checked"), ("open", "STROKE_AUTH=open")):
         run = figures["turns"][name]
@@ -645,7 +697,11 @@ def print_auth_report(figures: dict[str, Any]) -> None:
         f"[{'ok' if ok else 'MISS'} >= {TARGETS['auth_ratio']}x] "
         f"(rounds: {', '.join(f'{r:.2f}' for r in figures['auth_ratio_rounds'])})"
     )
-    print("\n".join(lines), flush=True)
+    return lines
+
+
+def print_auth_report(figures: dict[str, Any]) -> None:
+    print("\n".join(auth_report_lines(figures)), flush=True)
 
 
 def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -737,9 +793,12 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
 
 def print_floor_report(figures: dict[str, Any], *, trees_only: bool = False) -> None:
     """Print the floor comparison (or only its tree families) next to the targets."""
-    if trees_only:
-        print("\n".join(tree_lines(figures)), flush=True)
-        return
+    lines = [] if trees_only else floor_report_lines(figures)
+    print("\n".join(lines + tree_lines(figures)), flush=True)
+
+
+def floor_report_lines(figures: dict[str, Any]) -> list[str]:
+    """The service against the floor (and without its journal) next to the targets."""
     turns = figures["turns"]
     lines = [
         f"model: {figures['model']}",
@@ -777,7 +836,7 @@ def print_floor_report(figures: dict[str, Any], *, trees_only: bool = False) -> 
         f"{figures['floor_ratio']:.2f}x "
         f"(rounds: {', '.join(f'{r:.2f}' for r in figures['floor_ratio_rounds'])})"
     )
-    print("\n".join(lines + tree_lines(figures)), flush=True)
+    return lines
 
 
 def tree_lines(figures: dict[str, Any]) -> list[str]:
@@ -839,7 +898,11 @@ def healthcare_records() -> list[dict[str, Any]]:
 
 
 def batch_round_trip_ms(
-    url: str, size: int, repeats: int, query: str = "", headers: dict[str, str] | None = None
+    url: str,
+    size: int,
+    repeats: int,
+    query: str = "",
+    headers: dict[str, str] | None = None,
 ) -> list[float]:
     """Return round-trip times of POSTing a size-record batch (body encoded beforehand)."""
     records = healthcare_records()
@@ -850,7 +913,9 @@ def batch_round_trip_ms(
     for _ in range(repeats + 2):
         started = time.perf_counter()
         response = session.post(
-            f"{url}/predict{query}", data=body, headers={"Content-Type": "application/json"}
+            f"{url}/predict{query}",
+            data=body,
+            headers={"Content-Type": "application/json"},
         )
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200 or len(response.json()["predictions"]) != size:
@@ -872,7 +937,13 @@ def cli_rows_per_minute(rows: int, workdir: Path) -> tuple[float, float, str]:
             handle.write("\n".join(body[: min(len(body), rows - start)]) + "\n")
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "app.batch", str(source), str(workdir / "cli-output.csv")],
+        [
+            sys.executable,
+            "-m",
+            "app.batch",
+            str(source),
+            str(workdir / "cli-output.csv"),
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -972,10 +1043,20 @@ def main() -> int:
         help="only the in-process cost of each part of the request path (no servers)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="with --request-path: cProfile the service's"
+        "--profile",
+        action="store_true",
+        help="with --request-path: cProfile the service's",
     )
     parser.add_argument(
-        "--sequential", type=int, default=2000, help="requests of the sequential p50 client"
+        "--write-readme",
+        action="store_true",
+        help="with --floor-only: also measure the request path and put the figures into README",
+    )
+    parser.add_argument(
+        "--sequential",
+        type=int,
+        default=2000,
+        help="requests of the sequential p50 client",
     )
     parser.add_argument(
         "--families",
@@ -1000,6 +1081,13 @@ def main() -> int:
             if args.json:
                 args.json.write_text(json.dumps(figures, indent=2) + "\n")
             return 0
+        load_average = os.getloadavg()[0]
+        if args.write_readme:
+            if not args.floor_only:
+                parser.error("--write-readme goes with --floor-only")
+            # First: it sets prometheus_client's multiprocess directory before its import.
+            figures["request_path_us"] = request_path_costs(workdir, 5 * args.rounds, 500)
+            print_request_path(figures["request_path_us"])
         figures["auth"] = compare_auth(args, workdir)
         if args.auth_only:
             if args.json:
@@ -1008,6 +1096,8 @@ def main() -> int:
         figures["floor"] = compare_with_floor(args, workdir)
         if args.floor_only:
             print_floor_report(figures["floor"], trees_only=True)
+            if args.write_readme:
+                write_readme(figures, load_average)
             if args.json:
                 args.json.write_text(json.dumps(figures, indent=2) + "\n")
             return 0
@@ -1060,7 +1150,12 @@ def main() -> int:
             naive = start_service(workdir, STROKE_COMPILED_PATH="0")
             try:
                 result = run_wrk(
-                    naive.url + "/predict", RECORD, 8, args.duration, workdir, naive.headers
+                    naive.url + "/predict",
+                    RECORD,
+                    8,
+                    args.duration,
+                    workdir,
+                    naive.headers,
                 )
                 figures["naive_pipeline_c8"] = result.__dict__
             finally:
