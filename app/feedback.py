@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask_limiter import Limiter
@@ -166,7 +168,37 @@ def limit_feedback(app: Flask, settings: Settings) -> Limiter:
     )
     # The limit of the blueprint applies to its one route, /feedback, in this app only.
     limiter.limit(settings.feedback_rate_limit)(feedback_blueprint)
+    # Flask-Limiter hooks into every request of the app; resolving that no limit applies
+    # cost /predict more than validating its record. Its hooks run for /feedback only.
+    scope_hooks_to_blueprint(app, limiter, feedback_blueprint.name)
     return limiter
+
+
+def scope_hooks_to_blueprint(app: Flask, owner: object, blueprint_name: str) -> None:
+    """Make the request hooks that owner registered on the whole app (its bound methods,
+    or partials bound to it) run only for requests of blueprint_name.
+
+    Flask runs a blueprint's before_request hooks after the app's own (authentication
+    first, as before) and its after_request and teardown hooks around the app's.
+    """
+
+    def registered_by_owner(hook: object) -> bool:
+        if getattr(hook, "__self__", None) is owner:
+            return True
+        return isinstance(hook, partial) and any(argument is owner for argument in hook.args)
+
+    registries: tuple[dict[Any, list[Any]], ...] = (
+        app.before_request_funcs,
+        app.after_request_funcs,
+        app.teardown_request_funcs,
+    )
+    for hooks in registries:
+        app_wide = hooks.get(None, [])
+        moved = [hook for hook in app_wide if registered_by_owner(hook)]
+        if not moved:
+            raise RuntimeError(f"{owner!r} registered no app-wide request hook to move")
+        hooks[None] = [hook for hook in app_wide if not registered_by_owner(hook)]
+        hooks.setdefault(blueprint_name, []).extend(moved)
 
 
 def install_feedback(

@@ -2,6 +2,8 @@
 
     python -m benchmarks.serving [--duration 10] [--cli-rows 1000000] [--skip-mlflow]
     python -m benchmarks.serving --floor-only [--rounds 3] [--families xgboost,ebm,hgb_monotonic]
+    python -m benchmarks.serving --request-path [--rounds 3] [--profile]
+    python -m benchmarks.serving --floor-only --families '' --write-readme
 
 Serves the working tree's model (models/ from `make run`) with the real command
 (gunicorn, app/gunicorn_conf.py, 2 workers) on a free loopback port and measures:
@@ -17,6 +19,13 @@ Serves the working tree's model (models/ from `make run`) with the real command
   same way next to a fresh floor (p50 with risk factors), with their in-process cost of
   one record (score, score + risk factors);
 
+- the durability of the prediction log: the service against the same service with
+  STROKE_MONITOR_JOURNAL=false, in the same turns (req/s ratio);
+- the request path in process (``--request-path`` runs just this, no server, no wrk):
+  the CPU time of one POST /predict through the app's WSGI callable, layer by layer
+  (floor, the API alone, + bearer check, + page, + prediction log, + journal = the
+  service), in turns, so what each part costs is a difference of the same run;
+  ``--profile`` adds cProfile's top functions of the service's request;
 - authentication: the service with credentials (every request sends its bearer token,
   as every benchmark request does) against the same service with STROKE_AUTH=open, in
   the same turns (``--auth-only`` runs just this pair): req/s ratio, target >= 0.9x;
@@ -39,6 +48,7 @@ Load comes from wrk (Debian package `wrk`), which shares the 2 cores with the se
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -210,6 +220,188 @@ def floor_app() -> Any:
     return app
 
 
+# --- the request path in process: where one /predict's time goes -----------------------
+
+# Each layer adds one part to the one before; the last is the service as `make serve` runs
+# it. (name, label, what it adds)
+REQUEST_PATH_LAYERS = (
+    ("floor", "floor (bare Flask: parse the body, constant answer)"),
+    ("api", "the API alone (validation, scoring, risk factors, ids, metrics)"),
+    ("auth", "+ the bearer check"),
+    ("page", "+ the clinician page (its hooks)"),
+    ("log", "+ the prediction log (buffered, STROKE_MONITOR_JOURNAL=false)"),
+    ("service", "+ the journal write: make serve"),
+)
+
+
+def request_path_apps(workdir: Path) -> dict[str, tuple[Any, Any]]:
+    """The layers' WSGI apps, built in this process from the working tree's model, each
+    with the prediction-log writer to flush (None without live monitoring)."""
+    from app.factory import create_app
+    from app.model import load_model
+    from app.monitoring import MONITOR_KEY
+    from app.page import init_page
+    from app.settings import Settings
+
+    credentials, _ = benchmark_token(workdir)
+    base = Settings.from_env({}).replace(credentials_file=credentials)
+    model = load_model(base)
+    variants = {
+        "api": (base.replace(auth="open"), ()),
+        "auth": (base, ()),
+        "page": (base, (init_page,)),
+        "log": (base.replace(monitor_journal=False), None),
+        "service": (base, None),
+    }
+    apps: dict[str, tuple[Any, Any]] = {"floor": (floor_app(), None)}
+    for name, (settings, extensions) in variants.items():
+        settings = settings.replace(monitor_db_path=workdir / f"{name}.sqlite")
+        app = create_app(settings, model=model, extensions=extensions)
+        monitoring = app.extensions.get(MONITOR_KEY)
+        apps[name] = (app, monitoring.writer if monitoring is not None else None)
+    # As app/gunicorn_conf.py does before forking: the loaded model's objects leave the
+    # garbage collector's generations, so collections cost what they cost in a worker.
+    gc.collect()
+    gc.freeze()
+    return apps
+
+
+def post_once(app: Any, body: bytes, token: str) -> None:
+    """POST body to app's /predict as gunicorn would hand it over (WSGI); raise unless 200."""
+    import io
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/predict",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_HOST": "127.0.0.1:5000",
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    statuses: list[str] = []
+    answer = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    b"".join(answer)
+    getattr(answer, "close", lambda: None)()
+    if not statuses[0].startswith("200"):
+        raise RuntimeError(f"in-process POST /predict answered {statuses[0]}")
+
+
+def request_path_costs(workdir: Path, rounds: int, requests: int) -> dict[str, list[float]]:
+    """CPU microseconds per POST /predict of each layer (REQUEST_PATH_LAYERS), one figure
+    per round; the layers take turns within each round, so the machine's noise hits all.
+
+    CPU time of the whole process (process_time): the prediction log's flusher thread is
+    charged too, and each round ends by flushing the layer's buffer, so no layer pays
+    for another's records.
+    """
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its multiprocess directory")
+    # As under gunicorn (app/gunicorn_conf.py): metric values in shared files.
+    (workdir / "prometheus").mkdir(exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "prometheus")
+    _, token = benchmark_token(workdir)
+    body = json.dumps(RECORD).encode()
+    apps = request_path_apps(workdir)
+    for app, _ in apps.values():
+        for _ in range(200):  # warm-up
+            post_once(app, body, token)
+    costs: dict[str, list[float]] = {name: [] for name in apps}
+    for _ in range(rounds):
+        for name, (app, writer) in apps.items():
+            started = time.process_time()
+            for _ in range(requests):
+                post_once(app, body, token)
+            if writer is not None:
+                writer.flush()
+            costs[name].append((time.process_time() - started) / requests * 1e6)
+    return costs
+
+
+def request_path_lines(costs: dict[str, list[float]]) -> list[str]:
+    """Each layer's CPU per request, what it adds, and its ratio to the service."""
+    medians = {name: statistics.median(values) for name, values in costs.items()}
+    service = medians["service"]
+    lines = [
+        "request path in process (CPU µs per POST /predict, median of "
+        f"{len(costs['service'])} rounds, layers in turns):"
+    ]
+    previous = None
+    for name, label in REQUEST_PATH_LAYERS:
+        added = "" if previous is None else f", adds {medians[name] - medians[previous]:+.0f} µs"
+        lines.append(
+            f"  {label}: {medians[name]:.0f} µs ({medians[name] / service:.2f}x the service{added})"
+        )
+        previous = name
+    rounds = [f / s for f, s in zip(costs["floor"], costs["service"], strict=True)]
+    lines.append(
+        f"floor / service CPU per request: {medians['floor'] / service:.2f}x "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in rounds)})"
+    )
+    return lines
+
+
+def print_request_path(costs: dict[str, list[float]]) -> None:
+    print("\n".join(request_path_lines(costs)), flush=True)
+
+
+def profile_service_request(workdir: Path, requests: int, top: int = 25) -> None:
+    """Print cProfile's top functions (own time) of requests POSTs to the service layer."""
+    import cProfile
+    import pstats
+
+    app, writer = request_path_apps(workdir)["service"]
+    _, token = benchmark_token(workdir)
+    body = json.dumps(RECORD).encode()
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(requests):
+        post_once(app, body, token)
+    writer.flush()
+    profile.disable()
+    pstats.Stats(profile).sort_stats("tottime").print_stats(top)
+
+
+# --- README ----------------------------------------------------------------------------
+
+README = REPO_ROOT / "README.md"
+README_START = "<!-- serving-benchmark:start -->"
+README_END = "<!-- serving-benchmark:end -->"
+
+
+def write_readme(figures: dict[str, Any], load_average: float) -> None:
+    """Put this run's floor, journal, auth and request-path figures into README.md
+    between its markers (README "Serving performance")."""
+    lines = [
+        *floor_report_lines(figures["floor"]),
+        *auth_report_lines(figures["auth"]),
+        *request_path_lines(figures["request_path_us"]),
+    ]
+    rounds = len(figures["floor"]["turns"]["service"]["requests_per_second"])
+    block = (
+        "`python -m benchmarks.serving --floor-only --families '' --write-readme` "
+        f"({rounds} rounds, "
+        f"load average {load_average:.1f} on {os.cpu_count()} cores when it started):\n\n"
+        "```text\n" + "\n".join(lines) + "\n```"
+    )
+    text = README.read_text()
+    if README_START not in text or README_END not in text:
+        sys.exit(f"{README} lacks the {README_START} / {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    README.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
+    print(f"wrote the figures into {README}")
+
+
 # --- wrk -------------------------------------------------------------------------------
 
 
@@ -255,7 +447,10 @@ def run_wrk(
     )
     command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s"]
     output = subprocess.run(
-        [*command, "--latency", "-s", str(script), url], capture_output=True, text=True, check=True
+        [*command, "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return parse_wrk(output)
 
@@ -288,7 +483,10 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def sequential_latency_ms(
-    url: str, body: dict[str, Any], requests_count: int, extra_headers: dict[str, str] | None = None
+    url: str,
+    body: dict[str, Any],
+    requests_count: int,
+    extra_headers: dict[str, str] | None = None,
 ) -> list[float]:
     """Return the round-trip times of requests_count POSTs sent one after another on one
     keep-alive connection (http.client: little client overhead), sorted."""
@@ -324,7 +522,11 @@ def percentile(sorted_values: list[float], share: float) -> float:
 
 
 def load_in_turns(
-    servers: dict[str, Running], rounds: int, duration: int, workdir: Path, sequential: int
+    servers: dict[str, Running],
+    rounds: int,
+    duration: int,
+    workdir: Path,
+    sequential: int,
 ) -> dict[str, dict[str, list[float]]]:
     """Measure every server once per round, in turns: wrk req/s and sequential p50/p99."""
     figures: dict[str, dict[str, list[float]]] = {
@@ -464,16 +666,22 @@ def compare_auth(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ratios = [
         ours / bare
         for ours, bare in zip(
-            turns["auth"]["requests_per_second"], turns["open"]["requests_per_second"], strict=True
+            turns["auth"]["requests_per_second"],
+            turns["open"]["requests_per_second"],
+            strict=True,
         )
     ]
-    figures = {"turns": turns, "auth_ratio": statistics.median(ratios), "auth_ratio_rounds": ratios}
+    figures = {
+        "turns": turns,
+        "auth_ratio": statistics.median(ratios),
+        "auth_ratio_rounds": ratios,
+    }
     print_auth_report(figures)
     return figures
 
 
-def print_auth_report(figures: dict[str, Any]) -> None:
-    """Print the auth-on / auth-off comparison next to its target."""
+def auth_report_lines(figures: dict[str, Any]) -> list[str]:
+    """The auth-on / auth-off comparison next to its target."""
     lines = ["authentication (in turns, median of rounds; each round: wrk, then p50):"]
     for name, label in (("auth", "bearer token checked"), ("open", "STROKE_AUTH=open")):
         run = figures["turns"][name]
@@ -489,7 +697,11 @@ def print_auth_report(figures: dict[str, Any]) -> None:
         f"[{'ok' if ok else 'MISS'} >= {TARGETS['auth_ratio']}x] "
         f"(rounds: {', '.join(f'{r:.2f}' for r in figures['auth_ratio_rounds'])})"
     )
-    print("\n".join(lines), flush=True)
+    return lines
+
+
+def print_auth_report(figures: dict[str, Any]) -> None:
+    print("\n".join(auth_report_lines(figures)), flush=True)
 
 
 def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -500,6 +712,8 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
         "floor_sync": start_service(
             workdir, "benchmarks.serving:floor_app()", WEB_WORKER_CLASS="sync"
         ),
+        # What durability costs: the same service without the per-request journal write.
+        "service_no_journal": start_service(workdir, STROKE_MONITOR_JOURNAL="false"),
     }
     try:
         service = servers["service"]
@@ -527,12 +741,23 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
             strict=True,
         )
     ]
+    journal_ratios = [
+        ours / unjournalled
+        for ours, unjournalled in zip(
+            turns["service"]["requests_per_second"],
+            turns["service_no_journal"]["requests_per_second"],
+            strict=True,
+        )
+    ]
     figures: dict[str, Any] = {
         "model": f"{version['model_version']} ({version['model_family']}, {version['inference']})",
         "turns": turns,
         "floor_ratio": statistics.median(ratios),
         "floor_ratio_rounds": ratios,
         "floor_sync_ratio": statistics.median(sync_ratios),
+        "floor_sync_ratio_rounds": sync_ratios,
+        "journal_ratio": statistics.median(journal_ratios),
+        "journal_ratio_rounds": journal_ratios,
         "floor_p50_ms": statistics.median(turns["service"]["p50_ms"]),
         "trees": {},
     }
@@ -568,9 +793,12 @@ def compare_with_floor(args: argparse.Namespace, workdir: Path) -> dict[str, Any
 
 def print_floor_report(figures: dict[str, Any], *, trees_only: bool = False) -> None:
     """Print the floor comparison (or only its tree families) next to the targets."""
-    if trees_only:
-        print("\n".join(tree_lines(figures)), flush=True)
-        return
+    lines = [] if trees_only else floor_report_lines(figures)
+    print("\n".join(lines + tree_lines(figures)), flush=True)
+
+
+def floor_report_lines(figures: dict[str, Any]) -> list[str]:
+    """The service against the floor (and without its journal) next to the targets."""
     turns = figures["turns"]
     lines = [
         f"model: {figures['model']}",
@@ -580,6 +808,7 @@ def print_floor_report(figures: dict[str, Any], *, trees_only: bool = False) -> 
         ("floor", "floor (bare Flask, same gunicorn settings)"),
         ("service", "make serve (risk factors + live monitoring)"),
         ("floor_sync", "floor under 2 sync workers (the issue's reference)"),
+        ("service_no_journal", "make serve, STROKE_MONITOR_JOURNAL=false"),
     ):
         run = turns[name]
         lines.append(
@@ -593,15 +822,21 @@ def print_floor_report(figures: dict[str, Any], *, trees_only: bool = False) -> 
     ok_p50 = figures["floor_p50_ms"] <= TARGETS["floor_p50_ms"]
     lines.append(
         f"service / floor (2 sync workers, the issue's floor) req/s: "
-        f"{figures['floor_sync_ratio']:.2f}x [{'ok' if ok_ratio else 'MISS'} >= 0.6x]; "
+        f"{figures['floor_sync_ratio']:.2f}x [{'ok' if ok_ratio else 'MISS'} >= 0.6x] "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in figures['floor_sync_ratio_rounds'])}); "
         f"p50 {figures['floor_p50_ms']:.2f} ms [{'ok' if ok_p50 else 'MISS'} <= 0.8 ms]"
+    )
+    lines.append(
+        f"journal on / journal off req/s (what durability costs): "
+        f"{figures['journal_ratio']:.2f}x "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in figures['journal_ratio_rounds'])})"
     )
     lines.append(
         f"service / floor under the service's own settings (gevent, keep-alive): "
         f"{figures['floor_ratio']:.2f}x "
         f"(rounds: {', '.join(f'{r:.2f}' for r in figures['floor_ratio_rounds'])})"
     )
-    print("\n".join(lines + tree_lines(figures)), flush=True)
+    return lines
 
 
 def tree_lines(figures: dict[str, Any]) -> list[str]:
@@ -663,7 +898,11 @@ def healthcare_records() -> list[dict[str, Any]]:
 
 
 def batch_round_trip_ms(
-    url: str, size: int, repeats: int, query: str = "", headers: dict[str, str] | None = None
+    url: str,
+    size: int,
+    repeats: int,
+    query: str = "",
+    headers: dict[str, str] | None = None,
 ) -> list[float]:
     """Return round-trip times of POSTing a size-record batch (body encoded beforehand)."""
     records = healthcare_records()
@@ -674,7 +913,9 @@ def batch_round_trip_ms(
     for _ in range(repeats + 2):
         started = time.perf_counter()
         response = session.post(
-            f"{url}/predict{query}", data=body, headers={"Content-Type": "application/json"}
+            f"{url}/predict{query}",
+            data=body,
+            headers={"Content-Type": "application/json"},
         )
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200 or len(response.json()["predictions"]) != size:
@@ -696,7 +937,13 @@ def cli_rows_per_minute(rows: int, workdir: Path) -> tuple[float, float, str]:
             handle.write("\n".join(body[: min(len(body), rows - start)]) + "\n")
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "app.batch", str(source), str(workdir / "cli-output.csv")],
+        [
+            sys.executable,
+            "-m",
+            "app.batch",
+            str(source),
+            str(workdir / "cli-output.csv"),
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -791,7 +1038,25 @@ def main() -> int:
     parser.add_argument("--auth-only", action="store_true", help="only auth on against auth off")
     parser.add_argument("--rounds", type=int, default=3, help="turns of the floor comparison")
     parser.add_argument(
-        "--sequential", type=int, default=2000, help="requests of the sequential p50 client"
+        "--request-path",
+        action="store_true",
+        help="only the in-process cost of each part of the request path (no servers)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --request-path: cProfile the service's",
+    )
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="with --floor-only: also measure the request path and put the figures into README",
+    )
+    parser.add_argument(
+        "--sequential",
+        type=int,
+        default=2000,
+        help="requests of the sequential p50 client",
     )
     parser.add_argument(
         "--families",
@@ -808,6 +1073,21 @@ def main() -> int:
     figures: dict[str, Any] = {}
     workdir = Path(tempfile.mkdtemp(prefix="stroke-benchmark-"))
     try:
+        if args.request_path:
+            figures["request_path_us"] = request_path_costs(workdir, 5 * args.rounds, 500)
+            print_request_path(figures["request_path_us"])
+            if args.profile:
+                profile_service_request(workdir, 2000)
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=2) + "\n")
+            return 0
+        load_average = os.getloadavg()[0]
+        if args.write_readme:
+            if not args.floor_only:
+                parser.error("--write-readme goes with --floor-only")
+            # First: it sets prometheus_client's multiprocess directory before its import.
+            figures["request_path_us"] = request_path_costs(workdir, 5 * args.rounds, 500)
+            print_request_path(figures["request_path_us"])
         figures["auth"] = compare_auth(args, workdir)
         if args.auth_only:
             if args.json:
@@ -816,6 +1096,8 @@ def main() -> int:
         figures["floor"] = compare_with_floor(args, workdir)
         if args.floor_only:
             print_floor_report(figures["floor"], trees_only=True)
+            if args.write_readme:
+                write_readme(figures, load_average)
             if args.json:
                 args.json.write_text(json.dumps(figures, indent=2) + "\n")
             return 0
@@ -868,7 +1150,12 @@ def main() -> int:
             naive = start_service(workdir, STROKE_COMPILED_PATH="0")
             try:
                 result = run_wrk(
-                    naive.url + "/predict", RECORD, 8, args.duration, workdir, naive.headers
+                    naive.url + "/predict",
+                    RECORD,
+                    8,
+                    args.duration,
+                    workdir,
+                    naive.headers,
                 )
                 figures["naive_pipeline_c8"] = result.__dict__
             finally:

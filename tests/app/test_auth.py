@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
+from flask_limiter import Limiter
 
 from app.auth import (
     ENDPOINT_SCOPES,
@@ -256,6 +258,35 @@ def test_a_label_records_the_credential_that_sent_it_and_is_rate_limited(
     assert other.status_code == 201
     store = app.extensions[MONITOR_KEY].writer.store
     assert [store.labelled_by(i) for i in ids] == ["labeller"] * 3 + [None, "everything"]
+
+
+def test_only_feedback_requests_consult_the_rate_limiter(
+    settings: Settings,
+    logreg_model: LoadedModel,
+    tokens: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Resolving that no limit applies cost /predict more than validating its record.
+    checked: list[str] = []
+    check = Limiter._check_request_limit
+
+    def spy(self: Limiter, *args: Any, **kwargs: Any) -> None:
+        checked.append(request.path)
+        check(self, *args, **kwargs)
+
+    monkeypatch.setattr(Limiter, "_check_request_limit", spy)
+    client = create_app(settings, model=logreg_model).test_client()
+    answer = client.post("/predict", json=RECORD, headers=bearer(tokens["everything"]))
+    assert answer.status_code == 200 and checked == []
+    assert client.get("/health").status_code == 200 and checked == []
+    label = {"prediction_id": answer.get_json()["prediction_id"], "stroke": 1}
+    assert (
+        client.post("/feedback", json=label, headers=bearer(tokens["labeller"])).status_code == 201
+    )
+    assert checked == ["/feedback"]
+    # Without a credential the 401 comes first: the limiter never counts it.
+    assert client.post("/feedback", json=label).status_code == 401
+    assert checked == ["/feedback"]
 
 
 # --- page sessions -----------------------------------------------------------------------
