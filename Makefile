@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (Python 3.11, Debian, root or sudo-less root):
 #   make run   - create .venv from the pipeline lock, run the pipeline (dvc repro), print a summary
-#   make test  - .venv from the development lock, system tools for the tests, lint, the whole suite
+#   make test  - .venv from the development lock, system tools for the tests, lint, the suite
+#                but its `scenario` tests (make test-scenarios; make test-all runs everything)
 #   make check - the quick loop while editing: lint + the tests that start no server and run
 #                no stage or external tool (pytest -m "not integration"), under a minute
 VENV := .venv
@@ -16,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The one command that regenerates the three locks (see README "Environment").
 UV_COMPILE := uv pip compile --python-version 3.11 --no-header --quiet
 
-.PHONY: run test check serve lint format system-deps benchmark clean-venv lock push pull restore \
+.PHONY: run test test-scenarios test-all check serve lint format system-deps benchmark clean-venv lock push pull restore \
 	sync copy-runs plots-diff exp notebook pr-report release rollback release-history compare exps \
 	tracking-server demo drift-report collect-labels labels-demo
 
@@ -106,7 +107,18 @@ PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 # recompiling. Subprocesses the tests start read it but write nothing (tests/conftest.py).
 PYTEST_ENV = PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache
 
+# make test: everything but the `scenario` tests (whole journeys: a pipeline run and committed,
+# a release, the tracking stack, several servers together, the demos; tens of seconds each),
+# which make test-scenarios runs; make test-all runs both in one pytest session.
 test: $(DEV_STAMP) system-deps lint
+	dvc repro
+	STROKE_TEST_ARTIFACTS=1 $(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) -m "not scenario" --durations=10
+
+test-scenarios: $(DEV_STAMP) system-deps
+	dvc repro
+	STROKE_TEST_ARTIFACTS=1 $(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) -m scenario --durations=10
+
+test-all: $(DEV_STAMP) system-deps lint
 	dvc repro
 	STROKE_TEST_ARTIFACTS=1 $(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) --durations=15
 

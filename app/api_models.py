@@ -25,9 +25,14 @@ from stroke_risk.data.schema import FEATURE_NAMES
 
 MAX_PREDICTION_ID_LENGTH = 200
 
+# At least one character that is not white space, in the same sense for the validator (Rust
+# regex: Unicode White_Space) and for the published schema (JSON Schema patterns are ECMA-262,
+# whose \s lacks U+0085 and has U+FEFF): both named, so a client and the server agree.
 PredictionId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_PREDICTION_ID_LENGTH, pattern=r"\S"),
+    StringConstraints(
+        min_length=1, max_length=MAX_PREDICTION_ID_LENGTH, pattern=r"[^\s\u0085\ufeff]"
+    ),
     Field(description="the prediction_id /predict answered"),
 ]
 

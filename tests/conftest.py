@@ -134,6 +134,13 @@ INTEGRATION_FIXTURES = frozenset(
 )
 
 
+# Fixtures that set up a whole journey: a scratch repository with the pipeline run and committed
+# (the template and what is built from it) or the shared tracking stack (PostgreSQL, MLflow,
+# SeaweedFS). A test using one is a `scenario` (pyproject.toml), as is one marked so; `make test`
+# leaves them out, `make test-scenarios` runs them (README "Tests").
+SCENARIO_FIXTURES = frozenset({"pipeline_template", "two_commit_repo", "tracking_stack"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark integration tests (see above; every e2e test is one) and order the files.
 
@@ -145,6 +152,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     groups: dict[pytest.Item, str] = {}
     for item in items:
         fixtures = set(item.fixturenames) if isinstance(item, pytest.Function) else set()
+        if SCENARIO_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.scenario)
         if item.get_closest_marker("e2e") or INTEGRATION_FIXTURES & fixtures:
             item.add_marker(pytest.mark.integration)
         groups[item] = item.path.relative_to(REPO_ROOT).as_posix()

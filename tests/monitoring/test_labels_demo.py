@@ -8,6 +8,7 @@ from monitoring.labels_demo import release_check, run_loop
 from stroke_risk.updating.collect import read_outcomes
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_the_loop_finds_and_corrects_a_doubled_prevalence(tmp_path: Path) -> None:
     validation, update = run_loop(tmp_path, patients=2000, prevalence_factor=2.0, seed=1)

@@ -112,6 +112,7 @@ def start_replica(name: str, tmp_path: Path, port: int, shared_log: Path, proces
     return f"127.0.0.1:{port}"
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_two_replicas_read_like_one_service(
     tmp_path: Path,

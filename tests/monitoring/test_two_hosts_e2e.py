@@ -128,6 +128,7 @@ def open_log(backend: str, tmp_path: Path, postgres: PostgresServer | None) -> t
     return PredictionLog(path), {"STROKE_MONITOR_DB": str(path)}
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("backend", "journal"),
@@ -166,6 +167,7 @@ def test_a_worker_killed_under_load_loses_no_answered_prediction(
         assert missing, "without the journal the killed worker's buffer should be lost"
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_two_instances_on_one_postgres_log_act_as_one_service(
     tmp_path: Path, postgres_server: PostgresServer, training_frame: Any

@@ -71,6 +71,7 @@ def scrape_by_worker(app_url: str, multiproc_dir: Path, count: int) -> list[tupl
     return answers
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_every_worker_exports_the_same_figures(
     tmp_path: Path,

@@ -54,6 +54,7 @@ def _text_outputs(notebook) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_demo_notebook_runs_against_the_pipeline_outputs(tmp_path, monkeypatch):
     _require_pipeline_outputs()

@@ -68,6 +68,7 @@ def test_empty_file_is_a_clear_error(tmp_path):
     assert "file is empty" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_a_model_without_skill_still_gets_its_report_saying_so(tmp_path, brain_frame):
     """Labels shuffled: no field carries any signal, C ~ 0.5 and Cox-Snell R2 ~ 0. Every stage

@@ -84,6 +84,7 @@ def predict(root: Path) -> dict[str, Any]:
     return prediction
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_push_from_one_clone_then_pull_and_serve_in_another(
     object_store: ObjectStore, tmp_path: Path

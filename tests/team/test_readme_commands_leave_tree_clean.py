@@ -41,6 +41,7 @@ def plots_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return scratch_repo(tmp_path_factory.mktemp("readme-commands"))
 
 
+@pytest.mark.scenario
 def test_plot_commands_leave_a_clean_tree(plots_repo: Path) -> None:
     for command in (
         ["dvc", "plots", "show"],
@@ -58,6 +59,7 @@ def test_outputs_of_the_other_readme_commands_are_ignored(path: str) -> None:
     assert result.returncode == 0, f"{path} is not git-ignored"
 
 
+@pytest.mark.scenario
 def test_plots_diff_overlays_base_and_workspace(plots_repo: Path) -> None:
     roc = plots_repo / "reports" / "plots" / "roc.csv"
     original = roc.read_text()
@@ -88,6 +90,7 @@ def test_plots_diff_overlays_base_and_workspace(plots_repo: Path) -> None:
     assert "cdn.jsdelivr" not in text and "<script src=" not in text
 
 
+@pytest.mark.scenario
 def test_plots_diff_refuses_an_unknown_base_in_one_line(plots_repo: Path) -> None:
     result = run([*MAKE, "plots-diff", "BASE=no-such-branch"], plots_repo, check=False)
     assert result.returncode == 2

@@ -85,6 +85,7 @@ def runs_of(uri: str) -> dict[str, object]:
     return {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
 
 
+@pytest.mark.scenario
 def test_runs_are_named_after_the_dvc_experiment(source_store: str) -> None:
     runs = runs_of(source_store)
     assert "r90" in runs, sorted(runs)
@@ -99,6 +100,7 @@ def copy(source: str, destination: str, cwd: Path) -> str:
     return run([*command, "--to", destination], cwd, env=ENV, timeout=300).stdout
 
 
+@pytest.mark.scenario
 def test_copy_keeps_identity_and_content_and_is_idempotent(
     source_store: str, tmp_path: Path
 ) -> None:
@@ -143,6 +145,7 @@ def test_copy_keeps_identity_and_content_and_is_idempotent(
     assert len(runs_of(destination)) == 2
 
 
+@pytest.mark.scenario
 def test_copy_skips_a_revision_the_destination_logged_itself(
     source_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -157,6 +160,7 @@ def test_copy_skips_a_revision_the_destination_logged_itself(
     assert sorted(runs_of(destination)) == sorted(runs_of(source_store))
 
 
+@pytest.mark.scenario
 def test_copy_to_the_same_store_is_refused(source_store: str, tmp_path: Path) -> None:
     command = [
         sys.executable,
@@ -171,6 +175,7 @@ def test_copy_to_the_same_store_is_refused(source_store: str, tmp_path: Path) ->
     assert "source and destination are the same store" in result.stderr
 
 
+@pytest.mark.scenario
 def test_an_applied_experiment_is_synced_under_its_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
