@@ -21,7 +21,6 @@ from stroke_risk.ports import free_port
 from tests.processes import (
     descendants,
     group_members,
-    reap_all,
     start_process,
     stop_process,
     wait_until_ready,
@@ -65,34 +64,6 @@ def test_stopping_a_leader_also_stops_the_children_it_left(tmp_path: Path) -> No
     assert group_members(process.pid) == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_killed_test_run_stops_its_servers_first(tmp_path: Path, signum: int) -> None:
-    # A pytest process (here: a stand-in that installs the same handlers) killed by CI.
-    run = textwrap.dedent(
-        f"""
-        import sys, time
-        from pathlib import Path
-        from tests.processes import reap_on_terminating_signals, start_process
-        reap_on_terminating_signals()
-        server = start_process(["sleep", "300"], log_path=Path({str(tmp_path / "log")!r}))
-        print(server.pid, flush=True)
-        time.sleep(300)
-        """
-    )
-    runner = subprocess.Popen(
-        [sys.executable, "-c", run],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parents[1],
-    )
-    assert runner.stdout is not None
-    server_pid = int(runner.stdout.readline())
-    assert group_members(server_pid) == [server_pid]
-    os.kill(runner.pid, signum)
-    assert runner.wait(timeout=10) == -signum
-    assert group_members(server_pid) == []
-
-
 def test_a_child_in_a_session_of_its_own_is_stopped_too(tmp_path: Path) -> None:
     # What the tracking server does with MLflow: a group signal would not reach it.
     process = start_process(
@@ -114,11 +85,59 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+def _stand_in_run(tmp_path: Path, then: str) -> subprocess.Popen[str]:
+    """A stand-in for a test run in its own interpreter (reaping in this one would also stop
+    this session's shared servers): it starts a server through start_process, prints its
+    pid, then runs `then`."""
+    run = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from tests.processes import reap_all, reap_on_terminating_signals, start_process
+        reap_on_terminating_signals()
+        server = start_process(["sleep", "300"], log_path=Path({str(tmp_path / "log")!r}))
+        print(server.pid, flush=True)
+        """
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", run + then],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+
+
+def _server_pid(runner: subprocess.Popen[str]) -> int:
+    assert runner.stdout is not None
+    server_pid = int(runner.stdout.readline())
+    assert group_members(server_pid) == [server_pid]
+    return server_pid
+
+
 def test_the_reaper_kills_what_no_fixture_stopped(tmp_path: Path) -> None:
-    process = start_process(["sh", "-c", "sleep 300 & wait"], log_path=tmp_path / "log")
-    assert process.pid in reap_all()
-    assert process.wait(timeout=5) is not None
-    assert group_members(process.pid) == []
+    runner = _stand_in_run(tmp_path, "print(reap_all() == [server.pid], flush=True)")
+    server_pid = _server_pid(runner)
+    assert runner.stdout is not None
+    assert runner.stdout.readline().strip() == "True"
+    assert runner.wait(timeout=10) == 0
+    assert group_members(server_pid) == []
+
+
+def test_a_run_that_ends_without_stopping_its_server_reaps_it_at_exit(tmp_path: Path) -> None:
+    runner = _stand_in_run(tmp_path, "sys.exit(0)")
+    server_pid = _server_pid(runner)
+    assert runner.wait(timeout=10) == 0
+    assert group_members(server_pid) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_killed_test_run_stops_its_servers_first(tmp_path: Path, signum: int) -> None:
+    # What CI cancelling a run, or `kill`, does to the pytest process.
+    runner = _stand_in_run(tmp_path, "time.sleep(300)")
+    server_pid = _server_pid(runner)
+    os.kill(runner.pid, signum)
+    assert runner.wait(timeout=10) == -signum
+    assert group_members(server_pid) == []
 
 
 def test_readiness_polls_on_through_slow_answers(tmp_path: Path) -> None:
