@@ -231,6 +231,10 @@ def server_env(**overrides: str) -> dict[str, str]:
     }
     env.update({"HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", "PYTHONDONTWRITEBYTECODE": "1"})
     env.update(overrides)
+    # A test server stops within a second of SIGTERM: gunicorn's graceful 10 s
+    # (app/gunicorn_conf.py) would wait at each teardown on the tests' idle keep-alive
+    # connections. Later flags win, so a test's own GUNICORN_CMD_ARGS can still set it.
+    env["GUNICORN_CMD_ARGS"] = f"--graceful-timeout 1 {overrides.get('GUNICORN_CMD_ARGS', '')}"
     return env
 
 
