@@ -110,8 +110,13 @@ PYTEST_ENV = PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pyca
 # make test: everything but the `scenario` tests (whole journeys: a pipeline run and committed,
 # a release, the tracking stack, several servers together, the demos; tens of seconds each),
 # which make test-scenarios runs; make test-all runs both in one pytest session.
-test: $(DEV_STAMP) system-deps lint
-	dvc repro
+# The lint checks (mostly mypy, one core) run beside `dvc repro`, whose one-process stages leave
+# the other core idle; lint's output is printed when both are done, and either failing fails.
+test: $(DEV_STAMP) system-deps
+	@log=$$(mktemp); $(MAKE) --no-print-directory lint > $$log 2>&1 & lint=$$!; \
+	dvc repro; repro=$$?; wait $$lint; linted=$$?; cat $$log; rm -f $$log; \
+	test $$linted -eq 0 || echo "make test: the lint checks failed (above)" >&2; \
+	test $$repro -eq 0 -a $$linted -eq 0
 	STROKE_TEST_ARTIFACTS=1 $(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) -m "not scenario" --durations=10
 
 test-scenarios: $(DEV_STAMP) system-deps

@@ -157,6 +157,7 @@ def predict_requests_answered(metrics_text: str) -> float:
     return total
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_nginx_spreads_requests_over_every_replica_and_holds_slow_clients(
     tmp_path: Path,

@@ -245,6 +245,7 @@ def server_environment(tmp_path: Path, port: int) -> dict[str, str]:
     return environment
 
 
+@pytest.mark.scenario
 @pytest.mark.e2e
 def test_prometheus_sees_the_real_app_and_every_query_returns_data(
     tmp_path: Path,
