@@ -128,7 +128,7 @@ test-all: $(DEV_STAMP) system-deps lint
 	STROKE_TEST_ARTIFACTS=1 $(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) --durations=15
 
 check: $(DEV_STAMP) lint
-	$(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) -m "not integration" -q
+	$(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) -m "not integration" -q --hypothesis-profile=check
 
 serve: $(RUNTIME_STAMP)
 	gunicorn -c app/gunicorn_conf.py 'app:create_app()'

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.postgres_server import postgres_server  # noqa: F401  (a session fixture)
 from tests.processes import reap_all, reap_on_terminating_signals
@@ -33,6 +34,10 @@ os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 # A terminating signal (CI cancelling the job, `kill`, a closed terminal) skips atexit and every
 # fixture teardown: the servers the tests started are stopped first.
 reap_on_terminating_signals()
+
+# `make check` (the edit loop) runs hypothesis under this profile, a fifth of its default
+# examples; tests that ask for more examples scale with it (tests/app/test_validation_fast_path.py).
+hypothesis_settings.register_profile("check", max_examples=20)
 
 BRAIN_CSV = REPO_ROOT / "data" / "raw" / "brain.csv"
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"

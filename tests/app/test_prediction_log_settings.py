@@ -33,6 +33,7 @@ def test_a_bad_url_is_one_line_without_the_value(value: str, reason: str) -> Non
     assert "hunter2" not in message and "\n" not in message
 
 
+@pytest.mark.integration  # starts gunicorn, expected to refuse
 def test_an_unreachable_database_stops_the_server_with_one_line(tmp_path: Path) -> None:
     url = f"postgresql://stroke_service@127.0.0.1:{free_port()}/predictions"
     result = run_server_expecting_failure(tmp_path, STROKE_MONITOR_DATABASE_URL=url)

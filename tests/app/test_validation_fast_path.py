@@ -100,8 +100,13 @@ def row_values(columns: FeatureColumns, row: int) -> dict[str, Any]:
 
 
 # database=None: hypothesis would otherwise keep examples in .hypothesis/ in the repo.
+# 250 examples under hypothesis' default profile (100), scaled with the loaded one (make check
+# loads "check", tests/conftest.py).
 PROPERTY_SETTINGS = settings(
-    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+    max_examples=250 * settings.default.max_examples // 100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
 )
 
 

@@ -49,7 +49,8 @@ class Clock:
 OpenStore = Callable[..., PredictionStore]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The PostgreSQL case starts the session's server: an integration test (make check leaves it out).
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
     """open_store(**options) -> a store on this test's backend (the same log every call)."""
     opened: list[PredictionStore] = []

@@ -314,6 +314,7 @@ def until_caught(pid: int, signum: int, timeout: float = 30) -> None:
     pytest.fail(f"process {pid} installed no handler for signal {signum} in {timeout} s")
 
 
+@pytest.mark.integration  # a child process installs the handler and gets the signals
 @pytest.mark.parametrize("first", ["SIGTERM", "SIGINT"])
 def test_a_second_signal_does_not_cut_the_shutdown_short(first: str) -> None:
     import signal
