@@ -148,6 +148,13 @@ atexit.register(reap_all)
 
 
 def _reap_then_die(signum: int, frame: object) -> None:
+    # Passed on to the direct children first: pytest-xdist's workers (which started the
+    # servers and reap them in their own handler) share this process's group but are not
+    # signalled with it when only this process is killed.
+    for pid, (parent, _) in _live_processes().items():
+        if parent == os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
     reap_all()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)

@@ -85,7 +85,7 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _stand_in_run(tmp_path: Path, then: str) -> subprocess.Popen[str]:
+def _stand_in_command(tmp_path: Path, then: str) -> list[str]:
     """A stand-in for a test run in its own interpreter (reaping in this one would also stop
     this session's shared servers): it starts a server through start_process, prints its
     pid, then runs `then`."""
@@ -99,8 +99,12 @@ def _stand_in_run(tmp_path: Path, then: str) -> subprocess.Popen[str]:
         print(server.pid, flush=True)
         """
     )
+    return [sys.executable, "-c", run + then]
+
+
+def _stand_in_run(tmp_path: Path, then: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", run + then],
+        _stand_in_command(tmp_path, then),
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).parents[1],
@@ -125,8 +129,34 @@ def test_the_reaper_kills_what_no_fixture_stopped(tmp_path: Path) -> None:
 
 def test_a_run_that_ends_without_stopping_its_server_reaps_it_at_exit(tmp_path: Path) -> None:
     runner = _stand_in_run(tmp_path, "sys.exit(0)")
-    server_pid = _server_pid(runner)
+    assert runner.stdout is not None
+    server_pid = int(runner.stdout.readline())  # already being reaped: its exit is at once
     assert runner.wait(timeout=10) == 0
+    assert group_members(server_pid) == []
+
+
+def test_a_killed_controller_has_its_workers_stop_their_servers(tmp_path: Path) -> None:
+    # pytest-xdist: the controller is killed, the worker (its child) started the server.
+    worker = _stand_in_command(tmp_path, "time.sleep(300)")
+    controller_code = (
+        "import subprocess, sys, time\n"
+        "from tests.processes import reap_on_terminating_signals\n"
+        "reap_on_terminating_signals()\n"
+        f"subprocess.Popen({worker!r}, stdout=sys.stdout)\n"
+        "time.sleep(300)\n"
+    )
+    controller = subprocess.Popen(
+        [sys.executable, "-c", controller_code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    server_pid = _server_pid(controller)
+    os.kill(controller.pid, signal.SIGTERM)
+    assert controller.wait(timeout=10) == -signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while group_members(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert group_members(server_pid) == []
 
 
