@@ -8,8 +8,8 @@ model_metadata.json with an ``update`` block): the recalibrated model when an up
 accepted (threshold mapped to the new scale), else byte copies of train's model and serving
 artifact. dvc.lock records each file, so the service verifies them as it does train's. And
 the held-out evidence the release gates read (stroke_risk/updating/holdout.py):
-reports/outcomes/update_holdout.json (figures, in git) and update_holdout.csv (per-patient
-labels and probabilities: patient data, cached by DVC with push: false, mode 0600).
+reports/outcomes/update_holdout.json (figures, in git; the per-patient rows behind them are
+patient data and are not written: the release command recomputes them).
 train's own outputs are never touched, so the pipeline stays a DAG; README "Outcome labels"
 says how an update is served and released.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,10 @@ from stroke_risk.evaluation.metrics import rounded
 from stroke_risk.io import atomic_path, load_params, write_json, write_text
 from stroke_risk.models.serving_artifact import export_pipeline, serving_model_bytes
 from stroke_risk.reports.outcomes_report import decision_document, decision_markdown
-from stroke_risk.updating.collect import FILE_MODE, read_outcomes, rows_of_version
-from stroke_risk.updating.holdout import held_out_evidence
-from stroke_risk.updating.protocol import Decision, decide_for_family
-from stroke_risk.updating.recalibrated import (
-    RECALIBRATABLE_FAMILIES,
-    recalibrated_pipeline,
-    recalibrated_threshold,
-)
+from stroke_risk.updating.collect import read_outcomes, rows_of_version
+from stroke_risk.updating.holdout import decision_and_evidence
+from stroke_risk.updating.protocol import Decision
+from stroke_risk.updating.recalibrated import recalibrated_pipeline, recalibrated_threshold
 from stroke_risk.updating.settings import protocol_from_params, updating_params
 
 
@@ -95,13 +90,14 @@ def main() -> None:
     metadata = json.loads(Path(args.metadata).read_text())
     model_version = file_md5(args.model)
     rows, other_versions = rows_of_version(read_outcomes(args.outcomes), model_version)
-    decision = decide_for_family(
+    decision, evidence = decision_and_evidence(
         rows["label"].to_numpy(),
         rows["probability"].to_numpy(),
+        metadata,
         protocol,
-        family=metadata["model_family"],
-        recalibratable=RECALIBRATABLE_FAMILIES,
-        expected_prevalence=metadata.get("training_prevalence"),
+        base_model_version=model_version,
+        n_resamples=plan.bootstrap_resamples,
+        seed=plan.bootstrap_seed,
     )
     args.updated.mkdir(parents=True, exist_ok=True)
     write_updated_artifacts(
@@ -112,24 +108,8 @@ def main() -> None:
         metadata=metadata,
         base_version=model_version,
     )
-    evidence = held_out_evidence(
-        rows["label"].to_numpy(),
-        rows["probability"].to_numpy(),
-        decision,
-        protocol,
-        base_threshold=metadata["decision_threshold"],
-        base_model_version=model_version,
-        n_resamples=plan.bootstrap_resamples,
-        seed=plan.bootstrap_seed,
-    )
     # Rounded like evaluate's reports: the last digits follow the machine's BLAS kernel.
     write_json(args.out / Path(paths.UPDATE_HOLDOUT).name, rounded(evidence.document))
-    with atomic_path(args.out / Path(paths.UPDATE_HOLDOUT_PREDICTIONS).name) as temporary:
-        evidence.predictions.to_csv(
-            temporary, index=False, lineterminator="\n", float_format="%.10g"
-        )
-        # Labels of patients: readable by the owner only, as data/outcomes/ is.
-        os.chmod(temporary, FILE_MODE)
     document = decision_document(
         decision,
         model_version=model_version,

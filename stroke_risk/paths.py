@@ -64,9 +64,8 @@ OUTCOME_CALIBRATION: Final = "reports/plots/outcome_calibration.csv"
 UPDATE_REPORT: Final = "reports/outcomes/update.json"
 UPDATE_REPORT_TEXT: Final = "reports/outcomes/update.md"
 # The update judged on the held-out labels (stroke_risk/updating/holdout.py): what the
-# release gates read for `make release MODEL=updated`; the CSV holds patient data.
+# release gates read for `make release MODEL=updated` (figures only: no patient rows).
 UPDATE_HOLDOUT: Final = "reports/outcomes/update_holdout.json"
-UPDATE_HOLDOUT_PREDICTIONS: Final = "reports/outcomes/update_holdout.csv"
 UPDATED_DIR: Final = "models/updated"
 UPDATED_MODEL: Final = "models/updated/model.joblib"
 UPDATED_SERVING_MODEL: Final = "models/updated/serving_model.npz"
@@ -101,7 +100,6 @@ STAGE_OUTPUTS: Final[dict[str, tuple[str, ...]]] = {
         UPDATE_REPORT,
         UPDATE_REPORT_TEXT,
         UPDATE_HOLDOUT,
-        UPDATE_HOLDOUT_PREDICTIONS,
         UPDATED_MODEL,
         UPDATED_SERVING_MODEL,
         UPDATED_MODEL_METADATA,

@@ -5,7 +5,7 @@ whether a model may be released, not how it is trained). For train's model every
 the development test split — reports/evaluation.json and reports/test_predictions.csv,
 written by evaluate from the held-out rows nothing was fitted, tuned or thresholded on. For
 an update from outcome labels (`make release MODEL=updated`) the same gates read the update's
-held-out labels in the same shape (reports/outcomes/update_holdout.json and .csv,
+held-out labels in the same shape (reports/outcomes/update_holdout.json and its rows,
 stroke_risk/updating/holdout.py), and @production is paired with it there.
 
 Pure functions: parse the gate file, check a run's evaluation, compare a candidate with the
@@ -251,7 +251,7 @@ def held_out_runs(
     predictions: pd.DataFrame, *, threshold: float, base_threshold: float
 ) -> tuple[Run, Run]:
     """(the update, its base) as comparison Runs on the update's held-out patients
-    (reports/outcomes/update_holdout.csv), each at its own threshold, so production_gate
+    (rerun by publish.held_out_rows), each at its own threshold, so production_gate
     pairs them exactly as it pairs two trained models on the test split."""
 
     def run(name: str, column: str, cut: float) -> Run:

@@ -24,8 +24,9 @@ taken):
 
 `release ... --model updated` (`make release VERSION=1.2.0 MODEL=updated`) releases the update
 stage's models/updated/ instead: refused when the change-control plan kept the model; gated on
-the update's held-out outcome labels (reports/outcomes/update_holdout.json and .csv, the same
-gate functions, @production paired with the update on those patients); registered in MLflow
+the update's held-out outcome labels (reports/outcomes/update_holdout.json and the rows behind
+it, rerun here; the same gate functions, @production paired with the update on those
+patients); registered in MLflow
 (pyfunc) once the gates pass; its record holds an ``update`` block (README "Outcome labels").
 
 `rollback` moves `@production` back to the previous release's MLflow version, recorded and
@@ -56,7 +57,9 @@ import pandas as pd
 import yaml
 
 from stroke_risk import paths
+from stroke_risk.evaluation.metrics import rounded
 from stroke_risk.evaluation.thresholds import THRESHOLD_POLICIES, policy_setting
+from stroke_risk.io import load_params
 from stroke_risk.release.gates import (
     GATES_FILE,
     GateResult,
@@ -79,6 +82,9 @@ from stroke_risk.release.records import (
 )
 from stroke_risk.release.records import same_revision as _same_revision
 from stroke_risk.tracking.mlflow_runs import log_update_revision, project_tracking_uri
+from stroke_risk.updating.collect import read_outcomes, rows_of_version
+from stroke_risk.updating.holdout import decision_and_evidence
+from stroke_risk.updating.settings import protocol_from_params, updating_params
 
 __all__ = ["ReleaseError", "read_releases", "release", "release_for_model"]
 
@@ -610,7 +616,7 @@ class UpdateToRelease:
     (stroke_risk/updating/holdout.py) and the updated model's metadata."""
 
     evidence: dict[str, Any]  # reports/outcomes/update_holdout.json
-    predictions: pd.DataFrame  # reports/outcomes/update_holdout.csv
+    predictions: pd.DataFrame  # per held-out patient, rerun (held_out_rows)
     metadata: dict[str, Any]  # models/updated/model_metadata.json
 
     @property
@@ -631,19 +637,40 @@ def read_update(root: Path) -> UpdateToRelease:
             "model: nothing to release beyond it; release train's with `make release "
             "VERSION=...` (no MODEL)"
         )
-    try:
-        predictions = pd.read_csv(root / paths.UPDATE_HOLDOUT_PREDICTIONS)
-    except FileNotFoundError:
-        raise ReleaseError(
-            f"{paths.UPDATE_HOLDOUT_PREDICTIONS} not found (patient data, never pushed): run "
-            "`dvc repro update` where the outcome labels are"
-        ) from None
-    if len(predictions) != evidence.get("labels"):
-        raise ReleaseError(
-            f"{paths.UPDATE_HOLDOUT_PREDICTIONS} has {len(predictions)} rows, "
-            f"{paths.UPDATE_HOLDOUT} counts {evidence.get('labels')}; run `dvc repro update`"
-        )
+    predictions = held_out_rows(root, evidence)
     return UpdateToRelease(evidence=evidence, predictions=predictions, metadata=metadata)
+
+
+def held_out_rows(root: Path, evidence: Mapping[str, Any]) -> pd.DataFrame:
+    """The update's held-out patients (label, update's and base model's probability), rerun
+    from the outcome labels here by the update stage's own sequence: patient data are never
+    written, so an update is released where its labels were collected. A one-line
+    ReleaseError when they are not here or no longer give the figures the stage wrote."""
+    base_version = str((evidence.get("base") or {}).get("model_version"))
+    outcomes = read_outcomes(root / paths.OUTCOMES_DIR)
+    rows, _ = rows_of_version(outcomes, base_version)
+    if rows.empty:
+        raise ReleaseError(
+            f"no outcome labels of the base model {base_version} in {paths.OUTCOMES_DIR}/ (patient "
+            "data, never pushed): release an update where its labels were collected"
+        )
+    params = load_params(root / "params.yaml")
+    plan = updating_params(params)
+    _, rerun = decision_and_evidence(
+        rows["label"].to_numpy(),
+        rows["probability"].to_numpy(),
+        _read_json(root, paths.MODEL_METADATA),
+        protocol_from_params(params),
+        base_model_version=base_version,
+        n_resamples=plan.bootstrap_resamples,
+        seed=plan.bootstrap_seed,
+    )
+    if json.loads(json.dumps(rounded(rerun.document))) != evidence:
+        raise ReleaseError(
+            f"the outcome labels in {paths.OUTCOMES_DIR}/ no longer give the figures of "
+            f"{paths.UPDATE_HOLDOUT}; run `dvc repro update` and commit"
+        )
+    return rerun.predictions
 
 
 def check_update_gates(

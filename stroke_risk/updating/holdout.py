@@ -8,10 +8,12 @@ a trained model, so one gate function reads either:
 - ``reports/outcomes/update_holdout.json``: ``test`` (every metric at the threshold with a
   95 % patient-bootstrap CI), ``calibration.test`` (profile-likelihood intercept and slope),
   ``threshold``, plus what was judged (``recalibration``, labels, the base model);
-- ``reports/outcomes/update_holdout.csv``: one row per held-out patient, ``stroke`` (the
-  label), ``probability`` (the update's) and ``base_probability`` (the deployed model's, as
-  logged when it scored the patient), so the not-worse-than-production gate pairs the two
-  models on the same patients.
+- one row per held-out patient, ``stroke`` (the label), ``probability`` (the update's) and
+  ``base_probability`` (the deployed model's, as logged when it scored the patient), so the
+  not-worse-than-production gate pairs the two models on the same patients. These are patient
+  data and are never written: `make release MODEL=updated` recomputes them from the outcome
+  labels where they were collected (``decision_and_evidence``, the stage's own sequence) and
+  checks the figures it gets are the ones the stage wrote.
 
 Which update is judged. The plan re-estimates an accepted method on every label (protocol.py
 ``decide`` step 4), so the released coefficients have seen the held-out part and figures of
@@ -36,10 +38,16 @@ import pandas as pd
 
 from stroke_risk.evaluation.calibration import calibration_intercept_slope
 from stroke_risk.evaluation.metrics import metrics_with_intervals
-from stroke_risk.updating.protocol import Decision, Protocol, Recalibration, held_out_split
-from stroke_risk.updating.recalibrated import recalibrated_threshold
+from stroke_risk.updating.protocol import (
+    Decision,
+    Protocol,
+    Recalibration,
+    decide_for_family,
+    held_out_split,
+)
+from stroke_risk.updating.recalibrated import RECALIBRATABLE_FAMILIES, recalibrated_threshold
 
-# The per-patient columns of update_holdout.csv; `stroke` and `probability` are the columns
+# The per-patient columns of the held-out rows; `stroke` and `probability` are the columns
 # of reports/test_predictions.csv, so the comparison code reads both files alike.
 LABEL, PROBABILITY, BASE_PROBABILITY = "stroke", "probability", "base_probability"
 HOLDOUT_COLUMNS = (LABEL, PROBABILITY, BASE_PROBABILITY)
@@ -51,7 +59,7 @@ class HeldOutEvidence:
     """The update judged on the held-out labels (None of it exists when the model is kept)."""
 
     document: dict[str, Any]  # update_holdout.json
-    predictions: pd.DataFrame  # update_holdout.csv
+    predictions: pd.DataFrame  # per held-out patient (never written)
 
 
 def no_evidence(decision: Decision) -> HeldOutEvidence:
@@ -112,3 +120,37 @@ def held_out_evidence(
         {LABEL: y_held, PROBABILITY: updated_held, BASE_PROBABILITY: base_held}
     )
     return HeldOutEvidence(document=document, predictions=predictions)
+
+
+def decision_and_evidence(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    base_metadata: dict[str, Any],
+    protocol: Protocol,
+    *,
+    base_model_version: str,
+    n_resamples: int,
+    seed: int,
+) -> tuple[Decision, HeldOutEvidence]:
+    """The plan's decision on the base model's labelled predictions, and its held-out
+    evidence: the update stage runs this, and the release command reruns it (deterministic)
+    for the per-patient rows it never stores."""
+    decision = decide_for_family(
+        labels,
+        probabilities,
+        protocol,
+        family=base_metadata["model_family"],
+        recalibratable=RECALIBRATABLE_FAMILIES,
+        expected_prevalence=base_metadata.get("training_prevalence"),
+    )
+    evidence = held_out_evidence(
+        labels,
+        probabilities,
+        decision,
+        protocol,
+        base_threshold=base_metadata["decision_threshold"],
+        base_model_version=base_model_version,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    return decision, evidence

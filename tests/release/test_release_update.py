@@ -21,6 +21,7 @@ from stroke_risk.log_odds import logit
 from stroke_risk.release.publish import (
     GATES_FILE,
     GatesFailed,
+    UpdateToRelease,
     build_release,
     changelog_section,
     check_update_gates,
@@ -77,7 +78,6 @@ def workspace(tmp_path: Path, decision, evidence) -> Path:
     (tmp_path / paths.OUTCOME_REPORTS_DIR).mkdir(parents=True)
     (tmp_path / paths.UPDATED_DIR).mkdir(parents=True)
     (tmp_path / paths.UPDATE_HOLDOUT).write_text(json.dumps(evidence.document))
-    evidence.predictions.to_csv(tmp_path / paths.UPDATE_HOLDOUT_PREDICTIONS, index=False)
     metadata = {
         "model_family": "logreg",
         "decision_threshold": recalibrated_threshold(BASE_THRESHOLD, decision.recalibration),
@@ -93,6 +93,17 @@ def workspace(tmp_path: Path, decision, evidence) -> Path:
     }
     (tmp_path / paths.UPDATED_MODEL_METADATA).write_text(json.dumps(metadata))
     return tmp_path
+
+
+def update_in(root: Path, evidence) -> UpdateToRelease:
+    """What read_update gives for the workspace: its files, and the held-out rows it reruns
+    from the outcome labels there (here: the planted evidence's own rows; the rerun itself is
+    tests/release/test_release_update_e2e.py's)."""
+    return UpdateToRelease(
+        evidence=json.loads((root / paths.UPDATE_HOLDOUT).read_text()),
+        predictions=evidence.predictions,
+        metadata=json.loads((root / paths.UPDATED_MODEL_METADATA).read_text()),
+    )
 
 
 BASE_RELEASE = {"version": "1.0.0", "model_md5": BASE_MD5, "registry_version": "1"}
@@ -129,7 +140,7 @@ def test_the_evidence_is_the_fit_without_the_held_out_labels_on_them(doubled):
 def test_an_accepted_update_passes_every_gate_on_its_held_out_labels(tmp_path, doubled):
     _, _, decision, evidence = doubled
     root = workspace(tmp_path, decision, evidence)
-    update = read_update(root)
+    update = update_in(root, evidence)
     results = check_update_gates(
         root, update, production_version="1", releases=[BASE_RELEASE], override=None
     )
@@ -177,14 +188,22 @@ def test_an_update_failing_a_gate_on_its_held_out_part_is_refused_naming_it(tmp_
     root = workspace(tmp_path, decision, evidence)
     with pytest.raises(GatesFailed) as refused:
         check_update_gates(
-            root, read_update(root), production_version="1", releases=[BASE_RELEASE], override=None
+            root,
+            update_in(root, evidence),
+            production_version="1",
+            releases=[BASE_RELEASE],
+            override=None,
         )
     (line,) = refused.value.failures
     assert line.startswith("gate calibration slope CI contains 1: held-out calibration slope ")
     assert line.endswith("excludes 1")
     # OVERRIDE="reason" releases anyway: the failure is returned, to be recorded.
     results = check_update_gates(
-        root, read_update(root), production_version="1", releases=[BASE_RELEASE], override="why"
+        root,
+        update_in(root, evidence),
+        production_version="1",
+        releases=[BASE_RELEASE],
+        override="why",
     )
     assert [r.name for r in results if not r.passed] == ["calibration slope CI contains 1"]
 
@@ -195,7 +214,7 @@ def test_production_other_than_the_base_fails_the_paired_gate(tmp_path, doubled)
     with pytest.raises(GatesFailed) as refused:
         check_update_gates(
             root,
-            read_update(root),
+            update_in(root, evidence),
             production_version="2",
             releases=[OTHER_RELEASE, BASE_RELEASE],
             override=None,
@@ -221,7 +240,7 @@ def test_releasing_an_update_when_the_plan_kept_the_model_is_refused(tmp_path):
 def test_the_record_and_changelog_say_what_was_released(tmp_path, doubled):
     _, _, decision, evidence = doubled
     root = workspace(tmp_path, decision, evidence)
-    update = read_update(root)
+    update = update_in(root, evidence)
     record = build_release(
         version="1.1.0",
         model_md5="a" * 32,
