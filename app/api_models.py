@@ -87,7 +87,7 @@ class Prediction(BaseModel):
     base_value: float | None = Field(
         default=None,
         description="log-odds of the model's reference patient; base_value plus the "
-        "contributions of all ten fields is log(p / (1 - p)) of stroke_probability "
+        "contributions of all input fields is log(p / (1 - p)) of stroke_probability "
         "(random forests: of p clipped to [1e-6, 1 - 1e-6]). Absent with explain=false.",
     )
     risk_factors: list[RiskFactor] | None = Field(

@@ -268,7 +268,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m app.batch", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("input", type=Path, help="CSV with a header naming the ten fields")
+    parser.add_argument("input", type=Path, help="CSV with a header naming the input fields")
     parser.add_argument("output", type=Path, help="CSV of scored rows")
     parser.add_argument(
         "--rejects", type=Path, help="CSV of invalid rows (default OUT.rejects.csv)"

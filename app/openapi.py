@@ -70,7 +70,7 @@ def openapi_document(
     aliases = ", ".join(f"{alias!r} for {name!r}" for alias, name in FIELD_ALIASES.items())
     record = record_json_schema()
     record["description"] = (
-        f"One patient's ten fields. Also accepted: {aliases}. bmi may be null or absent "
+        f"One patient's input fields. Also accepted: {aliases}. bmi may be null or absent "
         "(imputed as in training)."
     )
     record["examples"] = [dict(EXAMPLE_RECORD)]

@@ -6,6 +6,7 @@ import csv
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,22 +15,67 @@ import pytest
 from app.batch import main, score_file
 from app.model import LoadedModel
 from app.settings import Settings
-from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.data.schema import EXAMPLE_RECORD, FEATURE_NAMES
 from tests.conftest import HEALTHCARE_CSV, REPO_ROOT
 
+# The healthcare CSV's columns (id, the schema's fields, stroke), in its order.
+COLUMNS = HEALTHCARE_CSV.read_text().split("\n", 1)[0].split(",")
+# The cells the lines below start from: the schema's example (so a field added to the schema
+# is filled in) as a 50-year-old without risk factors.
+ADULT: dict[str, Any] = {
+    **EXAMPLE_RECORD,
+    "gender": "Female",
+    "age": 50,
+    "hypertension": 0,
+    "heart_disease": 0,
+    "ever_married": "Yes",
+    "work_type": "Private",
+    "Residence_type": "Urban",
+    "avg_glucose_level": 100,
+    "bmi": 25,
+    "smoking_status": "Unknown",
+    "stroke": 0,
+}
+
+
+def line(patient_id: int, **cells: Any) -> str:
+    """One CSV line in COLUMNS' order: ADULT with these cells (written as given; None: N/A)."""
+    row = {**ADULT, "id": patient_id, **cells}
+    return ",".join("N/A" if row[name] is None else str(row[name]) for name in COLUMNS)
+
+
 BAD_LINES = [
-    "1,Female,200,0,0,Yes,Private,Urban,100,N/A,smokes,0",  # age out of range
-    "2,Female,abc,0,0,Yes,Private,Urban,100,25,smokes,0",  # age not a number
-    "3,female,50,0,0,Yes,Private,Urban,100,25,smokes,0",  # unknown category
-    "4,Female,50,2,0,Yes,Private,Urban,100,25,Unknown,0",  # binary not 0/1
-    "5,Female,50,0,0,Yes,Private,Urban,,25,Unknown,0",  # required value missing
-    "6,Female,50,0,0,Yes,Private,Urban,100,25",  # too few fields
-    "7,Female,50,0,0,Yes,Private,Urban,100,25,Unknown,0,extra",  # too many fields
-    "8,Female,50,0,0,Yes,Private,Urban,inf,25,Unknown,0",  # not finite
+    line(1, age=200, bmi=None, smoking_status="smokes"),  # age out of range
+    line(2, age="abc", smoking_status="smokes"),  # age not a number
+    line(3, gender="female", smoking_status="smokes"),  # unknown category
+    line(4, hypertension=2),  # binary not 0/1
+    line(5, avg_glucose_level=""),  # required value missing
+    line(6).rsplit(",", 2)[0],  # too few fields
+    line(7) + ",extra",  # too many fields
+    line(8, avg_glucose_level="inf"),  # not finite
 ]
 GOOD_LINES = [
-    "9,Other,40,0,1,No,Never_worked,Rural,90,NA,Unknown,0",  # full domain, missing bmi
-    '10,"Male",67,0,1,Yes,Private,Urban,228.69,36.6,"formerly smoked",1',
+    line(  # full domain, missing bmi
+        9,
+        gender="Other",
+        age=40,
+        heart_disease=1,
+        ever_married="No",
+        work_type="Never_worked",
+        Residence_type="Rural",
+        avg_glucose_level=90,
+        bmi="NA",
+    ),
+    line(  # quoted cells
+        10,
+        gender='"Male"',
+        age=67,
+        heart_disease=1,
+        avg_glucose_level=228.69,
+        bmi=36.6,
+        smoking_status='"formerly smoked"',
+        stroke=1,
+    ),
 ]
 
 
@@ -87,7 +133,8 @@ def test_every_row_is_scored_or_rejected(
     assert "gender: 'female' is not allowed" in reasons["3"]
     assert reasons["4"] == "hypertension: must be 0 or 1, got 2.0"
     assert "avg_glucose_level: is required" in reasons["5"]
-    assert "expected 12 fields, got 10" in reasons["6"] and "got 13" in reasons["7"]
+    assert f"expected {len(COLUMNS)} fields, got {len(COLUMNS) - 2}" in reasons["6"]
+    assert f"got {len(COLUMNS) + 1}" in reasons["7"]
     assert "finite" in reasons["8"] and reasons["8"].endswith("got inf")
     lines = {row[2]: int(row[0]) for row in reject_rows[1:]}
     assert lines["1"] == 5112 and lines["5"] == 5117  # file line numbers, blank line counted

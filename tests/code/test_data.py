@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -9,13 +10,43 @@ from stroke_risk.data.load import (
     load_dataset,
     stratified_split,
 )
-from stroke_risk.data.schema import FEATURE_NAMES, TARGET
+from stroke_risk.data.schema import EXAMPLE_RECORD, FEATURE_NAMES, TARGET
 
 HEADER = ",".join([*FEATURE_NAMES, TARGET])
+
+
+def csv_line(**changes: Any) -> str:
+    """One raw CSV line in HEADER's order: the schema's example record with these changes
+    and the target (so a field added to the schema is filled in); None is written N/A."""
+    record = {**EXAMPLE_RECORD, **changes}
+    return ",".join(
+        "N/A" if record[name] is None else str(record[name]) for name in HEADER.split(",")
+    )
+
+
+# The data set's first patients (the string edits below rely on ",61,", "Female," and "Rural").
 ROWS = [
-    "Male,67,0,1,Yes,Private,Urban,228.69,36.6,formerly smoked,1",
-    "Female,61,0,0,Yes,Self-employed,Rural,202.21,N/A,never smoked,0",
-    "Female,49,0,0,Yes,Private,Urban,171.23,34.4,smokes,0",
+    csv_line(age=67, stroke=1),
+    csv_line(
+        gender="Female",
+        age=61,
+        heart_disease=0,
+        work_type="Self-employed",
+        Residence_type="Rural",
+        avg_glucose_level=202.21,
+        bmi=None,
+        smoking_status="never smoked",
+        stroke=0,
+    ),
+    csv_line(
+        gender="Female",
+        age=49,
+        heart_disease=0,
+        avg_glucose_level=171.23,
+        bmi=34.4,
+        smoking_status="smokes",
+        stroke=0,
+    ),
 ]
 
 

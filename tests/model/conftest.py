@@ -9,7 +9,7 @@ import joblib
 import pandas as pd
 import pytest
 
-from stroke_risk.data.schema import FEATURE_NAMES
+from stroke_risk.data.schema import EXAMPLE_RECORD, FEATURE_NAMES
 from tests.conftest import REPO_ROOT
 
 MODEL_PATH = REPO_ROOT / "models" / "model.joblib"
@@ -46,8 +46,12 @@ def adults(brain_frame) -> pd.DataFrame:
 
 
 def patient(**overrides) -> pd.DataFrame:
-    """One patient record of the ten fields (a typical middle-aged adult by default)."""
+    """One patient record of every schema field (a typical middle-aged adult by default).
+
+    Built on EXAMPLE_RECORD, so a field added to the schema is present here too.
+    """
     record = {
+        **EXAMPLE_RECORD,
         "gender": "Female",
         "age": 50.0,
         "hypertension": 0,

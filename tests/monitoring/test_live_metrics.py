@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from app.live_metrics_exporter import LiveMetricsCollector
 from app.monitoring import MONITOR_KEY, install_monitoring
 from app.settings import Settings
+from stroke_risk.data.schema import FEATURES, NumericField
 from stroke_risk.monitoring.drift import compute_drift
 from stroke_risk.monitoring.live import check_reference_profile, live_performance
 from stroke_risk.monitoring.prediction_log import LabelledPrediction, PredictionLog, Window
@@ -131,10 +132,13 @@ def test_drift_gauges_follow_the_shared_window(
     assert value("stroke_feature_unseen_category_rate", {"feature": "age"}) is None
     assert value("stroke_drift_score") == value("stroke_feature_psi", {"feature": "age"})
     text = generate_latest(registry).decode()
-    # Ten features each for PSI, p-value and missing rate; seven categorical/binary.
-    assert text.count("stroke_feature_psi{") == 10
-    assert text.count("stroke_feature_drift_pvalue{") == 10
-    assert text.count("stroke_feature_unseen_category_rate{") == 7
+    # Every schema field for PSI and p-value; the categorical and binary ones for unseen
+    # categories.
+    assert text.count("stroke_feature_psi{") == len(FEATURES)
+    assert text.count("stroke_feature_drift_pvalue{") == len(FEATURES)
+    assert text.count("stroke_feature_unseen_category_rate{") == sum(
+        not isinstance(spec, NumericField) for spec in FEATURES
+    )
 
 
 def test_missing_bmi_is_reported(

@@ -31,13 +31,16 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from stroke_risk.data.schema import EXAMPLE_RECORD
 from stroke_risk.ports import free_port_on
 from tests.app.conftest import SERVER_COMMAND
 from tests.monitoring.test_prometheus_e2e import REPO_ROOT, server_environment
 
 NGINX_CONF = REPO_ROOT / "monitoring" / "nginx" / "nginx.conf"
 REPLICA_ADDRESSES = ("127.0.0.2", "127.0.0.3")
+# Built on the schema's example, so a field added to the schema is present here too.
 RECORD = {
+    **EXAMPLE_RECORD,
     "gender": "Female",
     "age": 61.0,
     "hypertension": 0,

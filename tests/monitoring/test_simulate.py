@@ -20,9 +20,11 @@ from monitoring.simulate import (
     predict_payload,
     synthetic_row,
 )
-from stroke_risk.data.schema import FEATURE_NAMES, validate_record
+from stroke_risk.data.schema import EXAMPLE_RECORD, FEATURE_NAMES, validate_record
 
+# Built on the schema's example, so a field added to the schema is present here too.
 RECORD: dict[str, Any] = {
+    **EXAMPLE_RECORD,
     "gender": "Male",
     "age": 80.0,
     "hypertension": 0,

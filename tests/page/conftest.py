@@ -27,7 +27,9 @@ from tests.conftest import REPO_ROOT
 
 # A patient above the threshold and one below it (the repository model decides which).
 HIGH_RISK_RECORD: dict[str, Any] = dict(RECORD)
+# Built on the schema's example, so a field added to the schema is present here too.
 LOW_RISK_RECORD: dict[str, Any] = {
+    **RECORD,
     "gender": "Female",
     "age": 34.0,
     "hypertension": 0,
