@@ -150,7 +150,12 @@ def repo(tmp_path_factory, pipeline_template) -> Path:
     if "artifacts" not in dvc_yaml:
         dvc_yaml["artifacts"] = ARTIFACTS_BLOCK
         (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
-    # The repository's own release records stay behind: this copy has released nothing.
+    return with_no_release(root)
+
+
+def with_no_release(root: Path) -> Path:
+    """The copy as a project that has released nothing: the repository's own release records
+    stay behind, the model is in MLflow, and all of it committed."""
     for name in ("releases.json", "releases_audit.jsonl"):
         if (root / name).exists():
             run(["git", "rm", "-q", name], root)

@@ -10,15 +10,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from scipy.special import expit
 
 from stroke_risk import paths
-from stroke_risk.evaluation.calibration import LOGIT_CLIP
-from stroke_risk.log_odds import logit
 from stroke_risk.release.publish import release_for_model
-from stroke_risk.updating.collect import write_outcomes
 from tests.pipeline.conftest import workspace_from_template
 from tests.release.test_release_e2e import (
     alias_version,
@@ -27,7 +22,9 @@ from tests.release.test_release_e2e import (
     refused,
     release_key,  # noqa: F401 - the module's signing key (autouse)
     run,
+    with_no_release,
 )
+from tests.updating.planted import planted_outcomes
 
 pytestmark = pytest.mark.e2e
 
@@ -55,36 +52,23 @@ def repo(tmp_path_factory, pipeline_template) -> Path:
         tmp_path_factory.mktemp("update-release-repo"),
         tmp_path_factory.mktemp("dvc-remote"),
     )
-    for name in ("releases.json", "releases_audit.jsonl"):
-        if (root / name).exists():
-            run(["git", "rm", "-q", name], root)
-    run([sys.executable, "-m", "stroke_risk.commands.mlflow_runs", "sync"], root)
-    if run(["git", "status", "--porcelain"], root).stdout:
-        commit_all(root, "no releases yet")
+    with_no_release(root)
     run(["dvc", "push", "-q"], root)
     result = run([sys.executable, "-m", "stroke_risk.commands.release", "1.0.0"], root, check=False)
     assert result.returncode == 0, result.stderr
     return root
 
 
-def plant_doubled_risk(root: Path, n: int = 4000, seed: int = 5) -> None:
+def plant_doubled_risk(root: Path) -> None:
     """Labels the base model met: its own test-split risks, outcomes at twice the odds."""
-    probability = pd.read_csv(root / paths.TEST_PREDICTIONS)["probability"].to_numpy()
-    rng = np.random.default_rng(seed)
-    p = rng.choice(probability, size=n)
-    y = (rng.random(n) < expit(logit(p, floor=LOGIT_CLIP) + np.log(2.2))).astype(int)
-    frame = pd.DataFrame(
-        {
-            "prediction_id": [f"{i:032x}" for i in range(n)],
-            "created_at": 1.0,
-            "labelled_at": 2.0,
-            "model_version": locked_model_md5(root),
-            "probability": p,
-            "decision": (p >= 0.05).astype(int),
-            "label": y,
-        }
+    planted_outcomes(
+        root / paths.OUTCOMES_DIR,
+        n=4000,
+        shift=float(np.log(2.2)),
+        seed=5,
+        predictions=root / paths.TEST_PREDICTIONS,
+        model_version=locked_model_md5(root),
     )
-    write_outcomes(root / paths.OUTCOMES_DIR, frame, {"labels": n})
 
 
 def test_a_kept_model_is_not_released_as_an_update(repo):

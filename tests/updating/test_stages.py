@@ -13,7 +13,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import expit
 
 from app.compiled import check_probe
 from app.explanations import build_explainer
@@ -21,13 +20,12 @@ from app.model import build_scorer
 from stroke_risk.data.load import file_md5
 from stroke_risk.data.prepared import read_prepared
 from stroke_risk.data.schema import TARGET
-from stroke_risk.evaluation.calibration import LOGIT_CLIP
-from stroke_risk.log_odds import logit
 from stroke_risk.models.serving_artifact import read_serving_model
 from stroke_risk.updating.collect import write_outcomes
 from stroke_risk.updating.protocol import Recalibration
 from stroke_risk.updating.recalibrated import recalibrated_pipeline, recalibrated_threshold
 from tests.conftest import REPO_ROOT
+from tests.updating.planted import planted_outcomes
 
 MODEL = REPO_ROOT / "models/model.joblib"
 
@@ -48,25 +46,6 @@ def run_stage(name: str, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
     )
-
-
-def planted_outcomes(directory, *, n: int, shift: float, seed: int = 0) -> None:
-    probability = pd.read_csv(REPO_ROOT / "reports/test_predictions.csv")["probability"]
-    rng = np.random.default_rng(seed)
-    p = rng.choice(probability.to_numpy(), size=n)
-    y = (rng.random(n) < expit(logit(p, floor=LOGIT_CLIP) + shift)).astype(int)
-    frame = pd.DataFrame(
-        {
-            "prediction_id": [f"{i:032x}" for i in range(n)],
-            "created_at": 1.0,
-            "labelled_at": 2.0,
-            "model_version": file_md5(MODEL),
-            "probability": p,
-            "decision": (p >= 0.05).astype(int),
-            "label": y,
-        }
-    )
-    write_outcomes(directory, frame, {"labels": n})
 
 
 def stage_paths(tmp_path) -> list[str]:
