@@ -2,8 +2,8 @@
 #   make run   - create .venv from the pipeline lock, run the pipeline (dvc repro), print a summary
 #   make test  - .venv from the development lock, system tools for the tests, lint, the suite
 #                but its `scenario` tests (make test-scenarios; make test-all runs everything)
-#   make check - the quick loop while editing: lint + the tests that start no server and run
-#                no stage or external tool (pytest -m "not integration"), under a minute
+#   make check - the quick loop while editing: lint + the tests that run in pytest's own
+#                processes, starting no program, server or process (pytest -m "not integration")
 VENV := .venv
 PYTHON ?= python3
 RUNTIME_STAMP := $(VENV)/.runtime-installed
@@ -11,7 +11,11 @@ DEV_STAMP := $(VENV)/.dev-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
-export PYTHONDONTWRITEBYTECODE := 1
+# Every Python process make starts (the stages under dvc, the tests and what they start, the
+# service) caches bytecode in one folder inside .venv, none in the tree: uv installs packages
+# without it, and a process that cannot write it recompiles what it imports (~2 s for
+# scikit-learn and pandas) every time it starts.
+export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
 # Debian packages the tests drive for real: Prometheus/promtool, Chromium, wrk, PostgreSQL
 # (shared MLflow tracking and Optuna studies), shellcheck (the PR workflow's lint).
 # The one command that regenerates the three locks (see README "Environment").
@@ -102,10 +106,6 @@ lint: $(DEV_STAMP)
 # TEST_WORKERS=0 runs it in this one process.
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
-# pytest keeps its compiled (assertion-rewritten) test modules, and Python the project's
-# bytecode, in one folder outside the tree: each run and each worker then skips ~3 s of
-# recompiling. Subprocesses the tests start read it but write nothing (tests/conftest.py).
-PYTEST_ENV = PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache
 
 # make test: everything but the `scenario` tests (whole journeys: a pipeline run and committed,
 # a release, the tracking stack, several servers together, the demos; tens of seconds each),
@@ -117,18 +117,18 @@ test: $(DEV_STAMP) system-deps
 	dvc repro; repro=$$?; wait $$lint; linted=$$?; cat $$log; rm -f $$log; \
 	test $$linted -eq 0 || echo "make test: the lint checks failed (above)" >&2; \
 	test $$repro -eq 0 -a $$linted -eq 0
-	STROKE_TEST_ARTIFACTS=1 $(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) -m "not scenario" --durations=10
+	STROKE_TEST_ARTIFACTS=1 python -m pytest $(PYTEST_PARALLEL) -m "not scenario" --durations=10
 
 test-scenarios: $(DEV_STAMP) system-deps
 	dvc repro
-	STROKE_TEST_ARTIFACTS=1 $(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) -m scenario --durations=10
+	STROKE_TEST_ARTIFACTS=1 python -m pytest $(PYTEST_PARALLEL) -m scenario --durations=10
 
 test-all: $(DEV_STAMP) system-deps lint
 	dvc repro
-	STROKE_TEST_ARTIFACTS=1 $(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) --durations=15
+	STROKE_TEST_ARTIFACTS=1 python -m pytest $(PYTEST_PARALLEL) --durations=15
 
 check: $(DEV_STAMP) lint
-	$(PYTEST_ENV) python -m pytest $(PYTEST_PARALLEL) -m "not integration" -q --hypothesis-profile=check
+	python -m pytest $(PYTEST_PARALLEL) -m "not integration" -q --hypothesis-profile=check
 
 serve: $(RUNTIME_STAMP)
 	gunicorn -c app/gunicorn_conf.py 'app:create_app()'

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from tests.postgres_server import postgres_server  # noqa: F401  (a session fixture)
-from tests.processes import reap_all, reap_on_terminating_signals
+from tests.processes import no_new_processes, reap_all, reap_on_terminating_signals
 
 # The browser fixture lives in its own module, shared by every browser test.
 pytest_plugins = ("tests.browser",)
@@ -25,19 +25,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _SCRATCH = tempfile.mkdtemp(prefix="stroke-tests-")
 os.environ.setdefault("STROKE_MONITOR_DB", os.path.join(_SCRATCH, "predictions.sqlite"))
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(_SCRATCH, "hypothesis"))
-# `make test` lets this process cache bytecode outside the tree (PYTHONPYCACHEPREFIX); the
-# stages, servers and tools the tests start read that cache but add nothing to it (they run
-# scratch copies of the repository whose bytecode would only pile up there).
-os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
 # A terminating signal (CI cancelling the job, `kill`, a closed terminal) skips atexit and every
 # fixture teardown: the servers the tests started are stopped first.
 reap_on_terminating_signals()
 
-# `make check` (the edit loop) runs hypothesis under this profile, a fifth of its default
+# `make check` (the edit loop) runs hypothesis under this profile, a tenth of its default
 # examples; tests that ask for more examples scale with it (tests/app/test_validation_fast_path.py).
-hypothesis_settings.register_profile("check", max_examples=20)
+hypothesis_settings.register_profile("check", max_examples=10)
 
 BRAIN_CSV = REPO_ROOT / "data" / "raw" / "brain.csv"
 HEALTHCARE_CSV = REPO_ROOT / "data" / "raw" / "healthcare-dataset-stroke-data.csv"
@@ -168,6 +164,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     end_to_end = {groups[item] for item in items if item.get_closest_marker("e2e")}
     integration = {groups[item] for item in items if item.get_closest_marker("integration")}
     items.sort(key=lambda item: (groups[item] not in end_to_end, groups[item] not in integration))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The stages, servers and tools the tests start read the bytecode cache make sets up
+    (PYTHONPYCACHEPREFIX) but add nothing to it: they run scratch copies of the repository,
+    whose bytecode would only pile up there. The test processes themselves keep writing it;
+    so xdist's controller, whose environment its workers inherit, leaves it unset."""
+    xdist_controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(
+        config, "workerinput"
+    )
+    if not xdist_controller:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_stay_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test not marked integration runs in this process: starting a program or a child
+    process fails it, naming what it started (tests/processes.no_new_processes)."""
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    # scikit-learn's thread count asks joblib for the physical cores, which runs lscpu once
+    # per process: asked here, before the guard, it is not the test's doing.
+    from joblib import cpu_count
+
+    cpu_count(only_physical_cores=True)
+    with no_new_processes(request.node.nodeid):
+        yield
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

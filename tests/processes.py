@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import multiprocessing.process
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 import requests
 
 # Process groups started by this interpreter and not yet stopped (pid = pgid).
@@ -197,3 +199,33 @@ def wait_until_ready(
             last_error = type(error).__name__
         time.sleep(0.05)
     raise AssertionError(f"{url} not ready after {timeout} s ({last_error}):\n{describe()}")
+
+
+class ProcessInUnitTest(AssertionError):
+    """A test left in `make check`'s unit tier started a program or a child process."""
+
+
+@contextlib.contextmanager
+def no_new_processes(test: str) -> Iterator[None]:
+    """Within: starting a program (subprocess) or a child process (multiprocessing, joblib's
+    process pools) raises ProcessInUnitTest naming `test` and what it started.
+
+    Unit tests run in the test's own process: that is what keeps `make check` within its
+    minute and free of servers. A test that starts anything is an integration test."""
+
+    def refuse(what: str) -> NoReturn:
+        raise ProcessInUnitTest(
+            f"{test} started {what}: a test that starts a program or a process is an "
+            "integration test; mark it @pytest.mark.integration (make check leaves those out)"
+        )
+
+    def popen(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        refuse(" ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args))
+
+    def start(self: multiprocessing.process.BaseProcess) -> None:
+        refuse(f"a child process running {getattr(self, '_target', None)!r}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", popen)
+        patch.setattr(multiprocessing.process.BaseProcess, "start", start)
+        yield

@@ -147,6 +147,7 @@ def test_without_a_key_the_service_says_authenticity_is_not_checked(
     assert "model authenticity is not checked (no STROKE_TRUSTED_KEY)" in server.log()
 
 
+@pytest.mark.integration
 def test_a_tampered_signature_does_not_verify(keys: dict, project: Path) -> None:
     private, public = keys["ours"]
     sign_into_releases(project, private)
@@ -161,6 +162,7 @@ def test_a_tampered_signature_does_not_verify(keys: dict, project: Path) -> None
         )
 
 
+@pytest.mark.integration
 def test_keygen_refuses_a_path_inside_a_repository_and_an_existing_key(
     keys: dict, tmp_path: Path
 ) -> None:

@@ -136,6 +136,7 @@ def test_compare_pairs_runs_on_the_same_data_only(three_runs):
     assert "Not tested (no reference on the same data and folds): `hc`." in report
 
 
+@pytest.mark.integration
 def test_command_reads_folders_and_reports_bad_sources(three_runs, tmp_path, capsys):
     output = tmp_path / "comparison.md"
     code = main(
@@ -151,6 +152,7 @@ def test_command_reads_folders_and_reports_bad_sources(three_runs, tmp_path, cap
         load_run("hc", directory_reader(three_runs[2]))
 
 
+@pytest.mark.integration
 def test_experiments_are_found_by_their_git_refs(three_runs, tmp_path):
     repo = tmp_path / "repo"
     git = git_repo(repo)
@@ -254,6 +256,7 @@ def put_run(repo, source):
         (repo / file).write_bytes((source / file).read_bytes())
 
 
+@pytest.mark.integration
 def test_experiments_of_an_older_commit_are_compared_with_that_commit(tmp_path):
     """DVC's layout: refs/exps/<baseline[:2]>/<baseline[2:]>/<name>. After a later commit
     the experiments are still listed, each tested against its own baseline (a row)."""

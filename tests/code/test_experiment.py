@@ -87,6 +87,7 @@ def test_set_params_finds_every_spelling():
     assert set_params(arguments) == ["a=1", "b=2", "c=3", "d=4"]
 
 
+@pytest.mark.integration
 def test_the_command_refuses_before_dvc_touches_anything(tmp_path):
     for name in ("conf", "params.yaml"):
         source = REPO_ROOT / name

@@ -6,6 +6,7 @@ tests/team/test_experiment_listing.py runs the real `dvc exp run`.
 
 import json
 
+import pytest
 import yaml
 
 from stroke_risk.commands.exps import main
@@ -50,6 +51,7 @@ def test_changed_params_lists_only_what_differs():
     assert changed_params({"a": 1, "b": [1]}, {"a": 1, "b": [2], "c": "x"}) == ("b=[2]", "c=x")
 
 
+@pytest.mark.integration
 def test_experiments_of_an_older_commit_are_listed_with_their_changes_within_100_columns(
     tmp_path,
 ):
@@ -73,6 +75,7 @@ def test_experiments_of_an_older_commit_are_listed_with_their_changes_within_100
     assert "(HEAD):" in text and "workspace" not in text
 
 
+@pytest.mark.integration
 def test_a_bounded_history_leaves_older_experiments_out_and_says_how_to_reach_them(
     tmp_path, capsys
 ):

@@ -54,21 +54,32 @@ def test_unknown_family_and_feature_set_are_rejected():
         )
 
 
-def test_cross_validation_is_deterministic_and_covers_every_row(featurized):
+def small_cv(featurized, **kwargs):
     X, y = featurized
-    X, y = X.head(1500), y[:1500]
 
     def make():
         return build_model_pipeline(
             "logreg", {"C": 0.1, "feature_set": "compact"}, feature_config=FeatureConfig(), seed=0
         )
 
-    first = cross_validate_pipeline(make, X, y, n_splits=3, n_repeats=2, seed=1)
-    parallel = cross_validate_pipeline(make, X, y, n_splits=3, n_repeats=2, seed=1, n_jobs=2)
+    return cross_validate_pipeline(
+        make, X.head(1500), y[:1500], n_splits=3, n_repeats=2, seed=1, **kwargs
+    )
+
+
+def test_cross_validation_is_deterministic_and_covers_every_row(featurized):
+    first = small_cv(featurized)
     assert len(first.fold_scores) == 6
-    assert np.isfinite(first.oof_probability).all() and len(first.oof_probability) == len(y)
-    np.testing.assert_array_equal(first.oof_probability, parallel.oof_probability)
+    assert np.isfinite(first.oof_probability).all() and len(first.oof_probability) == 1500
+    np.testing.assert_array_equal(first.oof_probability, small_cv(featurized).oof_probability)
     assert 0.6 < first.mean("roc_auc") < 1.0
+
+
+@pytest.mark.integration  # joblib's process pool
+def test_cross_validation_in_worker_processes_gives_the_same_predictions(featurized):
+    np.testing.assert_array_equal(
+        small_cv(featurized, n_jobs=2).oof_probability, small_cv(featurized).oof_probability
+    )
 
 
 def test_suggest_params_reads_the_config_space():

@@ -3,10 +3,13 @@ ever DVC-tracked (never pushed by default), README "Outcome labels"."""
 
 import subprocess
 
+import pytest
+
 from stroke_risk.updating.collect import OUTCOMES_DIR, read_outcomes
 from tests.conftest import REPO_ROOT
 
 
+@pytest.mark.integration
 def test_git_holds_no_outcome_labels():
     tracked = subprocess.run(
         ["git", "ls-files", str(OUTCOMES_DIR)],

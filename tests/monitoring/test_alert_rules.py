@@ -156,6 +156,7 @@ def test_rendered_config_is_valid_and_points_at_the_target(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_alertmanager_config_is_valid() -> None:
     amtool = shutil.which("amtool")
     if amtool is None:

@@ -273,6 +273,7 @@ def test_demo_rules_are_the_committed_rules_with_a_short_for(
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.integration
 def test_demo_alertmanager_config_is_the_committed_one_sending_to_the_webhook(
     tmp_path: Path, alertmanager_binaries: dict[str, str]
 ) -> None:

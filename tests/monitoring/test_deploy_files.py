@@ -81,6 +81,7 @@ def test_runs_gunicorn_with_the_app_config_and_factory() -> None:
     assert instructions("EXPOSE") == [str(APP_PORT)]
 
 
+@pytest.mark.integration
 def test_gunicorn_listens_on_all_interfaces_at_the_app_port(tmp_path: Path) -> None:
     """The address gunicorn binds when app/gunicorn_conf.py reads the image's ENV."""
     environment = dict(re.findall(r"(\w+)=(\S+)", " ".join(instructions("ENV"))))
@@ -290,6 +291,7 @@ def exposed_port(service: dict[str, Any]) -> int:
 TLS_PORT = 8443
 
 
+@pytest.mark.integration
 def test_only_the_load_balancer_publishes_a_port_with_tls(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert {name for name, service in services.items() if service.get("ports")} == {"lb"}
@@ -355,6 +357,7 @@ def test_prometheus_and_alertmanager_require_basic_auth(compose: dict[str, Any])
     )
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool: make system-deps")
 def test_the_generated_web_config_passes_promtool_and_holds_no_password(tmp_path: Path) -> None:
     from monitoring.web_config import write_secrets
@@ -389,6 +392,7 @@ def self_signed_certificate(directory: Path) -> None:
     )  # fmt: skip
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx: apt-get install nginx-light")
 def test_nginx_serves_tls_with_the_committed_config(tmp_path: Path) -> None:
     """nginx -t on nginx.conf + tls.conf with a generated certificate, then nginx for real on

@@ -220,6 +220,7 @@ def _write_batches(path: str, worker: int, batches: int) -> None:
             log.record_feedback(f"w{worker}-{batch}-0", worker % 2)
 
 
+@pytest.mark.integration
 def test_two_processes_write_concurrently(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.sqlite")
     PredictionLog(path)  # create the schema first, as the app does at startup
@@ -243,6 +244,7 @@ def _use_inherited_log(log: PredictionLog, queue: Any) -> None:
     queue.put(log.count())
 
 
+@pytest.mark.integration
 def test_instance_created_before_fork_works_in_the_child(tmp_path: Path) -> None:
     # gunicorn --preload creates the app (and the log) before forking its workers.
     log = PredictionLog(tmp_path / "log.sqlite")

@@ -160,6 +160,7 @@ def test_the_server_answers_only_signed_in_users(tracking_stack: TrackingStack) 
     assert http_status(tracking_stack.url + "/health") == 200
 
 
+@pytest.mark.integration
 def test_a_non_loopback_host_without_auth_is_one_line() -> None:
     result = tracking_server_cli("--host", "0.0.0.0", "--state-dir", "/nonexistent/state")
     assert result.returncode == 1
@@ -237,6 +238,7 @@ def test_unreachable_database_is_one_line_that_names_it(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}/mlflow" in line and "is the server running" in line
 
 
+@pytest.mark.integration
 def test_a_password_in_the_url_is_refused(tmp_path: Path) -> None:
     url = "postgresql+psycopg://stroke:secret@127.0.0.1:5432/mlflow"
     result = tracking_server_cli("--backend-store-uri", url, "--state-dir", str(tmp_path))

@@ -41,6 +41,7 @@ def runs(workflow: dict[str, Any]) -> str:
     return "\n".join(step.get("run", "") for step in steps(workflow))
 
 
+@pytest.mark.integration
 def test_actionlint_passes() -> None:
     actionlint = shutil.which("actionlint") or shutil.which("actionlint", path=str(VENV_BIN))
     if actionlint is None:
@@ -73,6 +74,7 @@ def test_sets_up_with_the_readme_commands_and_the_projects_python(
     assert commands.index("make pull") < commands.index("make run")
 
 
+@pytest.mark.integration
 def test_every_make_target_it_uses_exists() -> None:
     used = set(re.findall(r"\bmake ([a-z][\w-]*)", WORKFLOW.read_text()))
     assert used == {"pull", "run", "pr-report"}
@@ -132,6 +134,7 @@ def run_comment_step(
     return calls, (tmp_path / "comment.md").read_text()
 
 
+@pytest.mark.integration
 def test_updates_the_comment_that_starts_with_the_reports_marker(
     workflow: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -150,6 +153,7 @@ def test_updates_the_comment_that_starts_with_the_reports_marker(
     assert comment == f"{MARKER}\n![ROC]({image})\n"
 
 
+@pytest.mark.integration
 def test_posts_a_new_comment_when_none_starts_with_the_marker(
     workflow: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -165,6 +169,7 @@ def test_keeps_the_report_as_a_run_artifact(workflow: dict[str, Any]) -> None:
     assert upload["with"]["path"].split() == ["pr-report.md", "pr-report/"]
 
 
+@pytest.mark.integration
 def test_every_shell_step_parses(workflow: dict[str, Any], tmp_path: Path) -> None:
     for index, step in enumerate(steps(workflow)):
         if "run" not in step:

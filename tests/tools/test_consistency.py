@@ -36,6 +36,7 @@ def edit_params(root, change) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+@pytest.mark.integration
 def test_the_repository_is_consistent():
     assert run_checks(REPO_ROOT) == []
 
@@ -71,6 +72,7 @@ def test_a_changed_default_group_is_caught(project):
     assert "data.raw_path: conf/ 'data/raw/healthcare-dataset-stroke-data.csv'" in problem
 
 
+@pytest.mark.integration
 def test_write_params_restores_consistency(project, capsys):
     edit_params(project, lambda params: params["split"].update(seed=7))
     assert main(["--root", str(project)]) == 1
@@ -103,6 +105,7 @@ def test_the_command_exits_non_zero_on_a_problem(project):
     assert "cv.n_splits: conf/ 5, params.yaml 3" in result.stderr
 
 
+@pytest.mark.integration
 def test_a_stage_missing_a_code_dependency_is_named(project):
     dvc_yaml = (project / "dvc.yaml").read_text()
     (project / "dvc.yaml").write_text(
@@ -115,6 +118,7 @@ def test_a_stage_missing_a_code_dependency_is_named(project):
     ]
 
 
+@pytest.mark.integration
 def test_an_import_against_the_layers_is_named_with_its_line(project):
     assert check_import_layers(project) == []
     prepared = project / "stroke_risk" / "data" / "prepared.py"

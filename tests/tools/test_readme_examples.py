@@ -20,10 +20,12 @@ from tools.readme_examples import (
 )
 
 
+@pytest.mark.integration
 def test_every_readme_output_block_is_current() -> None:
     assert stale_blocks(REPO_ROOT) == []
 
 
+@pytest.mark.integration
 def test_a_hand_edited_figure_is_caught_and_regenerated(tmp_path: Path) -> None:
     shutil.copytree(REPO_ROOT / "reports", tmp_path / "reports")
     text = (REPO_ROOT / README).read_text(encoding="utf-8")
@@ -66,6 +68,7 @@ def test_a_module_without_a_one_line_summary_is_refused(tmp_path: Path) -> None:
         module_summary(module)
 
 
+@pytest.mark.integration
 def test_a_hand_edited_layout_line_is_caught_and_regenerated(tmp_path: Path) -> None:
     shutil.copytree(REPO_ROOT / "reports", tmp_path / "reports")
     text = (REPO_ROOT / README).read_text(encoding="utf-8")

@@ -4,6 +4,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from stroke_risk.reports.pr_report import outcome_section
 
 
@@ -22,6 +24,7 @@ def write(root: Path, path: str, text: str) -> None:
     (root / path).write_text(text)
 
 
+@pytest.mark.integration
 def test_section_shows_the_decision_at_base_and_head_and_both_reports(tmp_path):
     git(tmp_path, "init", "-q")
     write(tmp_path, "reports/outcomes/update.json", json.dumps({"method": "keep"}))
@@ -41,6 +44,7 @@ def test_section_shows_the_decision_at_base_and_head_and_both_reports(tmp_path):
     assert "#### Update by the change-control plan" in section
 
 
+@pytest.mark.integration
 def test_no_outcome_reports_no_section(tmp_path):
     git(tmp_path, "init", "-q")
     write(tmp_path, "a.txt", "a")
