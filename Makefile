@@ -16,6 +16,9 @@ export DVC_NO_ANALYTICS := 1
 # without it, and a process that cannot write it recompiles what it imports (~2 s for
 # scikit-learn and pandas) every time it starts.
 export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+# (a PYTHONDONTWRITEBYTECODE in the caller's environment, as CI machines often set, would
+# keep that folder empty and every process compiling)
+unexport PYTHONDONTWRITEBYTECODE
 # Debian packages the tests drive for real: Prometheus/promtool, Chromium, wrk, PostgreSQL
 # (shared MLflow tracking and Optuna studies), shellcheck (the PR workflow's lint).
 # The one command that regenerates the three locks (see README "Environment").
