@@ -105,6 +105,7 @@ def _stand_in_command(tmp_path: Path, then: str) -> list[str]:
 def _stand_in_run(tmp_path: Path, then: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         _stand_in_command(tmp_path, then),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).parents[1],
@@ -119,9 +120,14 @@ def _server_pid(runner: subprocess.Popen[str]) -> int:
 
 
 def test_the_reaper_kills_what_no_fixture_stopped(tmp_path: Path) -> None:
-    runner = _stand_in_run(tmp_path, "print(reap_all() == [server.pid], flush=True)")
+    # It reaps once told to: reaping at once raced this test's look at the server's group.
+    runner = _stand_in_run(
+        tmp_path, "sys.stdin.readline()\nprint(reap_all() == [server.pid], flush=True)"
+    )
     server_pid = _server_pid(runner)
-    assert runner.stdout is not None
+    assert runner.stdin is not None and runner.stdout is not None
+    runner.stdin.write("reap\n")
+    runner.stdin.flush()
     assert runner.stdout.readline().strip() == "True"
     assert runner.wait(timeout=10) == 0
     assert group_members(server_pid) == []
