@@ -169,13 +169,18 @@ def run_loop(
 def release_check(directory: Path) -> list[Any]:
     """The release gates of `make release MODEL=updated` on the update run_loop wrote in
     directory: the gate code reads a project layout, so a view of one links the demo's
-    outputs and the repository's gate file. Returns every GateResult (none raises)."""
+    outputs and outcome labels (the release reruns the held-out rows from them) and the
+    repository's gate file, params and base model metadata the update stage read. Returns
+    every GateResult (none raises)."""
     from stroke_risk.release.gates import GATES_FILE
     from stroke_risk.release.publish import check_update_gates, read_update
 
     view = directory / "release-view"
     for link, target in (
         (view / GATES_FILE, REPO_ROOT / GATES_FILE),
+        (view / paths.PARAMS, REPO_ROOT / paths.PARAMS),
+        (view / paths.MODEL_METADATA, REPO_ROOT / paths.MODEL_METADATA),
+        (view / paths.OUTCOMES_DIR, directory / "outcomes"),
         (view / paths.OUTCOME_REPORTS_DIR, directory / "reports"),
         (view / paths.UPDATED_DIR, directory / "updated"),
     ):
